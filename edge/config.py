@@ -1,0 +1,244 @@
+"""Configuration: one TOML file, every key optional, unknown keys and bad values rejected by name.
+
+Precedence: defaults < file (/etc/emotion-edge/config.toml or --config) < command-line flags.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from edge.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/emotion-edge/config.toml")
+COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def _opt(default: Any, doc: str, check: Callable[[Any], str | None] | None = None, **kw: Any) -> Any:
+    """A config field with its documentation and validator (returns an error text or None)."""
+    meta = {"doc": doc, "check": check}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+def _range(lo: float, hi: float) -> Callable[[Any], str | None]:
+    return lambda v: None if lo <= v <= hi else f"must be between {lo:g} and {hi:g}"
+
+
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+def _color(v: str) -> str | None:
+    return None if COLOR_RE.match(v) else "must be a colour like \"#ff8800\""
+
+
+def _colors(v: dict) -> str | None:
+    for k, c in v.items():
+        if not isinstance(c, str) or not COLOR_RE.match(c):
+            return f"colour for {k!r} must be like \"#ff8800\""
+    return None
+
+
+def _pin(v: int) -> str | None:
+    return None if 0 <= v <= 27 else "must be a BCM GPIO number 0..27"
+
+
+@dataclass
+class SourceConfig:
+    source: str = _opt("auto", "auto | picamera2 | sample | /dev/videoN | camera index | video file | image folder")
+    width: int = _opt(640, "main stream / capture width", _range(16, 4096))
+    height: int = _opt(480, "main stream / capture height", _range(16, 4096))
+    lores_width: int = _opt(320, "picamera2 lores (YUV420) width used for detection", _range(16, 4096))
+    lores_height: int = _opt(240, "picamera2 lores (YUV420) height used for detection", _range(16, 4096))
+    fps: float = _opt(15.0, "camera frame rate", _range(1, 120))
+    realtime: bool = _opt(False, "replay files at the clip's own pace instead of as fast as possible")
+
+
+@dataclass
+class DetectConfig:
+    scale_factor: float = _opt(1.1, "Haar scaleFactor", _range(1.01, 2.0))
+    min_neighbors: int = _opt(5, "Haar minNeighbors", _range(0, 50))
+    min_size: int = _opt(40, "smallest face side in frame pixels", _range(8, 2000))
+    detect_width: int = _opt(320, "frames wider than this are downscaled before Haar", _range(64, 4096))
+    detect_every: int = _opt(3, "run Haar every N frames, reuse boxes in between", _range(1, 1000))
+    max_faces: int = _opt(3, "faces classified and logged per frame (the largest drives the LED)", _range(1, 32))
+    cascade: str = _opt("", "path to a Haar cascade XML (empty: find haarcascade_frontalface_default.xml)")
+
+
+@dataclass
+class ClassifyConfig:
+    model: str = _opt("", "path to NAME.tflite (with NAME.json beside it); empty: the bundled model")
+    num_threads: int = _opt(1, "LiteRT interpreter threads", _range(1, 16))
+    classify_hz: float = _opt(10.0, "classify at most this many times a second", _range(0.1, 1000))
+
+
+@dataclass
+class MoodConfig:
+    half_life: float = _opt(0.8, "seconds for the smoothed probabilities to move halfway to a new reading", _range(0.0, 60))
+    margin: float = _opt(0.08, "a new mood must lead the current one by this much probability", _range(0.0, 1.0))
+    hold: float = _opt(1.0, "... for this many seconds before the mood changes", _range(0.0, 60))
+    no_face_timeout: float = _opt(5.0, "seconds without a face before the mood becomes 'none'", _range(0.1, 3600))
+
+
+DEFAULT_COLORS = {
+    "angry": "#ff0000",
+    "disgust": "#66ff00",
+    "fear": "#9900ff",
+    "happy": "#ffcc00",
+    "sad": "#0033ff",
+    "surprise": "#ff00cc",
+    "neutral": "#ffffff",
+}
+
+
+@dataclass
+class LedConfig:
+    backend: str = _opt("auto", "auto (gpio on a Pi, else console) | gpio | console | none", _one_of("auto", "gpio", "console", "none"))
+    red_pin: int = _opt(17, "BCM pin of the red leg", _pin)
+    green_pin: int = _opt(27, "BCM pin of the green leg", _pin)
+    blue_pin: int = _opt(22, "BCM pin of the blue leg", _pin)
+    active_high: bool = _opt(True, "false for a common-anode LED")
+    brightness: float = _opt(0.6, "cap on every channel (0..1)", _range(0.0, 1.0))
+    fade: float = _opt(0.5, "seconds to fade to a new colour", _range(0.0, 30))
+    idle_color: str = _opt("#000000", "colour when the mood is 'none' (#000000 = off)", _color)
+    no_camera_color: str = _opt("#200000", "colour while the camera is lost", _color)
+    colors: dict = _opt(dict(DEFAULT_COLORS), "emotion -> colour; the shown colour is the probability-weighted blend", _colors)
+
+
+@dataclass
+class LogConfig:
+    db: str = _opt("", "SQLite file; empty: $STATE_DIRECTORY/emotion-edge.db, /var/lib/emotion-edge/… or ~/.local/state/emotion-edge/…")
+    summary_interval: float = _opt(60.0, "seconds between summary rows", _range(1, 86400))
+    commit_interval: float = _opt(1.0, "seconds between batched commits", _range(0.05, 60))
+    keep_days: float = _opt(90.0, "delete rows older than this", _range(0.01, 36500))
+    max_mb: float = _opt(50.0, "trim the oldest rows when the file grows past this", _range(0.1, 100000))
+
+
+@dataclass
+class StatsConfig:
+    interval: float = _opt(60.0, "seconds between stats log lines", _range(1, 86400))
+
+
+@dataclass
+class Config:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    mood: MoodConfig = field(default_factory=MoodConfig)
+    led: LedConfig = field(default_factory=LedConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+
+
+def _check_value(section: str, f: dataclasses.Field, value: Any) -> Any:
+    name = f"{section}.{f.name}"
+    want = f.type if isinstance(f.type, type) else {"str": str, "int": int, "float": float, "bool": bool, "dict": dict}[f.type]
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if want is not bool and isinstance(value, bool) or not isinstance(value, want):
+        raise ConfigError(f"config key {name}: expected {want.__name__}, got {type(value).__name__} {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key {name}: must be a finite number")
+    check = f.metadata.get("check")
+    err = check(value) if check else None
+    if err:
+        raise ConfigError(f"config key {name}: {err} (got {value!r})")
+    return value
+
+
+def apply(cfg: Config, data: dict[str, Any], origin: str = "config") -> Config:
+    """Overlay a {section: {key: value}} mapping onto cfg; unknown sections/keys are errors."""
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    for sec, values in data.items():
+        if sec not in sections:
+            raise ConfigError(f"{origin}: unknown section [{sec}] (known: {', '.join(sections)})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin}: [{sec}] must be a table")
+        obj = getattr(cfg, sec)
+        fields = {f.name: f for f in dataclasses.fields(obj)}
+        for key, value in values.items():
+            if key not in fields:
+                raise ConfigError(f"{origin}: unknown key {sec}.{key} (known: {', '.join(fields)})")
+            value = _check_value(sec, fields[key], value)
+            if sec == "led" and key == "colors":
+                value = {**getattr(obj, key), **value}
+            setattr(obj, key, value)
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults, then the file (if given, or the default path if it exists), then overrides."""
+    cfg = Config()
+    if path is None and DEFAULT_CONFIG_PATH.is_file():
+        path = DEFAULT_CONFIG_PATH
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{p}: cannot read config ({e})") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML ({e})") from None
+        apply(cfg, data, str(p))
+    if overrides:
+        apply(cfg, overrides, "command line")
+    return cfg
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(v)
+
+
+def dump_config(cfg: Config, with_docs: bool = True, commented: bool = False) -> str:
+    """TOML text of the effective config; `commented` gives the installer's all-defaults template."""
+    out: list[str] = []
+    pre = "# " if commented else ""
+    for sec in dataclasses.fields(cfg):
+        obj = getattr(cfg, sec.name)
+        out.append(f"{pre}[{sec.name}]")
+        nested: list[tuple[str, dict]] = []
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if isinstance(v, dict):
+                nested.append((f.name, v))
+                continue
+            if with_docs:
+                out.append(f"# {f.metadata.get('doc', '')}")
+            out.append(f"{pre}{f.name} = {_toml_value(v)}")
+        for name, d in nested:
+            out.append("")
+            if with_docs:
+                doc = next(f.metadata.get("doc", "") for f in dataclasses.fields(obj) if f.name == name)
+                out.append(f"# {doc}")
+            out.append(f"{pre}[{sec.name}.{name}]")
+            out.extend(f"{pre}{k} = {_toml_value(c)}" for k, c in d.items())
+        out.append("")
+    return "\n".join(out)
+
+
+def state_dir() -> Path:
+    """Where the log lives: systemd's StateDirectory, the system default, or the user's state dir."""
+    env = os.environ.get("STATE_DIRECTORY")
+    if env:
+        return Path(env.split(":")[0])
+    system = Path("/var/lib/emotion-edge")
+    if system.is_dir() and os.access(system, os.W_OK):
+        return system
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "emotion-edge"
+
+
+def db_path(cfg: Config) -> Path:
+    return Path(cfg.log.db) if cfg.log.db else state_dir() / "emotion-edge.db"

@@ -1,0 +1,155 @@
+"""The model contract: NAME.tflite + NAME.json side by side, written by model_export, read by edge.
+
+The JSON is the single source of truth for preprocessing; the edge never guesses.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.errors import ModelError
+
+FORMAT = 1
+FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+RANGES = {(0.0, 1.0), (-1.0, 1.0), (0.0, 255.0)}
+DTYPES = ("int8", "uint8", "float32")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the network expects: size, dtype, float range before quantization, crop margin."""
+
+    height: int
+    width: int
+    channels: int = 1
+    dtype: str = "int8"
+    range: tuple[float, float] = (0.0, 1.0)
+    crop_margin: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    labels: tuple[str, ...]
+    input: InputSpec
+    sha256: str
+    quantization: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    made_by: dict[str, Any] = field(default_factory=dict)
+    format: int = FORMAT
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["labels"] = list(self.labels)
+        d["input"]["range"] = list(self.input.range)
+        order = ["format", "labels", "input", "quantization", "sha256", "metrics", "made_by"]
+        return json.dumps({k: d[k] for k in order}, indent=2) + "\n"
+
+
+def metadata_path(model_path: str | Path) -> Path:
+    """NAME.tflite -> NAME.json."""
+    return Path(model_path).with_suffix(".json")
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _need(d: dict, key: str, typ: type | tuple[type, ...], where: str) -> Any:
+    if key not in d:
+        raise ModelError(f"{where}: missing key {key!r}")
+    v = d[key]
+    if not isinstance(v, typ) or isinstance(v, bool):
+        raise ModelError(f"{where}: key {key!r} has the wrong type ({type(v).__name__})")
+    return v
+
+
+def parse_model_info(data: Any, where: str) -> ModelInfo:
+    """Validate a decoded metadata object; every problem names the file and the key."""
+    if not isinstance(data, dict):
+        raise ModelError(f"{where}: metadata must be a JSON object")
+    fmt = _need(data, "format", int, where)
+    if fmt != FORMAT:
+        raise ModelError(f"{where}: metadata format {fmt} is not supported (this emotion-edge reads format {FORMAT})")
+    labels = _need(data, "labels", list, where)
+    if len(labels) < 2 or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels):
+        raise ModelError(f"{where}: 'labels' must be a list of at least 2 distinct names")
+    if "none" in labels:
+        raise ModelError(f"{where}: 'none' is reserved for 'no face' and cannot be a label")
+    inp = _need(data, "input", dict, where)
+    h, w = _need(inp, "height", int, where + " input"), _need(inp, "width", int, where + " input")
+    ch = inp.get("channels", 1)
+    if not (8 <= h <= 512 and 8 <= w <= 512) or ch != 1:
+        raise ModelError(f"{where}: input must be grayscale (channels 1), 8..512 px; got {h}x{w}x{ch}")
+    dtype = inp.get("dtype", "int8")
+    if dtype not in DTYPES:
+        raise ModelError(f"{where}: input dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    rng = inp.get("range", [0, 1])
+    if not (isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, (int, float)) for v in rng)):
+        raise ModelError(f"{where}: input 'range' must be [low, high]")
+    rng_t = (float(rng[0]), float(rng[1]))
+    if rng_t not in RANGES:
+        raise ModelError(f"{where}: input 'range' {list(rng_t)} is not one of [0,1], [-1,1], [0,255]")
+    margin = inp.get("crop_margin", 0.0)
+    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not (0.0 <= margin <= 1.0) or math.isnan(margin):
+        raise ModelError(f"{where}: input 'crop_margin' must be between 0 and 1")
+    sha = _need(data, "sha256", str, where)
+    return ModelInfo(
+        labels=tuple(labels),
+        input=InputSpec(h, w, 1, dtype, rng_t, float(margin)),
+        sha256=sha,
+        quantization=dict(data.get("quantization") or {}),
+        metrics=dict(data.get("metrics") or {}),
+        made_by=dict(data.get("made_by") or {}),
+        format=fmt,
+    )
+
+
+def read_model_info(model_path: str | Path, check_sha: bool = True) -> ModelInfo:
+    """Load and check NAME.json beside NAME.tflite; refuse a missing, corrupt or mismatched file."""
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ModelError(f"{model_path}: model file not found")
+    meta = metadata_path(model_path)
+    if not meta.is_file():
+        raise ModelError(f"{meta}: model metadata not found (every .tflite needs its .json from emotion-export)")
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"{meta}: unreadable metadata ({e})") from None
+    info = parse_model_info(data, str(meta))
+    if check_sha:
+        actual = sha256_file(model_path)
+        if actual != info.sha256:
+            raise ModelError(f"{model_path}: sha256 {actual[:12]}… does not match its metadata ({info.sha256[:12]}…); re-export or copy both files together")
+    return info
+
+
+def write_model_info(model_path: str | Path, info: ModelInfo) -> Path:
+    """Write NAME.json atomically next to the model."""
+    meta = metadata_path(model_path)
+    tmp = meta.with_suffix(".json.tmp")
+    tmp.write_text(info.to_json(), encoding="utf-8")
+    tmp.replace(meta)
+    return meta
+
+
+def check_tensors(info: ModelInfo, input_shape: tuple[int, ...], input_dtype: str, n_outputs: int, where: str) -> None:
+    """The .tflite must agree with its metadata: input shape, dtype and number of labels."""
+    want = (1, info.input.height, info.input.width, 1)
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) == 3:
+        shape = shape + (1,)
+    if shape != want:
+        raise ModelError(f"{where}: model input shape {list(input_shape)} does not match metadata {list(want)}")
+    if input_dtype != info.input.dtype:
+        raise ModelError(f"{where}: model input dtype {input_dtype} does not match metadata {info.input.dtype}")
+    if n_outputs != len(info.labels):
+        raise ModelError(f"{where}: model has {n_outputs} outputs but metadata lists {len(info.labels)} labels")
