@@ -1,0 +1,109 @@
+"""`emotion-edge check`: what this machine has (camera, runtime, cascade, model, LED) and whether it works."""
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib.util
+import json
+
+import numpy as np
+
+from edge.commands.common import add_pipeline_flags, config_from_args
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("check", help="report camera, runtime, cascade, model and LED backend, and test the model")
+    add_pipeline_flags(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _camera() -> tuple[bool, str]:
+    found = []
+    if importlib.util.find_spec("picamera2") is not None:
+        try:
+            from picamera2 import Picamera2
+            info = Picamera2.global_camera_info()
+            found += [f"picamera2: {c.get('Model', '?')}" for c in info] or ["picamera2 installed, no camera attached"]
+        except Exception as e:  # libcamera missing or broken
+            found.append(f"picamera2 unusable ({e})")
+    else:
+        found.append("picamera2 not installed")
+    devices = sorted(glob.glob("/dev/video*"))
+    found.append(f"video devices: {', '.join(devices) if devices else 'none'}")
+    return True, "; ".join(found)
+
+
+def _runtime() -> tuple[bool, str]:
+    for mod in ("ai_edge_litert", "tflite_runtime"):
+        if importlib.util.find_spec(mod) is not None:
+            from importlib.metadata import PackageNotFoundError, version
+            try:
+                v = version(mod.replace("_", "-"))
+            except PackageNotFoundError:
+                v = "?"
+            return True, f"{mod} {v}"
+    return False, "no TFLite runtime: pip install ai-edge-litert"
+
+
+def _cascade(cfg) -> tuple[bool, str]:
+    from edge.detect import find_cascade
+    return True, str(find_cascade(cfg.detect.cascade))
+
+
+def _model(cfg) -> tuple[bool, str]:
+    from edge.classify import EmotionClassifier, resolve_model
+    path = resolve_model(cfg.classify.model)
+    clf = EmotionClassifier(path, num_threads=cfg.classify.num_threads)
+    try:
+        h, w = clf.info.input.height, clf.info.input.width
+        face = np.full((h * 3, w * 3), 128, np.uint8)
+        p = clf.classify(face, (w, h, w, h))
+        ok = abs(float(p.probs.sum()) - 1.0) < 1e-3
+        acc = clf.info.metrics.get("accuracy")
+        return ok, (f"{path} ({h}x{w} {clf.info.input.dtype}, {len(clf.labels)} labels"
+                    + (f", PrivateTest accuracy {acc:.3f}" if isinstance(acc, (int, float)) else "")
+                    + f"): answers, probabilities sum to {p.probs.sum():.3f}")
+    finally:
+        clf.close()
+
+
+def _led(cfg) -> tuple[bool, str]:
+    backend = cfg.led.backend
+    if backend in ("gpio", "auto"):
+        try:
+            from gpiozero import Device
+            from gpiozero.pins.native import NativeFactory  # noqa: F401 - import proves gpiozero is complete
+            factory = Device._default_pin_factory()
+            return True, f"{backend}: gpiozero pin factory {type(factory).__name__}, pins R{cfg.led.red_pin} G{cfg.led.green_pin} B{cfg.led.blue_pin}"
+        except Exception as e:
+            if backend == "gpio":
+                return False, f"gpio: no usable pin factory ({e})"
+            return True, f"auto: no GPIO here ({type(e).__name__}), the console LED will be used"
+    return True, backend
+
+
+def main(args: argparse.Namespace) -> int:
+    from edge.errors import EdgeError
+
+    results = {}
+    try:
+        cfg = config_from_args(args)
+        results["config"] = (True, args.config or "defaults (+ /etc/emotion-edge/config.toml if present)")
+    except EdgeError as e:
+        results["config"] = (False, str(e))
+        cfg = None
+    checks = [("camera", _camera), ("runtime", _runtime)]
+    if cfg is not None:
+        checks += [("cascade", lambda: _cascade(cfg)), ("model", lambda: _model(cfg)), ("led", lambda: _led(cfg))]
+    for name, fn in checks:
+        try:
+            results[name] = fn()
+        except Exception as e:
+            results[name] = (False, str(e).splitlines()[0] if str(e) else type(e).__name__)
+    ok = all(r[0] for r in results.values())
+    if args.json:
+        print(json.dumps({"ok": ok, **{k: {"ok": v[0], "detail": v[1]} for k, v in results.items()}}))
+    else:
+        for name, (good, detail) in results.items():
+            print(f"{'ok ' if good else 'FAIL'} {name:8s} {detail}")
+    return 0 if ok else 1

@@ -1,0 +1,175 @@
+"""The edge loop: the one place that wires source -> detector -> classifier -> smoother -> LED + log.
+
+Parts do not know each other; the loop passes values between them, keeps stats, and checks the
+stop/reload events between frames. Nothing is logged per frame.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from edge.config import Config
+from edge.errors import FrameError
+from edge.types import Box, Frame, Mood, Prediction
+
+log = logging.getLogger("emotion-edge")
+
+
+class _Source(Protocol):
+    def read(self) -> Frame | None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class Control:
+    """Set from signal handlers or other threads; the loop checks them between frames."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    reload: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class Parts:
+    """Everything the loop drives; close() releases all of it (LED off first), safe twice."""
+
+    source: Any
+    detector: Any
+    classifier: Any
+    smoother: Any
+    led: Any
+    log: Any = None
+
+    def close(self) -> None:
+        for part in (self.led, self.log, self.source, self.classifier):
+            if part is None:
+                continue
+            try:
+                part.close()
+            except Exception as e:  # keep closing the rest; a half-closed device is worse
+                log.warning("closing %s failed: %s", type(part).__name__, e)
+
+
+class _Ring:
+    """Fixed-size buffer of recent timings (ms) for p50/p95 without per-frame allocation."""
+
+    def __init__(self, n: int = 1024) -> None:
+        self.buf = np.zeros(n, np.float64)
+        self.n = 0
+
+    def add(self, v: float) -> None:
+        self.buf[self.n % len(self.buf)] = v
+        self.n += 1
+
+    def pct(self, q: float) -> float:
+        k = min(self.n, len(self.buf))
+        return float(np.percentile(self.buf[:k], q)) if k else 0.0
+
+    def all(self) -> np.ndarray:
+        return self.buf[:min(self.n, len(self.buf))].copy()
+
+
+@dataclass
+class Stats:
+    """Running counters; `snapshot()` is what the service and bench report."""
+
+    frames: int = 0
+    frames_skipped: int = 0     # frames where Haar did not run (boxes reused)
+    detections: int = 0         # Haar runs
+    classifications: int = 0    # faces classified
+    faces_seen: int = 0         # frames with at least one face
+    bad_frames: int = 0
+    started: float = field(default_factory=time.monotonic)
+    detect_ms: _Ring = field(default_factory=_Ring)
+    classify_ms: _Ring = field(default_factory=_Ring)
+    _fps_t: float = field(default_factory=time.monotonic)
+    _fps_n: int = 0
+    fps: float = 0.0
+
+    def tick_fps(self, now: float) -> None:
+        dt = now - self._fps_t
+        if dt >= 1.0:
+            self.fps = (self.frames - self._fps_n) / dt
+            self._fps_t, self._fps_n = now, self.frames
+
+    def snapshot(self) -> dict[str, float | int]:
+        elapsed = time.monotonic() - self.started
+        return {
+            "frames": self.frames, "fps": round(self.fps or (self.frames / elapsed if elapsed > 0 else 0.0), 2),
+            "frames_skipped": self.frames_skipped, "detections": self.detections,
+            "classifications": self.classifications, "faces_seen": self.faces_seen, "bad_frames": self.bad_frames,
+            "detect_ms_p50": round(self.detect_ms.pct(50), 3), "detect_ms_p95": round(self.detect_ms.pct(95), 3),
+            "classify_ms_p50": round(self.classify_ms.pct(50), 3), "classify_ms_p95": round(self.classify_ms.pct(95), 3),
+        }
+
+
+def format_stats(s: dict[str, float | int], mood: Mood | None) -> str:
+    m = f"mood {mood.label} ({mood.confidence:.2f})" if mood else "mood none"
+    return (f"{s['fps']:.1f} fps, {m}, detect {s['detect_ms_p50']:.1f} ms, classify {s['classify_ms_p50']:.2f} ms, "
+            f"skipped {s['frames_skipped']}, faces seen {s['faces_seen']}, bad frames {s['bad_frames']}")
+
+
+def run_loop(parts: Parts, cfg: Config, control: Control, max_frames: int | None = None,
+             on_frame: Callable[[Stats, Mood], None] | None = None, stats: Stats | None = None) -> str:
+    """Process frames until the source ends, max_frames is reached or control asks to stop/reload."""
+    stats = stats if stats is not None else Stats()
+    min_gap = 1.0 / cfg.classify.classify_hz
+    max_faces = cfg.detect.max_faces
+    last_classify = -1e18
+    next_stats = time.monotonic() + cfg.stats.interval
+    clock = time.perf_counter
+    mood: Mood = parts.smoother.mood
+    while True:
+        if control.stop.is_set():
+            return "stop"
+        if control.reload.is_set():
+            return "reload"
+        if max_frames is not None and stats.frames >= max_frames:
+            return "max_frames"
+        frame = parts.source.read()
+        if frame is None:
+            return "end"
+        stats.frames += 1
+        t = frame.timestamp
+        try:
+            t0 = clock()
+            boxes, ran = parts.detector.boxes(frame)
+            if ran:
+                stats.detect_ms.add((clock() - t0) * 1e3)
+                stats.detections += 1
+            else:
+                stats.frames_skipped += 1
+            pred: Prediction | None = None
+            if boxes:
+                stats.faces_seen += 1
+                if t - last_classify >= min_gap:
+                    last_classify = t
+                    for i, box in enumerate(boxes[:max_faces]):
+                        t0 = clock()
+                        p = parts.classifier.classify(frame.image, box)
+                        stats.classify_ms.add((clock() - t0) * 1e3)
+                        stats.classifications += 1
+                        if i == 0:   # the largest face drives the mood
+                            pred = p
+        except FrameError:
+            stats.bad_frames += 1
+            continue
+        mood = parts.smoother.update(t, pred, bool(boxes))
+        parts.led.show(mood, t)
+        if parts.log is not None:
+            parts.log.record(mood, len(boxes), _largest(boxes), time.monotonic())
+        now = time.monotonic()
+        stats.tick_fps(now)
+        if on_frame is not None:
+            on_frame(stats, mood)
+        if now >= next_stats:
+            next_stats = now + cfg.stats.interval
+            log.info("stats: %s", format_stats(stats.snapshot(), mood))
+
+
+def _largest(boxes: list[Box]) -> Box | None:
+    return boxes[0] if boxes else None
