@@ -1,0 +1,319 @@
+"""Frame sources: Pi camera, OpenCV device, video file, image folder -> grayscale `Frame`s.
+
+One small interface (`read`/`close`, context manager) so the loop never knows where frames come
+from. Cameras stamp frames with capture time; files use clip time, so a replay behaves the same
+fast or `realtime`.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from edge.config import SourceConfig
+from edge.errors import CameraNotFound, SourceError
+from edge.types import Frame
+
+log = logging.getLogger(__name__)
+
+SAMPLE_CLIP = Path(__file__).resolve().parent / "samples" / "sample.mp4"
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pbm", ".tif", ".tiff", ".webp"})
+_DEV_RE = re.compile(r"^/dev/video\d+$")
+
+
+class FrameSource:
+    """Base: `read()` gives the next Frame (None at the end of a file/folder); `close()` is idempotent."""
+
+    name: str = "source"
+    skipped: int = 0  # unreadable inputs passed over (image folders)
+
+    def read(self) -> Frame | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the device/file; safe to call twice."""
+
+    def __enter__(self) -> "FrameSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self):
+        while (frame := self.read()) is not None:
+            yield frame
+
+
+def _to_gray(img: np.ndarray) -> np.ndarray:
+    """OpenCV delivers BGR (or BGRA, or already gray); downstream wants uint8 HxW."""
+    if img.ndim == 2:
+        return img
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY)
+    if img.shape[2] == 1:
+        return img[:, :, 0]
+    return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+
+
+class _Pacer:
+    """Sleeps so clip time tracks wall time (realtime replay); a no-op when disabled."""
+
+    def __init__(self, enabled: bool, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.enabled = enabled
+        self._sleep = sleep
+        self._t0: float | None = None
+
+    def wait(self, clip_t: float) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now - clip_t
+        delay = self._t0 + clip_t - now
+        if delay > 0:
+            self._sleep(delay)
+
+
+# ------------------------------------------------------------------ picamera2
+def _import_picamera2() -> Any:
+    try:
+        from picamera2 import Picamera2  # lazy: only on a Pi
+    except ImportError as e:
+        raise CameraNotFound(f"no camera found: picamera2 is not installed ({e}); on a Pi: sudo apt install python3-picamera2") from None
+    return Picamera2
+
+
+class Picamera2Source(FrameSource):
+    """The Pi camera: a main stream plus a small YUV420 `lores` stream whose Y plane is the gray frame.
+
+    `camera_factory` is the Picamera2 class or a stand-in with the same methods
+    (`global_camera_info()`, construction, `create_video_configuration`, `configure`, `start`,
+    `capture_arrays`/`capture_array`, `stop`, `close`).
+    """
+
+    name = "picamera2"
+
+    def __init__(self, cfg: SourceConfig, camera_factory: Any = None) -> None:
+        factory = camera_factory if camera_factory is not None else _import_picamera2()
+        try:
+            cameras = factory.global_camera_info()
+        except Exception as e:  # libcamera not running, etc.
+            raise CameraNotFound(f"no camera found: cannot list cameras ({e})") from None
+        if not cameras:
+            raise CameraNotFound("no camera found: Picamera2.global_camera_info() lists none; check the ribbon cable and `rpicam-hello --list-cameras`")
+        # YUV420 needs even sizes; the Y plane is the first lores_height rows of the array.
+        self._lw, self._lh = cfg.lores_width & ~1, cfg.lores_height & ~1
+        self._cam: Any = None
+        self._closed = False
+        self._index = 0
+        try:
+            self._cam = factory()
+            config = self._cam.create_video_configuration(
+                main={"size": (cfg.width, cfg.height)},
+                lores={"size": (self._lw, self._lh), "format": "YUV420"},
+                controls={"FrameRate": float(cfg.fps)},
+            )
+            self._cam.configure(config)
+            self._cam.start()
+        except Exception as e:
+            self.close()
+            if isinstance(e, SourceError):
+                raise
+            raise SourceError(f"picamera2: cannot start the camera ({type(e).__name__}: {e})") from e
+
+    def read(self) -> Frame:
+        if self._closed:
+            raise SourceError("picamera2: read after close")
+        try:
+            if hasattr(self._cam, "capture_arrays"):
+                arrays, meta = self._cam.capture_arrays(["lores"])
+                arr = arrays[0]
+            else:
+                arr, meta = self._cam.capture_array("lores"), {}
+        except Exception as e:
+            raise SourceError(f"picamera2: capture failed ({type(e).__name__}: {e})") from e
+        ts_ns = meta.get("SensorTimestamp") if isinstance(meta, dict) else None
+        # SensorTimestamp is nanoseconds since boot (same clock as monotonic on a Pi that never suspends).
+        ts = ts_ns / 1e9 if isinstance(ts_ns, (int, float)) and ts_ns > 0 else time.monotonic()
+        if not isinstance(arr, np.ndarray) or arr.ndim != 2 or arr.shape[0] < self._lh or arr.shape[1] < self._lw:
+            raise SourceError(f"picamera2: lores array has shape {getattr(arr, 'shape', None)}, expected YUV420 at least {self._lh * 3 // 2}x{self._lw}")
+        gray = arr[: self._lh, : self._lw]  # Y plane; rows may be padded to the stride
+        frame = Frame(gray, float(ts), self._index)
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        cam, self._cam = self._cam, None
+        if cam is None:
+            return
+        try:
+            cam.stop()
+        except Exception as e:  # stopping a camera that never started must not hide the real error
+            log.debug("picamera2 stop: %s", e)
+        finally:
+            try:
+                cam.close()
+            except Exception as e:
+                log.warning("picamera2 close failed: %s", e)
+
+
+# ------------------------------------------------------------------ OpenCV
+class _CvCapture(FrameSource):
+    def __init__(self) -> None:
+        self._cap: cv2.VideoCapture | None = None
+        self._index = 0
+
+    def close(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
+
+
+class OpenCvDeviceSource(_CvCapture):
+    """A USB webcam through OpenCV (V4L2); frames are converted BGR -> gray."""
+
+    def __init__(self, device: str | int, cfg: SourceConfig) -> None:
+        super().__init__()
+        self.name = f"device {device}"
+        if isinstance(device, str) and not os.path.exists(device):
+            raise CameraNotFound(f"no camera found: {device} does not exist")
+        cap = cv2.VideoCapture(device)
+        if not cap.isOpened():
+            cap.release()
+            raise CameraNotFound(f"no camera found: OpenCV cannot open {device}")
+        self._cap = cap
+        cap.set(cv2.CAP_PROP_FRAME_WIDTH, cfg.width)
+        cap.set(cv2.CAP_PROP_FRAME_HEIGHT, cfg.height)
+        cap.set(cv2.CAP_PROP_FPS, cfg.fps)
+
+    def read(self) -> Frame:
+        if self._cap is None:
+            raise SourceError(f"{self.name}: read after close")
+        ok, img = self._cap.read()
+        if not ok or img is None or img.size == 0:
+            raise SourceError(f"{self.name}: camera stopped delivering frames (unplugged?)")
+        frame = Frame(_to_gray(img), time.monotonic(), self._index)
+        self._index += 1
+        return frame
+
+
+class VideoFileSource(_CvCapture):
+    """A video file replayed as fast as possible (or at its own pace with `realtime`)."""
+
+    def __init__(self, path: str | Path, cfg: SourceConfig, sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.name = str(self.path)
+        cap = cv2.VideoCapture(str(self.path))
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"{self.path}: cannot open video (unreadable or unsupported format)")
+        self._cap = cap
+        ok, img = cap.read()
+        if not ok or img is None or img.size == 0:
+            self.close()
+            raise SourceError(f"{self.path}: video has no readable frames")
+        self._pending: np.ndarray | None = img
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if math.isfinite(fps) and 0.5 <= fps <= 1000 else float(cfg.fps)
+        self._pacer = _Pacer(cfg.realtime, sleep)
+
+    def read(self) -> Frame | None:
+        if self._cap is None:
+            return None
+        if self._pending is not None:
+            img, self._pending = self._pending, None
+        else:
+            ok, img = self._cap.read()
+            if not ok or img is None:
+                return None
+        t = self._index / self.fps
+        self._pacer.wait(t)
+        frame = Frame(_to_gray(img), t, self._index)
+        self._index += 1
+        return frame
+
+
+class ImageFolderSource(FrameSource):
+    """Every image in a folder, in sorted name order, at `cfg.fps` clip time; unreadable files are skipped and counted."""
+
+    def __init__(self, folder: str | Path, cfg: SourceConfig, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.folder = Path(folder)
+        self.name = str(self.folder)
+        try:
+            files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        except OSError as e:
+            raise SourceError(f"{self.folder}: cannot list folder ({e})") from None
+        if not files:
+            raise SourceError(f"{self.folder}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        self._files = files
+        self._next = 0
+        self._index = 0
+        self.skipped = 0
+        self.fps = float(cfg.fps)
+        self._pacer = _Pacer(cfg.realtime, sleep)
+        self._closed = False
+
+    def read(self) -> Frame | None:
+        while not self._closed and self._next < len(self._files):
+            path = self._files[self._next]
+            self._next += 1
+            img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            if img is None or img.size == 0:
+                self.skipped += 1
+                log.warning("%s: unreadable image skipped (%d so far)", path, self.skipped)
+                continue
+            t = self._index / self.fps
+            self._pacer.wait(t)
+            frame = Frame(img, t, self._index)
+            self._index += 1
+            return frame
+        return None
+
+    def close(self) -> None:
+        self._closed = True
+
+
+# ------------------------------------------------------------------ choosing
+def _pi_camera_present(camera_factory: Any) -> bool:
+    try:
+        factory = camera_factory if camera_factory is not None else _import_picamera2()
+        return bool(factory.global_camera_info())
+    except Exception:
+        return False
+
+
+def open_source(cfg: SourceConfig, *, camera_factory: Any = None) -> FrameSource:
+    """Parse `cfg.source` and open it: auto | picamera2 | sample | /dev/videoN | index | file | folder."""
+    spec = (cfg.source or "auto").strip()
+    if spec == "auto":
+        if _pi_camera_present(camera_factory):
+            return Picamera2Source(cfg, camera_factory)
+        log.info("no Pi camera found; replaying the bundled sample clip")
+        spec = "sample"
+    if spec == "picamera2":
+        return Picamera2Source(cfg, camera_factory)
+    if spec == "sample":
+        if not SAMPLE_CLIP.is_file():
+            raise SourceError(f"{SAMPLE_CLIP}: the bundled sample clip is missing; pass a video file or image folder with --source")
+        return VideoFileSource(SAMPLE_CLIP, cfg)
+    if spec.isdigit():
+        return OpenCvDeviceSource(int(spec), cfg)
+    if _DEV_RE.match(spec):
+        return OpenCvDeviceSource(spec, cfg)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return ImageFolderSource(path, cfg)
+    if path.is_file():
+        return VideoFileSource(path, cfg)
+    raise SourceError(f"{spec}: no such file or folder (source must be auto, picamera2, sample, /dev/videoN, a camera index, a video file or an image folder)")
