@@ -1,0 +1,137 @@
+"""Emotion classifier: one LiteRT interpreter, preprocessing taken from the model's own metadata.
+
+The crop margin, input size and value range come from NAME.json (written by the export tool), the
+quantization from the .tflite itself, so training and inference cannot disagree. Per frame: crop
+(a view) -> resize into a preallocated buffer -> 256-entry lookup table into the input tensor.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.contract import check_tensors, read_model_info
+from edge.errors import FrameError, ModelError
+from edge.frames import as_gray
+from edge.preprocess import crop_face, quant_lut, resize_face, to_float
+from edge.types import Box, Prediction
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "emotion.tflite"
+
+
+def resolve_model(path: str | Path = "") -> Path:
+    """"" -> the bundled model; otherwise the given path. Missing files raise ModelError."""
+    p = Path(path).expanduser() if str(path) else DEFAULT_MODEL
+    if not p.is_file():
+        what = "bundled model" if not str(path) else "model"
+        raise ModelError(f"{p}: {what} not found (set classify.model to a NAME.tflite with its NAME.json)")
+    return p
+
+
+def load_interpreter(path: str | Path, num_threads: int = 1) -> Any:
+    """A ready (allocated) interpreter from ai_edge_litert, or tflite_runtime where only that exists."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+        except ImportError:
+            raise ModelError("no TFLite runtime installed: pip install ai-edge-litert (or tflite-runtime)") from None
+    try:
+        interp = Interpreter(model_path=str(path), num_threads=int(num_threads))
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: not a usable TFLite model ({msg})") from None
+    return interp
+
+
+class EmotionClassifier:
+    """Face crop -> probabilities over the model's labels (float32, sum 1)."""
+
+    def __init__(self, model_path: str | Path = "", num_threads: int = 1) -> None:
+        self.path = resolve_model(model_path)
+        self.info = read_model_info(self.path)  # refuses missing/corrupt JSON and sha256 mismatch
+        self.labels: tuple[str, ...] = self.info.labels
+        where = str(self.path)
+        self._interp = load_interpreter(self.path, num_threads)
+        ins, outs = self._interp.get_input_details(), self._interp.get_output_details()
+        if len(ins) != 1 or len(outs) != 1:
+            raise ModelError(f"{where}: expected 1 input and 1 output tensor, model has {len(ins)} and {len(outs)}")
+        inp, out = ins[0], outs[0]
+        in_dtype = np.dtype(inp["dtype"]).name
+        n_out = int(np.prod(out["shape"][1:])) if len(out["shape"]) > 1 else int(np.prod(out["shape"]))
+        check_tensors(self.info, tuple(int(v) for v in inp["shape"]), in_dtype, n_out, where)
+        spec = self.info.input
+        self._h, self._w = spec.height, spec.width
+        self._margin = spec.crop_margin
+        if in_dtype == "float32":
+            self._lut = to_float(np.arange(256, dtype=np.uint8), spec.range)
+        else:
+            scale, zp = inp["quantization"]
+            if not scale or scale <= 0:
+                raise ModelError(f"{where}: {in_dtype} input tensor has no quantization scale")
+            self._lut = quant_lut(spec.range, float(scale), int(zp), np.dtype(in_dtype))
+        out_scale, out_zp = out.get("quantization", (0.0, 0))
+        self._out_quant = np.dtype(out["dtype"]).kind in "iu"
+        if self._out_quant and (not out_scale or out_scale <= 0):
+            raise ModelError(f"{where}: quantized output tensor has no scale")
+        self._out_scale, self._out_zp = np.float32(out_scale or 1.0), np.float32(out_zp or 0)
+        self._in_fn = self._interp.tensor(inp["index"])  # hold the accessor, never the view, across invoke
+        self._out_fn = self._interp.tensor(out["index"])
+        self._buf = np.empty((self._h, self._w), np.uint8)
+        self._probs = np.empty(n_out, np.float32)
+
+    def classify(self, gray: np.ndarray, box: Box) -> Prediction:
+        """Crop the box (grown by the model's crop margin), classify; FrameError for a bad frame or box."""
+        gray = as_gray(gray)
+        try:
+            x, y, w, h = (int(v) for v in box)
+        except (TypeError, ValueError):
+            raise FrameError(f"box {box!r} is not (x, y, w, h)") from None
+        if w <= 0 or h <= 0:
+            raise FrameError(f"box {box!r} has no area")
+        face = crop_face(gray, (x, y, w, h), self._margin)
+        if face.size == 0:
+            raise FrameError(f"box {box!r} lies outside the {gray.shape[1]}x{gray.shape[0]} frame")
+        return self._run(face)
+
+    def classify_face(self, face_img: np.ndarray) -> Prediction:
+        """Classify an already-cropped face (any size; resized to the model input)."""
+        return self._run(as_gray(face_img, "face image"))
+
+    def _run(self, face: np.ndarray) -> Prediction:
+        if self._interp is None:
+            raise ModelError(f"{self.path}: classifier is closed")
+        resize_face(face, self._w, self._h, out=self._buf)
+        view = self._in_fn()
+        np.take(self._lut, self._buf, out=view.reshape(self._h, self._w), mode="clip")
+        del view
+        self._interp.invoke()
+        raw = self._out_fn().reshape(-1)
+        p = self._probs
+        if self._out_quant:
+            np.subtract(raw, self._out_zp, out=p, casting="unsafe")
+            p *= self._out_scale
+        else:
+            p[...] = raw
+        del raw
+        np.clip(p, 0.0, None, out=p)
+        total = float(p.sum())
+        if not np.isfinite(total) or total <= 0.0:
+            p.fill(1.0 / p.size)  # degenerate output: say "no idea" rather than crash
+        else:
+            p /= np.float32(total)
+        return Prediction(p.copy(), self.labels)
+
+    def close(self) -> None:
+        """Drop the interpreter; safe to call twice."""
+        self._interp = None
+        self._in_fn = self._out_fn = None  # type: ignore[assignment]
+
+    def __enter__(self) -> "EmotionClassifier":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
