@@ -66,3 +66,9 @@ def setup_logging(level: str | int = "INFO", stream: TextIO | None = None, journ
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
     return handler
+
+
+def setup(verbose: int = 0) -> logging.Handler:
+    """The CLI's entry: warnings only by default, -v info, -vv debug."""
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    return setup_logging(level)

@@ -1,0 +1,312 @@
+"""The systemd entry point: wraps the loop with sd_notify, signals, reload and a status file.
+
+Start-up: logging -> config -> parts -> READY=1 -> loop. WATCHDOG=1 is sent from the per-frame
+callback only, so a camera that stops delivering frames stops the pings and systemd restarts us.
+SIGTERM/SIGINT stop (LED off, log flushed, camera released, exit 0); SIGHUP reloads config and
+model, keeping the old ones when the new ones are bad.
+
+Exit status: 0 stopped or clip ended, 1 runtime failure (systemd retries), 2 bad config, model or
+cascade (RestartPreventExitStatus=2: a restart cannot fix it).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.config import Config
+from edge.errors import ConfigError, DetectorError, EdgeError, ModelError
+from edge.logsetup import setup_logging
+from edge.notify import Notifier
+from edge.statusfile import status_path, write_status
+
+log = logging.getLogger("emotion-edge")
+
+EXIT_OK, EXIT_RUNTIME, EXIT_BAD_INPUT = 0, 1, 2
+BAD_INPUT = (ConfigError, ModelError, DetectorError)
+STOP_GRACE = 3.0        # seconds after SIGTERM before a stuck read is interrupted (systemd waits 10)
+STATUS_INTERVAL = 5.0   # seconds between STATUS= / status.json updates
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from edge.commands.common import add_pipeline_flags
+
+    p = argparse.ArgumentParser(prog="emotion-edge-service", description="emotion-edge as a systemd service")
+    p.add_argument("--config", metavar="PATH", help="TOML config (default /etc/emotion-edge/config.toml if it exists)")
+    add_pipeline_flags(p)
+    p.add_argument("--max-frames", type=int, help="stop after N frames (tests)")
+    p.add_argument("--status-file", metavar="PATH", help="status JSON (default $STATE_DIRECTORY/status.json or beside the log)")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="-v debug")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_service(build_parser().parse_args(argv))
+
+
+@dataclass
+class _Model:
+    path: str
+    sha256: str
+    labels: list[str]
+
+
+def _model_of(classifier: Any) -> _Model:
+    info = getattr(classifier, "info", None)
+    return _Model(str(getattr(classifier, "path", "")), str(getattr(info, "sha256", "")),
+                  list(getattr(classifier, "labels", ())))
+
+
+class Service:
+    """One run of the service: owns the parts, the control events, the notifier and the status file."""
+
+    def __init__(self, args: argparse.Namespace, notifier: Notifier, *, pin_factory: Any = None,
+                 camera_factory: Any = None, status_interval: float = STATUS_INTERVAL) -> None:
+        from edge.loop import Control
+
+        self.args = args
+        self.notifier = notifier
+        self.pin_factory = pin_factory
+        self.camera_factory = camera_factory
+        self.status_interval = status_interval
+        self.control = Control()
+        self.cfg: Config | None = None
+        self.parts: Any = None
+        self.status_file: Path | None = None
+        self.state = "starting"
+        self.last_error: dict[str, Any] | None = None
+        self.started = time.time()
+        self._wd_interval = notifier.watchdog_interval
+        self._next_wd = 0.0
+        self._next_status = 0.0
+        self._last_frames = 0
+        self._last_faces = 0
+        self._status_warned = False
+        self._grace: threading.Timer | None = None
+        self._old_handlers: dict[int, Any] = {}
+
+    # ---------------------------------------------------------------- signals
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        if self.control.stop.is_set():  # second signal, or the grace timer: break out of a stuck read
+            raise KeyboardInterrupt
+        self.control.stop.set()
+        if self._grace is None and threading.current_thread() is threading.main_thread():
+            main_id = threading.main_thread().ident
+            self._grace = threading.Timer(STOP_GRACE, signal.pthread_kill, (main_id, signal.SIGINT))
+            self._grace.daemon = True
+            self._grace.start()
+
+    def _on_hup(self, signum: int, frame: Any) -> None:
+        self.control.reload.set()
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread may set handlers (tests may run us elsewhere)
+        for sig, fn in ((signal.SIGTERM, self._on_stop_signal), (signal.SIGINT, self._on_stop_signal),
+                        (signal.SIGHUP, self._on_hup)):
+            self._old_handlers[sig] = signal.signal(sig, fn)
+
+    def _restore_signals(self) -> None:
+        if self._grace is not None:  # cancel before our handler goes, or a late SIGINT hits the default one
+            self._grace.cancel()
+        for sig, old in self._old_handlers.items():
+            signal.signal(sig, old)
+        self._old_handlers.clear()
+
+    # ---------------------------------------------------------------- status
+    def _error(self, err: BaseException | str) -> None:
+        msg = str(err)
+        log.error("%s", msg)
+        self.last_error = {"time": time.time(), "message": msg}
+
+    def _status_dict(self, stats: Any = None, mood: Any = None) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "pid": os.getpid(), "state": self.state, "started": self.started, "updated": time.time(),
+            "last_error": self.last_error, "config": getattr(self.args, "config", None),
+        }
+        if self.cfg is not None:
+            d["source"] = self.cfg.source.source
+            d["led"] = self.cfg.led.backend
+        if self.parts is not None and self.parts.classifier is not None:
+            m = _model_of(self.parts.classifier)
+            d["model"] = {"path": m.path, "sha256": m.sha256, "labels": m.labels}
+        if stats is not None:
+            snap = stats.snapshot()
+            d["fps"] = snap["fps"]
+            d["frames"] = snap["frames"]
+            d["stats"] = snap
+            df = stats.frames - self._last_frames
+            d["face_ratio"] = round((stats.faces_seen - self._last_faces) / df, 3) if df > 0 else 0.0
+        if mood is not None:
+            d["mood"] = mood.label
+            d["confidence"] = round(float(mood.confidence), 3)
+        return d
+
+    def _write_status(self, data: dict[str, Any]) -> None:
+        if self.status_file is None:
+            return
+        try:
+            write_status(self.status_file, data)
+        except OSError as e:
+            if not self._status_warned:  # once: a read-only disk must not fill the journal
+                log.warning("cannot write %s: %s", self.status_file, e)
+                self._status_warned = True
+
+    def _publish(self, stats: Any, mood: Any) -> None:
+        d = self._status_dict(stats, mood)
+        self._last_frames, self._last_faces = stats.frames, stats.faces_seen
+        self.notifier.status(status_line(d))
+        self._write_status(d)
+
+    def on_frame(self, stats: Any, mood: Any) -> None:
+        """Called by the loop for every frame: cheap unless a ping or a status update is due."""
+        now = time.monotonic()
+        if self._wd_interval is not None and now >= self._next_wd:
+            self._next_wd = now + self._wd_interval
+            self.notifier.watchdog()
+        if now >= self._next_status:
+            self._next_status = now + self.status_interval
+            self._publish(stats, mood)
+
+    # ---------------------------------------------------------------- run
+    def run(self) -> int:
+        from edge.commands.common import config_from_args
+
+        self._install_signals()
+        try:
+            return self._run(config_from_args)
+        except KeyboardInterrupt:  # second SIGTERM/SIGINT or the grace timer: still a clean stop
+            log.info("stopped while blocked (camera not answering)")
+            return EXIT_OK
+        finally:
+            self._restore_signals()
+            self.state = "stopped" if self.state not in ("failed",) else self.state
+            self._write_status(self._status_dict())
+
+    def _run(self, config_from_args: Any) -> int:
+        from edge.app import build_parts
+        from edge.loop import Stats, run_loop
+
+        try:
+            self.cfg = config_from_args(self.args)
+        except EdgeError as e:
+            self.state = "failed"
+            self._error(e)
+            return EXIT_BAD_INPUT
+        self.status_file = status_path(self.cfg, getattr(self.args, "status_file", None))
+        max_frames = getattr(self.args, "max_frames", None)
+        if max_frames is not None and max_frames < 1:
+            self.state = "failed"
+            self._error(f"--max-frames must be at least 1 (got {max_frames})")
+            return EXIT_BAD_INPUT
+        try:
+            self.parts = build_parts(self.cfg, pin_factory=self.pin_factory, camera_factory=self.camera_factory)
+        except BAD_INPUT as e:
+            self.state = "failed"
+            self._error(e)
+            return EXIT_BAD_INPUT
+        except EdgeError as e:  # camera missing at boot, LED busy...: systemd retries after RestartSec
+            self.state = "failed"
+            self._error(e)
+            return EXIT_RUNTIME
+        why = "stop"
+        try:
+            self.state = "running"
+            m = _model_of(self.parts.classifier)
+            self.notifier.ready(status=f"started, source {self.cfg.source.source}, waiting for frames")
+            self._write_status(self._status_dict())
+            log.info("ready: source %s, model %s (%s), LED %s", self.cfg.source.source, m.path, m.sha256[:12],
+                     self.cfg.led.backend)
+            stats = Stats()
+            while True:
+                why = run_loop(self.parts, self.cfg, self.control, max_frames=max_frames,
+                               on_frame=self.on_frame, stats=stats)
+                if why != "reload":
+                    break
+                self.reload()
+            if why == "stop":
+                self.notifier.stopping()
+            self.state = "stopping"
+            log.info("stopping (%s) after %d frames", why, stats.frames)
+        except EdgeError as e:  # the camera failed for good: exit non-zero so systemd restarts us
+            self.state = "failed"
+            self._error(e)
+            self.notifier.stopping()
+            return EXIT_RUNTIME
+        finally:
+            self.parts.close()  # LED off first, then log flush + close, camera, interpreter
+        return EXIT_OK
+
+    def reload(self) -> None:
+        """SIGHUP: new config + classifier + smoother (+ detector); on any error keep the running ones."""
+        from edge.app import build_classifier, build_detector, build_smoother
+        from edge.commands.common import config_from_args
+
+        self.control.reload.clear()
+        self.state = "reloading"
+        self.notifier.reloading()
+        old_cfg = self.cfg
+        classifier = None
+        try:
+            cfg = config_from_args(self.args)
+            classifier = build_classifier(cfg)
+            smoother = build_smoother(cfg, classifier.labels)
+            detector = build_detector(cfg) if cfg.detect != old_cfg.detect else self.parts.detector
+        except EdgeError as e:
+            if classifier is not None:
+                classifier.close()
+            self._error(f"reload failed, still running the previous config and model: {e}")
+        else:
+            old = self.parts.classifier
+            self.parts.classifier, self.parts.smoother, self.parts.detector = classifier, smoother, detector
+            old.close()
+            self.cfg = cfg
+            later = [s for s in ("source", "led", "log") if getattr(cfg, s) != getattr(old_cfg, s)]
+            if later:
+                log.warning("changes to [%s] take effect after `sudo systemctl restart emotion-edge`", "], [".join(later))
+            m = _model_of(classifier)
+            log.info("reloaded: model %s (%s)", m.path, m.sha256[:12])
+        self.state = "running"
+        self.notifier.ready(status="reloaded" if self.cfg is not old_cfg else "reload failed, previous config kept")
+        self._next_status = 0.0  # publish the new model at the next frame
+        self._write_status(self._status_dict())
+
+
+def status_line(d: dict[str, Any]) -> str:
+    """systemd STATUS=: '12.1 fps, mood happy (0.82), faces in 95% of frames'."""
+    parts = [f"{d.get('fps', 0.0):.1f} fps"]
+    if d.get("mood") and d["mood"] != "none":
+        parts.append(f"mood {d['mood']} ({d.get('confidence', 0.0):.2f})")
+    else:
+        parts.append("no face")
+    if "face_ratio" in d:
+        parts.append(f"faces in {d['face_ratio'] * 100:.0f}% of frames")
+    if d.get("last_error"):
+        parts.append("last error: " + str(d["last_error"].get("message", ""))[:80])
+    return ", ".join(parts)
+
+
+def run_service(args: argparse.Namespace, *, notifier: Notifier | None = None, pin_factory: Any = None,
+                camera_factory: Any = None, status_interval: float = STATUS_INTERVAL) -> int:
+    """`emotion-edge run --service` and `python -m edge.service` both end here."""
+    setup_logging("DEBUG" if getattr(args, "verbose", 0) else "INFO")
+    own = notifier is None
+    notifier = Notifier.from_env() if notifier is None else notifier
+    try:
+        svc = Service(args, notifier, pin_factory=pin_factory, camera_factory=camera_factory,
+                      status_interval=status_interval)
+        return svc.run()
+    finally:
+        if own:
+            notifier.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
