@@ -1,7 +1,27 @@
-"""Training/evaluation data: FER2013 in the formats users have, with the official splits."""
+"""Training/evaluation data: FER2013 in the formats users have, with the official splits.
+
+Formats (picked by `load_dataset` from what the path is):
+- our `.npz` (see shared/data/fer2013/README.md), FER+ votes included;
+- Kaggle `fer2013.csv` (`emotion,pixels,Usage`), optionally with FER+ vote columns
+  (`neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF`) added;
+- an image folder `ROOT/train/<class>/*` and `ROOT/test/<class>/*` (class folder names are the
+  FER names, case-insensitive). Splits for folders: `train` is Training; a `val`/`validation`
+  folder is PublicTest; in `test`, file names starting `PublicTest_`/`PrivateTest_` decide;
+  otherwise `test` is PrivateTest and, when no PublicTest exists at all, 10 % of `train`
+  (chosen by a hash of the file name, so stable across runs and machines) becomes PublicTest.
+- a folder holding `fer2013.npz` or `fer2013.csv` (e.g. `../shared/data/fer2013/`).
+
+Labels from FER+ votes (`labels_from`): `ferplus-majority` keeps rows whose most-voted FER
+emotion is untied and gets at least as many votes as contempt/unknown/NF (other rows are
+dropped); `ferplus-soft` does the same and also keeps `Dataset.soft`, the vote share over the
+7 emotions (soft targets).
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+import sys
+import zlib
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +30,17 @@ from edge.errors import DataError
 
 FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 SPLITS = ("Training", "PublicTest", "PrivateTest")
+LABEL_SOURCES = ("fer2013", "ferplus-majority", "ferplus-soft")
+FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
+# FER order index -> FER+ vote column index
+_FER_FROM_FERPLUS = np.array([FERPLUS_COLUMNS.index(c) for c in
+                              ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")])
+_CLASS_ALIASES = {
+    "angry": 0, "anger": 0, "disgust": 1, "disgusted": 1, "fear": 2, "fearful": 2, "scared": 2,
+    "happy": 3, "happiness": 3, "sad": 4, "sadness": 4, "surprise": 5, "surprised": 5, "neutral": 6,
+}
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
+PUBLIC_FROM_TRAIN = 0.10
 
 
 @dataclass
@@ -21,12 +52,47 @@ class Dataset:
     usage: np.ndarray
     source: str
     votes: np.ndarray | None = None  # FER+ votes (N, 10) where known
+    soft: np.ndarray | None = None  # (N, 7) float32 target distribution (ferplus-soft)
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        mask = self._mask(name)
+        return self.images[mask], self.labels[mask]
+
+    def subset(self, name: str) -> "Dataset":
+        """The rows of one split as a Dataset (votes and soft labels kept)."""
+        m = self._mask(name)
+        return replace(self, images=self.images[m], labels=self.labels[m], usage=self.usage[m],
+                       votes=None if self.votes is None else self.votes[m],
+                       soft=None if self.soft is None else self.soft[m])
+
+    def _mask(self, name: str) -> np.ndarray:
         if name not in SPLITS:
             raise DataError(f"{self.source}: unknown split {name!r}; use one of {', '.join(SPLITS)}")
-        mask = self.usage == SPLITS.index(name)
-        return self.images[mask], self.labels[mask]
+        return self.usage == SPLITS.index(name)
+
+    def counts(self) -> dict[str, int]:
+        return {s: int((self.usage == i).sum()) for i, s in enumerate(SPLITS)}
+
+
+def apply_labels(ds: Dataset, labels_from: str) -> Dataset:
+    """Relabel from FER+ votes (majority or soft), dropping rows with no usable emotion vote."""
+    if labels_from == "fer2013":
+        return ds
+    if labels_from not in LABEL_SOURCES:
+        raise DataError(f"unknown label source {labels_from!r}; use one of {', '.join(LABEL_SOURCES)}")
+    if ds.votes is None:
+        raise DataError(f"{ds.source}: has no FER+ vote columns, so --labels-from {labels_from} cannot be used")
+    emo = ds.votes[:, _FER_FROM_FERPLUS].astype(np.float32)
+    total = emo.sum(axis=1)
+    top = emo.argmax(axis=1)
+    top_votes = emo.max(axis=1)
+    tied = (emo == top_votes[:, None]).sum(axis=1) > 1
+    # the most-voted of all 10 columns must be an emotion (not contempt/unknown/NF)
+    other_max = ds.votes[:, [7, 8, 9]].max(axis=1)
+    keep = (total > 0) & ~tied & (top_votes >= other_max)
+    soft = emo[keep] / total[keep, None] if labels_from == "ferplus-soft" else None
+    return Dataset(ds.images[keep], top[keep].astype(np.int64), ds.usage[keep], ds.source,
+                   ds.votes[keep], soft)
 
 
 def load_npz(path: Path) -> Dataset:
@@ -35,16 +101,194 @@ def load_npz(path: Path) -> Dataset:
         z = np.load(path, allow_pickle=False)
         images, labels, usage = z["images"], z["labels"].astype(np.int64), z["usage"].astype(np.int64)
         votes = z["ferplus_votes"] if "ferplus_votes" in z.files else None
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, EOFError) as e:
         raise DataError(f"{path}: not a FER2013 .npz file ({e})") from None
+    if images.ndim != 3 or images.dtype != np.uint8 or len(labels) != len(images) or len(usage) != len(images):
+        raise DataError(f"{path}: 'images' must be uint8 (N, H, W) with one label and usage per image")
+    bad = np.flatnonzero((labels < 0) | (labels >= len(FER_LABELS)) | (usage < 0) | (usage >= len(SPLITS)))
+    if len(bad):
+        raise DataError(f"{path}: row {int(bad[0])}: label or usage out of range")
     return Dataset(images, labels, usage, str(path), votes)
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Pick the loader by what the path is."""
+def _usage_index(value: str) -> int | None:
+    for i, s in enumerate(SPLITS):
+        if value.strip().lower() == s.lower():
+            return i
+    return None
+
+
+def load_csv(path: Path) -> Dataset:
+    """Kaggle fer2013.csv (+ FER+ vote columns if present); errors name the file and line."""
+    try:
+        f = open(path, newline="", encoding="utf-8")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    with f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise DataError(f"{path}: empty file (expected a header 'emotion,pixels,Usage')") from None
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise DataError(f"{path} line 1: not a CSV file ({e})") from None
+        cols = {name.strip(): i for i, name in enumerate(header)}
+        missing = [c for c in ("emotion", "pixels", "Usage") if c not in cols]
+        if missing:
+            raise DataError(f"{path} line 1: missing column(s) {', '.join(missing)} "
+                            f"(expected 'emotion,pixels,Usage'; found {','.join(header)[:80]})")
+        vote_cols = [cols.get(c) for c in FERPLUS_COLUMNS]
+        has_votes = all(v is not None for v in vote_cols)
+        if any(v is not None for v in vote_cols) and not has_votes:
+            absent = [c for c, v in zip(FERPLUS_COLUMNS, vote_cols) if v is None]
+            raise DataError(f"{path} line 1: FER+ vote columns incomplete (missing {', '.join(absent)})")
+        ie, ip, iu = cols["emotion"], cols["pixels"], cols["Usage"]
+        need = max([ie, ip, iu] + ([v for v in vote_cols if v is not None] if has_votes else [])) + 1
+        images: list[np.ndarray] = []
+        labels: list[int] = []
+        usage: list[int] = []
+        votes: list[list[int]] = []
+        side = 0
+        line = 1
+        try:
+            for line, row in enumerate(reader, start=2):
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                where = f"{path} line {line}"
+                if len(row) < need:
+                    raise DataError(f"{where}: {len(row)} fields, expected {len(header)}")
+                try:
+                    emotion = int(row[ie])
+                except ValueError:
+                    raise DataError(f"{where}: emotion {row[ie][:20]!r} is not an integer 0..6") from None
+                if not 0 <= emotion < len(FER_LABELS):
+                    raise DataError(f"{where}: emotion {emotion} is not in 0..6")
+                u = _usage_index(row[iu])
+                if u is None:
+                    raise DataError(f"{where}: Usage {row[iu][:20]!r} is not one of {', '.join(SPLITS)}")
+                try:
+                    px = np.array(row[ip].split(), dtype=np.int32)
+                except ValueError:
+                    raise DataError(f"{where}: pixels must be space-separated integers 0..255") from None
+                if side == 0:
+                    side = int(round(np.sqrt(px.size)))
+                    if side < 8 or side * side != px.size:
+                        raise DataError(f"{where}: {px.size} pixel values is not a square image (FER2013 has 2304 = 48x48)")
+                elif px.size != side * side:
+                    raise DataError(f"{where}: {px.size} pixel values, expected {side * side} ({side}x{side})")
+                if px.min() < 0 or px.max() > 255:
+                    raise DataError(f"{where}: pixel values must be 0..255")
+                if has_votes:
+                    try:
+                        v = [int(float(row[c])) for c in vote_cols]  # type: ignore[index]
+                    except ValueError:
+                        raise DataError(f"{where}: FER+ vote columns must be integers") from None
+                    votes.append(v)
+                images.append(px.astype(np.uint8).reshape(side, side))
+                labels.append(emotion)
+                usage.append(u)
+        except csv.Error as e:
+            raise DataError(f"{path} line {line}: malformed CSV ({e})") from None
+        except UnicodeDecodeError:
+            raise DataError(f"{path} line {line}: not UTF-8 text") from None
+    if not images:
+        raise DataError(f"{path}: no data rows")
+    return Dataset(np.stack(images), np.array(labels, np.int64), np.array(usage, np.int64), str(path),
+                   np.array(votes, np.uint8) if has_votes else None)
+
+
+def _class_index(folder: Path) -> int:
+    idx = _CLASS_ALIASES.get(folder.name.lower())
+    if idx is None:
+        raise DataError(f"{folder}: unknown class folder {folder.name!r}; expected one of {', '.join(FER_LABELS)} (any case)")
+    return idx
+
+
+def _read_gray(path: Path) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if img is None or img.size == 0:
+        raise DataError(f"{path}: not a readable image")
+    return img
+
+
+def _split_for(part: str, name: str) -> int:
+    if part == "train":
+        return 0
+    if part == "val":
+        return 1
+    if name.startswith("PublicTest_"):
+        return 1
+    return 2  # PrivateTest_ prefix, or test without a prefix
+
+
+def load_folder(root: Path) -> Dataset:
+    """train/<class>/*, test/<class>/* (and optional val/<class>/*); see the module docstring."""
+    from edge.preprocess import resize_face
+
+    parts = {}
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        key = {"train": "train", "training": "train", "test": "test", "val": "val", "validation": "val"}.get(d.name.lower())
+        if key:
+            parts[key] = d
+    if not parts:
+        raise DataError(f"{root}: not an image folder (expected train/<class>/ and test/<class>/ subfolders)")
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    usage: list[int] = []
+    names: list[str] = []
+    size: tuple[int, int] | None = None
+    for part, d in parts.items():
+        for cls_dir in sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            cls = _class_index(cls_dir)
+            for f in sorted(cls_dir.iterdir()):
+                if f.name.startswith(".") or f.suffix.lower() not in IMAGE_EXTS:
+                    continue
+                img = _read_gray(f)
+                if size is None:
+                    size = img.shape[:2]
+                elif img.shape[:2] != size:
+                    img = resize_face(img, size[1], size[0]).copy()
+                images.append(img)
+                labels.append(cls)
+                usage.append(_split_for(part, f.name))
+                names.append(f.name)
+    if not images:
+        raise DataError(f"{root}: no images found under {', '.join(p.name for p in parts.values())}")
+    u = np.array(usage, np.int64)
+    if not (u == 1).any():
+        # carve PublicTest from train: stable per file name, independent of folder order
+        for i, n in enumerate(names):
+            if u[i] == 0 and (zlib.crc32(n.encode()) % 1000) < PUBLIC_FROM_TRAIN * 1000:
+                u[i] = 1
+    return Dataset(np.stack(images), np.array(labels, np.int64), u, str(root))
+
+
+def load_dataset(path: str | Path, labels_from: str = "fer2013") -> Dataset:
+    """Pick the loader by what the path is; optionally relabel from FER+ votes."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such file or folder")
-    if p.suffix == ".npz":
-        return load_npz(p)
-    raise DataError(f"{p}: unsupported data format (use .npz, fer2013.csv or an image folder)")
+    if p.is_dir():
+        for name in ("fer2013.npz", "fer2013.csv"):
+            if (p / name).is_file() and not any((p / s).is_dir() for s in ("train", "test")):
+                return load_dataset(p / name, labels_from)
+        ds = load_folder(p)
+    elif p.suffix.lower() == ".npz":
+        ds = load_npz(p)
+    elif p.suffix.lower() == ".csv":
+        ds = load_csv(p)
+    else:
+        raise DataError(f"{p}: unsupported data format (use .npz, fer2013.csv or an image folder)")
+    return apply_labels(ds, labels_from)
+
+
+def describe(ds: Dataset) -> str:
+    c = ds.counts()
+    return f"{ds.source}: {len(ds.labels)} faces {ds.images.shape[1]}x{ds.images.shape[2]} (" + \
+        ", ".join(f"{k} {v}" for k, v in c.items()) + ")"
+
+
+if __name__ == "__main__":  # quick look: python -m model_export.data PATH
+    print(describe(load_dataset(sys.argv[1])))

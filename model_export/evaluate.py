@@ -1,0 +1,241 @@
+"""`emotion-export evaluate`: a Keras or TFLite model on one split, with numpy-only metrics.
+
+Writes NAME.report.md and NAME.confusion.png (next to the model unless --report-dir) and can
+compare two models (float vs int8: accuracy gap, share of faces where they agree) and time them.
+Macro-F1 averages the classes that occur in the truth or the predictions (as scikit-learn does).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.contract import FER_LABELS
+from edge.errors import DataError
+from model_export.data import LABEL_SOURCES, SPLITS, load_dataset
+
+LOG_EPS = 1e-7
+
+
+def map_labels(y_fer: np.ndarray, model_labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """FER label indices -> the model's label indices by name; mask of rows the model can name."""
+    lut = np.array([model_labels.index(n) if n in model_labels else -1 for n in FER_LABELS])
+    y = lut[y_fer]
+    return y, y >= 0
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
+    cm = np.zeros((k, k), np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    return cm
+
+
+def metrics(y_true: np.ndarray, probs: np.ndarray, labels: tuple[str, ...]) -> dict[str, Any]:
+    """accuracy, macro-F1, per-class precision/recall/F1/support, log-loss, top-2, confusion."""
+    k = len(labels)
+    y_true = np.asarray(y_true, np.int64)
+    n = len(y_true)
+    if n == 0:
+        raise DataError("no faces to evaluate")
+    pred = probs.argmax(axis=1)
+    cm = confusion(y_true, pred, k)
+    tp = np.diag(cm).astype(np.float64)
+    support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros(k), where=denom > 0)
+    present = (support > 0) | (predicted > 0)
+    p = probs / probs.sum(axis=1, keepdims=True)
+    log_loss = float(-np.mean(np.log(np.clip(p[np.arange(n), y_true], LOG_EPS, 1.0))))
+    top2 = np.argsort(-probs, axis=1, kind="stable")[:, :2]
+    return {
+        "n": int(n),
+        "accuracy": float(tp.sum() / n),
+        "macro_f1": float(f1[present].mean()),
+        "log_loss": log_loss,
+        "top2_accuracy": float((top2 == y_true[:, None]).any(axis=1).mean()),
+        "per_class": {lab: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                            "support": int(support[i])} for i, lab in enumerate(labels)},
+        "confusion": {"labels": list(labels), "matrix": cm.tolist()},
+    }
+
+
+def agreement(probs_a: np.ndarray, probs_b: np.ndarray) -> float:
+    """Share of faces where both models pick the same class."""
+    return float((probs_a.argmax(axis=1) == probs_b.argmax(axis=1)).mean())
+
+
+def load_split(data: str | Path, split: str, labels_from: str = "fer2013", limit: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    ds = load_dataset(data, labels_from)
+    images, labels = ds.split(split)
+    if len(images) == 0:
+        raise DataError(f"{ds.source}: the {split} split is empty")
+    if limit:
+        images, labels = images[:limit], labels[:limit]
+    return images, labels, ds.source
+
+
+def latency(predictor, images: np.ndarray) -> dict[str, float]:
+    t = predictor.latency_ms(images)
+    return {"p50_ms": float(np.percentile(t, 50)), "p95_ms": float(np.percentile(t, 95)),
+            "mean_ms": float(t.mean()), "n": int(len(t))}
+
+
+def plot_confusion(cm: np.ndarray, labels: tuple[str, ...] | list[str], title: str, png: Path) -> Path | None:
+    """Row-normalised confusion matrix with counts; skipped if matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    cm = np.asarray(cm)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, f"{cm[i, j]}\n{norm[i, j]:.0%}", ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+    plt.close(fig)
+    return png
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [f"# Evaluation of `{Path(result['model']).name}`", "",
+             f"- data: `{result['data']}`, split **{result['split']}**, n = {result['n']}"
+             + (f" ({result['dropped']} faces with labels the model lacks left out)" if result.get("dropped") else ""),
+             f"- accuracy **{result['accuracy']:.4f}**, macro-F1 **{result['macro_f1']:.4f}**, "
+             f"top-2 accuracy {result['top2_accuracy']:.4f}, log-loss {result['log_loss']:.4f}", ""]
+    if "compare" in result:
+        c = result["compare"]
+        lines += [f"Compared with `{Path(c['model']).name}`: its accuracy {c['accuracy']:.4f} "
+                  f"(gap {c['accuracy_gap']:+.4f}, this minus that), macro-F1 {c['macro_f1']:.4f}; "
+                  f"the two agree on {c['agreement']:.2%} of faces.", ""]
+    if "latency" in result:
+        lines += ["| model | p50 ms/face | p95 ms/face |", "|---|---|---|"]
+        for k, v in result["latency"].items():
+            lines.append(f"| {k} | {v['p50_ms']:.2f} | {v['p95_ms']:.2f} |")
+        lines.append("")
+    lines += ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for lab, v in result["per_class"].items():
+        lines.append(f"| {lab} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |")
+    labels = result["confusion"]["labels"]
+    lines += ["", "Confusion matrix (rows true, columns predicted):", "",
+              "| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for lab, row in zip(labels, result["confusion"]["matrix"]):
+        lines.append(f"| **{lab}** | " + " | ".join(str(v) for v in row) + " |")
+    if result.get("confusion_png"):
+        lines += ["", f"![confusion]({Path(result['confusion_png']).name})"]
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(model: str | Path, data: str | Path, split: str = "PrivateTest", *,
+             input_range: tuple[float, float] | None = None, labels: tuple[str, ...] | None = None,
+             compare: str | Path | None = None, compare_range: tuple[float, float] | None = None,
+             with_latency: bool = False, latency_n: int = 200, labels_from: str = "fer2013",
+             limit: int = 0, report_dir: str | Path | None = None, write_report: bool = True) -> dict[str, Any]:
+    """Evaluate MODEL (and optionally COMPARE) on SPLIT of DATA; returns one JSON-able dict."""
+    from model_export.predictors import open_predictor
+
+    images, y_fer, source = load_split(data, split, labels_from, limit)
+    pred = open_predictor(model, input_range, labels)
+    y, keep = map_labels(y_fer, pred.labels)
+    probs = pred.predict(images[keep])
+    result: dict[str, Any] = {"model": str(model), "kind": pred.kind, "data": source, "split": split,
+                              "dropped": int((~keep).sum())}
+    result.update(metrics(y[keep], probs, pred.labels))
+    other = None
+    if compare:
+        other = open_predictor(compare, compare_range or input_range or getattr(pred, "range", None), labels or pred.labels)
+        if tuple(other.labels) != tuple(pred.labels):
+            raise DataError(f"{compare}: labels {list(other.labels)} differ from {model}'s {list(pred.labels)}")
+        probs_o = other.predict(images[keep])
+        m_o = metrics(y[keep], probs_o, other.labels)
+        result["compare"] = {"model": str(compare), "kind": other.kind, "accuracy": m_o["accuracy"],
+                             "macro_f1": m_o["macro_f1"], "log_loss": m_o["log_loss"],
+                             "accuracy_gap": result["accuracy"] - m_o["accuracy"],
+                             "agreement": agreement(probs, probs_o)}
+    if with_latency:
+        sample = images[:latency_n]
+        result["latency"] = {f"{p.kind}:{Path(p.name).name}": latency(p, sample) for p in (pred, other) if p is not None}
+    if write_report:
+        out_dir = Path(report_dir) if report_dir else Path(model).parent
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stem = Path(model).stem
+        png = plot_confusion(np.array(result["confusion"]["matrix"]), pred.labels,
+                             f"{Path(model).name} on {split} (acc {result['accuracy']:.3f})", out_dir / f"{stem}.confusion.png")
+        result["confusion_png"] = str(png) if png else None
+        (out_dir / f"{stem}.confusion.json").write_text(json.dumps(result["confusion"]) + "\n")
+        report = out_dir / f"{stem}.report.md"
+        report.write_text(markdown(result), encoding="utf-8")
+        result["report"] = str(report)
+    return result
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="MODEL.keras, MODEL.h5 or MODEL.tflite (with MODEL.json)")
+    p.add_argument("--data", required=True, help="FER2013 .npz, fer2013.csv or image folder")
+    p.add_argument("--split", default="PrivateTest", choices=SPLITS)
+    p.add_argument("--input-range", help="Keras models only: 0,1  -1,1  or 0,255 (a .tflite's metadata says it)")
+    p.add_argument("--labels", help="Keras models only: comma-separated label order (default FER2013)")
+    p.add_argument("--labels-from", default="fer2013", choices=LABEL_SOURCES)
+    p.add_argument("--compare", help="a second model on the same faces (e.g. the float Keras model vs the int8 .tflite)")
+    p.add_argument("--compare-input-range", help="input range of --compare if it is a Keras model and differs")
+    p.add_argument("--latency", action="store_true", help="time per face, one thread: LiteRT invoke vs Keras predict")
+    p.add_argument("--latency-n", type=int, default=200)
+    p.add_argument("--limit", type=int, default=0, help="only the first N faces of the split")
+    p.add_argument("--report-dir", help="where NAME.report.md / NAME.confusion.png go (default: next to the model)")
+    p.add_argument("--no-report", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
+
+
+def run(args: argparse.Namespace) -> int:
+    from model_export.predictors import parse_range
+
+    if args.latency:
+        _one_thread()
+    labels = tuple(s.strip() for s in args.labels.split(",")) if args.labels else None
+    result = evaluate(args.model, args.data, args.split, input_range=parse_range(args.input_range), labels=labels,
+                      compare=args.compare, compare_range=parse_range(args.compare_input_range),
+                      with_latency=args.latency, latency_n=args.latency_n, labels_from=args.labels_from,
+                      limit=args.limit, report_dir=args.report_dir, write_report=not args.no_report)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['model']} on {result['split']} (n={result['n']}): accuracy {result['accuracy']:.4f}, "
+              f"macro-F1 {result['macro_f1']:.4f}, top-2 {result['top2_accuracy']:.4f}, log-loss {result['log_loss']:.4f}")
+        if "compare" in result:
+            c = result["compare"]
+            print(f"vs {c['model']}: accuracy {c['accuracy']:.4f} (gap {c['accuracy_gap']:+.4f}), agreement {c['agreement']:.2%}")
+        for k, v in result.get("latency", {}).items():
+            print(f"latency {k}: p50 {v['p50_ms']:.2f} ms, p95 {v['p95_ms']:.2f} ms per face")
+        if result.get("report"):
+            print(f"report: {result['report']}", file=sys.stderr)
+    return 0
+
+
+def _one_thread() -> None:
+    """Keras latency on one thread, like LiteRT with num_threads=1 (must run before TF starts)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except (ImportError, RuntimeError):
+        pass

@@ -1,0 +1,202 @@
+"""One `predict(uint8 faces) -> probabilities` for Keras and TFLite models, preprocessing as on the edge.
+
+TFLite models are run like edge/classify.py runs them: resize_face, quantize through the
+256-entry LUT from the model's own scale/zero point, invoke one face at a time, dequantize,
+clip at 0 and renormalise.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge.contract import FER_LABELS, ModelInfo, read_model_info
+from edge.errors import ModelError
+from edge.preprocess import quant_lut, to_float
+from model_export.calibration import prepare_float, resize_all
+
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def parse_range(text: str | None) -> tuple[float, float] | None:
+    """'0,1' | '-1,1' | '0,255' -> (lo, hi); the only ranges the contract allows."""
+    from edge.contract import RANGES
+    from edge.errors import ConfigError
+
+    if text is None or text == "":
+        return None
+    try:
+        lo, hi = (float(v) for v in str(text).split(","))
+    except ValueError:
+        raise ConfigError(f"--input-range {text!r}: expected two numbers like 0,1 or -1,1 or 0,255") from None
+    if (lo, hi) not in RANGES:
+        raise ConfigError(f"--input-range {text!r}: must be one of 0,1  -1,1  0,255")
+    return lo, hi
+
+
+def load_keras(path: str | Path):
+    """keras.models.load_model without compiling; legacy .h5 included. Errors name the file."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import keras
+    except ImportError:
+        raise ModelError("TensorFlow/Keras is not installed: pip install 'emotion-edge[export]'") from None
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    if path.suffix.lower() not in KERAS_SUFFIXES:
+        raise ModelError(f"{path}: not a Keras model (expected .keras or .h5)")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as e:  # Keras raises many types; the user needs the file and the first line
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: cannot load Keras model ({first})") from None
+
+
+def keras_input_hw(model, where: str) -> tuple[int, int]:
+    """(height, width) of a single grayscale input (N, H, W, 1); anything else is refused."""
+    if len(model.inputs) != 1:
+        raise ModelError(f"{where}: model has {len(model.inputs)} inputs; a single image input is required")
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4 or shape[3] != 1 or shape[1] is None or shape[2] is None:
+        raise ModelError(f"{where}: input shape {list(shape)} is not (H, W, 1) grayscale with a fixed size")
+    if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
+        raise ModelError(f"{where}: model must have one output of shape (N, classes)")
+    return int(shape[1]), int(shape[2])
+
+
+class KerasPredictor:
+    """A float Keras classifier fed `to_float(resize_face(face), range)`."""
+
+    kind = "keras"
+
+    def __init__(self, model, value_range: tuple[float, float], labels: tuple[str, ...] = FER_LABELS, name: str = "keras"):
+        self.model = load_keras(model) if isinstance(model, (str, Path)) else model
+        self.name = str(name if not isinstance(model, (str, Path)) else model)
+        self.height, self.width = keras_input_hw(self.model, self.name)
+        self.range = value_range
+        self.labels = tuple(labels)
+        n_out = int(self.model.outputs[0].shape[-1])
+        if n_out != len(self.labels):
+            raise ModelError(f"{self.name}: model has {n_out} outputs but {len(self.labels)} labels were given")
+
+    def inputs(self, images: np.ndarray) -> np.ndarray:
+        return prepare_float(images, self.width, self.height, self.range)
+
+    def predict(self, images: np.ndarray, batch: int = 256) -> np.ndarray:
+        x = self.inputs(images)
+        out = [np.asarray(self.model.predict_on_batch(x[i:i + batch])) for i in range(0, len(x), batch)]
+        return _normalise(np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32))
+
+    def latency_ms(self, images: np.ndarray) -> np.ndarray:
+        """Per-face ms for preprocessing + predict_on_batch on a batch of one."""
+        x = self.inputs(images[:1])
+        self.model.predict_on_batch(x)  # warm-up (traces the function)
+        times = np.empty(len(images))
+        for i, im in enumerate(images):
+            t = time.perf_counter()
+            self.model.predict_on_batch(self.inputs(im[None]))
+            times[i] = time.perf_counter() - t
+        return times * 1e3
+
+
+class TFLitePredictor:
+    """A .tflite model with its NAME.json, run face by face exactly like the edge runs it."""
+
+    kind = "tflite"
+
+    def __init__(self, path: str | Path, num_threads: int = 1, info: ModelInfo | None = None):
+        self.path = Path(path)
+        self.name = str(path)
+        self.info = info or read_model_info(self.path)
+        self.labels = self.info.labels
+        self.height, self.width = self.info.input.height, self.info.input.width
+        self.range = self.info.input.range
+        self.interp = load_interpreter(self.path, num_threads)
+        inp, out = self.interp.get_input_details()[0], self.interp.get_output_details()[0]
+        from edge.contract import check_tensors
+
+        check_tensors(self.info, tuple(inp["shape"]), np.dtype(inp["dtype"]).name, int(out["shape"][-1]), self.name)
+        self._in, self._out = inp["index"], out["index"]
+        self.in_dtype = np.dtype(inp["dtype"])
+        if self.in_dtype == np.float32:
+            self.lut = to_float(np.arange(256, dtype=np.uint8), self.range)
+        else:
+            scale, zp = inp["quantization"]
+            self.lut = quant_lut(self.range, scale, zp, self.in_dtype)
+        self.out_scale, self.out_zp = out["quantization"]
+        self.out_quantized = np.dtype(out["dtype"]) != np.float32
+        self._buf = np.zeros((1, self.height, self.width, 1), self.in_dtype)
+
+    def _one(self, face: np.ndarray) -> np.ndarray:
+        self._buf[0, :, :, 0] = self.lut[face]
+        self.interp.set_tensor(self._in, self._buf)
+        self.interp.invoke()
+        raw = self.interp.get_tensor(self._out)[0]
+        if self.out_quantized:
+            return (raw.astype(np.float32) - self.out_zp) * np.float32(self.out_scale)
+        return raw.astype(np.float32)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        faces = resize_all(images, self.width, self.height)
+        out = np.empty((len(faces), len(self.labels)), np.float32)
+        for i, f in enumerate(faces):
+            out[i] = self._one(f)
+        return _normalise(out)
+
+    def latency_ms(self, images: np.ndarray) -> np.ndarray:
+        """Per-face ms for resize + LUT quantization + invoke + dequantize (one thread)."""
+        self._one(resize_all(images[:1], self.width, self.height)[0])
+        times = np.empty(len(images))
+        for i, im in enumerate(images):
+            t = time.perf_counter()
+            self._one(resize_all(im[None], self.width, self.height)[0])
+            times[i] = time.perf_counter() - t
+        return times * 1e3
+
+    def close(self) -> None:
+        self.interp = None
+
+
+def load_interpreter(path: str | Path, num_threads: int = 1, delegates: bool = True):
+    """ai_edge_litert's Interpreter (tflite_runtime as a fallback), tensors allocated.
+
+    delegates=False keeps XNNPACK from folding ops into one DELEGATE node, so the op list is real.
+    """
+    try:
+        from ai_edge_litert import interpreter as lite
+    except ImportError:
+        try:
+            from tflite_runtime import interpreter as lite  # type: ignore[no-redef]
+        except ImportError:
+            raise ModelError("no TFLite runtime: pip install ai-edge-litert") from None
+    kw = {} if delegates else {"experimental_op_resolver_type": lite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+    try:
+        interp = lite.Interpreter(model_path=str(path), num_threads=num_threads, **kw)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise ModelError(f"{path}: cannot load TFLite model ({str(e).strip().splitlines()[0][:200]})") from None
+    return interp
+
+
+def _normalise(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p.astype(np.float32), 0.0, None)
+    s = p.sum(axis=1, keepdims=True)
+    return np.where(s > 0, p / np.where(s > 0, s, 1), np.float32(1.0 / max(1, p.shape[1]))).astype(np.float32)
+
+
+def open_predictor(path: str | Path, value_range: tuple[float, float] | None = None,
+                   labels: tuple[str, ...] | None = None, num_threads: int = 1):
+    """A predictor for MODEL: .tflite reads its metadata; Keras needs the input range."""
+    p = Path(path)
+    if p.suffix.lower() == ".tflite":
+        return TFLitePredictor(p, num_threads)
+    if p.suffix.lower() in KERAS_SUFFIXES:
+        if value_range is None:
+            from edge.errors import ConfigError
+
+            raise ConfigError(f"{p}: a Keras model needs --input-range (0,1  -1,1  or 0,255): the range it was trained on")
+        return KerasPredictor(p, value_range, labels or FER_LABELS)
+    raise ModelError(f"{p}: unknown model type (expected .keras, .h5 or .tflite)")
