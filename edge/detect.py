@@ -46,8 +46,8 @@ class FaceDetector:
         self.path = find_cascade(cfg.cascade)
         try:
             self._casc = cv2.CascadeClassifier(str(self.path))
-        except cv2.error as e:
-            raise DetectorError(f"{self.path}: cannot load Haar cascade ({e})") from None
+        except Exception as e:  # cv2.error or SystemError, depending on the OpenCV build
+            raise DetectorError(f"{self.path}: cannot load Haar cascade (not a cascade XML?)") from e
         if self._casc.empty():
             raise DetectorError(f"{self.path}: cannot load Haar cascade (not a cascade XML?)")
         self.calls = 0
@@ -94,10 +94,11 @@ class SkippingDetector:
 
     def boxes(self, frame: Frame) -> tuple[list[Box], bool]:
         """(boxes, ran): a bad frame raises FrameError and makes the next good frame run Haar."""
-        if self._n % self.every != 0:
-            self._n += 1
-            return self.last, False
         try:
+            if self._n % self.every != 0:
+                as_gray(frame.image)  # a bad frame is refused on skipped frames too
+                self._n += 1
+                return self.last, False
             self.last = self.detector.detect(frame.image)
         except FrameError:
             self._n = 0

@@ -1,0 +1,72 @@
+"""Shared fixtures: real face images, tiny real models, a tiny clip and image folder (see fixtures/README.md)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FACES_DIR = FIXTURES / "faces"
+MODELS_DIR = FIXTURES / "models"
+CLIP = FIXTURES / "clip.mp4"
+FOLDER = FIXTURES / "folder"
+FER_NPZ = Path("/work/shared/data/fer2013/fer2013.npz")
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "edge" / "models" / "emotion.tflite"
+
+
+def face_files() -> list[Path]:
+    """Single-face 320x240 frames; the label is the second part of the name (fer32305_happy_320x240.png)."""
+    return sorted(FACES_DIR.glob("fer?????_*_320x240.png"))
+
+
+@pytest.fixture
+def face_images() -> list[tuple[str, np.ndarray]]:
+    return [(p.name.split("_")[1], cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)) for p in face_files()]
+
+
+@pytest.fixture
+def two_faces_image() -> np.ndarray:
+    (p,) = FACES_DIR.glob("*_two_640x480.png")
+    return cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+
+
+@pytest.fixture
+def noface_image() -> np.ndarray:
+    return cv2.imread(str(FACES_DIR / "noface_320x240.png"), cv2.IMREAD_GRAYSCALE)
+
+
+@pytest.fixture
+def tiny_model() -> Path:
+    """A 2.5 KB int8 48x48x1 -> 7 model with random weights (real LiteRT, meaningless answers)."""
+    return MODELS_DIR / "tiny_int8.tflite"
+
+
+@pytest.fixture
+def model_path() -> Path:
+    """The bundled model when it exists (edge/models/emotion.tflite), else the tiny fixture model."""
+    if BUNDLED_MODEL.is_file() and BUNDLED_MODEL.with_suffix(".json").is_file():
+        return BUNDLED_MODEL
+    return MODELS_DIR / "tiny_int8.tflite"
+
+
+@pytest.fixture
+def copy_model(tmp_path):
+    """Copy a fixture model (tflite + json) into tmp_path so a test may damage it."""
+
+    def _copy(name: str = "tiny_int8") -> Path:
+        for ext in (".tflite", ".json"):
+            shutil.copy(MODELS_DIR / f"{name}{ext}", tmp_path / f"{name}{ext}")
+        return tmp_path / f"{name}.tflite"
+
+    return _copy
+
+
+@pytest.fixture
+def fer_npz():
+    """FER2013 arrays, or skip when the data set is not on this machine."""
+    if not FER_NPZ.is_file():
+        pytest.skip(f"FER2013 not found at {FER_NPZ}")
+    return np.load(FER_NPZ)

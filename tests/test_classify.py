@@ -1,0 +1,188 @@
+"""The real LiteRT interpreter on real .tflite files: probabilities, preprocessing, refusals."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge.classify import DEFAULT_MODEL, EmotionClassifier, load_interpreter, resolve_model
+from edge.contract import FER_LABELS, sha256_file
+from edge.errors import FrameError, ModelError
+from edge.preprocess import crop_face, resize_face, to_float
+
+from .conftest import MODELS_DIR
+
+BOX = (80, 40, 160, 160)  # where make_fixtures.py pasted the face
+
+
+def test_resolve_model_default_and_missing(tmp_path):
+    if DEFAULT_MODEL.is_file():
+        assert resolve_model("") == DEFAULT_MODEL
+    else:
+        with pytest.raises(ModelError, match="bundled model not found"):
+            resolve_model("")
+    with pytest.raises(ModelError, match="x.tflite: model not found"):
+        resolve_model(str(tmp_path / "x.tflite"))
+
+
+def test_model_gives_probabilities_that_sum_to_one(model_path, face_images):
+    with EmotionClassifier(model_path) as clf:
+        assert clf.labels == clf.info.labels
+        for _, img in face_images:
+            pred = clf.classify(img, BOX)
+            assert pred.probs.dtype == np.float32 and pred.probs.shape == (len(clf.labels),)
+            assert abs(float(pred.probs.sum()) - 1.0) < 1e-5
+            assert (pred.probs >= 0).all()
+            assert pred.top in clf.labels
+
+
+def test_bundled_model_beats_chance_on_fixture_faces(face_images):
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"bundled model not built yet at {DEFAULT_MODEL}")
+    with EmotionClassifier() as clf:
+        hits = sum(clf.classify(img, BOX).top == label for label, img in face_images)
+    assert hits >= 2, f"{hits}/{len(face_images)} fixture faces right"
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "float32"])
+def test_io_dtypes_agree_with_float_reference(dtype, face_images):
+    """int8/uint8 LUT inputs give the same answer as the float model fed the float formula."""
+    _, img = face_images[0]
+    with EmotionClassifier(MODELS_DIR / f"tiny_{dtype}.tflite") as clf:
+        assert clf.info.input.dtype == dtype
+        got = clf.classify(img, BOX).probs
+    ref = load_interpreter(MODELS_DIR / "tiny_float32.tflite")
+    face = resize_face(crop_face(img, BOX, 0.0), 48, 48)
+    ref.set_tensor(ref.get_input_details()[0]["index"], to_float(face, (0.0, 1.0))[None, :, :, None])
+    ref.invoke()
+    want = ref.get_tensor(ref.get_output_details()[0]["index"])[0]
+    np.testing.assert_allclose(got, want / want.sum(), atol=0.02)
+
+
+def test_int8_input_tensor_holds_pixel_minus_128(tiny_model, face_images):
+    """With range [0,1], scale 1/255, zero point -128 the quantized input is just pixel - 128."""
+    _, img = face_images[0]
+    clf = EmotionClassifier(tiny_model)
+    d = clf._interp.get_input_details()[0]
+    scale, zp = d["quantization"]
+    assert zp == -128 and abs(scale - 1 / 255) < 1e-6
+    clf.classify(img, BOX)
+    face = resize_face(crop_face(img, BOX, 0.0), 48, 48)
+    tensor = clf._interp.get_tensor(d["index"])[0, :, :, 0]
+    np.testing.assert_array_equal(tensor.astype(np.int16), face.astype(np.int16) - 128)
+
+
+def test_crop_margin_comes_from_metadata(copy_model, face_images):
+    _, img = face_images[0]
+    path = copy_model()
+    base = EmotionClassifier(path).classify(img, BOX).probs
+    meta = path.with_suffix(".json")
+    d = json.loads(meta.read_text())
+    d["input"]["crop_margin"] = 0.25
+    meta.write_text(json.dumps(d))
+    clf = EmotionClassifier(path)
+    assert clf.info.input.crop_margin == 0.25
+    wide = clf.classify(img, BOX).probs
+    x, y, w, h = BOX
+    same = clf.classify(img, (x - 40, y - 40, w + 80, h + 80)).probs  # 160 * 0.25 = 40 on each side
+    np.testing.assert_allclose(wide, same, atol=1e-6)
+    assert not np.allclose(base, wide, atol=1e-4)
+
+
+def test_classify_face_matches_classify(tiny_model, face_images):
+    _, img = face_images[1]
+    clf = EmotionClassifier(tiny_model)
+    x, y, w, h = BOX
+    np.testing.assert_allclose(clf.classify(img, BOX).probs, clf.classify_face(img[y:y + h, x:x + w]).probs)
+
+
+def test_missing_model(tmp_path):
+    with pytest.raises(ModelError, match="model not found"):
+        EmotionClassifier(tmp_path / "none.tflite")
+
+
+def test_missing_json(tmp_path, copy_model):
+    path = copy_model()
+    path.with_suffix(".json").unlink()
+    with pytest.raises(ModelError, match=r"tiny_int8.json: model metadata not found"):
+        EmotionClassifier(path)
+
+
+def test_corrupt_model_sha_mismatch(copy_model):
+    path = copy_model()
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="tiny_int8.tflite: sha256 .* does not match"):
+        EmotionClassifier(path)
+
+
+def test_corrupt_model_with_matching_sha(copy_model):
+    """Garbage that passes the sha check still gets a clear error, from the interpreter."""
+    path = copy_model()
+    path.write_bytes(b"not a flatbuffer at all" * 10)
+    meta = path.with_suffix(".json")
+    d = json.loads(meta.read_text())
+    d["sha256"] = sha256_file(path)
+    meta.write_text(json.dumps(d))
+    with pytest.raises(ModelError, match="tiny_int8.tflite: not a usable TFLite model"):
+        EmotionClassifier(path)
+
+
+def test_wrong_input_shape_is_refused():
+    with pytest.raises(ModelError, match=r"wrong_shape.tflite: model input shape \[1, 32, 32, 1\] does not match metadata \[1, 48, 48, 1\]"):
+        EmotionClassifier(MODELS_DIR / "wrong_shape.tflite")
+
+
+def test_three_channel_model_is_refused():
+    with pytest.raises(ModelError, match=r"rgb3.tflite: model input shape \[1, 48, 48, 3\]"):
+        EmotionClassifier(MODELS_DIR / "rgb3.tflite")
+
+
+def test_metadata_dtype_or_labels_disagree(copy_model):
+    path = copy_model()
+    meta = path.with_suffix(".json")
+    d = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**d, "input": {**d["input"], "dtype": "uint8"}}))
+    with pytest.raises(ModelError, match="input dtype int8 does not match metadata uint8"):
+        EmotionClassifier(path)
+    meta.write_text(json.dumps({**d, "labels": list(FER_LABELS[:5])}))
+    with pytest.raises(ModelError, match="7 outputs but metadata lists 5 labels"):
+        EmotionClassifier(path)
+
+
+@pytest.mark.parametrize(
+    "frame, box, match",
+    [
+        (np.zeros((0, 0), np.uint8), BOX, "empty"),
+        (np.zeros((240, 320), np.float64), BOX, "dtype float64"),
+        (np.zeros((240, 320), np.int8), BOX, "dtype int8"),
+        (None, BOX, "None"),
+        (np.zeros((240, 320), np.uint8), (400, 300, 20, 20), "outside"),
+        (np.zeros((240, 320), np.uint8), (10, 10, 0, 5), "no area"),
+        (np.zeros((240, 320), np.uint8), ("a", 1), "not"),
+    ],
+)
+def test_bad_frames_and_boxes_raise_frame_error(tiny_model, frame, box, match):
+    clf = EmotionClassifier(tiny_model)
+    with pytest.raises(FrameError, match=match):
+        clf.classify(frame, box)
+
+
+def test_close_is_idempotent_and_final(tiny_model, face_images):
+    clf = EmotionClassifier(tiny_model)
+    clf.close()
+    clf.close()
+    with pytest.raises(ModelError, match="closed"):
+        clf.classify(face_images[0][1], BOX)
+
+
+def test_hot_path_allocates_no_new_buffers(tiny_model, face_images):
+    _, img = face_images[0]
+    clf = EmotionClassifier(tiny_model)
+    buf, probs = clf._buf, clf._probs
+    a = clf.classify(img, BOX)
+    b = clf.classify(img, (90, 50, 120, 120))
+    assert clf._buf is buf and clf._probs is probs
+    assert a.probs is not b.probs  # results are independent copies
