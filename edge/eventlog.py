@@ -1,0 +1,437 @@
+"""The local event log: SQLite (WAL) rows on mood changes plus a periodic summary, never per frame.
+
+Writes are buffered and committed in batches; I/O trouble (disk full, read-only, locked) is
+reported once and retried, so the mood light keeps running. A corrupt or foreign file is moved
+aside, never overwritten. Readers open the file read-only and work while the service writes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import quote
+
+import numpy as np
+
+from edge.config import LogConfig
+from edge.errors import LogError
+from edge.types import NO_MOOD, Box, Mood
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x456D6F45  # "EmoE" in the SQLite header: tells our files from foreign ones
+BUFFER_CAP = 10_000  # rows kept in memory while the disk refuses writes (oldest dropped beyond)
+RETENTION_EVERY = 3600.0  # seconds between retention passes (plus one at open)
+MIN_KEEP_ROWS = 100  # size trimming never goes below this many (newest) rows
+BUSY_TIMEOUT_S = 0.25  # the writer must not stall the frame loop for long
+_CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    time REAL NOT NULL,               -- UTC, seconds since the epoch
+    kind TEXT NOT NULL,               -- 'change' | 'summary'
+    mood TEXT NOT NULL,               -- the mood in effect at `time` (or 'none')
+    confidence REAL NOT NULL,
+    probs TEXT,                       -- JSON {label: p}; summary: mean over the interval
+    faces REAL NOT NULL,              -- face count; summary: mean per frame
+    box_x INTEGER, box_y INTEGER, box_w INTEGER, box_h INTEGER  -- largest face box
+);
+CREATE INDEX IF NOT EXISTS events_time ON events(time);
+"""
+INSERT = ("INSERT INTO events (time, kind, mood, confidence, probs, faces, box_x, box_y, box_w, box_h)"
+          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+COLUMNS = "time, kind, mood, confidence, probs, faces, box_x, box_y, box_w, box_h"
+
+
+def iso_utc(t: float) -> str:
+    """Epoch seconds -> 'YYYY-MM-DDTHH:MM:SS.mmmZ'."""
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _is_corrupt(e: BaseException) -> bool:
+    return isinstance(e, sqlite3.DatabaseError) and (getattr(e, "sqlite_errorcode", None) in _CORRUPT_CODES
+                                                   or "not a database" in str(e) or "malformed" in str(e))
+
+
+class _Foreign(Exception):
+    """The file is SQLite but not an emotion-edge log (or fails its integrity check)."""
+
+
+def _probs_json(labels: tuple[str, ...], probs: np.ndarray | None) -> str | None:
+    if probs is None:
+        return None
+    return json.dumps({lab: round(float(p), 4) for lab, p in zip(labels, probs)})
+
+
+class EventLog:
+    """Buffered writer; `record()` is called every frame and never raises."""
+
+    def __init__(self, path: str | Path, cfg: LogConfig, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.cfg = cfg
+        self._clock = clock  # UTC wall time for rows; injectable so tests can age data
+        self._conn: sqlite3.Connection | None = None
+        self._buf: deque[tuple] = deque(maxlen=BUFFER_CAP)
+        self.dropped = 0  # rows lost because the buffer overflowed while writes failed
+        self.written = 0  # rows committed by this instance
+        self._failing = False
+        self._closed = False
+        # running state for change detection and the summary interval
+        self._label: str | None = None
+        self._labels: tuple[str, ...] = ()
+        self._psum = np.zeros(0, dtype=np.float64)
+        self._nprobs = 0
+        self._faces = 0
+        self._frames = 0
+        self._box: Box | None = None
+        self._last_mood: Mood | None = None
+        self._summary_t0: float | None = None
+        self._commit_t0: float | None = None
+        self._retention_t0: float | None = None
+        self._try_open()
+
+    # -- context manager ------------------------------------------------------------------
+    def __enter__(self) -> "EventLog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def failing(self) -> bool:
+        return self._failing
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+    # -- hot path -------------------------------------------------------------------------
+    def record(self, mood: Mood, n_faces: int, box: Box | None, now: float) -> None:
+        """Account one loop iteration; `now` is monotonic seconds (rows carry UTC wall time)."""
+        if self._closed:
+            return
+        try:
+            self._account(mood, n_faces, box)
+            if mood.label != self._label:
+                self._label = mood.label
+                self._append("change", mood.label, mood.confidence, _probs_json(mood.labels, mood.probs), n_faces, box)
+            if self._summary_t0 is None:
+                self._summary_t0 = self._commit_t0 = now
+                if self._retention_t0 is None:
+                    self._retention_t0 = now
+            elif now - self._summary_t0 >= self.cfg.summary_interval:
+                self._summary_t0 = now
+                self._append_summary()
+            if now - self._commit_t0 >= self.cfg.commit_interval:  # type: ignore[operator]
+                self._commit_t0 = now
+                self.flush()
+                if now - self._retention_t0 >= RETENTION_EVERY:  # type: ignore[operator]
+                    self._retention_t0 = now
+                    self._retention()
+        except Exception as e:  # never take the mood light down over a log row
+            self._report(e)
+
+    def _account(self, mood: Mood, n_faces: int, box: Box | None) -> None:
+        self._last_mood = mood
+        self._frames += 1
+        self._faces += n_faces
+        if box is not None and (self._box is None or box[2] * box[3] > self._box[2] * self._box[3]):
+            self._box = box
+        if mood.probs is not None:
+            if mood.labels != self._labels:
+                self._labels = mood.labels
+                self._psum = np.zeros(len(mood.labels), dtype=np.float64)
+                self._nprobs = 0
+            np.add(self._psum, mood.probs, out=self._psum)
+            self._nprobs += 1
+
+    def _append(self, kind: str, mood: str, conf: float, probs: str | None, faces: float, box: Box | None) -> None:
+        if len(self._buf) == self._buf.maxlen:
+            self.dropped += 1
+        bx = box if box is not None else (None, None, None, None)
+        self._buf.append((self._clock(), kind, mood, float(conf), probs, faces, *bx))
+
+    def _append_summary(self) -> None:
+        m = self._last_mood
+        if m is None or self._frames == 0:
+            return
+        mean = self._psum / self._nprobs if self._nprobs else None
+        self._append("summary", m.label, m.confidence, _probs_json(self._labels, mean),
+                     round(self._faces / self._frames, 3), self._box)
+        self._psum[:] = 0
+        self._nprobs = self._faces = self._frames = 0
+        self._box = None
+
+    # -- writing --------------------------------------------------------------------------
+    def flush(self) -> bool:
+        """Commit the buffered rows in one transaction; False (rows kept) if the disk refuses."""
+        if not self._buf:
+            return True
+        if self._conn is None and not self._try_open():
+            return False
+        conn = self._conn
+        assert conn is not None
+        rows = list(self._buf)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(INSERT, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OSError) as e:
+            self._report(e)
+            if _is_corrupt(e):
+                self._drop_conn()  # reopening moves the damaged file aside
+            return False
+        for _ in range(len(rows)):
+            self._buf.popleft()
+        self.written += len(rows)
+        if self._failing:
+            self._failing = False
+            log.warning("event log %s: writing again (%d rows dropped while it failed)", self.path, self.dropped)
+        return True
+
+    def _report(self, e: BaseException) -> None:
+        """One error line per failure episode, with the path; the next success says so."""
+        if not self._failing:
+            self._failing = True
+            log.error("event log %s: cannot write (%s: %s); keeping up to %d rows in memory and retrying",
+                      self.path, type(e).__name__, e, BUFFER_CAP)
+
+    # -- opening --------------------------------------------------------------------------
+    def _try_open(self) -> bool:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._conn = self._connect()
+            except _Foreign as e:
+                self._move_aside(str(e))
+                self._conn = self._connect()
+            except sqlite3.DatabaseError as e:
+                if not _is_corrupt(e):
+                    raise
+                self._move_aside(str(e))
+                self._conn = self._connect()
+            self._retention()
+            return True
+        except (sqlite3.Error, OSError, _Foreign) as e:
+            self._drop_conn()
+            self._report(e)
+            return False
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]  # reads the header: NOTADB here
+            n_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if n_tables and app_id != APPLICATION_ID:
+                raise _Foreign(f"not an emotion-edge log (application_id {app_id:#x}, {n_tables} schema objects)")
+            if n_tables:
+                check = conn.execute("PRAGMA quick_check").fetchone()[0]
+                if check != "ok":
+                    raise _Foreign(f"failed its integrity check ({check})")
+            else:
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes effect on a new file
+                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA journal_size_limit=4194304")
+            conn.executescript(SCHEMA)
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('summary_interval', ?)", (str(self.cfg.summary_interval),))
+            return conn
+        except BaseException:
+            conn.close()
+            raise
+
+    def _move_aside(self, reason: str) -> Path:
+        """Rename a damaged/foreign file to NAME.corrupt-YYYYmmddTHHMMSS (UTC), never overwriting."""
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        dest = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while dest.exists():
+            n += 1
+            dest = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+        os.rename(self.path, dest)
+        for sfx in ("-wal", "-shm"):
+            side = Path(str(self.path) + sfx)
+            if side.exists():
+                os.rename(side, str(dest) + sfx)
+        log.warning("event log %s: %s; moved it aside to %s and started a fresh log", self.path, reason, dest.name)
+        return dest
+
+    def _drop_conn(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+            self._conn = None
+
+    # -- retention ------------------------------------------------------------------------
+    def _retention(self) -> None:
+        """Delete rows older than keep_days, then the oldest while the data is over max_mb."""
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.execute("DELETE FROM events WHERE time < ?", (self._clock() - self.cfg.keep_days * 86400,))
+            limit = self.cfg.max_mb * 1e6
+            while self._used_bytes(conn) > limit:
+                n = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+                k = min(n - MIN_KEEP_ROWS, max(1, n // 10))
+                if k <= 0:
+                    break
+                conn.execute("DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY time, id LIMIT ?)", (k,))
+            conn.executescript("PRAGMA incremental_vacuum;")  # execute() would free only one page
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except (sqlite3.Error, OSError) as e:
+            self._report(e)
+
+    @staticmethod
+    def _used_bytes(conn: sqlite3.Connection) -> int:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return pages * conn.execute("PRAGMA page_size").fetchone()[0]
+
+    # -- shutdown -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Write the partial summary and the buffer; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._frames:
+                self._append_summary()
+            if not self.flush() and self._buf:
+                log.error("event log %s: %d rows could not be written at exit", self.path, len(self._buf))
+        finally:
+            self._drop_conn()
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers (read-only; safe while the service writes)
+
+@dataclass(frozen=True)
+class LogRow:
+    time: float  # epoch seconds, UTC
+    kind: str
+    mood: str
+    confidence: float
+    probs: dict[str, float] | None
+    faces: float
+    box: tuple[int, int, int, int] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"time": iso_utc(self.time), "kind": self.kind, "mood": self.mood,
+                "confidence": round(self.confidence, 4), "faces": self.faces,
+                "box": list(self.box) if self.box else None, "probs": self.probs}
+
+
+def open_readonly(path: str | Path) -> sqlite3.Connection:
+    """A read-only connection, or LogError naming the file when it is missing or not our log."""
+    p = Path(path)
+    if not p.is_file():
+        raise LogError(f"no event log at {p} (has the service run yet? pass --db PATH)")
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(p.resolve()))}?mode=ro", uri=True, timeout=5.0)
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        if app_id != APPLICATION_ID:
+            conn.close()
+            raise LogError(f"{p} is not an emotion-edge log")
+        return conn
+    except sqlite3.Error as e:
+        raise LogError(f"cannot read event log {p}: {e}") from None
+
+
+def _row(r: tuple) -> LogRow:
+    box = (r[6], r[7], r[8], r[9]) if r[6] is not None else None
+    return LogRow(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None, r[5], box)
+
+
+def read_rows(path: str | Path, since: float | None = None, limit: int | None = None) -> list[LogRow]:
+    """Rows in time order: all since `since` (epoch seconds), or only the latest `limit`."""
+    conn = open_readonly(path)
+    try:
+        q = f"SELECT {COLUMNS} FROM events WHERE time >= ? ORDER BY time DESC, id DESC"
+        args: list[Any] = [since if since is not None else float("-inf")]
+        if limit is not None:
+            q += " LIMIT ?"
+            args.append(int(limit))
+        rows = [_row(r) for r in conn.execute(q, args)]
+    except sqlite3.Error as e:
+        raise LogError(f"cannot read event log {path}: {e}") from None
+    finally:
+        conn.close()
+    rows.reverse()
+    return rows
+
+
+@dataclass
+class MoodTotal:
+    changes: int = 0
+    seconds: float = 0.0
+    share: float = 0.0
+
+
+@dataclass
+class Summary:
+    """Per-mood counts and time share, and per-hour (UTC) seconds per mood."""
+
+    since: float | None
+    rows: int
+    seconds: float
+    moods: dict[str, MoodTotal] = field(default_factory=dict)
+    hours: dict[str, dict[str, float]] = field(default_factory=dict)  # 'YYYY-MM-DDTHH' -> mood -> s
+    hour_changes: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"since": iso_utc(self.since) if self.since is not None else None, "rows": self.rows,
+                "seconds": round(self.seconds, 1),
+                "moods": {k: {"changes": v.changes, "seconds": round(v.seconds, 1), "share": round(v.share, 4)}
+                          for k, v in self.moods.items()},
+                "hours": {h: {k: round(s, 1) for k, s in m.items()} for h, m in self.hours.items()},
+                "hour_changes": self.hour_changes}
+
+
+def summarize(path: str | Path, since: float | None = None, now: float | None = None) -> Summary:
+    """Each row's mood holds until the next row, capped at 2 summary intervals (service gaps)."""
+    conn = open_readonly(path)
+    try:
+        got = conn.execute("SELECT value FROM meta WHERE key='summary_interval'").fetchone()
+        cap = 2 * float(got[0]) if got else 120.0
+        rows = conn.execute("SELECT time, kind, mood FROM events WHERE time >= ? ORDER BY time, id",
+                            (since if since is not None else float("-inf"),)).fetchall()
+    except sqlite3.Error as e:
+        raise LogError(f"cannot read event log {path}: {e}") from None
+    finally:
+        conn.close()
+    now = time.time() if now is None else now
+    s = Summary(since=since, rows=len(rows), seconds=0.0)
+    for i, (t, kind, mood) in enumerate(rows):
+        end = rows[i + 1][0] if i + 1 < len(rows) else max(t, now)
+        dur = max(0.0, min(end - t, cap))
+        hour = iso_utc(t)[:13]
+        tot = s.moods.setdefault(mood, MoodTotal())
+        if kind == "change":
+            tot.changes += 1
+            s.hour_changes[hour] = s.hour_changes.get(hour, 0) + 1
+        tot.seconds += dur
+        s.seconds += dur
+        h = s.hours.setdefault(hour, {})
+        h[mood] = h.get(mood, 0.0) + dur
+    for tot in s.moods.values():
+        tot.share = tot.seconds / s.seconds if s.seconds else 0.0
+    return s

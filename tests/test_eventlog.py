@@ -1,0 +1,238 @@
+"""Event log on real SQLite files: the rows that should be there are there, and readers coexist."""
+from __future__ import annotations
+
+import logging
+import sqlite3
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from edge.config import LogConfig
+from edge.contract import FER_LABELS
+from edge.errors import LogError
+from edge.eventlog import EventLog, iso_utc, read_rows, summarize
+from edge.types import Mood
+
+T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+
+
+class Clock:
+    """Wall clock driven by the test (rows carry this time)."""
+
+    def __init__(self, base: float = T0) -> None:
+        self.base = self.t = base
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def mood(label: str, p: float = 0.9) -> Mood:
+    if label == "none":
+        return Mood("none", 0.0, None, FER_LABELS, 0.0)
+    probs = np.full(7, (1 - p) / 6, dtype=np.float32)
+    probs[FER_LABELS.index(label)] = p
+    return Mood(label, p, probs, FER_LABELS, 0.0)
+
+
+def run(log: EventLog, clock: Clock, script: list[tuple[float, str, int]], fps: float = 10.0, start: float = 0.0) -> float:
+    """Feed (seconds, label, faces) segments at `fps`; monotonic and wall time advance together."""
+    k = 0
+    for secs, label, faces in script:
+        m = mood(label)
+        for _ in range(round(secs * fps)):
+            t = start + k / fps
+            clock.t = clock.base + t
+            log.record(m, faces, (10, 10, 40 + faces, 40 + faces) if faces else None, t)
+            k += 1
+    return start + k / fps
+
+
+def test_rows_on_changes_and_summaries(tmp_path):
+    db = tmp_path / "ev.db"
+    clock = Clock()
+    cfg = LogConfig(summary_interval=5.0, commit_interval=0.5)
+    with EventLog(db, cfg, clock=clock) as log:
+        run(log, clock, [(3, "happy", 1), (4, "sad", 2), (3, "none", 0)])
+    rows = read_rows(db)
+    changes = [r for r in rows if r.kind == "change"]
+    assert [r.mood for r in changes] == ["happy", "sad", "none"]
+    assert changes[0].confidence == pytest.approx(0.9)
+    assert changes[0].probs["happy"] == pytest.approx(0.9, abs=1e-4)
+    assert changes[1].faces == 2 and changes[1].box == (10, 10, 42, 42)
+    assert changes[2].probs is None and changes[2].box is None
+    assert [r.time - T0 for r in changes] == pytest.approx([0.0, 3.0, 7.0], abs=1e-6)
+    summaries = [r for r in rows if r.kind == "summary"]
+    assert len(summaries) == 2  # one at 5 s, the partial one written at close
+    first = summaries[0]
+    assert first.time - T0 == pytest.approx(5.0, abs=1e-6)
+    # frames at 0.0 .. 5.0 s: 30 happy, 21 sad: the mean probability and the mean face count
+    assert first.probs["happy"] == pytest.approx((30 * 0.9 + 21 * 0.1 / 6) / 51, abs=1e-3)
+    assert first.faces == pytest.approx((30 * 1 + 21 * 2) / 51, abs=1e-3)
+    assert first.box == (10, 10, 42, 42)  # the largest box of the interval
+    assert first.mood == "sad"  # the mood in effect at that time
+    assert len(rows) == 5  # never one row per frame (100 frames)
+    d = rows[0].as_dict()
+    assert d["time"] == "2023-11-14T22:13:20.000Z" and d["mood"] == "happy" and d["confidence"] == 0.9
+
+
+def test_commits_are_batched(tmp_path):
+    db = tmp_path / "ev.db"
+    clock = Clock()
+    with EventLog(db, LogConfig(commit_interval=1.0), clock=clock) as log:
+        labels = ["happy", "sad"] * 5
+        for i, lab in enumerate(labels):  # 10 changes within 0.45 s
+            log.record(mood(lab), 1, None, i * 0.05)
+        assert read_rows(db) == []  # nothing committed yet
+        assert log.pending == 10
+        log.record(mood("sad"), 1, None, 1.0)
+        assert len(read_rows(db)) == 10 and log.pending == 0 and log.written == 10
+
+
+def test_wal_mode_and_schema(tmp_path):
+    db = tmp_path / "ev.db"
+    with EventLog(db, LogConfig()) as log:
+        log.record(mood("happy"), 1, None, 0.0)
+        log.flush()
+        conn = sqlite3.connect(db)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "1"
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        assert {"events", "meta", "events_time"} <= names
+        conn.close()
+
+
+def test_read_rows_since_and_limit(tmp_path):
+    db = tmp_path / "ev.db"
+    clock = Clock()
+    with EventLog(db, LogConfig(summary_interval=3600), clock=clock) as log:
+        run(log, clock, [(1, lab, 1) for lab in ["happy", "sad", "angry", "fear", "neutral"]], fps=5)
+    rows = read_rows(db)
+    assert [r.mood for r in rows][:5] == ["happy", "sad", "angry", "fear", "neutral"]
+    assert [r.mood for r in read_rows(db, limit=2)] == ["neutral", "neutral"]  # last change + closing summary
+    assert [r.mood for r in read_rows(db, since=T0 + 2.5)][:2] == ["fear", "neutral"]
+    assert read_rows(db, since=T0 + 1000) == []
+
+
+def test_summarize_time_share_and_hours(tmp_path):
+    db = tmp_path / "ev.db"
+    clock = Clock()
+    with EventLog(db, LogConfig(summary_interval=60, commit_interval=1), clock=clock) as log:
+        end = run(log, clock, [(90, "happy", 1), (30, "sad", 1)], fps=2)
+    s = summarize(db, now=T0 + end)
+    assert s.moods["happy"].changes == 1 and s.moods["sad"].changes == 1
+    assert s.moods["happy"].seconds == pytest.approx(90, abs=1)
+    assert s.moods["sad"].seconds == pytest.approx(30, abs=1)
+    assert s.moods["happy"].share == pytest.approx(0.75, abs=0.01)
+    assert list(s.hours) == [iso_utc(T0)[:13]]
+    assert s.as_dict()["moods"]["sad"]["changes"] == 1
+    # a gap (service stopped) is not credited to the last mood beyond 2 summary intervals
+    s2 = summarize(db, now=T0 + end + 10_000)
+    assert s2.moods["sad"].seconds < 30 + 120 + 1
+
+
+def test_retention_by_age_keeps_recent(tmp_path):
+    db = tmp_path / "ev.db"
+    clock = Clock(T0 - 10 * 86400)
+    cfg = LogConfig(keep_days=5)
+    with EventLog(db, cfg, clock=clock) as log:
+        run(log, clock, [(1, "happy", 1), (1, "sad", 1)])
+    assert len(read_rows(db)) == 3
+    clock.base = clock.t = T0
+    with EventLog(db, cfg, clock=clock) as log:  # retention runs at open
+        log.record(mood("angry"), 1, None, 0.0)
+    moods = [r.mood for r in read_rows(db)]
+    assert moods == ["angry", "angry"]  # the change row and the closing summary
+
+
+def test_retention_by_size_trims_oldest_never_newest(tmp_path):
+    db = tmp_path / "ev.db"
+    clock = Clock()
+    cfg = LogConfig(max_mb=0.1, commit_interval=60, summary_interval=3600)
+    with EventLog(db, cfg, clock=clock) as log:
+        labels = ["happy", "sad"]
+        for i in range(3000):  # ~3000 change rows, ~0.5 MB
+            clock.t = T0 + i
+            log.record(mood(labels[i % 2]), 1, (1, 2, 3, 4), float(i))
+        log.flush()
+        log._retention()
+        n = sqlite3.connect(db).execute("SELECT count(*) FROM events").fetchone()[0]
+    rows = read_rows(db)
+    assert 100 <= len(rows) < 3000
+    assert rows[-2].time == T0 + 2999  # the newest change survived
+    assert rows[0].time == T0 + 3000 - n  # a contiguous newest block
+    assert db.stat().st_size < 0.25e6
+
+
+def test_reader_thread_during_writes_sees_committed_rows(tmp_path):
+    db = tmp_path / "ev.db"
+    seen: list[int] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    with EventLog(db, LogConfig(commit_interval=0.05)) as log:
+        log.record(mood("happy"), 1, None, 0.0)
+        log.flush()
+
+        def reader() -> None:
+            while not stop.is_set():
+                try:
+                    seen.append(len(read_rows(db)))
+                except BaseException as e:  # noqa: BLE001 - any error fails the test
+                    errors.append(e)
+
+        th = threading.Thread(target=reader)
+        th.start()
+        labels = ["happy", "sad"]
+        for i in range(1, 2001):
+            log.record(mood(labels[i % 2]), 1, None, i * 0.001)
+        log.flush()
+        stop.set()
+        th.join()
+    assert not errors
+    assert len(seen) > 3 and seen == sorted(seen)  # only ever grows
+    assert len(read_rows(db)) == 2001 + 1  # every change + the closing summary
+
+
+def test_close_twice_and_record_after_close(tmp_path):
+    db = tmp_path / "ev.db"
+    log = EventLog(db, LogConfig())
+    log.record(mood("happy"), 1, None, 0.0)
+    log.close()
+    log.close()
+    log.record(mood("sad"), 1, None, 5.0)
+    assert [(r.kind, r.mood) for r in read_rows(db)] == [("change", "happy"), ("summary", "happy")]
+
+
+def test_readers_reject_missing_and_foreign_files(tmp_path):
+    with pytest.raises(LogError, match="no event log at"):
+        read_rows(tmp_path / "missing.db")
+    junk = tmp_path / "junk.db"
+    junk.write_text("hello\n" * 100)
+    with pytest.raises(LogError, match="junk.db"):
+        read_rows(junk)
+    other = tmp_path / "other.db"
+    c = sqlite3.connect(other)
+    c.execute("CREATE TABLE t (x)")
+    c.commit()
+    c.close()
+    with pytest.raises(LogError, match="not an emotion-edge log"):
+        summarize(other)
+
+
+def test_record_never_raises_on_bad_input(tmp_path, caplog):
+    db = tmp_path / "ev.db"
+    with EventLog(db, LogConfig()) as log:
+        bad = Mood("happy", 0.5, np.ones(3, np.float32), FER_LABELS, 0.0)  # wrong length
+        with caplog.at_level(logging.ERROR):
+            log.record(bad, 1, None, 0.0)
+            log.record(bad, 1, None, 0.1)
+        assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+
+
+def test_edge_outputs_do_not_import_tensorflow():
+    code = ("import sys, edge.eventlog, edge.led; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
