@@ -116,7 +116,7 @@ class LedConfig:
 class LogConfig:
     db: str = _opt("", "SQLite file; empty: $STATE_DIRECTORY/emotion-edge.db, /var/lib/emotion-edge/… or ~/.local/state/emotion-edge/…")
     summary_interval: float = _opt(60.0, "seconds between summary rows", _range(1, 86400))
-    commit_interval: float = _opt(1.0, "seconds between batched commits", _range(0.05, 60))
+    commit_interval: float = _opt(0.5, "seconds between batched commits (a crash loses at most this much)", _range(0.05, 60))
     keep_days: float = _opt(90.0, "delete rows older than this", _range(0.01, 36500))
     max_mb: float = _opt(50.0, "trim the oldest rows when the file grows past this", _range(0.1, 100000))
 
