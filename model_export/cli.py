@@ -1,0 +1,69 @@
+"""`emotion-export` console script: train, export, evaluate, deploy.
+
+Each subcommand lives in its own module with `add_arguments(parser)` and `run(args) -> int`;
+modules are imported only when their subcommand runs, so `--help` and `deploy` need no TensorFlow.
+Project errors print as one line, `emotion-export: error: ...`, exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from model_export import __version__
+
+COMMANDS = {
+    "train": ("model_export.train", "train the edge CNN (Training -> choose on PublicTest), resumable"),
+    "export": ("model_export.export", "Keras model -> full-integer int8 .tflite + .json metadata"),
+    "evaluate": ("model_export.evaluate", "accuracy, macro-F1, per-class, confusion, float vs int8, latency"),
+    "deploy": ("model_export.deploy", "copy a model to a Pi over ssh, swap it in atomically, reload the service"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="emotion-export", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"emotion-export {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        _add_arguments(module, sp)
+        sp.set_defaults(module=module)
+    return p
+
+
+def _add_arguments(module: str, sp: argparse.ArgumentParser) -> None:
+    if module == "model_export.train":
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:  # train.py needs nothing heavy at import, but stay usable if that changes
+            sp.add_argument("rest", nargs=argparse.REMAINDER)
+            return
+    else:
+        mod = importlib.import_module(module)
+    mod.add_arguments(sp)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edge.errors import EdgeError
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        mod = importlib.import_module(args.module)
+        return int(mod.run(args) or 0)
+    except EdgeError as e:
+        print(f"emotion-export: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in ("tensorflow", "keras", "matplotlib"):
+            print(f"emotion-export: error: {e.name} is not installed: pip install 'emotion-edge[export]'", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        print("emotion-export: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""`emotion-export deploy`: copy NAME.tflite + NAME.json to a Pi over ssh, swap them in, reload the service.
+
+Steps (each an argv list, no local shell; remote arguments are shell-quoted):
+  1. ssh HOST mkdir -p DIR
+  2. scp MODEL.tflite HOST:DIR/.NAME.tflite.new ; scp MODEL.json HOST:DIR/.NAME.json.new
+  3. ssh HOST: check the copy's sha256, then `mv -f` the .tflite and then the .json into place.
+     Each rename is atomic; between the two (microseconds) the pair disagrees, and the device,
+     which checks the sha256 in NAME.json against NAME.tflite, refuses such a pair rather than use
+     it. The service only reads the files at start and on reload, which comes after both renames.
+  4. ssh HOST sudo systemctl reload SERVICE (SIGHUP: the service keeps the old model if the new one fails)
+With --sudo the copies are staged in the login user's home and moved in with `sudo install`.
+A model the device could not use (bad metadata, sha256 mismatch, non-grayscale input, tensors
+that disagree with the metadata) is refused before anything is copied.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.contract import metadata_path, read_model_info
+from edge.errors import EdgeError, ModelError
+
+DEFAULT_REMOTE_DIR = "/var/lib/emotion-edge/models"
+HOST_RE = re.compile(r"^(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9][A-Za-z0-9._-]*$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+DIR_RE = re.compile(r"^/[A-Za-z0-9._/-]*$")
+
+
+class DeployError(EdgeError):
+    """A deploy step failed or its arguments are unsafe (names the step)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    what: str
+    argv: list[str]
+
+
+def validate_model(model: str | Path, log=print) -> None:
+    """Refuse, before copying, a model the device's EmotionClassifier would refuse."""
+    model = Path(model)
+    if model.suffix != ".tflite":
+        raise ModelError(f"{model}: deploy takes a NAME.tflite (export a Keras model first)")
+    info = read_model_info(model)  # metadata present, well-formed, grayscale, dtype, sha256
+    try:
+        from edge.classify import EmotionClassifier
+    except ImportError:  # the edge package always ships it; keep deploy usable if it moves
+        from model_export.predictors import TFLitePredictor as EmotionClassifier  # type: ignore[assignment]
+    clf = EmotionClassifier(model, num_threads=1)  # loads the interpreter and checks the tensors
+    clf.close()
+    from edge.config import DEFAULT_COLORS
+
+    unknown = [lab for lab in info.labels if lab not in DEFAULT_COLORS]
+    if unknown:
+        log(f"warning: labels {', '.join(unknown)} have no default LED colour; set [led] colors on the device")
+
+
+def plan(model: str | Path, host: str, remote_dir: str = DEFAULT_REMOTE_DIR, name: str = "emotion",
+         ssh_opts: list[str] | None = None, service: str = "emotion-edge", sudo: bool = False,
+         reload: bool = True) -> list[Step]:
+    """The commands a deploy runs, in order (what --dry-run prints)."""
+    if not HOST_RE.match(host):
+        raise DeployError(f"host {host!r}: expected user@host (letters, digits, '.', '-', '_')")
+    if not NAME_RE.match(name):
+        raise DeployError(f"--name {name!r}: use letters, digits, '-' and '_' only")
+    remote_dir = remote_dir.rstrip("/") or "/"
+    if not DIR_RE.match(remote_dir) or "/../" in remote_dir + "/":
+        raise DeployError(f"--remote-dir {remote_dir!r}: must be an absolute path of letters, digits, '.', '-', '_', '/'")
+    if not re.match(r"^[A-Za-z0-9@._-]+$", service):
+        raise DeployError(f"--service {service!r}: not a systemd unit name")
+    model = Path(model)
+    meta = metadata_path(model)
+    sha = read_model_info(model, check_sha=False).sha256
+    opts = list(ssh_opts or [])
+    ssh = ["ssh", *opts, "--", host]
+    scp = ["scp", "-q", *opts, "--"]
+    final_t, final_j = f"{remote_dir}/{name}.tflite", f"{remote_dir}/{name}.json"
+    new_t, new_j = f"{remote_dir}/.{name}.tflite.new", f"{remote_dir}/.{name}.json.new"
+    q = shlex.quote
+    steps: list[Step] = []
+    if sudo:
+        stage_t, stage_j = f".emotion-export.{name}.tflite", f".emotion-export.{name}.json"  # in the login home
+        steps.append(Step("copy model", scp + [str(model), f"{host}:{stage_t}"]))
+        steps.append(Step("copy metadata", scp + [str(meta), f"{host}:{stage_j}"]))
+        check = f"echo {q(sha + '  ' + stage_t)} | sha256sum -c --status"
+        swap = (f"set -e; {check}; sudo mkdir -p {q(remote_dir)}; "
+                f"sudo install -m 0644 {q(stage_t)} {q(new_t)}; sudo install -m 0644 {q(stage_j)} {q(new_j)}; "
+                f"sudo mv -f {q(new_t)} {q(final_t)}; sudo mv -f {q(new_j)} {q(final_j)}; rm -f {q(stage_t)} {q(stage_j)}")
+    else:
+        steps.append(Step("make remote folder", ssh + [f"mkdir -p {q(remote_dir)}"]))
+        steps.append(Step("copy model", scp + [str(model), f"{host}:{new_t}"]))
+        steps.append(Step("copy metadata", scp + [str(meta), f"{host}:{new_j}"]))
+        check = f"echo {q(sha + '  ' + new_t)} | sha256sum -c --status"
+        swap = f"set -e; {check}; mv -f {q(new_t)} {q(final_t)}; mv -f {q(new_j)} {q(final_j)}"
+    steps.append(Step("swap in (sha256 checked)", ssh + [swap]))
+    if reload:
+        steps.append(Step("reload service", ssh + [f"sudo systemctl reload {q(service)}"]))
+    return steps
+
+
+def deploy(model: str | Path, host: str, *, remote_dir: str = DEFAULT_REMOTE_DIR, name: str = "emotion",
+           ssh_opts: list[str] | None = None, service: str = "emotion-edge", sudo: bool = False,
+           reload: bool = True, dry_run: bool = False, log=print) -> list[Step]:
+    validate_model(model, log)
+    steps = plan(model, host, remote_dir, name, ssh_opts, service, sudo, reload)
+    for step in steps:
+        line = shlex.join(step.argv)
+        if dry_run:
+            print(line)
+            continue
+        log(f"{step.what}: {line}")
+        try:
+            res = subprocess.run(step.argv, stdin=subprocess.DEVNULL, check=False)
+        except FileNotFoundError:
+            raise DeployError(f"{step.argv[0]} not found; install an OpenSSH client") from None
+        if res.returncode != 0:
+            raise DeployError(f"{step.what} failed (exit {res.returncode}): {line}")
+    if not dry_run:
+        log(f"deployed {Path(model).name} as {remote_dir.rstrip('/')}/{name}.tflite on {host}; "
+            f"the device's classify.model must point there")
+    return steps
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="NAME.tflite with NAME.json beside it (from emotion-export export)")
+    p.add_argument("host", help="user@host of the Pi")
+    p.add_argument("--remote-dir", default=DEFAULT_REMOTE_DIR)
+    p.add_argument("--name", default="emotion", help="remote file name stem (NAME.tflite, NAME.json)")
+    p.add_argument("--service", default="emotion-edge", help="systemd unit to reload")
+    p.add_argument("--ssh-opt", action="append", default=[], metavar="OPT",
+                   help="extra option for both ssh and scp, in -o form or -i KEY: --ssh-opt=-oPort=2222 --ssh-opt=-i --ssh-opt=~/.ssh/pi (repeatable)")
+    p.add_argument("--sudo", action="store_true", help="the remote folder needs root: stage in home, move in with sudo")
+    p.add_argument("--no-reload", action="store_true", help="copy only; do not reload the service")
+    p.add_argument("--dry-run", action="store_true", help="check the model and print the commands; copy nothing")
+
+
+def run(args: argparse.Namespace) -> int:
+    deploy(args.model, args.host, remote_dir=args.remote_dir, name=args.name, ssh_opts=args.ssh_opt,
+           service=args.service, sudo=args.sudo, reload=not args.no_reload, dry_run=args.dry_run,
+           log=lambda m: print(m, file=sys.stderr, flush=True))
+    return 0
