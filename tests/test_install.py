@@ -1,0 +1,169 @@
+"""install.sh: shellcheck-clean, staged installs are idempotent, bad OS stops before any change."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+INSTALL = REPO / "install.sh"
+
+OS_RELEASE = {
+    "bookworm": 'PRETTY_NAME="Raspbian GNU/Linux 12 (bookworm)"\nID=raspbian\nID_LIKE=debian\nVERSION_CODENAME=bookworm\n',
+    "trixie": 'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_CODENAME=trixie\n',
+    "ubuntu": 'PRETTY_NAME="Ubuntu 24.04 LTS"\nID=ubuntu\nID_LIKE=debian\nVERSION_CODENAME=noble\n',
+    "fedora": 'PRETTY_NAME="Fedora Linux 40"\nID=fedora\nVERSION_CODENAME=\n',
+}
+
+
+def install(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run(["bash", str(INSTALL), *args], capture_output=True, text=True, timeout=60)
+    if check and p.returncode != 0:
+        raise AssertionError(f"install.sh {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def tree(root: Path) -> dict[str, tuple]:
+    """Every path under root with its type, mode, content or link target and mtime."""
+    out: dict[str, tuple] = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = Path(dirpath, name)
+            st = p.lstat()
+            rel = str(p.relative_to(root))
+            if p.is_symlink():
+                out[rel] = ("link", os.readlink(p), st.st_mtime_ns)
+            elif p.is_dir():
+                out[rel] = ("dir", st.st_mode)
+            else:
+                out[rel] = ("file", st.st_mode, p.read_bytes(), st.st_mtime_ns)
+    return out
+
+
+def staged(tmp_path: Path, os_name: str | None = "bookworm") -> Path:
+    root = tmp_path / "root"
+    if os_name:
+        (root / "etc").mkdir(parents=True)
+        (root / "etc" / "os-release").write_text(OS_RELEASE[os_name])
+    return root
+
+
+def test_shellcheck_clean():
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck not installed (apt-get install shellcheck)")
+    p = subprocess.run(["shellcheck", "--shell=bash", str(INSTALL)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_strict_mode_and_syntax():
+    text = INSTALL.read_text()
+    assert "set -euo pipefail" in text
+    assert subprocess.run(["bash", "-n", str(INSTALL)]).returncode == 0
+
+
+@pytest.mark.parametrize("os_name", ["bookworm", "trixie"])
+def test_staged_install_writes_the_files_and_runs_nothing(tmp_path, os_name):
+    root = staged(tmp_path, os_name)
+    out = install("--root", str(root), "--no-venv").stdout
+    unit = root / "etc/systemd/system/emotion-edge.service"
+    assert unit.read_bytes() == (REPO / "systemd/emotion-edge.service").read_bytes()
+    wants = root / "etc/systemd/system/multi-user.target.wants/emotion-edge.service"
+    assert os.readlink(wants) == "/etc/systemd/system/emotion-edge.service"
+    assert os.readlink(root / "usr/local/bin/emotion-edge") == "/opt/emotion-edge/bin/emotion-edge"
+    cfg = root / "etc/emotion-edge/config.toml"
+    assert oct(cfg.stat().st_mode & 0o777) == "0o644"
+    # The default config is all comments and loads as the defaults.
+    from edge.config import Config, load_config
+    assert load_config(cfg) == Config()
+    assert "# [led]" in cfg.read_text() and "# active_high = true" in cfg.read_text()
+    for cmd in ("apt-get install -y --no-install-recommends python3-picamera2 python3-opencv opencv-data "
+                "python3-gpiozero python3-lgpio python3-venv", "useradd --system", "systemctl enable emotion-edge.service"):
+        assert f"would run: {cmd}" in out
+    assert "journalctl -u emotion-edge -f" in out and "emotion-edge log" in out
+
+
+def test_second_run_changes_nothing(tmp_path):
+    root = staged(tmp_path)
+    install("--root", str(root), "--no-venv")
+    first = tree(root)
+    out = install("--root", str(root), "--no-venv").stdout
+    assert tree(root) == first
+    assert "wrote:" not in out and "linked:" not in out
+    assert "unchanged: /etc/systemd/system/emotion-edge.service" in out
+
+
+def test_users_config_is_never_overwritten(tmp_path):
+    root = staged(tmp_path)
+    install("--root", str(root), "--no-venv")
+    cfg = root / "etc/emotion-edge/config.toml"
+    cfg.write_text("[led]\nactive_high = false\n")
+    out = install("--root", str(root), "--no-venv").stdout
+    assert cfg.read_text() == "[led]\nactive_high = false\n"
+    assert "keeping your /etc/emotion-edge/config.toml" in out
+    assert (root / "etc/emotion-edge/config.toml.default").read_text().startswith("# emotion-edge configuration")
+
+
+@pytest.mark.parametrize("os_name,words", [("ubuntu", "unsupported OS 'Ubuntu 24.04 LTS'"),
+                                           ("fedora", "unsupported OS 'Fedora Linux 40'")])
+def test_unsupported_os_stops_before_any_change(tmp_path, os_name, words):
+    root = staged(tmp_path, os_name)
+    before = tree(root)
+    p = install("--root", str(root), "--no-venv", check=False)
+    assert p.returncode != 0
+    assert words in p.stderr and "--dev" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert tree(root) == before
+    assert "would run" not in p.stdout
+
+
+def test_old_debian_release_is_refused(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/os-release").write_text('PRETTY_NAME="Raspbian GNU/Linux 11 (bullseye)"\nID=raspbian\nVERSION_CODENAME=bullseye\n')
+    p = install("--root", str(root), check=False)
+    assert p.returncode != 0 and "need Bookworm or Trixie" in p.stderr
+    assert sorted(x.name for x in root.rglob("*")) == ["etc", "os-release"]
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    root = staged(tmp_path)
+    before = tree(root)
+    out = install("--root", str(root), "--dry-run", "--no-venv").stdout
+    assert tree(root) == before
+    assert "would write: /etc/systemd/system/emotion-edge.service" in out
+
+
+def test_uninstall_keeps_config_unless_purge(tmp_path):
+    root = staged(tmp_path)
+    install("--root", str(root), "--no-venv")
+    (root / "var/lib/emotion-edge").mkdir(parents=True)
+    (root / "var/lib/emotion-edge/emotion-edge.db").write_bytes(b"data")
+    out = install("--root", str(root), "--uninstall").stdout
+    assert not (root / "etc/systemd/system/emotion-edge.service").exists()
+    assert not (root / "etc/systemd/system/multi-user.target.wants/emotion-edge.service").is_symlink()
+    assert not (root / "opt/emotion-edge").exists()
+    assert not (root / "usr/local/bin/emotion-edge").is_symlink()
+    assert (root / "etc/emotion-edge/config.toml").is_file()
+    assert (root / "var/lib/emotion-edge/emotion-edge.db").read_bytes() == b"data"
+    assert "would run: systemctl disable --now emotion-edge.service" in out
+    out = install("--root", str(root), "--uninstall", "--purge").stdout
+    assert not (root / "etc/emotion-edge").exists() and not (root / "var/lib/emotion-edge").exists()
+    assert "would run: userdel emotion-edge" in out
+    assert (root / "etc/os-release").is_file()  # nothing outside ours
+
+
+@pytest.mark.parametrize("args,words", [(["--bogus"], "unknown option --bogus"),
+                                        (["--purge"], "--purge only goes with --uninstall"),
+                                        (["--root"], "--root needs a directory")])
+def test_bad_options(args, words):
+    p = install(*args, check=False)
+    assert p.returncode != 0 and words in p.stderr
+
+
+def test_dev_dry_run_uses_the_checkout_venv():
+    p = install("--dev", "--dry-run")
+    assert p.returncode == 0
+    assert f"{REPO}/.venv/bin/python -m pip install --quiet -e {REPO}\\[test\\,export\\]" in p.stdout
