@@ -1,0 +1,89 @@
+"""Model metadata contract: parse errors name the key; a tflite/json disagreement is refused."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge.contract import (FER_LABELS, InputSpec, ModelInfo, check_tensors, metadata_path, parse_model_info,
+                           read_model_info, sha256_file, write_model_info)
+from edge.errors import ModelError
+
+from .conftest import MODELS_DIR
+
+
+def good() -> dict:
+    return json.loads((MODELS_DIR / "tiny_int8.json").read_text())
+
+
+def test_fixture_metadata_reads_and_roundtrips(tmp_path):
+    info = read_model_info(MODELS_DIR / "tiny_int8.tflite")
+    assert info.labels == FER_LABELS and info.input == InputSpec(48, 48, 1, "int8", (0.0, 1.0), 0.0)
+    copy = tmp_path / "m.tflite"
+    copy.write_bytes((MODELS_DIR / "tiny_int8.tflite").read_bytes())
+    assert write_model_info(copy, info) == metadata_path(copy) == tmp_path / "m.json"
+    assert read_model_info(copy) == info
+    assert not (tmp_path / "m.json.tmp").exists()
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda d: d.pop("labels"), "missing key 'labels'"),
+        (lambda d: d.pop("sha256"), "missing key 'sha256'"),
+        (lambda d: d.pop("input"), "missing key 'input'"),
+        (lambda d: d["input"].pop("height"), "missing key 'height'"),
+        (lambda d: d.update(format=2), "format 2 is not supported"),
+        (lambda d: d.update(format="1"), "key 'format' has the wrong type"),
+        (lambda d: d.update(labels=["a", "a"]), "'labels' must be a list"),
+        (lambda d: d.update(labels=["happy", "none"]), "'none' is reserved"),
+        (lambda d: d["input"].update(height=True), "key 'height' has the wrong type"),
+        (lambda d: d["input"].update(channels=3), "channels 1"),
+        (lambda d: d["input"].update(dtype="float16"), "dtype 'float16'"),
+        (lambda d: d["input"].update(range=[0, 2]), "'range' \\[0.0, 2.0\\] is not one of"),
+        (lambda d: d["input"].update(range="0-1"), "'range' must be"),
+        (lambda d: d["input"].update(crop_margin=1.5), "'crop_margin' must be between"),
+        (lambda d: d["input"].update(crop_margin=float("nan")), "'crop_margin' must be between"),
+    ],
+)
+def test_parse_errors_name_the_key(mutate, match):
+    d = good()
+    mutate(d)
+    with pytest.raises(ModelError, match=match) as e:
+        parse_model_info(d, "m.json")
+    assert str(e.value).startswith("m.json") and "\n" not in str(e.value)
+
+
+def test_not_an_object():
+    with pytest.raises(ModelError, match="must be a JSON object"):
+        parse_model_info([1, 2], "m.json")
+
+
+def test_sha_mismatch_refused_unless_unchecked(tmp_path):
+    m = tmp_path / "m.tflite"
+    m.write_bytes((MODELS_DIR / "tiny_int8.tflite").read_bytes() + b"\0")
+    (tmp_path / "m.json").write_text(json.dumps(good()))
+    with pytest.raises(ModelError, match="m.tflite: sha256 .* does not match its metadata"):
+        read_model_info(m)
+    assert read_model_info(m, check_sha=False).sha256 == good()["sha256"]
+    assert sha256_file(MODELS_DIR / "tiny_int8.tflite") == good()["sha256"]
+
+
+def test_unreadable_json(tmp_path):
+    m = tmp_path / "m.tflite"
+    m.write_bytes(b"x")
+    (tmp_path / "m.json").write_text("{not json")
+    with pytest.raises(ModelError, match="m.json: unreadable metadata"):
+        read_model_info(m)
+
+
+def test_check_tensors():
+    info = ModelInfo(FER_LABELS, InputSpec(48, 48), sha256="0")
+    check_tensors(info, (1, 48, 48, 1), "int8", 7, "w")
+    check_tensors(info, (1, 48, 48), "int8", 7, "w")
+    with pytest.raises(ModelError, match=r"w: model input shape \[1, 64, 64, 1\]"):
+        check_tensors(info, (1, 64, 64, 1), "int8", 7, "w")
+    with pytest.raises(ModelError, match="dtype float32 does not match metadata int8"):
+        check_tensors(info, (1, 48, 48, 1), "float32", 7, "w")
+    with pytest.raises(ModelError, match="8 outputs"):
+        check_tensors(info, (1, 48, 48, 1), "int8", 8, "w")
