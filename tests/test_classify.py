@@ -186,3 +186,22 @@ def test_hot_path_allocates_no_new_buffers(tiny_model, face_images):
     b = clf.classify(img, (90, 50, 120, 120))
     assert clf._buf is buf and clf._probs is probs
     assert a.probs is not b.probs  # results are independent copies
+
+
+def test_load_interpreter_falls_back_and_names_missing_runtime(monkeypatch, tiny_model):
+    import sys
+    import types
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    # only tflite_runtime installed: it is used
+    fake = types.ModuleType("tflite_runtime.interpreter")
+    fake.Interpreter = Interpreter
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime", types.ModuleType("tflite_runtime"))
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", fake)
+    assert load_interpreter(tiny_model).get_input_details()[0]["shape"].tolist() == [1, 48, 48, 1]
+    # neither installed: one clear error
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
+    with pytest.raises(ModelError, match="no TFLite runtime installed: pip install ai-edge-litert"):
+        load_interpreter(tiny_model)

@@ -152,3 +152,31 @@ def test_bad_frame_makes_next_frame_detect(detector, face_images):
         skip.boxes(Frame(np.zeros((0, 0), np.uint8), 0.2, 2))
     boxes, ran = skip.boxes(Frame(img, 0.3, 3))
     assert ran and len(boxes) == 1
+
+
+def test_faces_follow_the_clip(detector):
+    """Real clip through the real source: faces in frames 0-9 and 20-29, none in 10-19."""
+    from edge.config import SourceConfig
+    from edge.sources import open_source
+
+    from .conftest import CLIP
+
+    with open_source(SourceConfig(source=str(CLIP))) as src:
+        found = [len(detector.detect(f.image)) for f in src]
+    assert found == [1] * 10 + [0] * 10 + [1] * 10
+
+
+@pytest.mark.data
+def test_haar_finds_most_upscaled_fer_faces(fer_npz, detector):
+    """Sanity on the data itself: most PrivateTest faces, upscaled like the fixtures, are found."""
+    import cv2
+
+    idx = np.flatnonzero(fer_npz["usage"] == 2)[:60]
+    images = fer_npz["images"]
+    canvas = np.full((240, 320), 128, np.uint8)
+    hits = 0
+    for i in idx:
+        img = canvas.copy()
+        img[40:200, 80:240] = cv2.resize(images[i], (160, 160), interpolation=cv2.INTER_CUBIC)
+        hits += len(detector.detect(img)) >= 1
+    assert hits >= 0.6 * len(idx), f"{hits}/{len(idx)}"
