@@ -33,6 +33,7 @@ RETENTION_EVERY = 3600.0  # seconds between retention passes (plus one at open)
 MIN_KEEP_ROWS = 100  # size trimming never goes below this many (newest) rows
 BUSY_TIMEOUT_S = 0.25  # the writer must not stall the frame loop for long
 _CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+_REOPEN_CODES = {8, 14}  # SQLITE_READONLY, SQLITE_CANTOPEN: a fresh connection may write again
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -98,6 +99,7 @@ class EventLog:
         self._summary_t0: float | None = None
         self._commit_t0: float | None = None
         self._retention_t0: float | None = None
+        self._checked: tuple[int, int] | None = None  # (dev, inode) of the file that passed quick_check
         self._try_open()
 
     # -- context manager ------------------------------------------------------------------
@@ -193,8 +195,9 @@ class EventLog:
                 raise
         except (sqlite3.Error, OSError) as e:
             self._report(e)
-            if _is_corrupt(e):
-                self._drop_conn()  # reopening moves the damaged file aside
+            code = (getattr(e, "sqlite_errorcode", 0) or 0) & 0xFF
+            if _is_corrupt(e) or code in _REOPEN_CODES:
+                self._drop_conn()  # reopen next time: moves a damaged file aside, regains write access
             return False
         for _ in range(len(rows)):
             self._buf.popleft()
@@ -239,7 +242,8 @@ class EventLog:
             n_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
             if n_tables and app_id != APPLICATION_ID:
                 raise _Foreign(f"not an emotion-edge log (application_id {app_id:#x}, {n_tables} schema objects)")
-            if n_tables:
+            st = os.stat(self.path)
+            if n_tables and (st.st_dev, st.st_ino) != self._checked:  # check each file once per run
                 check = conn.execute("PRAGMA quick_check").fetchone()[0]
                 if check != "ok":
                     raise _Foreign(f"failed its integrity check ({check})")
@@ -252,6 +256,7 @@ class EventLog:
             conn.executescript(SCHEMA)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('summary_interval', ?)", (str(self.cfg.summary_interval),))
+            self._checked = (st.st_dev, st.st_ino)
             return conn
         except BaseException:
             conn.close()
