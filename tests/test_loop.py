@@ -1,0 +1,161 @@
+"""The whole loop on real replays: real Haar, real LiteRT, real SQLite, gpiozero mock pins."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from edge.app import build_classifier, build_detector, build_parts, build_smoother
+from edge.config import Config, load_config
+from edge.led import NullLed, blend_color
+from edge.loop import Control, Parts, Stats, run_loop
+from edge.types import Frame
+
+from .conftest import CLIP
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "edge" / "samples" / "sample.mp4"
+TIMELINE = json.loads((ROOT / "edge" / "samples" / "sample.json").read_text())["timeline"]
+
+
+def _cfg(tmp_path: Path, **over) -> Config:
+    base = {"source": {"source": str(CLIP)}, "led": {"backend": "gpio"}, "log": {"db": str(tmp_path / "log.db")}}
+    for sec, vals in over.items():
+        base.setdefault(sec, {}).update(vals)
+    return load_config(None, base)
+
+
+class ListSource:
+    """In-memory replay of given images (for frames no file can hold: empty, wrong dtype)."""
+
+    def __init__(self, images: list, fps: float = 15.0) -> None:
+        self.images, self.fps, self.i, self.closed = images, fps, 0, 0
+
+    def read(self):
+        if self.i >= len(self.images):
+            return None
+        f = Frame(self.images[self.i], self.i / self.fps, self.i)
+        self.i += 1
+        return f
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_sample_ends_with_the_led_colour_of_the_expected_mood(tmp_path):
+    """The bundled clip ends on a happy face: the mood is happy and the mock pins show its blend."""
+    factory = MockFactory(pin_class=MockPWMPin)
+    cfg = _cfg(tmp_path, source={"source": str(SAMPLE)}, led={"fade": 0.3})
+    parts = build_parts(cfg, pin_factory=factory)
+    try:
+        assert run_loop(parts, cfg, Control()) == "end"
+        mood = parts.smoother.mood
+        assert mood.label == TIMELINE[-1]["mood"] == "happy"
+        want = np.array(blend_color(mood.probs, mood.labels, cfg.led.colors)) * cfg.led.brightness
+        pins = np.array([factory.pin(p).state for p in (cfg.led.red_pin, cfg.led.green_pin, cfg.led.blue_pin)])
+        assert np.allclose(pins, want, atol=0.02), (pins, want)
+        assert pins.max() > 0.1
+    finally:
+        parts.close()
+    assert [factory.pin(p).state for p in (17, 27, 22)] == [0, 0, 0]  # LED off on exit
+
+
+def test_sample_mood_timeline_follows_the_script(tmp_path):
+    """Inside each scripted segment (after hold + smoothing) the mood is the scripted one most of the time."""
+    cfg = _cfg(tmp_path, source={"source": str(SAMPLE)}, led={"backend": "none"})
+    parts = build_parts(cfg, with_log=False)
+    seen: list[tuple[float, str]] = []
+    try:
+        run_loop(parts, cfg, Control(), on_frame=lambda s, m: seen.append((m.time, m.label)))
+    finally:
+        parts.close()
+    for seg in TIMELINE:
+        settle = cfg.mood.no_face_timeout if seg["mood"] == "none" else cfg.mood.hold + 1.0
+        inside = [lab for t, lab in seen if seg["start"] + settle <= t < seg["end"]]
+        if not inside:
+            continue
+        share = inside.count(seg["mood"]) / len(inside)
+        assert share >= 0.6, (seg, share)
+
+
+def test_frame_skipping_really_skips(tmp_path):
+    cfg = _cfg(tmp_path, detect={"detect_every": 4}, led={"backend": "none"})
+    parts = build_parts(cfg, with_log=False)
+    stats = Stats()
+    try:
+        run_loop(parts, cfg, Control(), stats=stats)
+    finally:
+        parts.close()
+    n = stats.frames
+    assert n > 10
+    assert parts.detector.detector.calls == stats.detections == -(-n // 4)
+    assert stats.frames_skipped == n - stats.detections
+
+
+def test_classification_rate_is_capped_by_classify_hz(tmp_path):
+    cfg = _cfg(tmp_path, classify={"classify_hz": 2.0}, led={"backend": "none"})
+    parts = build_parts(cfg, with_log=False)
+    stats = Stats()
+    try:
+        run_loop(parts, cfg, Control(), stats=stats)
+    finally:
+        parts.close()
+    duration = stats.frames / 15.0
+    assert stats.faces_seen > 0
+    assert 1 <= stats.classifications <= (duration * 2.0 + 1) * cfg.detect.max_faces
+
+
+def test_bad_frames_are_skipped_and_counted(tmp_path, face_images):
+    good = face_images[0][1]
+    bad = [np.zeros((0, 0), np.uint8), good.astype(np.float64), np.zeros((5,), np.uint8), None]
+    images = [good, *bad, good, good]
+    cfg = _cfg(tmp_path, detect={"detect_every": 1})
+    clf = build_classifier(cfg)
+    parts = Parts(ListSource(images), build_detector(cfg), clf, build_smoother(cfg, clf.labels), NullLed(cfg.led), None)
+    stats = Stats()
+    assert run_loop(parts, cfg, Control(), stats=stats) == "end"
+    assert stats.frames == len(images)
+    assert stats.bad_frames == len(bad)
+    assert stats.faces_seen == 3
+
+
+def test_stop_reload_and_max_frames(tmp_path):
+    cfg = _cfg(tmp_path, led={"backend": "none"})
+    parts = build_parts(cfg, with_log=False)
+    try:
+        ctl = Control()
+        assert run_loop(parts, cfg, ctl, max_frames=5) == "max_frames"
+        ctl.reload.set()
+        assert run_loop(parts, cfg, ctl) == "reload"
+        ctl.reload.clear()
+        calls = []
+
+        def stop_after_3(stats, mood):
+            calls.append(stats.frames)
+            if len(calls) == 3:
+                ctl.stop.set()
+        assert run_loop(parts, cfg, ctl, on_frame=stop_after_3) == "stop"
+        assert len(calls) == 3
+    finally:
+        parts.close()
+        parts.close()  # safe twice
+
+
+def test_log_holds_mood_changes_not_one_row_per_frame(tmp_path):
+    cfg = _cfg(tmp_path, source={"source": str(SAMPLE)}, led={"backend": "none"})
+    parts = build_parts(cfg)
+    stats = Stats()
+    try:
+        run_loop(parts, cfg, Control(), stats=stats)
+    finally:
+        parts.close()
+    con = sqlite3.connect(tmp_path / "log.db")
+    rows = con.execute("SELECT mood FROM events ORDER BY id").fetchall()
+    con.close()
+    moods = [r[0] for r in rows]
+    assert 3 <= len(moods) < stats.frames / 5
+    assert moods[-1] == "happy" and "none" in moods
