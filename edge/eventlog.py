@@ -412,7 +412,8 @@ class Summary:
 
 
 def summarize(path: str | Path, since: float | None = None, now: float | None = None) -> Summary:
-    """Each row's mood holds until the next row, capped at 2 summary intervals (service gaps)."""
+    """Each row's mood holds until the next row (or now); a gap over 2 summary intervals means the
+    service was stopped and counts for nothing (a running service writes a summary every interval)."""
     conn = open_readonly(path)
     try:
         got = conn.execute("SELECT value FROM meta WHERE key='summary_interval'").fetchone()
@@ -427,7 +428,7 @@ def summarize(path: str | Path, since: float | None = None, now: float | None = 
     s = Summary(since=since, rows=len(rows), seconds=0.0)
     for i, (t, kind, mood) in enumerate(rows):
         end = rows[i + 1][0] if i + 1 < len(rows) else max(t, now)
-        dur = max(0.0, min(end - t, cap))
+        dur = end - t if end - t <= cap else 0.0  # a longer gap: the service was not running
         hour = iso_utc(t)[:13]
         tot = s.moods.setdefault(mood, MoodTotal())
         if kind == "change":
