@@ -11,6 +11,7 @@ cascade (RestartPreventExitStatus=2: a restart cannot fix it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -91,12 +92,16 @@ class Service:
         self._status_warned = False
         self._grace: threading.Timer | None = None
         self._old_handlers: dict[int, Any] = {}
+        self._stats: Any = None
+        self._mood: Any = None
+        self.stop_reason: str | None = None
 
     # ---------------------------------------------------------------- signals
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
         if self.control.stop.is_set():  # second signal, or the grace timer: break out of a stuck read
             raise KeyboardInterrupt
         self.control.stop.set()
+        self.notifier.stopping()
         if self._grace is None and threading.current_thread() is threading.main_thread():
             main_id = threading.main_thread().ident
             self._grace = threading.Timer(STOP_GRACE, signal.pthread_kill, (main_id, signal.SIGINT))
@@ -136,7 +141,7 @@ class Service:
             d["led"] = self.cfg.led.backend
         if self.parts is not None and self.parts.classifier is not None:
             m = _model_of(self.parts.classifier)
-            d["model"] = {"path": m.path, "sha256": m.sha256, "labels": m.labels}
+            d["model"] = {"path": str(Path(m.path).resolve()) if m.path else "", "sha256": m.sha256, "labels": m.labels}
         if stats is not None:
             snap = stats.snapshot()
             d["fps"] = snap["fps"]
@@ -160,6 +165,7 @@ class Service:
                 self._status_warned = True
 
     def _publish(self, stats: Any, mood: Any) -> None:
+        self._stats, self._mood = stats, mood
         d = self._status_dict(stats, mood)
         self._last_frames, self._last_faces = stats.frames, stats.faces_seen
         self.notifier.status(status_line(d))
@@ -184,11 +190,14 @@ class Service:
             return self._run(config_from_args)
         except KeyboardInterrupt:  # second SIGTERM/SIGINT or the grace timer: still a clean stop
             log.info("stopped while blocked (camera not answering)")
+            self.stop_reason = "stop"
             return EXIT_OK
         finally:
             self._restore_signals()
             self.state = "stopped" if self.state not in ("failed",) else self.state
-            self._write_status(self._status_dict())
+            final = self._status_dict(self._stats, self._mood)
+            final["stop_reason"] = self.stop_reason
+            self._write_status(final)
 
     def _run(self, config_from_args: Any) -> int:
         from edge.app import build_parts
@@ -207,7 +216,8 @@ class Service:
             self._error(f"--max-frames must be at least 1 (got {max_frames})")
             return EXIT_BAD_INPUT
         try:
-            self.parts = build_parts(self.cfg, pin_factory=self.pin_factory, camera_factory=self.camera_factory)
+            with _signals_blocked():  # threads started here (camera) inherit the mask: signals wake the main thread
+                self.parts = build_parts(self.cfg, pin_factory=self.pin_factory, camera_factory=self.camera_factory)
         except BAD_INPUT as e:
             self.state = "failed"
             self._error(e)
@@ -224,7 +234,7 @@ class Service:
             self._write_status(self._status_dict())
             log.info("ready: source %s, model %s (%s), LED %s", self.cfg.source.source, m.path, m.sha256[:12],
                      self.cfg.led.backend)
-            stats = Stats()
+            stats = self._stats = Stats()
             while True:
                 why = run_loop(self.parts, self.cfg, self.control, max_frames=max_frames,
                                on_frame=self.on_frame, stats=stats)
@@ -233,10 +243,11 @@ class Service:
                 self.reload()
             if why == "stop":
                 self.notifier.stopping()
-            self.state = "stopping"
+            self.state, self.stop_reason = "stopping", why
+            self._mood = self.parts.smoother.mood
             log.info("stopping (%s) after %d frames", why, stats.frames)
         except EdgeError as e:  # the camera failed for good: exit non-zero so systemd restarts us
-            self.state = "failed"
+            self.state, self.stop_reason = "failed", "error"
             self._error(e)
             self.notifier.stopping()
             return EXIT_RUNTIME
@@ -277,6 +288,23 @@ class Service:
         self.notifier.ready(status="reloaded" if self.cfg is not old_cfg else "reload failed, previous config kept")
         self._next_status = 0.0  # publish the new model at the next frame
         self._write_status(self._status_dict())
+
+
+@contextlib.contextmanager
+def _signals_blocked():
+    """Block our signals while other threads are created, so the kernel delivers them to the main thread.
+
+    A stop signal taken by another thread would leave a main thread stuck in a hung camera read
+    asleep; delivered to the main thread it interrupts the wait and the handler runs.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def status_line(d: dict[str, Any]) -> str:
