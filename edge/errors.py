@@ -17,6 +17,10 @@ class SourceError(EdgeError):
     """A frame source cannot be opened or read."""
 
 
+class SourceStalled(SourceError):
+    """No frame arrived within the source's poll time (camera lost, hung or reconnecting)."""
+
+
 class CameraNotFound(SourceError):
     """No camera is attached (or the device path does not exist)."""
 

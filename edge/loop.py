@@ -14,7 +14,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from edge.config import Config
-from edge.errors import FrameError
+from edge.errors import FrameError, SourceStalled
 from edge.types import Box, Frame, Mood, Prediction
 
 log = logging.getLogger("emotion-edge")
@@ -83,6 +83,7 @@ class Stats:
     classifications: int = 0    # faces classified
     faces_seen: int = 0         # frames with at least one face
     bad_frames: int = 0
+    stalls: int = 0             # source polls that timed out without a frame
     started: float = field(default_factory=time.monotonic)
     detect_ms: _Ring = field(default_factory=_Ring)
     classify_ms: _Ring = field(default_factory=_Ring)
@@ -101,7 +102,7 @@ class Stats:
         return {
             "frames": self.frames, "fps": round(self.fps or (self.frames / elapsed if elapsed > 0 else 0.0), 2),
             "frames_skipped": self.frames_skipped, "detections": self.detections,
-            "classifications": self.classifications, "faces_seen": self.faces_seen, "bad_frames": self.bad_frames,
+            "classifications": self.classifications, "faces_seen": self.faces_seen, "bad_frames": self.bad_frames, "stalls": self.stalls,
             "detect_ms_p50": round(self.detect_ms.pct(50), 3), "detect_ms_p95": round(self.detect_ms.pct(95), 3),
             "classify_ms_p50": round(self.classify_ms.pct(50), 3), "classify_ms_p95": round(self.classify_ms.pct(95), 3),
         }
@@ -123,6 +124,7 @@ def run_loop(parts: Parts, cfg: Config, control: Control, max_frames: int | None
     next_stats = time.monotonic() + cfg.stats.interval
     clock = time.perf_counter
     mood: Mood = parts.smoother.mood
+    last_t, last_wall = 0.0, time.monotonic()
     while True:
         if control.stop.is_set():
             return "stop"
@@ -130,11 +132,19 @@ def run_loop(parts: Parts, cfg: Config, control: Control, max_frames: int | None
             return "reload"
         if max_frames is not None and stats.frames >= max_frames:
             return "max_frames"
-        frame = parts.source.read()
+        try:
+            frame = parts.source.read()
+        except SourceStalled:
+            # No frame within the source's poll time: show it, keep checking stop/reload, and do
+            # not call on_frame, so the service's watchdog pings stop while the camera is gone.
+            stats.stalls += 1
+            parts.led.show_state("no_camera", last_t + (time.monotonic() - last_wall))
+            continue
         if frame is None:
             return "end"
         stats.frames += 1
-        t = frame.timestamp
+        t = last_t = frame.timestamp
+        last_wall = time.monotonic()
         try:
             t0 = clock()
             boxes, ran = parts.detector.boxes(frame)
