@@ -22,7 +22,7 @@ import numpy as np
 
 from edge.config import LogConfig
 from edge.errors import LogError
-from edge.types import NO_MOOD, Box, Mood
+from edge.types import Box, Mood
 
 log = logging.getLogger(__name__)
 
