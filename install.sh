@@ -147,8 +147,8 @@ check_os() {
 }
 
 check_system() {
-    staged && return 0
-    ((EUID == 0)) || die "installing the service needs root: sudo $0"
+    [[ -n $ROOT ]] && return 0  # a staging root is not this machine; --dry-run still checks (read-only)
+    ((DRY_RUN || EUID == 0)) || die "installing the service needs root: sudo $0"
     command -v systemctl >/dev/null || die "systemctl not found: emotion-edge runs as a systemd service"
     if ! apt-cache show python3-picamera2 >/dev/null 2>&1; then
         die "camera stack missing: apt has no python3-picamera2 (is this Raspberry Pi OS with archive.raspberrypi.com?); on a desktop use ./install.sh --dev"
@@ -253,6 +253,10 @@ install_service() {
     run systemctl enable "$APP.service"
     run systemctl restart "$APP.service"
 
+    if ((DRY_RUN)); then
+        say "dry run: nothing was changed"
+        return 0
+    fi
     cat <<EOF
 
 emotion-edge is installed. Over ssh:

@@ -167,3 +167,27 @@ def test_dev_dry_run_uses_the_checkout_venv():
     p = install("--dev", "--dry-run")
     assert p.returncode == 0
     assert f"{REPO}/.venv/bin/python -m pip install --quiet -e {REPO}\\[test\\,export\\]" in p.stdout
+
+
+def _host_codename() -> str:
+    try:
+        text = Path("/etc/os-release").read_text()
+    except OSError:
+        return ""
+    vals = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return vals.get("ID", "").strip('"') + ":" + vals.get("VERSION_CODENAME", "").strip('"')
+
+
+def test_missing_camera_stack_stops_a_dry_run_on_this_host():
+    """On plain Debian (no Raspberry Pi repository) the real-system checks refuse before any change."""
+    if _host_codename() not in ("debian:bookworm", "debian:trixie", "raspbian:bookworm", "raspbian:trixie"):
+        pytest.skip(f"host is {_host_codename() or 'unknown'}, not Debian/Raspberry Pi OS Bookworm/Trixie")
+    if shutil.which("apt-cache") is None:
+        pytest.skip("no apt-cache on this host")
+    if subprocess.run(["apt-cache", "show", "python3-picamera2"], capture_output=True).returncode == 0:
+        pytest.skip("this host has python3-picamera2 (a Raspberry Pi OS host): the camera stack is there")
+    p = install("--dry-run", check=False)
+    assert p.returncode != 0
+    assert p.stderr.strip() == ("install.sh: error: camera stack missing: apt has no python3-picamera2 (is this "
+                                "Raspberry Pi OS with archive.raspberrypi.com?); on a desktop use ./install.sh --dev")
+    assert "would run" not in p.stdout
