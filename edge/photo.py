@@ -1,0 +1,266 @@
+"""Still images through the loop's own detector and classifier (no smoothing): results, drawings, crops.
+
+Owners check a device or a new model on their own pictures with this, so every step reuses the
+loop's parts (FaceDetector, EmotionClassifier, edge.preprocess) rather than a second implementation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from edge.errors import ConfigError, SourceError
+from edge.frames import as_gray
+from edge.led import hex_to_rgb
+from edge.preprocess import crop_face, resize_face
+from edge.types import Box, Prediction
+
+PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+"""What a folder is expanded to; a file named on the command line is tried whatever its suffix."""
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+# -- results ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FaceResult:
+    """One face: its box in image pixels and the classifier's unsmoothed prediction."""
+
+    box: Box
+    prediction: Prediction
+
+    @property
+    def emotion(self) -> str:
+        return self.prediction.top
+
+    @property
+    def confidence(self) -> float:
+        return self.prediction.confidence
+
+    @property
+    def probabilities(self) -> dict[str, float]:
+        """label -> probability, in the model's label order."""
+        return self.prediction.as_dict()
+
+    def to_json(self) -> dict:
+        return {"box": [int(v) for v in self.box], "emotion": self.emotion,
+                "confidence": self.confidence, "probabilities": self.probabilities}
+
+
+@dataclass(frozen=True)
+class PhotoResult:
+    """Every face found in one image (an empty tuple when there is none)."""
+
+    file: str
+    faces: tuple[FaceResult, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict:
+        return {"file": self.file, "faces": [f.to_json() for f in self.faces]}
+
+    def to_text(self) -> str:
+        """`photo.jpg: 2 faces` then one indented line per face with every probability."""
+        n = len(self.faces)
+        head = f"{self.file}: {'no' if n == 0 else n} face{'' if n == 1 else 's'}"
+        lines = [head]
+        for f in self.faces:
+            x, y, w, h = f.box
+            probs = ", ".join(f"{lab} {p:.2f}" for lab, p in f.probabilities.items())
+            lines.append(f"  [{x} {y} {w} {h}] {f.emotion} {f.confidence:.2f} ({probs})")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An image as read from disk: 8-bit BGR when the file had colour (else None) and its gray version."""
+
+    path: Path
+    gray: np.ndarray
+    color: np.ndarray | None
+
+
+# -- inputs -----------------------------------------------------------------------------------
+def expand_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
+    """Files as given, folders as their sorted images (non-recursive); plus one problem line per bad path."""
+    files: list[Path] = []
+    problems: list[str] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            try:
+                found = sorted(c for c in p.iterdir() if c.suffix.lower() in PHOTO_SUFFIXES and c.is_file())
+            except OSError as e:
+                problems.append(f"{p}: cannot list folder ({e.strerror or e})")
+                continue
+            if not found:
+                problems.append(f"{p}: folder has no images ({', '.join(sorted(PHOTO_SUFFIXES))})")
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            problems.append(f"{p}: no such file or folder")
+    return files, problems
+
+
+def _to_uint8(img: np.ndarray, path: Path) -> np.ndarray:
+    """16-bit and float images scaled to 8 bits (PNG/TIFF from scanners and raw converters)."""
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if img.dtype.kind == "f":
+        return np.clip(np.nan_to_num(img) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    raise SourceError(f"{path}: unsupported pixel type {img.dtype} (use 8- or 16-bit JPEG, PNG or BMP)")
+
+
+def _flatten_alpha(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Composite over white: transparent areas hold arbitrary colour (often black) a viewer never shows."""
+    a = alpha.astype(np.float32)[:, :, None] / 255.0
+    out = color.astype(np.float32) * a + 255.0 * (1.0 - a)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def read_image(path: str | Path) -> LoadedImage:
+    """Decode any image OpenCV reads; JPEGs are turned upright by their EXIF orientation like a viewer does.
+
+    Raises SourceError naming the file for a missing, empty, unreadable or non-image file.
+    """
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except (OSError, ValueError) as e:
+        raise SourceError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    if data.size == 0:
+        raise SourceError(f"{path}: empty file")
+    # IMREAD_UNCHANGED keeps alpha and 16 bits but ignores EXIF orientation; JPEG has no alpha, so
+    # ANYCOLOR|ANYDEPTH there gets the orientation applied.
+    is_jpeg = data[:3].tobytes() == JPEG_MAGIC
+    flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH if is_jpeg else cv2.IMREAD_UNCHANGED
+    try:
+        img = cv2.imdecode(data, flags)
+    except cv2.error:
+        img = None
+    if img is None or img.size == 0:
+        raise SourceError(f"{path}: not an image OpenCV can read (JPEG, PNG or BMP)")
+    img = _to_uint8(img, path)
+    color: np.ndarray | None = None
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        gray = img
+    elif img.ndim == 3 and img.shape[2] == 2:  # gray + alpha
+        gray = _flatten_alpha(img[:, :, :1], img[:, :, 1])[:, :, 0]
+    elif img.ndim == 3 and img.shape[2] in (3, 4):
+        color = _flatten_alpha(img[:, :, :3], img[:, :, 3]) if img.shape[2] == 4 else img
+        gray = cv2.cvtColor(color, cv2.COLOR_BGR2GRAY)
+    else:
+        raise SourceError(f"{path}: unsupported image layout {img.shape}")
+    return LoadedImage(path, np.ascontiguousarray(gray), color)
+
+
+# -- analysis ---------------------------------------------------------------------------------
+class PhotoAnalyzer:
+    """Detector + classifier on one still image; `detector=None` treats each image as one cropped face."""
+
+    def __init__(self, classifier, detector=None) -> None:
+        self.classifier = classifier
+        self.detector = detector
+        spec = classifier.info.input
+        self._w, self._h, self._margin = spec.width, spec.height, spec.crop_margin
+
+    @property
+    def cropped(self) -> bool:
+        return self.detector is None
+
+    def analyse(self, gray: np.ndarray) -> list[FaceResult]:
+        """Faces largest first (at most detect.max_faces), each with its prediction; FrameError for a bad image."""
+        gray = as_gray(gray, "image")
+        if self.detector is None:
+            h, w = gray.shape
+            return [FaceResult((0, 0, w, h), self.classifier.classify_face(gray))]
+        return [FaceResult(tuple(int(v) for v in box), self.classifier.classify(gray, box))  # type: ignore[arg-type]
+                for box in self.detector.detect(gray)]
+
+    def model_input(self, gray: np.ndarray, box: Box) -> np.ndarray:
+        """The uint8 HxW face exactly as the model sees it (same crop margin and resize as the classifier)."""
+        gray = as_gray(gray, "image")
+        face = gray if self.detector is None else crop_face(gray, box, self._margin)
+        out = np.empty((self._h, self._w), np.uint8)
+        return resize_face(face, self._w, self._h, out=out)
+
+
+# -- drawing and writing ----------------------------------------------------------------------
+def bgr(color_hex: str) -> tuple[int, int, int]:
+    r, g, b = hex_to_rgb(color_hex)
+    return (int(round(b * 255)), int(round(g * 255)), int(round(r * 255)))
+
+
+def annotate(image: np.ndarray, faces: Sequence[FaceResult], colors: dict[str, str]) -> np.ndarray:
+    """A BGR copy with each box and `emotion 0.81` drawn in that emotion's LED colour (white if none)."""
+    out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
+    h, w = out.shape[:2]
+    side = min(h, w)
+    thick = max(1, int(round(side / 200)))
+    scale = max(0.35, side / 700)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for f in faces:
+        x, y, bw, bh = f.box
+        col = bgr(colors.get(f.emotion, "#ffffff"))
+        # a dark rim under the coloured line keeps white/yellow boxes visible on light images
+        cv2.rectangle(out, (x, y), (x + bw - 1, y + bh - 1), (0, 0, 0), thick + 2)
+        cv2.rectangle(out, (x, y), (x + bw - 1, y + bh - 1), col, thick)
+        text = f"{f.emotion} {f.confidence:.2f}"
+        (tw, th), base = cv2.getTextSize(text, font, scale, thick)
+        ty = y - base - 2 if y - th - base - 4 >= 0 else y + th + 2  # above the box, else inside it
+        tx = min(max(0, x), max(0, w - tw - 2))
+        cv2.rectangle(out, (tx, ty - th - 2), (tx + tw + 2, ty + base), col, -1)
+        lum = 0.114 * col[0] + 0.587 * col[1] + 0.299 * col[2]
+        cv2.putText(out, text, (tx + 1, ty), font, scale, (0, 0, 0) if lum > 128 else (255, 255, 255), thick, cv2.LINE_AA)
+    return out
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
+    """Encode by the file's suffix and write; SourceError naming the file when that fails."""
+    try:
+        ok, buf = cv2.imencode(path.suffix or ".png", image)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise SourceError(f"{path}: cannot encode a {path.suffix or 'suffix-less'} image")
+    try:
+        path.write_bytes(buf.tobytes())
+    except OSError as e:
+        raise SourceError(f"{path}: cannot write ({e.strerror or e})") from None
+
+
+def check_output_dir(out_dir: str | Path, inputs: Iterable[Path], flag: str) -> Path:
+    """The output folder (created), refusing a file or any input's own folder (inputs are never overwritten)."""
+    d = Path(out_dir).expanduser()
+    if d.exists() and not d.is_dir():
+        raise ConfigError(f"{flag} {d}: exists and is not a folder")
+    real = d.resolve()
+    for p in inputs:
+        if p.resolve().parent == real:
+            raise ConfigError(f"{flag} {d}: is the folder of input {p}; choose another folder so inputs are never overwritten")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{flag} {d}: cannot create folder ({e.strerror or e})") from None
+    return d
+
+
+class OutputNames:
+    """Output names mirror the input names; a second input with the same stem gets `stem-2`, `stem-3`..."""
+
+    def __init__(self) -> None:
+        self._used: set[str] = set()
+
+    def stem(self, path: Path) -> str:
+        name, n = path.stem, 1
+        while name in self._used:
+            n += 1
+            name = f"{path.stem}-{n}"
+        self._used.add(name)
+        return name
