@@ -1,0 +1,369 @@
+"""Camera faults injected for real: a camera (a real clip decoded by OpenCV) that raises, returns
+nothing or hangs mid-stream, an opener that fails K times; plus the whole loop through an outage."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+
+import numpy as np
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from edge.app import build_classifier, build_detector, build_smoother
+from edge.config import SourceConfig, load_config
+from edge.errors import CameraNotFound, SourceError, SourceStalled
+from edge.led import GpioLed, hex_to_rgb
+from edge.loop import Control, Parts, run_loop
+from edge.resilient import ResilientSource, is_camera, wrap_camera
+from edge.sources import ImageFolderSource, Picamera2Source, VideoFileSource, open_source
+
+from .conftest import CLIP, FACES_DIR, FOLDER, MODELS_DIR
+
+FAST = dict(poll=0.1, stall_after=0.4, backoff=(0.05, 0.1, 0.2), give_up_after=5.0)
+
+
+class FaultyCamera:
+    """A camera stand-in over the real test clip (looped, ~50 fps) with one injected fault after N frames.
+
+    fault: "raise" (SourceError), "oserror", "none" (returns None), "hang" (blocks on `release`).
+    """
+
+    def __init__(self, fault: str = "", after: int = 10**9, release: threading.Event | None = None) -> None:
+        self.fault, self.after = fault, after
+        self.release = release if release is not None else threading.Event()
+        self.clip = VideoFileSource(CLIP, SourceConfig())
+        self.served = 0
+        self.closed = 0
+        self.name = "faulty camera"
+        self.hanging = threading.Event()
+
+    def read(self):
+        if self.closed:
+            raise SourceError("faulty camera: read after close")
+        if self.served >= self.after:
+            if self.fault == "raise":
+                raise SourceError("faulty camera: capture failed (cable out)")
+            if self.fault == "oserror":
+                raise OSError(19, "No such device")
+            if self.fault == "none":
+                return None
+            if self.fault == "hang":
+                self.hanging.set()
+                self.release.wait()
+                if self.closed:
+                    raise SourceError("faulty camera: closed while blocked")
+        frame = self.clip.read()
+        if frame is None:  # loop the clip like a live camera
+            self.clip.close()
+            self.clip = VideoFileSource(CLIP, SourceConfig())
+            frame = self.clip.read()
+        self.served += 1
+        time.sleep(0.02)
+        return frame
+
+    def close(self) -> None:
+        self.closed += 1
+        self.clip.close()
+        self.release.set()  # like a driver: closing the device wakes a blocked read
+
+
+class Opener:
+    """open_fn that fails `fail` times (CameraNotFound), then opens `make()`; records attempt times."""
+
+    def __init__(self, make, fail: int = 0) -> None:
+        self.make, self.fail = make, fail
+        self.times: list[float] = []
+        self.opened: list[FaultyCamera] = []
+
+    def __call__(self):
+        self.times.append(time.monotonic())
+        if len(self.times) <= self.fail:
+            raise CameraNotFound("no camera found: /dev/video0 does not exist")
+        cam = self.make()
+        self.opened.append(cam)
+        return cam
+
+
+def read_until(src: ResilientSource, pred, timeout: float) -> tuple[list, int]:
+    """Call read() like the loop does until pred(frame) or timeout; returns (frames, stalls)."""
+    frames, stalls = [], 0
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            f = src.read()
+        except SourceStalled:
+            stalls += 1
+            continue
+        frames.append(f)
+        if pred(f):
+            break
+    return frames, stalls
+
+
+def lines(caplog, level: int, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level and text in r.getMessage()]
+
+
+# ------------------------------------------------------------------ the wrapper alone
+def test_frames_flow_newest_first_and_close_is_idempotent():
+    cam = FaultyCamera()
+    src = ResilientSource(lambda: cam, **FAST)
+    try:
+        frames, stalls = read_until(src, lambda f: False, 0.5)
+        assert len(frames) >= 10 and stalls == 0
+        idx = [f.index for f in frames]
+        assert idx == sorted(idx) or min(np.diff(idx)) > -30  # clip loops, order otherwise kept
+        time.sleep(0.3)  # loop slower than the camera: older frames are dropped, the newest is handed over
+        newest = src.read()
+        assert src.dropped >= 5 and newest.image.dtype == np.uint8
+    finally:
+        src.close()
+    src.close()
+    assert cam.closed == 1 and not src.alive
+    assert src.read() is None
+
+
+@pytest.mark.parametrize("fault,words", [("raise", "cable out"), ("oserror", "No such device"),
+                                         ("none", "no frame")])
+def test_failing_camera_stalls_warns_once_backs_off_and_recovers(caplog, fault, words):
+    caplog.set_level(logging.INFO, logger="edge.resilient")
+    opener = Opener(lambda: FaultyCamera(), fail=3)
+    first = FaultyCamera(fault, after=5)
+    src = ResilientSource(opener, first=first, **FAST)
+    try:
+        frames, stalls = read_until(src, lambda f: False, 0.3)
+        assert len(frames) == 5 and stalls >= 1
+        # Each read during the outage gives up after `poll`, not later.
+        t = time.monotonic()
+        with pytest.raises(SourceStalled):
+            src.read()
+        assert time.monotonic() - t < FAST["poll"] + 0.1
+        # 3 failed reopens then success: waits follow the backoff schedule 0.05, 0.1, 0.2, 0.2.
+        frames, stalls = read_until(src, lambda f: True, 3.0)
+        assert frames, "no frame after the camera came back"
+        assert len(opener.times) == 4 and src.open_attempts == 4
+        gaps = np.diff(opener.times)
+        assert all(g >= want - 0.01 for g, want in zip(gaps, (0.1, 0.2, 0.2))), gaps
+        assert all(g < want + 0.25 for g, want in zip(gaps, (0.1, 0.2, 0.2))), gaps
+        assert first.closed == 1 and src.outages == 1 and src.recoveries == 1
+        more, _ = read_until(src, lambda f: False, 0.3)
+        assert len(more) >= 5
+    finally:
+        src.close()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]  # one line per outage, not per frame/attempt
+    assert words in warnings[0].getMessage() and "camera lost" in warnings[0].getMessage()
+    assert len(lines(caplog, logging.INFO, "camera back after")) == 1
+    assert opener.opened[0].closed == 1
+
+
+def test_two_outages_give_two_warnings(caplog):
+    caplog.set_level(logging.INFO, logger="edge.resilient")
+    opener = Opener(lambda: FaultyCamera("raise", after=5))
+    src = ResilientSource(opener, first=FaultyCamera("raise", after=5), **FAST)
+    try:
+        deadline = time.monotonic() + 5
+        while src.recoveries < 2 and time.monotonic() < deadline:
+            read_until(src, lambda f: False, 0.1)
+    finally:
+        src.close()
+    assert src.recoveries >= 2
+    assert len(lines(caplog, logging.WARNING, "camera lost")) == src.outages
+    assert len(lines(caplog, logging.INFO, "camera back after")) == src.recoveries
+
+
+def test_hung_camera_warns_once_without_busy_looping_and_close_is_prompt(caplog):
+    caplog.set_level(logging.INFO, logger="edge.resilient")
+    cam = FaultyCamera("hang", after=3)
+    src = ResilientSource(lambda: cam, poll=0.2, stall_after=0.5, backoff=(0.05,), give_up_after=5.0)
+    try:
+        read_until(src, lambda f: False, 0.2)
+        assert cam.hanging.wait(2)
+        cpu0, t0 = time.process_time(), time.monotonic()
+        frames, stalls = read_until(src, lambda f: False, 2.0)
+        cpu = time.process_time() - cpu0
+        assert frames == [] and 7 <= stalls <= 11, stalls  # one SourceStalled per poll (0.2 s)
+        assert cpu < 0.2, f"{cpu:.3f} s CPU in a 2 s stall: busy loop"
+        warn = lines(caplog, logging.WARNING, "no frame from camera for")
+        assert len(warn) == 1, warn
+        t = time.monotonic()
+        src.close()
+        assert time.monotonic() - t < 1.5
+    finally:
+        src.close()
+    assert cam.closed == 1 and not src.alive
+
+
+def test_hung_camera_that_recovers_delivers_again(caplog):
+    caplog.set_level(logging.INFO, logger="edge.resilient")
+    release = threading.Event()
+    cam = FaultyCamera("hang", after=3, release=release)
+    src = ResilientSource(lambda: cam, poll=0.1, stall_after=0.3, backoff=(0.05,))
+    try:
+        assert cam.hanging.wait(2)
+        read_until(src, lambda f: False, 0.6)
+        cam.after = 10**9
+        release.set()
+        frames, _ = read_until(src, lambda f: True, 2.0)
+        assert frames
+    finally:
+        src.close()
+    assert len(lines(caplog, logging.WARNING, "no frame from camera")) == 1
+    assert len(lines(caplog, logging.INFO, "camera back after")) == 1
+
+
+def test_gives_up_after_the_deadline_and_stops_retrying(caplog):
+    caplog.set_level(logging.INFO, logger="edge.resilient")
+    opener = Opener(lambda: FaultyCamera(), fail=10**9)
+    src = ResilientSource(opener, first=FaultyCamera("raise", after=2), poll=0.1, backoff=(0.05, 0.1),
+                          give_up_after=0.6)
+    try:
+        cpu0 = time.process_time()
+        deadline = time.monotonic() + 3
+        while src.alive and time.monotonic() < deadline:
+            read_until(src, lambda f: False, 0.1)
+        assert not src.alive and src.gave_up
+        tries = len(opener.times)
+        assert 4 <= tries <= 8, tries
+        frames, stalls = read_until(src, lambda f: False, 0.5)  # the loop keeps getting SourceStalled
+        assert frames == [] and stalls >= 4 and len(opener.times) == tries
+        assert time.process_time() - cpu0 < 0.4
+    finally:
+        src.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "giving up" in errors[0] and "/dev/video0 does not exist" in errors[0]
+    assert len(lines(caplog, logging.WARNING, "camera lost")) == 1
+
+
+def test_first_open_failure_propagates():
+    with pytest.raises(CameraNotFound, match="does not exist"):
+        ResilientSource(Opener(FaultyCamera, fail=1), **FAST)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="poll"):
+        ResilientSource(FaultyCamera, poll=0)
+
+
+# ------------------------------------------------------------------ which sources get wrapped
+class PiCam:
+    """Minimal picamera2 stand-in (the methods Picamera2Source calls); `fail` makes captures raise."""
+
+    fail = False
+    made = 0
+
+    def __init__(self) -> None:
+        PiCam.made += 1
+        self.img = np.full((360, 320), 128, np.uint8)
+
+    @staticmethod
+    def global_camera_info():
+        return [{"Model": "stand-in"}]
+
+    def create_video_configuration(self, **kw):
+        return kw
+
+    def configure(self, c) -> None: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def close(self) -> None: ...
+
+    def capture_array(self, stream):
+        if PiCam.fail:
+            raise RuntimeError("Camera frontend has timed out!")
+        time.sleep(0.01)
+        return self.img
+
+
+def test_wrap_camera_wraps_cameras_only_and_reopens_the_resolved_kind(caplog):
+    cfg = SourceConfig(source=str(CLIP))
+    clip = open_source(cfg)
+    assert wrap_camera(clip, cfg) is clip and not is_camera(clip)
+    folder = ImageFolderSource(FOLDER, cfg)
+    assert wrap_camera(folder, cfg) is folder
+    clip.close()
+    # auto found a Pi camera: a failure reopens picamera2 (never falls back to the sample clip).
+    PiCam.fail, PiCam.made = False, 0
+    auto = SourceConfig(source="auto")
+    cam = open_source(auto, camera_factory=PiCam)
+    assert isinstance(cam, Picamera2Source)
+    src = wrap_camera(cam, auto, camera_factory=PiCam, poll=0.1, backoff=(0.05,))
+    try:
+        assert isinstance(src, ResilientSource)
+        assert src.read().image.shape == (240, 320)
+        PiCam.fail = True
+        read_until(src, lambda f: False, 0.3)
+        PiCam.fail = False
+        frames, _ = read_until(src, lambda f: True, 2.0)
+        assert frames and PiCam.made >= 2 and src.recoveries == 1
+    finally:
+        src.close()
+    assert "Camera frontend has timed out" in " ".join(lines(caplog, logging.WARNING, "camera lost"))
+
+
+def test_wrap_camera_takes_timing_from_config_keys_when_present():
+    @dataclasses.dataclass
+    class Cfg(SourceConfig):
+        poll: float = 0.3
+        stall_after: float = 2.0
+        give_up_after: float = 0.0
+
+    PiCam.fail = False
+    cfg = Cfg(source="picamera2")
+    src = wrap_camera(open_source(cfg, camera_factory=PiCam), cfg, camera_factory=PiCam)
+    try:
+        assert (src.poll, src.stall_after, src.give_up_after) == (0.3, 2.0, None)
+    finally:
+        src.close()
+
+
+# ------------------------------------------------------------------ the whole loop through an outage
+def test_loop_through_a_camera_outage_stops_on_frame_shows_no_camera_and_resumes(tmp_path):
+    """Real Haar + LiteRT + mock PWM pins: the camera dies mid-run and comes back 2 reopens later."""
+    factory = MockFactory(pin_class=MockPWMPin)
+    cfg = load_config(None, {"classify": {"model": str(MODELS_DIR / "tiny_int8.tflite")},
+                             "led": {"backend": "gpio", "fade": 0.0, "no_camera_color": "#400000"}})
+    pins = [factory.pin(n) for n in (cfg.led.red_pin, cfg.led.green_pin, cfg.led.blue_pin)]
+    seen_during_outage: list[list[float]] = []
+
+    class LoopOpener(Opener):
+        def __call__(self):
+            seen_during_outage.append([p.state for p in pins])  # what the LED shows while we retry
+            return super().__call__()
+
+    opener = LoopOpener(lambda: FaultyCamera(), fail=2)
+    source = ResilientSource(opener, first=FaultyCamera("raise", after=15), poll=0.1, stall_after=0.3,
+                             backoff=(0.3,), give_up_after=10.0)
+    classifier = build_classifier(cfg)
+    parts = Parts(source, build_detector(cfg), classifier, build_smoother(cfg, classifier.labels),
+                  GpioLed(cfg.led, pin_factory=factory))
+    calls: list[float] = []
+    control = Control()
+
+    def on_frame(stats, mood):  # the service pings the watchdog here
+        calls.append(time.monotonic())
+        if source.recoveries and len(calls) >= 40:
+            control.stop.set()
+
+    result: dict = {}
+    th = threading.Thread(target=lambda: result.setdefault("why", run_loop(parts, cfg, control, on_frame=on_frame)))
+    th.start()
+    th.join(10)
+    control.stop.set()
+    th.join(2)
+    try:
+        assert result.get("why") == "stop"
+        gaps = np.diff(calls)
+        assert gaps.max() >= 0.85, gaps.max()           # 3 waits of 0.3 s: no on_frame (= no pings) meanwhile
+        before = int(np.argmax(gaps)) + 1                # frames handled before the camera died (15 sent,
+        assert 5 <= before <= 15, before                 # a few dropped when the loop was busier than the camera)
+        assert len(calls) >= 40                          # ... and on_frame resumed after recovery
+        want = [c * cfg.led.brightness for c in hex_to_rgb(cfg.led.no_camera_color)]
+        assert len(seen_during_outage) == 3
+        assert all(np.allclose(s, want, atol=0.01) for s in seen_during_outage), (seen_during_outage, want)
+    finally:
+        parts.close()
+    assert [p.state for p in pins] == [0, 0, 0]
+    assert not source.alive
