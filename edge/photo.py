@@ -202,8 +202,9 @@ def annotate(image: np.ndarray, faces: Sequence[FaceResult], colors: dict[str, s
     out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
     h, w = out.shape[:2]
     side = min(h, w)
-    thick = max(1, int(round(side / 200)))
+    thick = max(2, int(round(side / 200)))
     scale = max(0.35, side / 700)
+    tthick = max(1, int(round(scale * 1.5)))  # thinner than the box: small labels stay legible
     font = cv2.FONT_HERSHEY_SIMPLEX
     for f in faces:
         x, y, bw, bh = f.box
@@ -212,12 +213,12 @@ def annotate(image: np.ndarray, faces: Sequence[FaceResult], colors: dict[str, s
         cv2.rectangle(out, (x, y), (x + bw - 1, y + bh - 1), (0, 0, 0), thick + 2)
         cv2.rectangle(out, (x, y), (x + bw - 1, y + bh - 1), col, thick)
         text = f"{f.emotion} {f.confidence:.2f}"
-        (tw, th), base = cv2.getTextSize(text, font, scale, thick)
+        (tw, th), base = cv2.getTextSize(text, font, scale, tthick)
         ty = y - base - 2 if y - th - base - 4 >= 0 else y + th + 2  # above the box, else inside it
         tx = min(max(0, x), max(0, w - tw - 2))
         cv2.rectangle(out, (tx, ty - th - 2), (tx + tw + 2, ty + base), col, -1)
         lum = 0.114 * col[0] + 0.587 * col[1] + 0.299 * col[2]
-        cv2.putText(out, text, (tx + 1, ty), font, scale, (0, 0, 0) if lum > 128 else (255, 255, 255), thick, cv2.LINE_AA)
+        cv2.putText(out, text, (tx + 1, ty), font, scale, (0, 0, 0) if lum > 128 else (255, 255, 255), tthick, cv2.LINE_AA)
     return out
 
 

@@ -1,0 +1,401 @@
+"""`emotion-edge photo` on real face photos: real Haar, real LiteRT model, real files written and read back."""
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.app import build_classifier, build_detector
+from edge.classify import EmotionClassifier
+from edge.cli import main as cli_main
+from edge.config import DEFAULT_COLORS, SourceConfig, load_config
+from edge.contract import read_model_info
+from edge.detect import FaceDetector
+from edge.errors import SourceError
+from edge.photo import OutputNames, PhotoAnalyzer, annotate, bgr, expand_inputs, read_image
+from edge.preprocess import crop_face, resize_face
+from edge.sources import open_source
+
+from .conftest import FACES_DIR, FER_NPZ, FIXTURES, MODELS_DIR, face_files
+
+PHOTO_DIR = FIXTURES / "photo"
+COLOR_JPG = PHOTO_DIR / "happy_color_160x120.jpg"
+NOT_IMAGE = PHOTO_DIR / "not_an_image.jpg"
+TWO = next(FACES_DIR.glob("*_two_640x480.png"))
+NOFACE = FACES_DIR / "noface_320x240.png"
+PASTED = (80, 40, 160, 160)  # where make_fixtures.py pasted each single face
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_photo(capsys, *argv: str, model: Path | None = None) -> tuple[int, str, str]:
+    args = ["photo", *argv] + (["--model", str(model)] if model else [])
+    rc = cli_main(args)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def photo_json(capsys, *argv: str, model: Path | None = None) -> list[dict]:
+    rc, out, err = run_photo(capsys, "--json", *argv, model=model)
+    assert rc == 0, err
+    return json.loads(out)
+
+
+def iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = ix * iy
+    return inter / (aw * ah + bw * bh - inter)
+
+
+def exif_rotated_jpeg(path: Path, upright_bgr: np.ndarray) -> None:
+    """Store the image turned 90 degrees with EXIF orientation 6, as phones do: viewers show it upright."""
+    ok, buf = cv2.imencode(".jpg", cv2.rotate(upright_bgr, cv2.ROTATE_90_COUNTERCLOCKWISE))
+    assert ok
+    tiff = b"MM\x00*" + struct.pack(">IH", 8, 1) + struct.pack(">HHIHH", 0x0112, 3, 1, 6, 0) + struct.pack(">I", 0)
+    app1 = b"\xff\xe1" + struct.pack(">H", 8 + len(tiff)) + b"Exif\x00\x00" + tiff
+    b = buf.tobytes()
+    path.write_bytes(b[:2] + app1 + b[2:])
+
+
+# -- the command on real face photos -----------------------------------------------------------
+def test_text_output_finds_known_faces(capsys, model_path):
+    rc, out, err = run_photo(capsys, str(FACES_DIR), model=model_path)
+    assert rc == 0, err
+    labels = read_model_info(model_path).labels
+    blocks = {}
+    for line in out.splitlines():
+        if not line.startswith("  "):
+            name, _, what = line.rpartition(": ")
+            blocks[Path(name).name] = [what]
+        else:
+            blocks[list(blocks)[-1]].append(line)
+    assert sorted(blocks) == sorted(p.name for p in FACES_DIR.glob("*.png"))
+    for p in face_files():
+        head, face = blocks[p.name]
+        assert head == "1 face"
+        # "  [x y w h] happy 0.81 (angry 0.02, ...)": every label once, in the model's order
+        box_txt, rest = face.strip()[1:].split("] ", 1)
+        assert iou(tuple(map(int, box_txt.split())), PASTED) > 0.5
+        top, conf, probs = rest.split(" ", 2)
+        listed = [item.split()[0] for item in probs.strip("()").split(", ")]
+        assert listed == list(labels) and top in labels and 0 < float(conf) <= 1
+    assert blocks[TWO.name][0] == "2 faces" and len(blocks[TWO.name]) == 3
+    assert blocks[NOFACE.name] == ["no faces"]
+
+
+def test_json_shape_boxes_and_probabilities(capsys, model_path):
+    data = photo_json(capsys, str(TWO), str(NOFACE), *map(str, face_files()), model=model_path)
+    labels = list(read_model_info(model_path).labels)
+    assert [Path(d["file"]).name for d in data] == [TWO.name, NOFACE.name] + [p.name for p in face_files()]
+    for d in data:
+        assert set(d) == {"file", "faces"}
+        h, w = cv2.imread(d["file"], cv2.IMREAD_GRAYSCALE).shape
+        for f in d["faces"]:
+            assert set(f) == {"box", "emotion", "confidence", "probabilities"}
+            x, y, bw, bh = f["box"]
+            assert all(isinstance(v, int) for v in f["box"])
+            assert 0 <= x and 0 <= y and bw > 0 and bh > 0 and x + bw <= w and y + bh <= h
+            assert list(f["probabilities"]) == labels
+            probs = np.array(list(f["probabilities"].values()))
+            assert abs(probs.sum() - 1.0) < 1e-5 and (probs >= 0).all()
+            assert f["confidence"] == probs.max() and f["emotion"] == labels[int(probs.argmax())]
+    two, noface = data[0], data[1]
+    assert noface["faces"] == []
+    # largest first: the 220 px face at (40, 120), then the 140 px one at (420, 60)
+    assert len(two["faces"]) == 2
+    assert iou(two["faces"][0]["box"], (40, 120, 220, 220)) > 0.5
+    assert iou(two["faces"][1]["box"], (420, 60, 140, 140)) > 0.5
+
+
+def test_same_answer_as_the_loop(capsys, model_path, tmp_path):
+    """Through the loop's own parts (folder source, SkippingDetector, classifier) the numbers are identical."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for p in [*face_files()[:2], TWO]:
+        shutil.copy(p, folder / p.name)
+    data = photo_json(capsys, str(folder), model=model_path)
+    cfg = load_config(None, {"classify": {"model": str(model_path)}, "source": {"source": str(folder)}})
+    with build_classifier(cfg) as clf, open_source(cfg.source) as src:
+        det = build_detector(cfg)
+        for d in data:
+            frame = src.read()
+            boxes, ran = det.boxes(frame)
+            det.reset()  # every image is a new scene: run Haar on each
+            assert ran
+            assert [f["box"] for f in d["faces"]] == [list(b) for b in boxes]
+            for f, box in zip(d["faces"], boxes):
+                assert list(f["probabilities"].values()) == [float(p) for p in clf.classify(frame.image, box).probs]
+        assert src.read() is None
+
+
+def test_colour_jpeg_is_gray_the_opencv_way(capsys, model_path):
+    """A colour photo: BGR -> gray with cv2, then the same detector and classifier."""
+    (d,) = photo_json(capsys, str(COLOR_JPG), model=model_path)
+    color = cv2.imread(str(COLOR_JPG), cv2.IMREAD_COLOR)
+    assert color.ndim == 3 and np.ptp(color.astype(int), axis=2).max() > 20  # really a colour fixture
+    gray = cv2.cvtColor(color, cv2.COLOR_BGR2GRAY)
+    cfg = load_config(None, {})
+    boxes = FaceDetector(cfg.detect).detect(gray)
+    assert len(d["faces"]) == 1 and [d["faces"][0]["box"]] == [list(b) for b in boxes]
+    with EmotionClassifier(model_path) as clf:
+        want = clf.classify(gray, boxes[0]).as_dict()
+    assert d["faces"][0]["probabilities"] == want
+
+
+def test_cropped_treats_the_image_as_one_face(capsys, model_path, tmp_path):
+    gray = cv2.imread(str(face_files()[0]), cv2.IMREAD_GRAYSCALE)
+    x, y, w, h = PASTED
+    face = gray[y:y + h, x:x + w]
+    p = tmp_path / "face.png"
+    cv2.imwrite(str(p), face)
+    (d,) = photo_json(capsys, "--cropped", str(p), model=model_path)
+    assert d["faces"][0]["box"] == [0, 0, w, h]
+    with EmotionClassifier(model_path) as clf:
+        assert d["faces"][0]["probabilities"] == clf.classify_face(face).as_dict()
+    # the background alone is also "one face" when the user says so: no detection runs
+    data = photo_json(capsys, "--cropped", str(NOFACE), model=model_path)
+    assert data[0]["faces"][0]["box"] == [0, 0, 320, 240]
+
+
+def test_cropped_on_fer2013_matches_classifier(capsys, model_path, tmp_path):
+    if not FER_NPZ.is_file():
+        pytest.skip(f"FER2013 not found at {FER_NPZ}")
+    npz = np.load(FER_NPZ)
+    keys = [k for k in npz.files if npz[k].dtype == np.uint8 and npz[k].ndim == 3 and npz[k].shape[1:] == (48, 48)]
+    if not keys:
+        pytest.skip(f"no 48x48 uint8 image array in {FER_NPZ} ({npz.files})")
+    imgs = npz[keys[0]][:12]
+    for i, img in enumerate(imgs):
+        cv2.imwrite(str(tmp_path / f"fer{i:02d}.png"), img)
+    data = photo_json(capsys, "--cropped", str(tmp_path), model=model_path)
+    assert len(data) == len(imgs)
+    with EmotionClassifier(model_path) as clf:
+        for d, img in zip(data, imgs):
+            assert d["faces"][0]["box"] == [0, 0, 48, 48]
+            assert d["faces"][0]["probabilities"] == clf.classify_face(img).as_dict()
+
+
+# -- --crop and --annotate ---------------------------------------------------------------------
+def margin_model(tmp_path: Path, margin: float) -> Path:
+    """tiny_int8 with a non-zero crop margin (the JSON's sha256 covers only the .tflite)."""
+    dst = tmp_path / "m" / "tiny.tflite"
+    dst.parent.mkdir()
+    shutil.copy(MODELS_DIR / "tiny_int8.tflite", dst)
+    meta = json.loads((MODELS_DIR / "tiny_int8.json").read_text())
+    meta["input"]["crop_margin"] = margin
+    dst.with_suffix(".json").write_text(json.dumps(meta))
+    return dst
+
+
+def test_crop_writes_exactly_what_the_model_saw(capsys, tmp_path):
+    model = margin_model(tmp_path, 0.2)
+    out = tmp_path / "crops"
+    rc, _, err = run_photo(capsys, "--crop", str(out), str(TWO), str(face_files()[0]), model=model)
+    assert rc == 0, err
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{TWO.stem}_face1.png", f"{TWO.stem}_face2.png", f"{face_files()[0].stem}_face1.png"])
+    gray = cv2.imread(str(TWO), cv2.IMREAD_GRAYSCALE)
+    cfg = load_config(None, {})
+    with EmotionClassifier(model) as clf:
+        for i, box in enumerate(FaceDetector(cfg.detect).detect(gray), 1):
+            saved = cv2.imread(str(out / f"{TWO.stem}_face{i}.png"), cv2.IMREAD_UNCHANGED)
+            assert saved.shape == (48, 48) and saved.dtype == np.uint8
+            clf.classify(gray, box)
+            np.testing.assert_array_equal(saved, clf._buf)  # the classifier's own input buffer
+            np.testing.assert_array_equal(saved, resize_face(crop_face(gray, box, 0.2), 48, 48))
+            # the margin really widened the crop: a margin-free crop differs
+            assert not np.array_equal(saved, resize_face(crop_face(gray, box, 0.0), 48, 48))
+
+
+def test_model_input_in_cropped_mode_is_the_resized_image(model_path):
+    face = cv2.imread(str(COLOR_JPG), cv2.IMREAD_GRAYSCALE)
+    with EmotionClassifier(model_path) as clf:
+        an = PhotoAnalyzer(clf, None)
+        (f,) = an.analyse(face)
+        np.testing.assert_array_equal(an.model_input(face, f.box), clf._buf)
+
+
+def test_annotate_draws_led_colours_and_mirrors_names(capsys, model_path, tmp_path):
+    out = tmp_path / "ann"
+    before = COLOR_JPG.read_bytes()
+    data = photo_json(capsys, "--annotate", str(out), str(COLOR_JPG), str(TWO), str(NOFACE), model=model_path)
+    assert sorted(p.name for p in out.iterdir()) == sorted([COLOR_JPG.name, TWO.name, NOFACE.name])
+    assert COLOR_JPG.read_bytes() == before
+    for d in data:
+        src = cv2.imread(d["file"], cv2.IMREAD_COLOR)
+        drawn = cv2.imread(str(out / Path(d["file"]).name), cv2.IMREAD_COLOR)
+        assert drawn.shape == src.shape
+        if not d["faces"]:
+            np.testing.assert_array_equal(drawn, src)  # lossless PNG, nothing to draw
+        for f in d["faces"]:
+            x, y, w, h = f["box"]
+            want = np.array(bgr(DEFAULT_COLORS[f["emotion"]]), dtype=int)
+            # the middle of the box's right edge carries the emotion's LED colour (JPEG: nearly)
+            px = drawn[y + h // 2, x + w - 1].astype(int)
+            tol = 60 if d["file"].endswith(".jpg") else 0
+            assert np.abs(px - want).max() <= tol, (d["file"], f["emotion"], px, want)
+
+
+def test_annotate_unit_uses_configured_colours(model_path):
+    gray = cv2.imread(str(face_files()[0]), cv2.IMREAD_GRAYSCALE)
+    with EmotionClassifier(model_path) as clf:
+        faces = PhotoAnalyzer(clf, FaceDetector(load_config(None, {}).detect)).analyse(gray)
+    colors = {lab: "#123456" for lab in clf.labels}
+    drawn = annotate(gray, faces, colors)
+    assert drawn.shape == gray.shape + (3,) and drawn.dtype == np.uint8
+    x, y, w, h = faces[0].box
+    assert tuple(drawn[y + h // 2, x]) == (0x56, 0x34, 0x12)
+    assert gray.ndim == 2  # the input is untouched (a copy is drawn on)
+
+
+def test_nothing_written_unless_asked(capsys, model_path, tmp_path, monkeypatch):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(COLOR_JPG, folder / COLOR_JPG.name)
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run_photo(capsys, str(folder), model=model_path)
+    assert rc == 0, err
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["in", f"in/{COLOR_JPG.name}"]
+
+
+def test_refuses_to_write_into_the_input_folder(capsys, model_path, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(COLOR_JPG, folder / COLOR_JPG.name)
+    before = (folder / COLOR_JPG.name).read_bytes()
+    for flag in ("--annotate", "--crop"):
+        rc, out, err = run_photo(capsys, flag, str(folder / "." ), str(folder), model=model_path)
+        assert rc == 2 and out == ""
+        assert err.count("\n") == 1 and f"{flag} " in err and "folder of input" in err
+    assert (folder / COLOR_JPG.name).read_bytes() == before
+    (tmp_path / "afile").write_text("x")
+    rc, _, err = run_photo(capsys, "--annotate", str(tmp_path / "afile"), str(COLOR_JPG), model=model_path)
+    assert rc == 2 and "not a folder" in err
+
+
+def test_same_names_from_two_folders_do_not_collide(capsys, model_path, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    shutil.copy(COLOR_JPG, a / "x.jpg")
+    shutil.copy(face_files()[0], b / "x.png")
+    rc, _, err = run_photo(capsys, "--annotate", str(tmp_path / "o"), "--crop", str(tmp_path / "o"), str(a), str(b), model=model_path)
+    assert rc == 0, err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["x-2.png", "x-2_face1.png", "x.jpg", "x_face1.png"]
+    names = OutputNames()
+    assert [names.stem(Path(p)) for p in ("q/x.jpg", "r/x.jpg", "x-2.png", "s/x.bmp")] == ["x", "x-2", "x-2-2", "x-3"]
+
+
+# -- bad inputs ------------------------------------------------------------------------------
+def test_bad_files_are_reported_and_skipped(capsys, model_path, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    zero = tmp_path / "zero.png"
+    zero.write_bytes(b"")
+    broken = FIXTURES / "folder" / "img01b_broken.png"
+    rc, out, err = run_photo(capsys, "--json", str(NOT_IMAGE), str(COLOR_JPG), str(empty), str(zero),
+                             str(broken), str(tmp_path / "missing.jpg"), model=model_path)
+    assert rc == 1
+    assert [Path(d["file"]).name for d in json.loads(out)] == [COLOR_JPG.name]
+    lines = [ln for ln in err.splitlines() if ln.startswith("emotion-edge:")]
+    assert len(lines) == 5, err
+    for needle in (f"{NOT_IMAGE}: not an image", f"{empty}: folder has no images", f"{zero}: empty file",
+                   f"{broken}: not an image", f"{tmp_path / 'missing.jpg'}: no such file"):
+        assert sum(needle in ln for ln in lines) == 1, (needle, lines)
+
+
+def test_all_good_is_exit_zero_and_text_mode_reports_too(capsys, model_path):
+    rc, out, err = run_photo(capsys, str(NOT_IMAGE), str(COLOR_JPG), model=model_path)
+    assert rc == 1 and out.startswith(f"{COLOR_JPG}: 1 face\n") and "not an image" in err
+    rc, _, _ = run_photo(capsys, str(COLOR_JPG), model=model_path)
+    assert rc == 0
+
+
+def test_missing_or_broken_model_is_an_argument_error(capsys, tmp_path):
+    rc, out, err = run_photo(capsys, str(COLOR_JPG), model=tmp_path / "nope.tflite")
+    assert rc == 2 and out == "" and err.strip().endswith("model not found (set classify.model to a NAME.tflite with its NAME.json)")
+    rc, out, err = run_photo(capsys, str(COLOR_JPG), model=MODELS_DIR / "wrong_shape.tflite")
+    assert rc == 2 and out == "" and err.count("\n") == 1 and "wrong_shape" in err
+
+
+def test_model_flag_really_switches_model(capsys, model_path):
+    a = photo_json(capsys, str(COLOR_JPG), model=model_path)
+    b = photo_json(capsys, str(COLOR_JPG), model=MODELS_DIR / "tiny_int8.tflite")
+    assert a[0]["faces"][0]["box"] == b[0]["faces"][0]["box"]  # same detector
+    with EmotionClassifier(MODELS_DIR / "tiny_int8.tflite") as clf:
+        gray = cv2.cvtColor(cv2.imread(str(COLOR_JPG)), cv2.COLOR_BGR2GRAY)
+        assert b[0]["faces"][0]["probabilities"] == clf.classify(gray, tuple(b[0]["faces"][0]["box"])).as_dict()
+
+
+# -- image decoding ----------------------------------------------------------------------------
+def test_formats_give_the_same_gray(tmp_path):
+    """PNG, BMP, 16-bit PNG, opaque BGRA and gray+alpha all decode to the same 8-bit gray."""
+    gray = cv2.imread(str(face_files()[0]), cv2.IMREAD_GRAYSCALE)
+    bgr_img = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    cv2.imwrite(str(tmp_path / "a.bmp"), gray)
+    cv2.imwrite(str(tmp_path / "b.png"), gray.astype(np.uint16) * 257)
+    cv2.imwrite(str(tmp_path / "c.png"), np.dstack([bgr_img, np.full_like(gray, 255)]))
+    cv2.imwrite(str(tmp_path / "d.BMP"), bgr_img)
+    for name in ("a.bmp", "b.png", "c.png", "d.BMP"):
+        img = read_image(tmp_path / name)
+        np.testing.assert_array_equal(img.gray, gray, err_msg=name)
+        assert img.gray.dtype == np.uint8 and img.gray.flags.c_contiguous
+    assert read_image(tmp_path / "a.bmp").color is None
+    assert read_image(tmp_path / "c.png").color.shape == gray.shape + (3,)
+
+
+def test_transparent_pixels_become_white(tmp_path):
+    img = np.zeros((20, 30, 4), np.uint8)
+    img[:, :15, 3] = 255  # left half opaque black, right half transparent black
+    cv2.imwrite(str(tmp_path / "t.png"), img)
+    g = read_image(tmp_path / "t.png").gray
+    assert (g[:, :15] == 0).all() and (g[:, 15:] == 255).all()
+
+
+def test_exif_orientation_is_applied(capsys, model_path, tmp_path):
+    upright = cv2.imread(str(COLOR_JPG), cv2.IMREAD_COLOR)
+    p = tmp_path / "phone.jpg"
+    exif_rotated_jpeg(p, upright)
+    img = read_image(p)
+    assert img.gray.shape == upright.shape[:2]
+    assert np.abs(img.color.astype(int) - upright.astype(int)).mean() < 3  # one more JPEG round trip
+    (d,) = photo_json(capsys, str(p), model=model_path)
+    (ref,) = photo_json(capsys, str(COLOR_JPG), model=model_path)
+    assert len(d["faces"]) == 1 and iou(d["faces"][0]["box"], ref["faces"][0]["box"]) > 0.7
+
+
+def test_read_image_errors_name_the_file(tmp_path):
+    with pytest.raises(SourceError, match=r"not_an_image\.jpg: not an image"):
+        read_image(NOT_IMAGE)
+    with pytest.raises(SourceError, match=r"gone\.png: cannot read"):
+        read_image(tmp_path / "gone.png")
+    with pytest.raises(SourceError, match=r": cannot read"):
+        read_image(tmp_path)  # a folder given where a file is expected
+
+
+def test_expand_inputs_sorted_case_insensitive_non_recursive(tmp_path):
+    for name in ("b.JPG", "a.png", "c.jpeg", "d.Bmp", "e.txt", "f.gif"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "z.png").write_bytes(b"x")
+    files, problems = expand_inputs([tmp_path, tmp_path / "e.txt"])
+    assert [p.name for p in files] == ["a.png", "b.JPG", "c.jpeg", "d.Bmp", "e.txt"] and problems == []
+
+
+# -- the console script, once ------------------------------------------------------------------
+def test_subprocess_json(model_path):
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "photo", "--json", "--model", str(model_path), str(COLOR_JPG), str(NOT_IMAGE)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr
+    (d,) = json.loads(r.stdout)
+    assert d["file"] == str(COLOR_JPG) and len(d["faces"]) == 1
+    assert "emotion-edge: photo: " in r.stderr and "not_an_image.jpg" in r.stderr
