@@ -23,7 +23,7 @@ from edge.photo import OutputNames, PhotoAnalyzer, annotate, bgr, expand_inputs,
 from edge.preprocess import crop_face, resize_face
 from edge.sources import open_source
 
-from .conftest import FACES_DIR, FER_NPZ, FIXTURES, MODELS_DIR, face_files
+from .conftest import BUNDLED_MODEL, FACES_DIR, FER_NPZ, FIXTURES, MODELS_DIR, face_files
 
 PHOTO_DIR = FIXTURES / "photo"
 COLOR_JPG = PHOTO_DIR / "happy_color_160x120.jpg"
@@ -166,14 +166,24 @@ def test_cropped_treats_the_image_as_one_face(capsys, model_path, tmp_path):
     assert data[0]["faces"][0]["box"] == [0, 0, 320, 240]
 
 
-def test_cropped_on_fer2013_matches_classifier(capsys, model_path, tmp_path):
+@pytest.fixture(scope="module")
+def fer_private():
+    """The first 60 FER2013 PrivateTest faces and labels (48x48 crops, as datasets ship them)."""
     if not FER_NPZ.is_file():
         pytest.skip(f"FER2013 not found at {FER_NPZ}")
-    npz = np.load(FER_NPZ)
-    keys = [k for k in npz.files if npz[k].dtype == np.uint8 and npz[k].ndim == 3 and npz[k].shape[1:] == (48, 48)]
-    if not keys:
-        pytest.skip(f"no 48x48 uint8 image array in {FER_NPZ} ({npz.files})")
-    imgs = npz[keys[0]][:12]
+    z = np.load(FER_NPZ)
+    rows = np.flatnonzero(z["usage"] == 2)[:60]
+    names = [str(n).lower() for n in z["class_names"]]
+    return z["images"][rows], [names[i] for i in z["labels"][rows]]
+
+
+def bundled_accuracy() -> float:
+    return float(read_model_info(BUNDLED_MODEL).metrics.get("accuracy", 0.0)) if BUNDLED_MODEL.is_file() else 0.0
+
+
+@pytest.mark.data
+def test_cropped_on_fer2013_matches_classifier(capsys, model_path, tmp_path, fer_private):
+    imgs, _ = fer_private
     for i, img in enumerate(imgs):
         cv2.imwrite(str(tmp_path / f"fer{i:02d}.png"), img)
     data = photo_json(capsys, "--cropped", str(tmp_path), model=model_path)
@@ -182,6 +192,29 @@ def test_cropped_on_fer2013_matches_classifier(capsys, model_path, tmp_path):
         for d, img in zip(data, imgs):
             assert d["faces"][0]["box"] == [0, 0, 48, 48]
             assert d["faces"][0]["probabilities"] == clf.classify_face(img).as_dict()
+
+
+@pytest.mark.data
+def test_cropped_fer2013_accuracy_matches_model_metadata(capsys, tmp_path, fer_private):
+    """Labels only for a real model: the bundled one must score near what its metadata claims."""
+    acc = bundled_accuracy()
+    if acc < 0.5:
+        pytest.skip(f"bundled model is a placeholder (metadata accuracy {acc:.2f} < 0.5): labels not tested")
+    imgs, labels = fer_private
+    for i, img in enumerate(imgs):
+        cv2.imwrite(str(tmp_path / f"fer{i:02d}.png"), img)
+    data = photo_json(capsys, "--cropped", str(tmp_path), model=BUNDLED_MODEL)
+    hits = sum(d["faces"][0]["emotion"] == lab for d, lab in zip(data, labels))
+    assert hits / len(labels) >= acc - 0.2, f"{hits}/{len(labels)} right, metadata says {acc:.2f}"
+
+
+def test_fixture_faces_labels_with_a_real_model(capsys):
+    acc = bundled_accuracy()
+    if acc < 0.5:
+        pytest.skip(f"bundled model is a placeholder (metadata accuracy {acc:.2f} < 0.5): labels not tested")
+    data = photo_json(capsys, *map(str, face_files()), model=BUNDLED_MODEL)
+    hits = sum(d["faces"][0]["emotion"] == Path(d["file"]).name.split("_")[1] for d in data)
+    assert hits >= 3, f"{hits}/{len(data)} fixture faces right"
 
 
 # -- --crop and --annotate ---------------------------------------------------------------------
@@ -371,6 +404,14 @@ def test_exif_orientation_is_applied(capsys, model_path, tmp_path):
     (d,) = photo_json(capsys, str(p), model=model_path)
     (ref,) = photo_json(capsys, str(COLOR_JPG), model=model_path)
     assert len(d["faces"]) == 1 and iou(d["faces"][0]["box"], ref["faces"][0]["box"]) > 0.7
+
+
+def test_too_large_image_is_reported_and_skipped(capsys, model_path, tmp_path):
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), np.zeros((4, 9000), np.uint8))
+    rc, out, err = run_photo(capsys, "--json", str(big), str(COLOR_JPG), model=model_path)
+    assert rc == 1 and len(json.loads(out)) == 1
+    assert f"{big}: image is too large (9000x4" in err
 
 
 def test_read_image_errors_name_the_file(tmp_path):
