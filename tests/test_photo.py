@@ -440,3 +440,13 @@ def test_subprocess_json(model_path):
     (d,) = json.loads(r.stdout)
     assert d["file"] == str(COLOR_JPG) and len(d["faces"]) == 1
     assert "emotion-edge: photo: " in r.stderr and "not_an_image.jpg" in r.stderr
+
+
+def test_detector_settings_come_from_the_config(capsys, model_path, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[detect]\nmax_faces = 1\n")
+    rc = cli_main(["--config", str(cfg), "photo", "--json", "--model", str(model_path), str(TWO)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    (d,) = json.loads(out)
+    assert len(d["faces"]) == 1 and iou(d["faces"][0]["box"], (40, 120, 220, 220)) > 0.5  # the largest

@@ -14,12 +14,13 @@ from edge.commands.common import config_from_args
 
 def add_parser(sub) -> None:
     p = sub.add_parser("photo", help="detect faces and classify emotions in still images (files or folders)",
-                       description="Run the loop's face detector and emotion classifier on still images, without smoothing.")
+                       description="Run the loop's face detector and emotion classifier on still images, without smoothing.",
+                       epilog="Exit status: 0 all images read, 1 an image or path failed (reported, skipped), 2 bad arguments.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, BMP) or folders of them")
     p.add_argument("--json", action="store_true", help="print one JSON array, one object per image")
     p.add_argument("--annotate", metavar="DIR", help="write a copy of each image with boxes and labels drawn")
     p.add_argument("--crop", metavar="DIR", help="write each face exactly as the model saw it (PNG)")
-    p.add_argument("--model", help="NAME.tflite to try (with NAME.json beside it); default: the configured model")
+    p.add_argument("--model", metavar="PATH", help="NAME.tflite to try (with NAME.json beside it); default: the configured model")
     p.add_argument("--cropped", action="store_true",
                    help="each image is one already-cropped face (FER2013, CK+ ...): no detection, box = whole image")
 
