@@ -38,17 +38,12 @@ def stratified_indices(labels: np.ndarray, n: int, seed: int = 0, min_per_class:
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(labels, return_counts=True)
-    want = np.maximum(np.floor(counts / counts.sum() * n).astype(int), np.minimum(counts, min_per_class))
-    # fix rounding: add to / take from the largest classes until the total is n
-    order = np.argsort(-counts)
-    i = 0
-    while want.sum() != n:
-        k = order[i % len(order)]
-        if want.sum() < n and want[k] < counts[k]:
-            want[k] += 1
-        elif want.sum() > n and want[k] > min(counts[k], min_per_class):
-            want[k] -= 1
-        i += 1
+    floor = np.minimum(counts, min(min_per_class, n // len(classes)))  # sum(floor) <= n always
+    want = np.minimum(np.maximum(np.floor(counts / counts.sum() * n).astype(int), floor), counts)
+    while want.sum() > n:  # give back from the class furthest above its floor
+        want[np.argmax(want - floor)] -= 1
+    while want.sum() < n:  # top up the class with the most faces left (n < len(labels): one exists)
+        want[np.argmax(counts - want)] += 1
     picked = [rng.choice(np.flatnonzero(labels == c), w, replace=False) for c, w in zip(classes, want)]
     return np.sort(np.concatenate(picked))
 

@@ -1,0 +1,223 @@
+"""model_export.data + calibration: every input format, its splits, and a clear error per malformed file."""
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.errors import DataError
+from model_export.calibration import calibration_images, prepare_float, stratified_indices
+from model_export.data import FER_LABELS, FERPLUS_COLUMNS, load_dataset
+
+FIX = Path(__file__).parent / "fixtures" / "export"
+CSV = FIX / "fer2013_tiny.csv"
+FOLDER = FIX / "folder"
+FER_NPZ = Path("/work/shared/data/fer2013/fer2013.npz")
+if not FER_NPZ.exists():
+    FER_NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013" / "fer2013.npz"
+
+
+def _rows() -> list[list[str]]:
+    with open(CSV, newline="") as f:
+        return list(csv.reader(f))
+
+
+def _write(path: Path, rows: list[list[str]]) -> Path:
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return path
+
+
+# ------------------------------------------------------------------ CSV
+def test_csv_loads_images_labels_and_splits():
+    ds = load_dataset(CSV)
+    rows = _rows()[1:]
+    assert ds.images.shape == (len(rows), 48, 48) and ds.images.dtype == np.uint8
+    assert ds.counts() == {"Training": 7, "PublicTest": 1, "PrivateTest": 1}
+    assert ds.labels.tolist() == [int(r[0]) for r in rows]
+    assert ds.images[3].ravel().tolist() == [int(v) for v in rows[3][1].split()]
+    x, y = ds.split("PrivateTest")
+    assert len(x) == 1 and y[0] == int(rows[-1][0])
+    assert ds.votes is None
+
+
+@pytest.mark.skipif(not FER_NPZ.exists(), reason=f"FER2013 not found at {FER_NPZ}")
+def test_csv_pixels_equal_the_npz_rows():
+    z = np.load(FER_NPZ)
+    images, labels = z["images"], z["labels"]  # each npz access decompresses: read once
+    ds = load_dataset(CSV)
+    # fixture rows were taken from these npz rows (see the commit that added them)
+    for i, r in enumerate([27279, 16673, 19048, 25720, 16722, 22741, 23758, 29587, 32452]):
+        assert np.array_equal(ds.images[i], images[r]) and ds.labels[i] == labels[r]
+
+
+@pytest.mark.parametrize("mutate, expect", [
+    (lambda r: r.__setitem__(0, ["label", "pixels", "Usage"]), ["line 1", "missing column", "emotion"]),
+    (lambda r: r[3].__setitem__(1, " ".join(r[3][1].split()[:-1])), ["line 4", "2303 pixel values", "48x48"]),
+    (lambda r: r[2].__setitem__(0, "9"), ["line 3", "emotion 9"]),
+    (lambda r: r[2].__setitem__(0, "happy"), ["line 3", "not an integer"]),
+    (lambda r: r[5].__setitem__(2, "Validation"), ["line 6", "Usage 'Validation'"]),
+    (lambda r: r[2].__setitem__(1, r[2][1].replace(" ", " x ", 1)), ["line 3", "integers"]),
+    (lambda r: r[2].__setitem__(1, "300 " + " ".join(r[2][1].split()[1:])), ["line 3", "0..255"]),
+    (lambda r: r[7].__delitem__(2), ["line 8", "2 fields"]),
+    (lambda r: r[1].__setitem__(1, "1 2 3"), ["line 2", "not a square"]),
+    (lambda r: r.__setitem__(0, r[0] + ["neutral", "happiness"]), ["line 1", "FER+ vote columns incomplete"]),
+])
+def test_malformed_csv_names_file_and_line(tmp_path, mutate, expect):
+    rows = _rows()
+    mutate(rows)
+    bad = _write(tmp_path / "bad.csv", rows)
+    with pytest.raises(DataError) as e:
+        load_dataset(bad)
+    msg = str(e.value)
+    assert str(bad) in msg and "\n" not in msg
+    for part in expect:
+        assert part in msg
+
+
+def test_empty_and_binary_csv(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match="empty file"):
+        load_dataset(tmp_path / "empty.csv")
+    (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00garbage\n")
+    with pytest.raises(DataError, match="bin.csv"):
+        load_dataset(tmp_path / "bin.csv")
+
+
+def _ferplus_csv(tmp_path: Path) -> Path:
+    rows = _rows()
+    rows[0] = rows[0] + list(FERPLUS_COLUMNS)
+    #            neutral happy surpr sad anger disg fear contempt unknown NF
+    votes = [[0, 8, 2, 0, 0, 0, 0, 0, 0, 0],   # happy
+             [0, 0, 0, 0, 0, 0, 0, 0, 0, 10],  # not a face -> dropped
+             [5, 5, 0, 0, 0, 0, 0, 0, 0, 0],   # tie -> dropped
+             [6, 0, 0, 4, 0, 0, 0, 0, 0, 0],   # neutral
+             [0, 0, 0, 0, 3, 0, 1, 6, 0, 0],   # contempt wins -> dropped
+             [0, 0, 0, 0, 1, 0, 9, 0, 0, 0],   # fear
+             [1, 0, 0, 9, 0, 0, 0, 0, 0, 0],   # sad
+             [0, 0, 7, 0, 0, 0, 3, 0, 0, 0],   # surprise (PublicTest row)
+             [0, 0, 0, 0, 2, 8, 0, 0, 0, 0]]   # disgust (PrivateTest row)
+    for r, v in zip(rows[1:], votes):
+        r.extend(str(x) for x in v)
+    return _write(tmp_path / "fer2013_ferplus.csv", rows)
+
+
+def test_ferplus_votes_majority_and_soft(tmp_path):
+    path = _ferplus_csv(tmp_path)
+    assert load_dataset(path).votes.shape == (9, 10)
+    maj = load_dataset(path, "ferplus-majority")
+    names = [FER_LABELS[i] for i in maj.labels]
+    assert names == ["happy", "neutral", "fear", "sad", "surprise", "disgust"]
+    assert maj.counts() == {"Training": 4, "PublicTest": 1, "PrivateTest": 1}
+    soft = load_dataset(path, "ferplus-soft")
+    assert soft.soft.shape == (6, 7)
+    np.testing.assert_allclose(soft.soft.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(soft.soft[0], [0, 0, 0, 0.8, 0, 0.2, 0], atol=1e-6)  # FER order
+    with pytest.raises(DataError, match="no FER\\+ vote columns"):
+        load_dataset(CSV, "ferplus-majority")
+
+
+# ------------------------------------------------------------------ image folders
+def test_folder_with_split_prefixes():
+    ds = load_dataset(FOLDER)
+    assert ds.images.shape[1:] == (48, 48)
+    assert ds.counts() == {"Training": 7, "PublicTest": 7, "PrivateTest": 7}
+    for split in ("Training", "PublicTest", "PrivateTest"):
+        assert sorted(ds.split(split)[1].tolist()) == list(range(7))
+    # the label comes from the class folder
+    happy = cv2.imread(str(next((FOLDER / "train" / "happy").iterdir())), cv2.IMREAD_GRAYSCALE)
+    x, y = ds.split("Training")
+    assert y[[np.array_equal(im, happy) for im in x].index(True)] == FER_LABELS.index("happy")
+
+
+def _unprefixed_tree(tmp_path: Path, copies: int = 30) -> Path:
+    root = tmp_path / "faces"
+    for part in ("train", "test"):
+        for cls_dir in (FOLDER / part).iterdir():
+            dst = root / part / cls_dir.name.capitalize()  # class names are case-insensitive
+            dst.mkdir(parents=True)
+            for f in cls_dir.iterdir():
+                for k in range(copies if part == "train" else 1):
+                    shutil.copy(f, dst / f"img{k}_{f.name.split('_')[1]}")
+    return root
+
+
+def test_folder_without_prefixes_carves_publictest_from_train(tmp_path):
+    root = _unprefixed_tree(tmp_path)
+    ds = load_dataset(root)
+    c = ds.counts()
+    assert c["PrivateTest"] == 14  # all of test/ (no prefixes left)
+    assert c["Training"] + c["PublicTest"] == 7 * 30
+    assert 0.04 < c["PublicTest"] / (7 * 30) < 0.2
+    assert np.array_equal(load_dataset(root).usage, ds.usage)  # deterministic
+
+
+def test_folder_errors_name_the_path(tmp_path):
+    root = _unprefixed_tree(tmp_path, copies=1)
+    (root / "train" / "contempt").mkdir()
+    with pytest.raises(DataError, match=r"contempt.*unknown class folder"):
+        load_dataset(root)
+    (root / "train" / "contempt").rmdir()
+    bad = root / "test" / "Sad" / "broken.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(DataError) as e:
+        load_dataset(root)
+    assert str(bad) in str(e.value) and "not a readable image" in str(e.value)
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(DataError, match="not an image folder"):
+        load_dataset(tmp_path / "nothing")
+
+
+def test_folder_holding_a_data_file_and_unknown_formats(tmp_path):
+    shutil.copy(CSV, tmp_path / "fer2013.csv")
+    assert len(load_dataset(tmp_path).labels) == 9
+    (tmp_path / "data.txt").write_text("x")
+    with pytest.raises(DataError, match="unsupported data format"):
+        load_dataset(tmp_path / "data.txt")
+    with pytest.raises(DataError, match="no such file"):
+        load_dataset(tmp_path / "missing.npz")
+    np.savez(tmp_path / "wrong.npz", pictures=np.zeros((2, 48, 48), np.uint8))
+    with pytest.raises(DataError, match="wrong.npz: not a FER2013 .npz"):
+        load_dataset(tmp_path / "wrong.npz")
+    with pytest.raises(DataError, match="unknown split"):
+        load_dataset(CSV).split("Validation")
+
+
+@pytest.mark.skipif(not FER_NPZ.exists(), reason=f"FER2013 not found at {FER_NPZ}")
+def test_npz_counts_and_ferplus_relabel():
+    ds = load_dataset(FER_NPZ)
+    assert ds.counts() == {"Training": 28709, "PublicTest": 3589, "PrivateTest": 3589}
+    assert np.bincount(ds.split("PrivateTest")[1]).tolist() == [491, 55, 528, 879, 594, 416, 626]
+    maj = load_dataset(FER_NPZ.parent, "ferplus-majority")  # the folder finds fer2013.npz
+    assert 30000 < len(maj.labels) < len(ds.labels) and maj.soft is None
+
+
+# ------------------------------------------------------------------ calibration sample
+def test_stratified_sample_is_proportional_and_deterministic():
+    rng = np.random.default_rng(0)
+    labels = rng.choice(7, size=5000, p=[0.14, 0.015, 0.14, 0.25, 0.17, 0.11, 0.175])
+    idx = stratified_indices(labels, 500, seed=3)
+    assert len(idx) == 500 and len(set(idx.tolist())) == 500
+    got = np.bincount(labels[idx], minlength=7)
+    want = np.bincount(labels, minlength=7) / len(labels) * 500
+    assert got.min() >= 10  # the rare class is still represented
+    assert np.all(np.abs(got - want) <= np.maximum(3, 10 - want))
+    assert np.array_equal(idx, stratified_indices(labels, 500, seed=3))
+
+
+def test_calibration_refuses_too_few_faces_and_prepares_like_the_edge():
+    ds = load_dataset(FOLDER)
+    x, y = ds.split("Training")
+    with pytest.raises(DataError, match="only 7 Training faces.*at least 300"):
+        calibration_images(x, y, 500, ds.source)
+    faces = calibration_images(x, y, 5, ds.source, minimum=5)
+    assert len(faces) == 5
+    f = prepare_float(faces, 64, 64, (-1.0, 1.0))
+    assert f.shape == (5, 64, 64, 1) and f.dtype == np.float32
+    assert -1.0 <= f.min() and f.max() <= 1.0
+    one = cv2.resize(faces[0], (64, 64), interpolation=cv2.INTER_LINEAR).astype(np.float32) * (2 / 255) - 1
+    np.testing.assert_allclose(f[0, ..., 0], one, atol=1e-5)
