@@ -203,13 +203,16 @@ class Service:
         from edge.app import build_parts
         from edge.loop import Stats, run_loop
 
+        explicit = getattr(self.args, "status_file", None)
+        if explicit or os.environ.get("STATE_DIRECTORY"):  # so a bad config at start shows in `status`
+            self.status_file = status_path(None, explicit)
         try:
             self.cfg = config_from_args(self.args)
         except EdgeError as e:
             self.state = "failed"
             self._error(e)
             return EXIT_BAD_INPUT
-        self.status_file = status_path(self.cfg, getattr(self.args, "status_file", None))
+        self.status_file = status_path(self.cfg, explicit)
         max_frames = getattr(self.args, "max_frames", None)
         if max_frames is not None and max_frames < 1:
             self.state = "failed"

@@ -108,3 +108,19 @@ def test_status_of_a_real_service_run(tmp_path):
     assert r.returncode == 3
     assert "tiny_int8.tflite" in r.stdout and "speed:" in r.stdout and "stopped" in r.stdout
     assert time.time() - st["updated"] < 60
+
+
+def test_bad_config_at_start_shows_in_status(tmp_path):
+    """Under systemd ($STATE_DIRECTORY) a config error at start lands in status.json for `status`."""
+    state = tmp_path / "state"
+    state.mkdir()
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[mood]\nhalf_life = -1\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "STATE_DIRECTORY": str(state)}
+    p = subprocess.run([sys.executable, "-m", "edge.service", "--config", str(bad)],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 2
+    st = read_status(state / "status.json")
+    assert st["state"] == "failed" and "mood.half_life" in st["last_error"]["message"]
+    _, lines, code = summarize(None, state / "status.json", st)
+    assert code == 3 and any(line.startswith("error:   ") and "mood.half_life" in line for line in lines)
