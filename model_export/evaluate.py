@@ -205,9 +205,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from model_export.predictors import parse_range
+    from model_export.predictors import KERAS_SUFFIXES, parse_range
 
-    if args.latency:
+    if args.latency and any(str(m).lower().endswith(KERAS_SUFFIXES) for m in (args.model, args.compare or "")):
         _one_thread()
     labels = tuple(s.strip() for s in args.labels.split(",")) if args.labels else None
     result = evaluate(args.model, args.data, args.split, input_range=parse_range(args.input_range), labels=labels,

@@ -1,0 +1,123 @@
+"""emotion-export evaluate: numpy metrics checked against direct computation, on real TFLite models."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.classify import EmotionClassifier
+from model_export.cli import main
+from model_export.data import load_dataset
+from model_export.evaluate import agreement, map_labels, metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+FIX = ROOT / "tests" / "fixtures"
+FOLDER = FIX / "export" / "folder"
+INT8 = FIX / "models" / "tiny_int8.tflite"
+FLOAT = FIX / "models" / "tiny_float32.tflite"
+
+
+def _direct(y: np.ndarray, probs: np.ndarray, k: int) -> dict:
+    """Plain-loop reference implementation of the reported numbers."""
+    pred = [int(np.argmax(p)) for p in probs]
+    n = len(y)
+    acc = sum(int(a == b) for a, b in zip(y, pred)) / n
+    f1s = []
+    for c in range(k):
+        tp = sum(1 for a, b in zip(y, pred) if a == c and b == c)
+        fp = sum(1 for a, b in zip(y, pred) if a != c and b == c)
+        fn = sum(1 for a, b in zip(y, pred) if a == c and b != c)
+        if tp + fp + fn == 0:
+            continue  # class absent from truth and predictions
+        prec = tp / (tp + fp) if tp + fp else 0.0
+        rec = tp / (tp + fn) if tp + fn else 0.0
+        f1s.append(2 * prec * rec / (prec + rec) if prec + rec else 0.0)
+    ll = -sum(np.log(max(p[t] / p.sum(), 1e-7)) for p, t in zip(probs, y)) / n
+    top2 = sum(1 for p, t in zip(probs, y) if t in sorted(range(k), key=lambda j: -p[j])[:2]) / n
+    return {"accuracy": acc, "macro_f1": sum(f1s) / len(f1s), "log_loss": ll, "top2_accuracy": top2}
+
+
+def test_metrics_match_direct_computation():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 6, size=300)  # class 6 never occurs in the truth
+    probs = rng.dirichlet(np.ones(7), size=300).astype(np.float32)
+    probs[y == 2] += np.eye(7, dtype=np.float32)[2]  # some signal
+    m = metrics(y, probs, tuple("abcdefg"))
+    ref = _direct(y, probs, 7)
+    for key, v in ref.items():
+        assert m[key] == pytest.approx(v, rel=1e-6), key
+    cm = np.array(m["confusion"]["matrix"])
+    assert cm.sum() == 300 and cm[2, 2] == (y == 2).sum()
+    assert m["per_class"]["c"]["recall"] == pytest.approx(1.0)
+    assert m["per_class"]["g"]["support"] == 0
+
+
+def test_label_mapping_and_agreement():
+    y, keep = map_labels(np.array([0, 3, 6, 1]), ("happy", "sad", "angry"))
+    assert y.tolist() == [2, 0, -1, -1] and keep.tolist() == [True, True, False, False]
+    a = np.eye(3)[[0, 1, 2, 2]]
+    b = np.eye(3)[[0, 1, 1, 2]]
+    assert agreement(a, b) == 0.75
+
+
+def _edge_probs(model: Path, images: np.ndarray) -> np.ndarray:
+    """Predictions through the edge's own classifier, face by face."""
+    with EmotionClassifier(model) as clf:
+        return np.stack([clf.classify_face(im).probs for im in images])
+
+
+def test_evaluate_json_equals_direct_computation(tmp_path, capsys):
+    rc = main(["evaluate", "--model", str(INT8), "--data", str(FOLDER), "--split", "PublicTest", "--json",
+               "--report-dir", str(tmp_path)])
+    assert rc == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1
+    got = json.loads(out[0])
+    x, y = load_dataset(FOLDER).split("PublicTest")
+    ref = _direct(y, _edge_probs(INT8, x), 7)
+    assert got["split"] == "PublicTest" and got["n"] == len(y) == 7
+    for key, v in ref.items():
+        assert got[key] == pytest.approx(v, rel=1e-5, abs=1e-6), key
+    # reports next to --report-dir
+    md = (tmp_path / "tiny_int8.report.md").read_text()
+    assert "PublicTest" in md and "| angry |" in md
+    png = cv2.imread(str(tmp_path / "tiny_int8.confusion.png"))
+    assert png is not None and png.shape[0] > 100
+    cm = json.loads((tmp_path / "tiny_int8.confusion.json").read_text())
+    assert np.array(cm["matrix"]).sum() == 7
+
+
+def test_compare_float_and_int8(tmp_path, capsys):
+    rc = main(["evaluate", "--model", str(FLOAT), "--compare", str(INT8), "--data", str(FOLDER),
+               "--split", "Training", "--json", "--latency", "--latency-n", "5", "--no-report"])
+    assert rc == 0
+    got = json.loads(capsys.readouterr().out)
+    x, y = load_dataset(FOLDER).split("Training")
+    pf, pi = _edge_probs(FLOAT, x), _edge_probs(INT8, x)
+    c = got["compare"]
+    assert c["agreement"] == pytest.approx(float(np.mean(pf.argmax(1) == pi.argmax(1))))
+    assert c["accuracy_gap"] == pytest.approx(got["accuracy"] - _direct(y, pi, 7)["accuracy"])
+    assert set(got["latency"]) == {"tflite:tiny_float32.tflite", "tflite:tiny_int8.tflite"}
+    assert all(v["n"] == 5 and 0 < v["p50_ms"] <= v["p95_ms"] for v in got["latency"].values())
+    assert "report" not in got
+
+
+def test_evaluate_errors_are_one_line_exit_2(tmp_path):
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "model_export.cli", "evaluate", *args],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+    keras_file = tmp_path / "m.keras"
+    keras_file.write_bytes(b"")
+    r = cli("--model", str(keras_file), "--data", str(FOLDER), "--json")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().startswith("emotion-export: error:") and "--input-range" in r.stderr
+    r = cli("--model", str(INT8), "--data", str(tmp_path / "nope.csv"))
+    assert r.returncode == 2 and "nope.csv: no such file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = cli("--model", str(INT8), "--data", str(FOLDER), "--input-range", "0,2")
+    assert r.returncode == 2 and "--input-range '0,2': must be one of" in r.stderr
