@@ -1,0 +1,163 @@
+"""emotion-export deploy: dry run, a real run through stand-in ssh/scp programs, refusals before copying."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge.errors import ModelError
+from model_export.cli import main
+from model_export.deploy import DeployError, deploy, plan
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "tests" / "fixtures" / "models"
+
+# ssh stand-in: records argv, then runs the remote command locally (in a fake home, with a fake sudo)
+FAKE_SSH = r"""#!/bin/sh
+echo "ssh $*" >> "$FAKE_LOG"
+while [ "$1" != "--" ]; do shift; done
+shift; shift  # "--" and the host
+cd "$FAKE_HOME" && PATH="$FAKE_BIN:$PATH" exec sh -c "$1"
+"""
+# scp stand-in: records argv, copies SRC to the path after "host:" (relative = fake home)
+FAKE_SCP = r"""#!/bin/sh
+echo "scp $*" >> "$FAKE_LOG"
+[ -n "$FAKE_SCP_FAIL" ] && exit 1
+while [ "$1" != "--" ]; do shift; done
+dst="${3#*:}"
+cd "$FAKE_HOME" && cp "$2" "$dst"
+"""
+# sudo stand-in: systemctl is recorded only; anything else runs as the user
+FAKE_SUDO = r"""#!/bin/sh
+echo "sudo $*" >> "$FAKE_LOG"
+[ "$1" = systemctl ] && exit 0
+exec "$@"
+"""
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    bin_dir, home = tmp_path / "bin", tmp_path / "home"
+    bin_dir.mkdir()
+    home.mkdir()
+    for name, text in (("ssh", FAKE_SSH), ("scp", FAKE_SCP), ("sudo", FAKE_SUDO)):
+        p = bin_dir / name
+        p.write_text(text)
+        p.chmod(p.stat().st_mode | stat.S_IEXEC)
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    monkeypatch.setenv("FAKE_HOME", str(home))
+    monkeypatch.setenv("FAKE_BIN", str(bin_dir))
+    return {"log": log, "home": home, "remote": tmp_path / "pi" / "models"}
+
+
+def _calls(fake) -> list[str]:
+    return fake["log"].read_text().splitlines() if fake["log"].exists() else []
+
+
+def _model(tmp_path: Path, name: str = "tiny_int8") -> Path:
+    d = tmp_path / "local"
+    d.mkdir(exist_ok=True)
+    for suf in (".tflite", ".json"):
+        shutil.copy(MODELS / f"{name}{suf}", d / f"{name}{suf}")
+    return d / f"{name}.tflite"
+
+
+def test_dry_run_prints_commands_and_copies_nothing(tmp_path, fake, capsys):
+    model = _model(tmp_path)
+    rc = main(["deploy", str(model), "pi@raspberrypi", "--dry-run", "--remote-dir", str(fake["remote"]),
+               "--ssh-opt=-oPort=2222"])
+    assert rc == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    argvs = [shlex.split(line) for line in lines]
+    assert [a[0] for a in argvs] == ["ssh", "scp", "scp", "ssh", "ssh"]
+    assert argvs[1][-1] == f"pi@raspberrypi:{fake['remote']}/.emotion.tflite.new"
+    assert all("-oPort=2222" in a for a in argvs)
+    assert argvs[-1][-1] == "sudo systemctl reload emotion-edge"
+    assert _calls(fake) == [] and not fake["remote"].exists()
+
+
+def test_deploy_copies_swaps_and_reloads(tmp_path, fake):
+    model = _model(tmp_path)
+    deploy(model, "pi@raspberrypi", remote_dir=str(fake["remote"]), name="mood", log=lambda m: None)
+    r = fake["remote"]
+    assert (r / "mood.tflite").read_bytes() == model.read_bytes()
+    assert (r / "mood.json").read_bytes() == model.with_suffix(".json").read_bytes()
+    assert sorted(p.name for p in r.iterdir()) == ["mood.json", "mood.tflite"]  # no .new left behind
+    calls = _calls(fake)
+    assert calls[-1] == "sudo systemctl reload emotion-edge"
+    assert [c.split()[0] for c in calls] == ["ssh", "scp", "scp", "ssh", "ssh", "sudo"]
+    # the device-side pair is what the edge accepts
+    from edge.classify import EmotionClassifier
+
+    with EmotionClassifier(r / "mood.tflite") as clf:
+        assert clf.labels[3] == "happy"
+    # a second deploy replaces the pair
+    other = _model(tmp_path, "tiny_uint8")
+    deploy(other, "pi@raspberrypi", remote_dir=str(r), name="mood", log=lambda m: None)
+    assert (r / "mood.tflite").read_bytes() == other.read_bytes()
+    assert json.loads((r / "mood.json").read_text())["input"]["dtype"] == "uint8"
+
+
+def test_sudo_mode_stages_in_home(tmp_path, fake):
+    model = _model(tmp_path)
+    deploy(model, "pi@host", remote_dir=str(fake["remote"]), sudo=True, reload=False, log=lambda m: None)
+    assert (fake["remote"] / "emotion.tflite").read_bytes() == model.read_bytes()
+    assert list(fake["home"].iterdir()) == []  # staging files removed
+    assert not any("systemctl" in c for c in _calls(fake))
+    assert any(c.startswith("sudo install -m 0644") for c in _calls(fake))
+
+
+def test_corrupt_copy_is_not_swapped_in(tmp_path, fake):
+    model = _model(tmp_path)
+    # the copy arrives damaged: the remote sha256 check stops the swap
+    steps = plan(model, "pi@h", str(fake["remote"]))
+    for s in steps[:3]:
+        subprocess.run(s.argv, check=True)
+    (fake["remote"] / ".emotion.tflite.new").write_bytes(b"truncated")
+    r = subprocess.run(steps[3].argv)
+    assert r.returncode != 0 and not (fake["remote"] / "emotion.tflite").exists()
+
+
+def test_refused_before_copying(tmp_path, fake):
+    model = _model(tmp_path)
+    model.write_bytes(model.read_bytes() + b"\0")  # sha256 no longer matches its json
+    with pytest.raises(ModelError, match="sha256"):
+        deploy(model, "pi@h", remote_dir=str(fake["remote"]), log=lambda m: None)
+    wrong = _model(tmp_path, "wrong_shape")
+    with pytest.raises(ModelError):
+        deploy(wrong, "pi@h", remote_dir=str(fake["remote"]), log=lambda m: None)
+    rgb = _model(tmp_path, "rgb3")
+    with pytest.raises(ModelError):
+        deploy(rgb, "pi@h", remote_dir=str(fake["remote"]), log=lambda m: None)
+    assert _calls(fake) == []
+
+
+@pytest.mark.parametrize("host, kw, match", [
+    ("-oProxyCommand=touch /tmp/x", {}, "expected user@host"),
+    ("pi@h; rm -rf /", {}, "expected user@host"),
+    ("pi@h", {"name": "../etc/passwd"}, "--name"),
+    ("pi@h", {"remote_dir": "relative/dir"}, "--remote-dir"),
+    ("pi@h", {"remote_dir": "/var/lib/$(reboot)"}, "--remote-dir"),
+])
+def test_unsafe_arguments_refused(tmp_path, fake, host, kw, match):
+    with pytest.raises(DeployError, match=match):
+        deploy(_model(tmp_path), host, log=lambda m: None, **kw)
+    assert _calls(fake) == []
+
+
+def test_failed_step_is_named_exit_2(tmp_path, fake, monkeypatch):
+    monkeypatch.setenv("FAKE_SCP_FAIL", "1")
+    r = subprocess.run([sys.executable, "-m", "model_export.cli", "deploy", str(_model(tmp_path)), "pi@h",
+                        "--remote-dir", str(fake["remote"])], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2
+    assert "emotion-export: error: copy model failed (exit 1)" in r.stderr
+    assert not (fake["remote"] / "emotion.tflite").exists()
