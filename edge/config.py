@@ -229,16 +229,20 @@ def dump_config(cfg: Config, with_docs: bool = True, commented: bool = False) ->
     return "\n".join(out)
 
 
-def state_dir() -> Path:
-    """Where the log lives: systemd's StateDirectory, the system default, or the user's state dir."""
+def state_dir(for_reading: bool = False) -> Path:
+    """Where the log lives: systemd's StateDirectory, the system default, or the user's state dir.
+
+    Readers (`emotion-edge log` over ssh) use the system directory whenever it exists, even though
+    they cannot write there; writers fall back to the user's state dir when it is not writable.
+    """
     env = os.environ.get("STATE_DIRECTORY")
     if env:
         return Path(env.split(":")[0])
     system = Path("/var/lib/emotion-edge")
-    if system.is_dir() and os.access(system, os.W_OK):
+    if system.is_dir() and (for_reading or os.access(system, os.W_OK)):
         return system
     return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "emotion-edge"
 
 
-def db_path(cfg: Config) -> Path:
-    return Path(cfg.log.db) if cfg.log.db else state_dir() / "emotion-edge.db"
+def db_path(cfg: Config, for_reading: bool = False) -> Path:
+    return Path(cfg.log.db) if cfg.log.db else state_dir(for_reading) / "emotion-edge.db"

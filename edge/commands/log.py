@@ -53,7 +53,7 @@ def parse_since(text: str, now: float | None = None) -> float:
 def resolve_db(args: argparse.Namespace) -> Path:
     if getattr(args, "db", None):
         return Path(args.db)
-    return db_path(load_config(getattr(args, "config", None)))
+    return db_path(load_config(getattr(args, "config", None)), for_reading=True)
 
 
 def main(args: argparse.Namespace) -> int:
