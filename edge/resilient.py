@@ -200,10 +200,15 @@ class ResilientSource(FrameSource):
         self._stop.set()
         with self._ready:
             self._ready.notify_all()
-        if self._thread is not threading.current_thread():
-            self._thread.join(self.close_timeout)
-        # Still blocked in the driver: closing the device from here is what makes the read return.
-        self._close_inner()
+        try:
+            # A working camera returns within a frame time and the reader closes it itself; a stalled
+            # one will not, so do not wait for it (the service's stop grace is only a few seconds).
+            stalled = self._clock() - self._last_frame > self.poll
+            if not stalled and self._thread is not threading.current_thread():
+                self._thread.join(self.close_timeout)
+        finally:
+            # Still blocked in the driver: closing the device from here is what makes the read return.
+            self._close_inner()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(0.2)  # give the woken read a moment; a driver that ignores close stays a daemon
 

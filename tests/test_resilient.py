@@ -190,7 +190,7 @@ def test_hung_camera_warns_once_without_busy_looping_and_close_is_prompt(caplog)
         assert len(warn) == 1, warn
         t = time.monotonic()
         src.close()
-        assert time.monotonic() - t < 1.5
+        assert time.monotonic() - t < 0.5  # stalled: no waiting for a read that will not return
     finally:
         src.close()
     assert cam.closed == 1 and not src.alive
