@@ -44,10 +44,28 @@ def _add_arguments(module: str, sp: argparse.ArgumentParser) -> None:
     mod.add_arguments(sp)
 
 
+RANGE_FLAGS = ("--input-range", "--compare-input-range")
+
+
+def _join_negative_ranges(argv: list[str]) -> list[str]:
+    """`--input-range -1,1` -> `--input-range=-1,1` (argparse would take -1,1 for an option)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in RANGE_FLAGS and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from edge.errors import EdgeError
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = _join_negative_ranges(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     try:
         mod = importlib.import_module(args.module)

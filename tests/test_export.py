@@ -1,0 +1,213 @@
+"""emotion-export export: Keras -> full-integer int8 TFLite that the edge classifier runs.
+
+Needs TensorFlow (the export extra); the tests that calibrate on 300+ real faces need FER2013.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.tf
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+keras = pytest.importorskip("keras")
+pytest.importorskip("tensorflow")
+
+from edge.classify import EmotionClassifier  # noqa: E402
+from edge.contract import read_model_info  # noqa: E402
+from edge.errors import DataError, ModelError  # noqa: E402
+from model_export.cli import main  # noqa: E402
+from model_export.data import load_dataset  # noqa: E402
+from model_export.export import check_int8, export_model  # noqa: E402
+from model_export.predictors import KerasPredictor, TFLitePredictor, keras_input_hw, load_keras  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FIX = ROOT / "tests" / "fixtures"
+FOLDER = FIX / "export" / "folder"
+FER_NPZ = Path("/work/shared/data/fer2013/fer2013.npz")
+if not FER_NPZ.exists():
+    FER_NPZ = ROOT.parent / "shared" / "data" / "fer2013" / "fer2013.npz"
+needs_fer = pytest.mark.skipif(not FER_NPZ.exists(), reason=f"FER2013 not found at {FER_NPZ}")
+QUIET = lambda m: None  # noqa: E731
+
+
+def _tiny(size: int = 48, channels: int = 1, n_out: int = 7, softmax: bool = True):
+    keras.utils.set_random_seed(7)
+    inp = keras.Input((size, size, channels))
+    x = keras.layers.Conv2D(8, 3, strides=2, use_bias=False)(inp)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.SeparableConv2D(16, 3, strides=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(n_out, activation="softmax" if softmax else None)(x)
+    return keras.Model(inp, x)
+
+
+def mini_xception(size: int = 64, n_out: int = 7, base: int = 8):
+    """The shape of the widely used FER mini-Xception: conv stem, 4 separable residual blocks, GAP."""
+    keras.utils.set_random_seed(11)
+    L = keras.layers
+    inp = keras.Input((size, size, 1))
+    x = L.Conv2D(base, 3, use_bias=False)(inp)
+    x = L.BatchNormalization()(x)
+    x = L.Activation("relu")(x)
+    x = L.Conv2D(base, 3, use_bias=False)(x)
+    x = L.BatchNormalization()(x)
+    x = L.Activation("relu")(x)
+    for filters in (16, 32, 64, 128):
+        res = L.Conv2D(filters, 1, strides=2, padding="same", use_bias=False)(x)
+        res = L.BatchNormalization()(res)
+        x = L.SeparableConv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = L.BatchNormalization()(x)
+        x = L.Activation("relu")(x)
+        x = L.SeparableConv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = L.BatchNormalization()(x)
+        x = L.MaxPooling2D(3, strides=2, padding="same")(x)
+        x = L.add([x, res])
+    x = L.Conv2D(n_out, 3, padding="same")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    out = L.Activation("softmax", name="predictions")(x)
+    return keras.Model(inp, out, name="mini_XCEPTION")
+
+
+@pytest.fixture(scope="module")
+def fer():
+    if not FER_NPZ.exists():
+        pytest.skip(f"FER2013 not found at {FER_NPZ}")
+    return load_dataset(FER_NPZ)
+
+
+@pytest.fixture(scope="module")
+def trained(fer, tmp_path_factory):
+    """A small CNN fitted briefly on class-balanced real faces, so its predictions vary."""
+    x, y = fer.split("Training")
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(np.concatenate([rng.choice(np.flatnonzero(y == c), 400, replace=False) for c in range(7)]))
+    keras.utils.set_random_seed(7)
+    L = keras.layers
+    inp = keras.Input((48, 48, 1))
+    h = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, strides=2, use_bias=False)(inp)))
+    h = L.SeparableConv2D(16, 3, strides=2, activation="relu")(h)
+    h = L.Dense(7, activation="softmax")(L.Flatten()(L.MaxPooling2D(2)(h)))
+    model = keras.Model(inp, h)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    model.fit(x[idx][..., None].astype(np.float32) / 255.0, y[idx], epochs=4, batch_size=64, verbose=0)
+    path = tmp_path_factory.mktemp("keras") / "tiny.keras"
+    model.save(path)
+    return path
+
+
+@needs_fer
+def test_int8_export_agrees_with_float(trained, fer, tmp_path):
+    out = tmp_path / "emo.tflite"
+    res = export_model(trained, out, input_range=(0.0, 1.0), calibration_data=FER_NPZ, calibration_size=300,
+                       eval_limit=600, crop_margin=0.1, log=QUIET)
+    checked = check_int8(out)
+    assert checked["input"]["dtype"] == np.int8 and checked["output"]["dtype"] == np.int8
+    assert not any(op.startswith("Flex") for op in checked["ops"])
+    info = read_model_info(out)  # sha256 matches
+    assert info.input.range == (0.0, 1.0) and info.input.crop_margin == 0.1 and info.input.dtype == "int8"
+    assert info.quantization["input_zero_point"] == -128
+    m = info.metrics
+    assert m["split"] == "PrivateTest" and m["n"] == 600
+    assert info.made_by["calibration"]["n"] == 300 and info.made_by["source_model"] == "tiny.keras"
+    # recompute the metadata numbers directly
+    x, y = fer.split("PrivateTest")
+    x, y = x[:600], y[:600]
+    pf = KerasPredictor(trained, (0.0, 1.0)).predict(x)
+    pi = TFLitePredictor(out).predict(x)
+    assert len(np.unique(pf.argmax(1))) >= 3  # a real classifier, not a constant
+    agree = float(np.mean(pf.argmax(1) == pi.argmax(1)))
+    assert agree >= 0.95 and m["agreement"] == pytest.approx(agree)
+    assert m["accuracy"] == pytest.approx(float(np.mean(pi.argmax(1) == y)))
+    assert m["float_accuracy"] == pytest.approx(float(np.mean(pf.argmax(1) == y)))
+    # the edge classifier gives the same probabilities as the tool's own runner
+    with EmotionClassifier(out) as clf:
+        for i in range(5):
+            np.testing.assert_allclose(clf.classify_face(x[i]).probs, pi[i], atol=1e-6)
+    assert res.metadata == out.with_suffix(".json")
+
+
+@pytest.mark.slow
+@needs_fer
+def test_mini_xception_64_minus1_1_runs_on_the_edge(tmp_path):
+    src = tmp_path / "mini_xception.h5"
+    mini_xception().save(src)  # the legacy format these models are usually shared in
+    out = tmp_path / "mx.tflite"
+    rc = main(["export", str(src), "--input-range", "-1,1", "--calibration-data", str(FER_NPZ),
+               "--calibration-size", "300", "--eval-limit", "100", "--out", str(out)])
+    assert rc == 0
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["input"]["height"] == info["input"]["width"] == 64 and info["input"]["range"] == [-1.0, 1.0]
+    assert info["made_by"]["softmax_added"] is False
+    # run it the way the edge does: Haar box on a camera-sized frame, crop, classify
+    gray = cv2.imread(str(next((FIX / "faces").glob("*happy*.png"))), cv2.IMREAD_GRAYSCALE)
+    from edge.detect import FaceDetector
+    from edge.config import DetectConfig
+
+    boxes = FaceDetector(DetectConfig()).detect(gray)
+    assert boxes
+    with EmotionClassifier(out) as clf:
+        pred = clf.classify(gray, boxes[0])
+    assert pred.probs.shape == (7,) and pred.probs.sum() == pytest.approx(1.0, abs=1e-5)
+    ref = KerasPredictor(src, (-1.0, 1.0)).model.predict_on_batch(
+        KerasPredictor(src, (-1.0, 1.0)).inputs(cv2.resize(gray[boxes[0][1]:boxes[0][1] + boxes[0][3],
+                                                                   boxes[0][0]:boxes[0][0] + boxes[0][2]], (64, 64),
+                                                         interpolation=cv2.INTER_AREA)[None]))[0]
+    assert np.abs(pred.probs - ref).max() < 0.1  # int8 close to float on a real face
+
+
+def test_export_without_fer_on_the_fixture_folder(tmp_path):
+    """The whole path (calibrate, convert, check, evaluate, metadata) on the 21 committed faces."""
+    src = tmp_path / "logits.keras"
+    _tiny(softmax=False).save(src)
+    out = tmp_path / "sub" / "small.tflite"
+    res = export_model(src, out, input_range=(0.0, 255.0), calibration_data=FOLDER, calibration_size=7,
+                       min_calibration=5, log=QUIET)
+    info = read_model_info(out)
+    assert info.made_by["softmax_added"] is True  # logits get a Softmax so the edge sees probabilities
+    assert info.metrics["n"] == 7 and 0.0 <= info.metrics["agreement"] <= 1.0
+    assert info.input.range == (0.0, 255.0)
+    with EmotionClassifier(res.tflite) as clf:
+        p = clf.classify_face(load_dataset(FOLDER).images[0])
+    assert p.probs.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_refusals(tmp_path):
+    rgb = tmp_path / "rgb.keras"
+    _tiny(channels=3).save(rgb)
+    with pytest.raises(ModelError, match=r"input shape \[None, 48, 48, 3\] is not \(H, W, 1\)"):
+        export_model(rgb, tmp_path / "x.tflite", input_range=(0, 1), calibration_data=FOLDER, log=QUIET)
+    five = tmp_path / "five.keras"
+    _tiny(n_out=5).save(five)
+    with pytest.raises(ModelError, match="5 outputs but 7 labels"):
+        export_model(five, tmp_path / "x.tflite", input_range=(0, 1), calibration_data=FOLDER, log=QUIET)
+    with pytest.raises(DataError, match="only 7 Training faces"):
+        export_model(five, tmp_path / "x.tflite", input_range=(0, 1), labels=tuple("abcde"),
+                     calibration_data=FOLDER, log=QUIET)
+    with pytest.raises(ModelError, match="input is float32, not int8"):
+        check_int8(FIX / "models" / "tiny_float32.tflite")
+    with pytest.raises(ModelError, match="input is uint8, not int8"):
+        check_int8(FIX / "models" / "tiny_uint8.tflite")
+    (tmp_path / "junk.h5").write_bytes(b"junk")
+    with pytest.raises(ModelError, match="junk.h5: cannot load Keras model"):
+        load_keras(tmp_path / "junk.h5")
+    assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_cli_export_error_is_one_line(tmp_path, capsys):
+    src = tmp_path / "m.keras"
+    _tiny().save(src)
+    rc = main(["export", str(src), "--calibration-data", str(FOLDER), "--out", str(tmp_path / "m.tflite")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("emotion-export: error: ") and "only 7 Training faces" in err[-1]
+
+
+def test_h5_legacy_model_loads(tmp_path):
+    p = tmp_path / "legacy.h5"
+    _tiny(size=40).save(p)
+    assert keras_input_hw(load_keras(p), str(p)) == (40, 40)
