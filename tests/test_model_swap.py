@@ -84,7 +84,13 @@ def test_model_changed_on_disk_is_used_only_after_sighup_and_only_if_valid(tmp_p
     p = subprocess.Popen([sys.executable, "-m", "edge.service", "--config", str(tmp_path / "config.toml"),
                           "--source", str(LONG_CLIP), "--realtime", "--db", str(tmp_path / "log.db")],
                          env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sha = lambda: json.loads(status.read_text())["model"]["sha256"]  # noqa: E731
+
+    def sha() -> str:  # READY=1 goes out just before the first status.json is written
+        end = time.monotonic() + 5
+        while not status.exists() and time.monotonic() < end:
+            time.sleep(0.02)
+        return json.loads(status.read_text())["model"]["sha256"]
+
     try:
         notify.wait("READY=1")
         assert sha() == old_sha
