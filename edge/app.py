@@ -29,6 +29,7 @@ def build_parts(cfg: Config, *, pin_factory: Any = None, camera_factory: Any = N
     """Model and detector first (cheap to fail, nothing to undo), then the LED, log and camera."""
     from edge.eventlog import EventLog
     from edge.led import make_led
+    from edge.resilient import wrap_camera
     from edge.sources import open_source
 
     classifier = build_classifier(cfg)
@@ -39,6 +40,7 @@ def build_parts(cfg: Config, *, pin_factory: Any = None, camera_factory: Any = N
         led = make_led(cfg.led, pin_factory=pin_factory)
         log = EventLog(db_path(cfg), cfg.log) if with_log else None
         source = open_source(cfg.source, camera_factory=camera_factory)
+        source = wrap_camera(source, cfg.source, camera_factory=camera_factory)  # cameras only: files still end
     except BaseException:
         Parts(source, detector, classifier, smoother, led, log).close()
         raise
