@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -159,6 +162,13 @@ def test_mini_xception_64_minus1_1_runs_on_the_edge(tmp_path):
                                                                    boxes[0][0]:boxes[0][0] + boxes[0][2]], (64, 64),
                                                          interpolation=cv2.INTER_AREA)[None]))[0]
     assert np.abs(pred.probs - ref).max() < 0.1  # int8 close to float on a real face
+    # and the edge's own loop runs it on the committed face photos
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--source", str(FIX / "faces"), "--model", str(out),
+                        "--led", "none", "--db", str(tmp_path / "events.db"), "--max-frames", "7"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr[-500:]
+    seen = re.search(r"faces seen (\d+)", r.stdout + r.stderr)
+    assert seen and int(seen.group(1)) > 0
 
 
 def test_export_without_fer_on_the_fixture_folder(tmp_path):
