@@ -41,6 +41,9 @@ def to_float(pixels: np.ndarray, value_range: tuple[float, float]) -> np.ndarray
 
 def quant_lut(value_range: tuple[float, float], scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
     """256-entry table pixel -> quantized input: exact for any range, no float math per frame."""
-    q = np.round(to_float(np.arange(256, dtype=np.uint8), value_range) / scale) + zero_point
+    v = to_float(np.arange(256, dtype=np.uint8), value_range).astype(np.float64) / scale
+    # Round half away from zero, as TFLite's quantizer does (np.round rounds half to even, which
+    # merges neighbouring pixels in the [-1, 1] range, where every pixel lands on a half).
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + zero_point
     info = np.iinfo(dtype)
     return np.clip(q, info.min, info.max).astype(dtype)
