@@ -18,11 +18,16 @@ from edge.preprocess import crop_face, quant_lut, resize_face, to_float
 from edge.types import Box, Prediction
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "emotion.tflite"
+DEPLOYED_MODEL = Path("/var/lib/emotion-edge/models/emotion.tflite")
+"""Where `emotion-export deploy` puts a model; used instead of the bundled one when present."""
 
 
-def resolve_model(path: str | Path = "") -> Path:
-    """"" -> the bundled model; otherwise the given path. Missing files raise ModelError."""
-    p = Path(path).expanduser() if str(path) else DEFAULT_MODEL
+def resolve_model(path: str | Path = "", deployed: Path = DEPLOYED_MODEL) -> Path:
+    """"" -> a deployed model if there is one, else the bundled model; otherwise the given path."""
+    if str(path):
+        p = Path(path).expanduser()
+    else:
+        p = deployed if deployed.is_file() else DEFAULT_MODEL
     if not p.is_file():
         what = "bundled model" if not str(path) else "model"
         raise ModelError(f"{p}: {what} not found (set classify.model to a NAME.tflite with its NAME.json)")

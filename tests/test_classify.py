@@ -205,3 +205,15 @@ def test_load_interpreter_falls_back_and_names_missing_runtime(monkeypatch, tiny
     monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
     with pytest.raises(ModelError, match="no TFLite runtime installed: pip install ai-edge-litert"):
         load_interpreter(tiny_model)
+
+
+def test_resolve_model_prefers_a_deployed_model(tmp_path, copy_model):
+    from edge.classify import DEFAULT_MODEL, resolve_model
+
+    deployed = tmp_path / "models" / "emotion.tflite"
+    assert resolve_model("", deployed=deployed) == DEFAULT_MODEL
+    deployed.parent.mkdir()
+    deployed.write_bytes(b"x")
+    assert resolve_model("", deployed=deployed) == deployed
+    other = copy_model()
+    assert resolve_model(str(other), deployed=deployed) == other
