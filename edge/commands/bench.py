@@ -65,7 +65,7 @@ def bench_once(cfg, frames: list[Frame], period: float, loops: int) -> dict:
     from edge.loop import Control, Parts, Stats, run_loop
 
     clf = build_classifier(cfg)
-    parts = Parts(_Replay(frames, loops, period), build_detector(cfg), clf, build_smoother(cfg, clf.labels), NullLed(), None)
+    parts = Parts(_Replay(frames, loops, period), build_detector(cfg), clf, build_smoother(cfg, clf.labels), NullLed(cfg.led), None)
     stats = Stats()
     t0 = time.perf_counter()
     run_loop(parts, cfg, Control(), stats=stats)

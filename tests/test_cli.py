@@ -1,0 +1,81 @@
+"""The `emotion-edge` console commands that drive the pipeline: run, bench, check (real subprocesses)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import CLIP
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def edge_cli(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_run_replays_a_clip_with_the_console_led(tmp_path):
+    db = tmp_path / "log.db"
+    r = edge_cli("run", "--source", str(CLIP), "--led", "console", "--db", str(db))
+    assert r.returncode == 0, r.stderr
+    assert "mood" in r.stdout and "LED #" in r.stdout
+    assert "stopped (end)" in r.stdout
+    assert db.is_file()
+
+
+def test_run_max_frames(tmp_path):
+    r = edge_cli("run", "--source", str(CLIP), "--led", "none", "--db", str(tmp_path / "l.db"), "--max-frames", "7")
+    assert r.returncode == 0, r.stderr
+    assert "stopped (max_frames) after 7 frames" in r.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["run", "--source", "/no/such/clip.mp4"], "/no/such/clip.mp4"),
+    (["run", "--max-frames", "0"], "--max-frames"),
+    (["run", "--detect-every", "0"], "detect.detect_every"),
+    (["run", "--model", "/no/such/model.tflite"], "/no/such/model.tflite"),
+])
+def test_bad_arguments_give_one_clear_line(tmp_path, args, needle):
+    r = edge_cli(*args, "--led", "none", "--db", str(tmp_path / "l.db"))
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("emotion-edge: error:")]
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_config_file_names_the_key(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[detect]\nmin_neighbours = 3\n")
+    r = edge_cli("--config", str(cfg), "run", "--led", "none")
+    assert r.returncode == 2 and "detect.min_neighbours" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bench_json_has_the_promised_keys():
+    r = edge_cli("bench", "--source", str(CLIP), "--loops", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for key in ("frames", "fps", "detect_ms_p50", "detect_ms_p95", "classify_ms_p50", "classify_ms_p95", "rss_mb"):
+        assert key in out
+    assert out["frames"] == 2 * 30 and out["fps"] > 0 and 0 < out["rss_mb"] < 2000
+    assert out["detections"] < out["frames"]  # default skipping
+
+
+def test_check_finds_runtime_cascade_and_a_working_model():
+    r = edge_cli("check", "--json", "--led", "console")
+    out = json.loads(r.stdout)
+    assert out["runtime"]["ok"] and "ai_edge_litert" in out["runtime"]["detail"]
+    assert out["cascade"]["ok"] and out["cascade"]["detail"].endswith(".xml")
+    assert out["model"]["ok"] and "answers" in out["model"]["detail"]
+    assert r.returncode == 0, r.stdout
+
+
+def test_check_reports_a_broken_model(tmp_path):
+    bad = tmp_path / "m.tflite"
+    bad.write_bytes(b"not a model")
+    r = edge_cli("check", "--json", "--model", str(bad), "--led", "none")
+    out = json.loads(r.stdout)
+    assert r.returncode == 1 and not out["model"]["ok"] and "m.json" in out["model"]["detail"]
