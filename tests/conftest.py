@@ -1,6 +1,7 @@
 """Shared fixtures: real face images, tiny real models, a tiny clip and image folder (see fixtures/README.md)."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,8 @@ FACES_DIR = FIXTURES / "faces"
 MODELS_DIR = FIXTURES / "models"
 CLIP = FIXTURES / "clip.mp4"
 FOLDER = FIXTURES / "folder"
-FER_NPZ = Path("/work/shared/data/fer2013/fer2013.npz")
+# FER2013 lives in shared/ beside the checkout (as in CI); FER2013_NPZ overrides it.
+FER_NPZ = Path(os.environ.get("FER2013_NPZ", Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013" / "fer2013.npz"))
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "edge" / "models" / "emotion.tflite"
 
 

@@ -31,7 +31,7 @@ from model_export.predictors import KerasPredictor, TFLitePredictor, keras_input
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures"
 FOLDER = FIX / "export" / "folder"
-FER_NPZ = Path("/work/shared/data/fer2013/fer2013.npz")
+from .conftest import FER_NPZ  # noqa: E402
 if not FER_NPZ.exists():
     FER_NPZ = ROOT.parent / "shared" / "data" / "fer2013" / "fer2013.npz"
 needs_fer = pytest.mark.skipif(not FER_NPZ.exists(), reason=f"FER2013 not found at {FER_NPZ}")

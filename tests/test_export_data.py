@@ -16,7 +16,7 @@ from model_export.data import FER_LABELS, FERPLUS_COLUMNS, load_dataset
 FIX = Path(__file__).parent / "fixtures" / "export"
 CSV = FIX / "fer2013_tiny.csv"
 FOLDER = FIX / "folder"
-FER_NPZ = Path("/work/shared/data/fer2013/fer2013.npz")
+from .conftest import FER_NPZ  # noqa: E402
 if not FER_NPZ.exists():
     FER_NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013" / "fer2013.npz"
 
