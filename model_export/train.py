@@ -120,6 +120,11 @@ def _plot(log_csv: Path, png: Path) -> None:
 def train(args: argparse.Namespace) -> Path:
     """Run (or resume) training; returns the path of the best checkpoint."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.width < 0.5:
+        # Measured: TF 2.21's oneDNN kernels corrupt the heap ("corrupted size vs. prev_size",
+        # abort) on our 8-channel separable convs; the plain kernels are fine. Only effective
+        # when TensorFlow is not imported yet, as with `emotion-export train`.
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     import keras
 
     from model_export.arch import build_model
