@@ -15,18 +15,18 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 from urllib.parse import quote
 
 import numpy as np
 
 from edge.config import LogConfig
 from edge.errors import LogError
-from edge.types import Box, Mood
+from edge.types import Box, Mood, Prediction
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: faces_detail column (every classified face, not only the largest)
 APPLICATION_ID = 0x456D6F45  # "EmoE" in the SQLite header: tells our files from foreign ones
 BUFFER_CAP = 10_000  # rows kept in memory while the disk refuses writes (oldest dropped beyond)
 RETENTION_EVERY = 3600.0  # seconds between retention passes (plus one at open)
@@ -45,13 +45,23 @@ CREATE TABLE IF NOT EXISTS events (
     confidence REAL NOT NULL,
     probs TEXT,                       -- JSON {label: p}; summary: mean over the interval
     faces REAL NOT NULL,              -- face count; summary: mean per frame
-    box_x INTEGER, box_y INTEGER, box_w INTEGER, box_h INTEGER  -- largest face box
+    box_x INTEGER, box_y INTEGER, box_w INTEGER, box_h INTEGER,  -- largest face box
+    faces_detail TEXT                 -- JSON [{box, emotion, confidence}] for up to max_faces faces
 );
 CREATE INDEX IF NOT EXISTS events_time ON events(time);
 """
-INSERT = ("INSERT INTO events (time, kind, mood, confidence, probs, faces, box_x, box_y, box_w, box_h)"
-          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-COLUMNS = "time, kind, mood, confidence, probs, faces, box_x, box_y, box_w, box_h"
+INSERT = ("INSERT INTO events (time, kind, mood, confidence, probs, faces, box_x, box_y, box_w, box_h, faces_detail)"
+          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+COLUMNS = "time, kind, mood, confidence, probs, faces, box_x, box_y, box_w, box_h, faces_detail"
+FaceList = Sequence[tuple[Box, Prediction]]
+
+
+def _faces_json(faces: FaceList | None) -> str | None:
+    """Each classified face of the frame: its box, top emotion and confidence."""
+    if not faces:
+        return None
+    return json.dumps([{"box": [int(v) for v in box], "emotion": p.top, "confidence": round(p.confidence, 4)}
+                       for box, p in faces])
 
 
 def iso_utc(t: float) -> str:
@@ -96,6 +106,7 @@ class EventLog:
         self._frames = 0
         self._box: Box | None = None
         self._last_mood: Mood | None = None
+        self._detail: FaceList | None = None
         self._summary_t0: float | None = None
         self._commit_t0: float | None = None
         self._retention_t0: float | None = None
@@ -118,15 +129,22 @@ class EventLog:
         return len(self._buf)
 
     # -- hot path -------------------------------------------------------------------------
-    def record(self, mood: Mood, n_faces: int, box: Box | None, now: float) -> None:
-        """Account one loop iteration; `now` is monotonic seconds (rows carry UTC wall time)."""
+    def record(self, mood: Mood, n_faces: int, box: Box | None, now: float, faces: FaceList | None = None) -> None:
+        """Account one loop iteration; `now` is monotonic seconds (rows carry UTC wall time).
+
+        `faces`: the latest (box, prediction) of each classified face; kept by reference and only
+        serialised when a row is written, so passing it every frame costs nothing.
+        """
         if self._closed:
             return
         try:
             self._account(mood, n_faces, box)
+            if faces is not None:
+                self._detail = faces
             if mood.label != self._label:
                 self._label = mood.label
-                self._append("change", mood.label, mood.confidence, _probs_json(mood.labels, mood.probs), n_faces, box)
+                self._append("change", mood.label, mood.confidence, _probs_json(mood.labels, mood.probs), n_faces, box,
+                             _faces_json(self._detail) if n_faces else None)
             if self._summary_t0 is None:
                 self._summary_t0 = self._commit_t0 = now
                 if self._retention_t0 is None:
@@ -157,11 +175,12 @@ class EventLog:
             np.add(self._psum, mood.probs, out=self._psum)
             self._nprobs += 1
 
-    def _append(self, kind: str, mood: str, conf: float, probs: str | None, faces: float, box: Box | None) -> None:
+    def _append(self, kind: str, mood: str, conf: float, probs: str | None, faces: float, box: Box | None,
+                detail: str | None = None) -> None:
         if len(self._buf) == self._buf.maxlen:
             self.dropped += 1
         bx = box if box is not None else (None, None, None, None)
-        self._buf.append((self._clock(), kind, mood, float(conf), probs, faces, *bx))
+        self._buf.append((self._clock(), kind, mood, float(conf), probs, faces, *bx, detail))
 
     def _append_summary(self) -> None:
         m = self._last_mood
@@ -169,7 +188,7 @@ class EventLog:
             return
         mean = self._psum / self._nprobs if self._nprobs else None
         self._append("summary", m.label, m.confidence, _probs_json(self._labels, mean),
-                     round(self._faces / self._frames, 3), self._box)
+                     round(self._faces / self._frames, 3), self._box, _faces_json(self._detail) if self._faces else None)
         self._psum[:] = 0
         self._nprobs = self._faces = self._frames = 0
         self._box = None
@@ -254,6 +273,10 @@ class EventLog:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA journal_size_limit=4194304")
             conn.executescript(SCHEMA)
+            cols = {r[1] for r in conn.execute("PRAGMA table_info(events)")}
+            if "faces_detail" not in cols:  # a version-1 log: add the column, keep the rows
+                conn.execute("ALTER TABLE events ADD COLUMN faces_detail TEXT")
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('summary_interval', ?)", (str(self.cfg.summary_interval),))
             self._checked = (st.st_dev, st.st_ino)
@@ -338,11 +361,13 @@ class LogRow:
     probs: dict[str, float] | None
     faces: float
     box: tuple[int, int, int, int] | None
+    faces_detail: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"time": iso_utc(self.time), "kind": self.kind, "mood": self.mood,
                 "confidence": round(self.confidence, 4), "faces": self.faces,
-                "box": list(self.box) if self.box else None, "probs": self.probs}
+                "box": list(self.box) if self.box else None, "probs": self.probs,
+                "faces_detail": self.faces_detail}
 
 
 def open_readonly(path: str | Path) -> sqlite3.Connection:
@@ -363,7 +388,8 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
 
 def _row(r: tuple) -> LogRow:
     box = (r[6], r[7], r[8], r[9]) if r[6] is not None else None
-    return LogRow(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None, r[5], box)
+    return LogRow(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None, r[5], box,
+                  json.loads(r[10]) if len(r) > 10 and r[10] else None)
 
 
 def read_rows(path: str | Path, since: float | None = None, limit: int | None = None) -> list[LogRow]:

@@ -154,24 +154,25 @@ def run_loop(parts: Parts, cfg: Config, control: Control, max_frames: int | None
             else:
                 stats.frames_skipped += 1
             pred: Prediction | None = None
+            faces: list[tuple[Box, Prediction]] | None = None
             if boxes:
                 stats.faces_seen += 1
                 if t - last_classify >= min_gap:
                     last_classify = t
-                    for i, box in enumerate(boxes[:max_faces]):
+                    faces = []
+                    for box in boxes[:max_faces]:
                         t0 = clock()
-                        p = parts.classifier.classify(frame.image, box)
+                        faces.append((box, parts.classifier.classify(frame.image, box)))
                         stats.classify_ms.add((clock() - t0) * 1e3)
                         stats.classifications += 1
-                        if i == 0:   # the largest face drives the mood
-                            pred = p
+                    pred = faces[0][1]   # the largest face drives the mood
         except FrameError:
             stats.bad_frames += 1
             continue
         mood = parts.smoother.update(t, pred, bool(boxes))
         parts.led.show(mood, t)
         if parts.log is not None:
-            parts.log.record(mood, len(boxes), _largest(boxes), time.monotonic())
+            parts.log.record(mood, len(boxes), _largest(boxes), time.monotonic(), faces)
         now = time.monotonic()
         stats.tick_fps(now)
         if on_frame is not None:

@@ -98,7 +98,7 @@ def test_wal_mode_and_schema(tmp_path):
         log.flush()
         conn = sqlite3.connect(db)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "1"
+        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         assert {"events", "meta", "events_time"} <= names
         conn.close()
@@ -237,3 +237,39 @@ def test_edge_outputs_do_not_import_tensorflow():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_every_classified_face_is_logged_with_the_change(tmp_path):
+    from edge.types import Prediction
+
+    db = tmp_path / "ev.db"
+    happy = np.eye(len(FER_LABELS), dtype=np.float32)[FER_LABELS.index("happy")]
+    sad = np.eye(len(FER_LABELS), dtype=np.float32)[FER_LABELS.index("sad")]
+    faces = [((10, 10, 80, 80), Prediction(happy, FER_LABELS)), ((200, 30, 40, 40), Prediction(sad, FER_LABELS))]
+    with EventLog(db, LogConfig()) as log:
+        log.record(mood("happy"), 2, faces[0][0], 0.0, faces)
+        log.record(mood("happy"), 2, faces[0][0], 0.1, None)  # no new classification: no new row
+        log.flush()
+    (row,) = [r for r in read_rows(db) if r.kind == "change"]
+    assert row.faces_detail == [{"box": [10, 10, 80, 80], "emotion": "happy", "confidence": 1.0},
+                                {"box": [200, 30, 40, 40], "emotion": "sad", "confidence": 1.0}]
+    assert row.as_dict()["faces_detail"][1]["emotion"] == "sad"
+
+
+def test_a_version_1_log_gains_the_faces_detail_column_and_keeps_its_rows(tmp_path):
+    db = tmp_path / "ev.db"
+    with EventLog(db, LogConfig()) as log:
+        log.record(mood("sad"), 1, None, 0.0)
+        log.flush()
+    conn = sqlite3.connect(db)  # make it look like a version-1 file
+    conn.execute("ALTER TABLE events DROP COLUMN faces_detail")
+    conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    conn.commit()
+    conn.close()
+    with EventLog(db, LogConfig()) as log:
+        log.record(mood("happy"), 1, None, 0.0)
+        log.flush()
+    assert [r.mood for r in read_rows(db) if r.kind == "change"] == ["sad", "happy"]
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+    conn.close()

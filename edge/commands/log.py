@@ -96,11 +96,12 @@ def _labels(rows: list[LogRow]) -> list[str]:
 def write_csv(rows: list[LogRow], out: TextIO) -> None:
     labels = _labels(rows)
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(["time", "kind", "mood", "confidence", "faces", *BOX_COLS, *labels])
+    w.writerow(["time", "kind", "mood", "confidence", "faces", *BOX_COLS, *labels, "faces_detail"])
     for r in rows:
         box = r.box or ("", "", "", "")
         probs = [f"{r.probs[k]:.4f}" if r.probs and k in r.probs else "" for k in labels]
-        w.writerow([iso_utc(r.time), r.kind, r.mood, f"{r.confidence:.4f}", f"{r.faces:g}", *box, *probs])
+        detail = json.dumps(r.faces_detail, separators=(",", ":")) if r.faces_detail else ""
+        w.writerow([iso_utc(r.time), r.kind, r.mood, f"{r.confidence:.4f}", f"{r.faces:g}", *box, *probs, detail])
 
 
 def write_text(rows: list[LogRow], out: TextIO) -> None:
