@@ -10,7 +10,8 @@ from edge.loop import Parts
 def build_classifier(cfg: Config):
     from edge.classify import EmotionClassifier, resolve_model
 
-    return EmotionClassifier(resolve_model(cfg.classify.model), num_threads=cfg.classify.num_threads)
+    return EmotionClassifier(resolve_model(cfg.classify.model), num_threads=cfg.classify.num_threads,
+                             flip_average=cfg.classify.flip_average)
 
 
 def build_smoother(cfg: Config, labels: tuple[str, ...]):

@@ -55,8 +55,9 @@ def load_interpreter(path: str | Path, num_threads: int = 1) -> Any:
 class EmotionClassifier:
     """Face crop -> probabilities over the model's labels (float32, sum 1)."""
 
-    def __init__(self, model_path: str | Path = "", num_threads: int = 1) -> None:
+    def __init__(self, model_path: str | Path = "", num_threads: int = 1, flip_average: bool = False) -> None:
         self.path = resolve_model(model_path)
+        self.flip_average = flip_average  # also classify the mirror image and average: +1 point, 2x time
         self.info = read_model_info(self.path)  # refuses missing/corrupt JSON and sha256 mismatch
         self.labels: tuple[str, ...] = self.info.labels
         where = str(self.path)
@@ -87,6 +88,7 @@ class EmotionClassifier:
         self._out_fn = self._interp.tensor(out["index"])
         self._buf = np.empty((self._h, self._w), np.uint8)
         self._probs = np.empty(n_out, np.float32)
+        self._probs2 = np.empty(n_out, np.float32)
 
     def classify(self, gray: np.ndarray, box: Box) -> Prediction:
         """Crop the box (grown by the model's crop margin), classify; FrameError for a bad frame or box."""
@@ -110,12 +112,19 @@ class EmotionClassifier:
         if self._interp is None:
             raise ModelError(f"{self.path}: classifier is closed")
         resize_face(face, self._w, self._h, out=self._buf)
+        p = self._invoke(self._buf, self._probs)
+        if self.flip_average:
+            p += self._invoke(self._buf[:, ::-1], self._probs2)
+            p *= np.float32(0.5)
+        return Prediction(p.copy(), self.labels)
+
+    def _invoke(self, pixels: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """One interpreter run on a prepared uint8 face; fills and returns `p` (sums to 1)."""
         view = self._in_fn()
-        np.take(self._lut, self._buf, out=view.reshape(self._h, self._w), mode="clip")
+        np.take(self._lut, pixels, out=view.reshape(self._h, self._w), mode="clip")
         del view
         self._interp.invoke()
         raw = self._out_fn().reshape(-1)
-        p = self._probs
         if self._out_quant:
             np.subtract(raw, self._out_zp, out=p, casting="unsafe")
             p *= self._out_scale
@@ -128,7 +137,7 @@ class EmotionClassifier:
             p.fill(1.0 / p.size)  # degenerate output: say "no idea" rather than crash
         else:
             p /= np.float32(total)
-        return Prediction(p.copy(), self.labels)
+        return p
 
     def close(self) -> None:
         """Drop the interpreter; safe to call twice."""

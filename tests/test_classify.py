@@ -217,3 +217,17 @@ def test_resolve_model_prefers_a_deployed_model(tmp_path, copy_model):
     assert resolve_model("", deployed=deployed) == deployed
     other = copy_model()
     assert resolve_model(str(other), deployed=deployed) == other
+
+
+def test_flip_average_is_the_mean_of_the_face_and_its_mirror(model_path, face_images):
+    from edge.classify import EmotionClassifier
+
+    import cv2
+
+    face = cv2.resize(face_images[0][1], (48, 48), interpolation=cv2.INTER_AREA)  # model size: no resize
+    with EmotionClassifier(model_path) as plain, EmotionClassifier(model_path, flip_average=True) as both:
+        a = plain.classify_face(face).probs
+        b = plain.classify_face(np.ascontiguousarray(face[:, ::-1])).probs
+        avg = both.classify_face(face).probs
+    assert np.allclose(avg, (a + b) / 2, atol=1e-6)
+    assert abs(float(avg.sum()) - 1.0) < 1e-5
