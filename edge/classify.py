@@ -6,6 +6,10 @@ quantization from the .tflite itself, so training and inference cannot disagree.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +48,36 @@ def load_interpreter(path: str | Path, num_threads: int = 1) -> Any:
         except ImportError:
             raise ModelError("no TFLite runtime installed: pip install ai-edge-litert (or tflite-runtime)") from None
     try:
-        interp = Interpreter(model_path=str(path), num_threads=int(num_threads))
-        interp.allocate_tensors()
+        with _quiet_native_info():
+            interp = Interpreter(model_path=str(path), num_threads=int(num_threads))
+            interp.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"{path}: not a usable TFLite model ({msg})") from None
     return interp
+
+
+@contextlib.contextmanager
+def _quiet_native_info():
+    """LiteRT's C++ side prints "INFO: Created TensorFlow Lite XNNPACK delegate" to fd 2 on every
+    start; drop that line (it is noise in `run` and in the journal) and pass everything else on."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            rest = [ln for ln in tmp.read().decode(errors="replace").splitlines(keepends=True)
+                    if not ln.startswith("INFO: Created TensorFlow Lite")]
+            if rest:
+                sys.stderr.write("".join(rest))
 
 
 class EmotionClassifier:

@@ -71,9 +71,13 @@ def _led(cfg) -> tuple[bool, str]:
     backend = cfg.led.backend
     if backend in ("gpio", "auto"):
         try:
+            import warnings
+
             from gpiozero import Device
             from gpiozero.pins.native import NativeFactory  # noqa: F401 - import proves gpiozero is complete
-            factory = Device._default_pin_factory()
+            with warnings.catch_warnings():  # gpiozero warns once per factory it cannot use
+                warnings.simplefilter("ignore")
+                factory = Device._default_pin_factory()
             return True, f"{backend}: gpiozero pin factory {type(factory).__name__}, pins R{cfg.led.red_pin} G{cfg.led.green_pin} B{cfg.led.blue_pin}"
         except Exception as e:
             if backend == "gpio":
