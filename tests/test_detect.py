@@ -1,7 +1,6 @@
 """Haar face detection on real face images; frame skipping counted on real detector calls."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -6,7 +6,6 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
-import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from edge.app import build_classifier, build_detector, build_parts, build_smoother

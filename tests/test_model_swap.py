@@ -7,58 +7,19 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from edge.contract import sha256_file
+
+from .notify_socket import Collector
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "tests" / "fixtures" / "models"
 LONG_CLIP = REPO / "edge" / "samples" / "sample.mp4"
-
-
-class Notify:
-    """A real AF_UNIX datagram socket standing in for systemd's; records (time, first line)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.05)
-        self.messages: list[tuple[float, str]] = []
-        self._stop = False
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self) -> None:
-        while not self._stop:
-            try:
-                self.messages.append((time.monotonic(), self.sock.recv(4096).decode().split("\n")[0]))
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-
-    def count(self, msg: str, after: float = 0.0) -> int:
-        return sum(1 for t, m in self.messages if m == msg and t >= after)
-
-    def wait(self, msg: str, n: int = 1, after: float = 0.0, timeout: float = 20.0) -> None:
-        end = time.monotonic() + timeout
-        while self.count(msg, after) < n:
-            if time.monotonic() > end:
-                raise AssertionError(f"no {n}x {msg} within {timeout} s: {[m for _, m in self.messages][-8:]}")
-            time.sleep(0.02)
-
-    def close(self) -> None:
-        self._stop = True
-        self._t.join(2)
-        self.sock.close()
 
 
 def install(src: str, dst: Path, with_json: bool = True) -> None:
@@ -77,7 +38,7 @@ def test_model_changed_on_disk_is_used_only_after_sighup_and_only_if_valid(tmp_p
     old_sha, new_sha = sha256_file(model), sha256_file(MODELS / "tiny_uint8.tflite")
     (tmp_path / "config.toml").write_text(f'[classify]\nmodel = "{model}"\n[led]\nbackend = "none"\n')
     status = tmp_path / "status.json"
-    notify = Notify(tmp_path / "notify.sock")
+    notify = Collector(tmp_path / "notify.sock")
     env = {**os.environ, "NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "200000", "PYTHONPATH": str(REPO)}
     env.pop("STATE_DIRECTORY", None)
     env.pop("JOURNAL_STREAM", None)
@@ -92,7 +53,7 @@ def test_model_changed_on_disk_is_used_only_after_sighup_and_only_if_valid(tmp_p
         return json.loads(status.read_text())["model"]["sha256"]
 
     try:
-        notify.wait("READY=1")
+        notify.wait_for("READY=1")
         assert sha() == old_sha
         # 1. Truncated, then a half-written file under the running service: nothing happens, pings go on.
         t = time.monotonic()
@@ -100,24 +61,24 @@ def test_model_changed_on_disk_is_used_only_after_sighup_and_only_if_valid(tmp_p
             f.truncate(0)
         time.sleep(0.5)
         (model).write_bytes((MODELS / "tiny_uint8.tflite").read_bytes()[:1000])
-        notify.wait("WATCHDOG=1", n=5, after=t)
+        notify.wait_for("WATCHDOG=1", 5, after=t)
         assert p.poll() is None and sha() == old_sha
         # 2. SIGHUP with the half-written file: refused by the contract check (sha256), old model kept.
         t = time.monotonic()
         p.send_signal(signal.SIGHUP)
-        notify.wait("READY=1", after=t)
-        notify.wait("WATCHDOG=1", n=3, after=t)
+        notify.wait_for("READY=1", after=t)
+        notify.wait_for("WATCHDOG=1", 3, after=t)
         st = json.loads(status.read_text())
         assert st["model"]["sha256"] == old_sha and "sha256" in st["last_error"]["message"]
         # 3. A complete valid model copied in place: still the old one until SIGHUP ...
         install("tiny_uint8", model)
         t = time.monotonic()
-        notify.wait("WATCHDOG=1", n=5, after=t)
+        notify.wait_for("WATCHDOG=1", 5, after=t)
         assert sha() == old_sha and notify.count("RELOADING=1") == 1
         # ... then picked up by SIGHUP without a restart.
         p.send_signal(signal.SIGHUP)
-        notify.wait("READY=1", after=t)
-        notify.wait("WATCHDOG=1", n=3, after=t)
+        notify.wait_for("READY=1", after=t)
+        notify.wait_for("WATCHDOG=1", 3, after=t)
         assert sha() == new_sha and p.poll() is None
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate(timeout=15)

@@ -15,7 +15,7 @@ import pytest
 from edge.app import build_classifier, build_detector
 from edge.classify import EmotionClassifier
 from edge.cli import main as cli_main
-from edge.config import DEFAULT_COLORS, SourceConfig, load_config
+from edge.config import DEFAULT_COLORS, load_config
 from edge.contract import read_model_info
 from edge.detect import FaceDetector
 from edge.errors import SourceError

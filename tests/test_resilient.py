@@ -19,7 +19,7 @@ from edge.loop import Control, Parts, run_loop
 from edge.resilient import ResilientSource, is_camera, wrap_camera
 from edge.sources import ImageFolderSource, Picamera2Source, VideoFileSource, open_source
 
-from .conftest import CLIP, FACES_DIR, FOLDER, MODELS_DIR
+from .conftest import CLIP, FOLDER, MODELS_DIR
 
 FAST = dict(poll=0.1, stall_after=0.4, backoff=(0.05, 0.1, 0.2), give_up_after=5.0)
 
@@ -181,7 +181,7 @@ def test_hung_camera_warns_once_without_busy_looping_and_close_is_prompt(caplog)
     try:
         read_until(src, lambda f: False, 0.2)
         assert cam.hanging.wait(2)
-        cpu0, t0 = time.process_time(), time.monotonic()
+        cpu0 = time.process_time()
         frames, stalls = read_until(src, lambda f: False, 2.0)
         cpu = time.process_time() - cpu0
         assert frames == [] and 7 <= stalls <= 11, stalls  # one SourceStalled per poll (0.2 s)

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,53 +20,14 @@ import pytest
 from edge import service
 from edge.notify import Notifier
 
+from .notify_socket import Collector
+
 REPO = Path(__file__).resolve().parents[1]
 FIX = REPO / "tests" / "fixtures"
 CLIP = FIX / "clip.mp4"                      # 30 frames at 10 fps: 3 s in realtime
 LONG_CLIP = REPO / "edge" / "samples" / "sample.mp4"
 MODELS = FIX / "models"
 FACE = FIX / "faces" / "fer32305_happy_320x240.png"
-
-
-class Collector:
-    """A real AF_UNIX datagram socket standing in for systemd's notify socket; records (time, message)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.05)
-        self.messages: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.messages.append((time.monotonic(), data.decode()))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-    def times(self, first_line: str) -> list[float]:
-        return [t for t, m in self.messages if m.split("\n")[0] == first_line]
-
-    def wait_for(self, first_line: str, count: int = 1, timeout: float = 20.0, after: float = 0.0) -> float:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            ts = [t for t in self.times(first_line) if t >= after]
-            if len(ts) >= count:
-                return ts[count - 1]
-            time.sleep(0.02)
-        raise AssertionError(f"no {count}x {first_line!r} within {timeout}s; got {[m for _, m in self.messages][-10:]}")
 
 
 @pytest.fixture(autouse=True)
