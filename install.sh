@@ -179,7 +179,9 @@ install_dev() {
         run "$PYTHON" -m venv "$venv"
     fi
     run "$venv/bin/python" -m pip install --quiet --upgrade pip
-    run "$venv/bin/python" -m pip install --quiet -e "${SRC_DIR}[test,export]"
+    # opencv: the pip wheel on every desktop (the base dependency leaves it out on ARM, where a Pi
+    # service uses apt's python3-opencv instead).
+    run "$venv/bin/python" -m pip install --quiet -e "${SRC_DIR}[test,export,opencv]"
     say "dev set-up ready: $venv/bin/python -m pytest -q"
 }
 
