@@ -213,8 +213,34 @@ def test_fixture_faces_labels_with_a_real_model(capsys):
     if acc < 0.5:
         pytest.skip(f"bundled model is a placeholder (metadata accuracy {acc:.2f} < 0.5): labels not tested")
     data = photo_json(capsys, *map(str, face_files()), model=BUNDLED_MODEL)
-    hits = sum(d["faces"][0]["emotion"] == Path(d["file"]).name.split("_")[1] for d in data)
-    assert hits >= 3, f"{hits}/{len(data)} fixture faces right"
+    # Five hand-picked hard faces are too few for a top-1 rate (the model's top-2 accuracy is 84 %):
+    # the true label must be among the two most likely for most of them.
+    top2 = sum(Path(d["file"]).name.split("_")[1] in sorted(d["faces"][0]["probabilities"],
+                                                            key=d["faces"][0]["probabilities"].get)[-2:]
+               for d in data)
+    assert top2 >= 3, f"{top2}/{len(data)} fixture faces with the right label in the top 2"
+
+
+def test_real_model_reads_privatetest_faces_through_detection(fer_npz):
+    """300 PrivateTest faces, upscaled onto frames like the sample clip, through Haar + the bundled
+    model: accuracy on the detected faces stays near the model's own PrivateTest figure."""
+    acc = bundled_accuracy()
+    if acc < 0.5:
+        pytest.skip(f"bundled model is a placeholder (metadata accuracy {acc:.2f} < 0.5)")
+    m = fer_npz["usage"] == 2
+    images, labels = fer_npz["images"][m][:300], fer_npz["labels"][m][:300]
+    cfg = load_config(None, {"classify": {"model": str(BUNDLED_MODEL)}})
+    analyzer = PhotoAnalyzer(build_classifier(cfg), FaceDetector(cfg.detect))
+    hits = found = 0
+    for img, lab in zip(images, labels):
+        frame = np.full((240, 320), 110, np.uint8)
+        frame[40:200, 80:240] = cv2.resize(img, (160, 160), interpolation=cv2.INTER_CUBIC)
+        faces = analyzer.analyse(frame)
+        if faces:
+            found += 1
+            hits += faces[0].emotion == read_model_info(BUNDLED_MODEL).labels[lab]
+    assert found >= 180, f"Haar found only {found}/300 faces"
+    assert hits / found >= acc - 0.1, f"{hits}/{found} = {hits / found:.3f} vs the model's {acc:.3f}"
 
 
 # -- --crop and --annotate ---------------------------------------------------------------------
