@@ -36,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bn-images", type=int, default=4096,
                    help="clean training faces used to re-estimate BatchNorm statistics each epoch (0 = off)")
     p.add_argument("--no-resume", action="store_true", help="start fresh even if the run folder has a checkpoint")
+    p.add_argument("--init-from", type=Path, help="start a new run from this checkpoint's weights (a warm restart "
+                   "with a fresh schedule); ignored when the run folder already has its own checkpoint")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras progress bar style")
 
 
@@ -150,7 +152,12 @@ def train(args: argparse.Namespace) -> Path:
         model = keras.models.load_model(last)
         print(f"resuming {last} after epoch {state['epoch']} (best PublicTest {state['best_val_accuracy']:.4f})", flush=True)
     else:
-        model = build_model(args.input_size, args.width, n_cls)
+        init = getattr(args, "init_from", None)
+        if init:
+            model = keras.models.load_model(init, compile=False)
+            print(f"new run from the weights of {init}", flush=True)
+        else:
+            model = build_model(args.input_size, args.width, n_cls)
         steps = int(np.ceil(len(x_tr) / args.batch_size)) * args.epochs
         warm = min(steps // 10, int(np.ceil(len(x_tr) / args.batch_size)) * 2)
         sched = keras.optimizers.schedules.CosineDecay(
