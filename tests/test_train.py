@@ -61,3 +61,15 @@ def test_tiny_run_saves_and_resumes(tmp_path, capsys):
 
     assert main(common + ["--epochs", "2"]) == 0  # finished: nothing to do
     assert "nothing to do" in capsys.readouterr().out
+
+    # a warm restart: a new run folder starts from that run's weights with a fresh optimizer
+    warm = tmp_path / "warm"
+    assert main(["train", "--data", str(data), "--out", str(warm), "--limit", "300", "--batch-size", "64",
+                 "--epochs", "1", "--lr", "1e-9", "--bn-images", "0", "--verbose", "0",
+                 "--init-from", str(run / "last.keras")]) == 0
+    assert "new run from the weights of" in capsys.readouterr().out
+    restarted = keras.models.load_model(warm / "last.keras")
+    assert restarted.optimizer.iterations.numpy() == 5  # fresh schedule, not the old run's 10 steps
+    conv = next(w for w in resumed.weights if "stem_conv" in w.path)
+    conv2 = next(w for w in restarted.weights if w.path == conv.path)
+    assert np.allclose(conv.numpy(), conv2.numpy(), atol=1e-4)  # lr ~0: the weights came over
