@@ -19,6 +19,16 @@ FER_NPZ = Path(os.environ.get("FER2013_NPZ", Path(__file__).resolve().parents[2]
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "edge" / "models" / "emotion.tflite"
 
 
+def iou(a, b) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = ix * iy
+    return inter / float(aw * ah + bw * bh - inter)
+
+
 def face_files() -> list[Path]:
     """Single-face 320x240 frames; the label is the second part of the name (fer32305_happy_320x240.png)."""
     return sorted(FACES_DIR.glob("fer?????_*_320x240.png"))

@@ -1,7 +1,6 @@
 """Haar face detection on real face images; frame skipping counted on real detector calls."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -10,19 +9,12 @@ from edge.detect import FaceDetector, SkippingDetector, find_cascade
 from edge.errors import DetectorError, FrameError
 from edge.types import Frame
 
+from .conftest import iou
+
 
 @pytest.fixture(scope="module")
 def detector() -> FaceDetector:
     return FaceDetector(DetectConfig())
-
-
-def _overlap(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = iw * ih
-    return inter / float(aw * ah + bw * bh - inter)
 
 
 def test_find_cascade_default_exists():
@@ -60,7 +52,7 @@ def test_finds_the_face_in_each_real_image(detector, face_images):
         boxes = detector.detect(img)
         assert len(boxes) == 1, label
         # the face was pasted at (80, 40) with side 160 by make_fixtures.py
-        assert _overlap(boxes[0], (80, 40, 160, 160)) > 0.5, (label, boxes)
+        assert iou(boxes[0], (80, 40, 160, 160)) > 0.5, (label, boxes)
 
 
 def test_no_face_in_background(detector, noface_image):
@@ -73,14 +65,14 @@ def test_downscaled_two_faces_largest_first_in_frame_pixels(detector, two_faces_
     assert len(boxes) == 2
     assert boxes[0][2] * boxes[0][3] > boxes[1][2] * boxes[1][3]
     # pasted at (40, 120) side 220 and (420, 60) side 140 in the 640x480 frame
-    assert _overlap(boxes[0], (40, 120, 220, 220)) > 0.5
-    assert _overlap(boxes[1], (420, 60, 140, 140)) > 0.5
+    assert iou(boxes[0], (40, 120, 220, 220)) > 0.5
+    assert iou(boxes[1], (420, 60, 140, 140)) > 0.5
 
 
 def test_max_faces_caps_and_keeps_largest(two_faces_image):
     det = FaceDetector(DetectConfig(max_faces=1))
     (box,) = det.detect(two_faces_image)
-    assert _overlap(box, (40, 120, 220, 220)) > 0.5
+    assert iou(box, (40, 120, 220, 220)) > 0.5
 
 
 def test_min_size_filters_small_faces(two_faces_image):

@@ -81,14 +81,19 @@ def test_sample_mood_timeline_follows_the_script(tmp_path):
         assert share >= 0.6, (seg, share)
 
 
-def test_frame_skipping_really_skips(tmp_path):
-    cfg = _cfg(tmp_path, detect={"detect_every": 4}, led={"backend": "none"})
-    parts = build_parts(cfg, with_log=False)
+def _replay(cfg: Config, with_log: bool = False) -> tuple[Parts, Stats]:
+    """Run the loop over the configured clip to its end; the parts come back closed."""
+    parts = build_parts(cfg, with_log=with_log)
     stats = Stats()
     try:
         run_loop(parts, cfg, Control(), stats=stats)
     finally:
         parts.close()
+    return parts, stats
+
+
+def test_frame_skipping_really_skips(tmp_path):
+    parts, stats = _replay(_cfg(tmp_path, detect={"detect_every": 4}, led={"backend": "none"}))
     n = stats.frames
     assert n > 10
     assert parts.detector.detector.calls == stats.detections == -(-n // 4)
@@ -97,12 +102,7 @@ def test_frame_skipping_really_skips(tmp_path):
 
 def test_classification_rate_is_capped_by_classify_hz(tmp_path):
     cfg = _cfg(tmp_path, classify={"classify_hz": 2.0}, led={"backend": "none"})
-    parts = build_parts(cfg, with_log=False)
-    stats = Stats()
-    try:
-        run_loop(parts, cfg, Control(), stats=stats)
-    finally:
-        parts.close()
+    _, stats = _replay(cfg)
     duration = stats.frames / 15.0
     assert stats.faces_seen > 0
     assert 1 <= stats.classifications <= (duration * 2.0 + 1) * cfg.detect.max_faces
@@ -145,13 +145,7 @@ def test_stop_reload_and_max_frames(tmp_path):
 
 
 def test_log_holds_mood_changes_not_one_row_per_frame(tmp_path):
-    cfg = _cfg(tmp_path, source={"source": str(SAMPLE)}, led={"backend": "none"})
-    parts = build_parts(cfg)
-    stats = Stats()
-    try:
-        run_loop(parts, cfg, Control(), stats=stats)
-    finally:
-        parts.close()
+    _, stats = _replay(_cfg(tmp_path, source={"source": str(SAMPLE)}, led={"backend": "none"}), with_log=True)
     con = sqlite3.connect(tmp_path / "log.db")
     rows = con.execute("SELECT mood FROM events ORDER BY id").fetchall()
     con.close()

@@ -23,7 +23,7 @@ from edge.photo import OutputNames, PhotoAnalyzer, annotate, bgr, expand_inputs,
 from edge.preprocess import crop_face, resize_face
 from edge.sources import open_source
 
-from .conftest import BUNDLED_MODEL, FACES_DIR, FER_NPZ, FIXTURES, MODELS_DIR, face_files
+from .conftest import BUNDLED_MODEL, FACES_DIR, FER_NPZ, FIXTURES, MODELS_DIR, face_files, iou
 
 PHOTO_DIR = FIXTURES / "photo"
 COLOR_JPG = PHOTO_DIR / "happy_color_160x120.jpg"
@@ -45,15 +45,6 @@ def photo_json(capsys, *argv: str, model: Path | None = None) -> list[dict]:
     rc, out, err = run_photo(capsys, "--json", *argv, model=model)
     assert rc == 0, err
     return json.loads(out)
-
-
-def iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = ix * iy
-    return inter / (aw * ah + bw * bh - inter)
 
 
 def exif_rotated_jpeg(path: Path, upright_bgr: np.ndarray) -> None:
