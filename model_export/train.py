@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--ferplus-weight", type=float, default=0.0,
+                   help="mix this share of the FER+ vote distribution into each face's target (0 = FER2013 labels only); "
+                        "faces without emotion votes keep their FER2013 label")
     p.add_argument("--class-weight-power", type=float, default=0.3,
                    help="class weight = (mean count / count) ** power; 0 turns balancing off")
     p.add_argument("--patience", type=int, default=10, help="early stop after this many epochs without a better PublicTest accuracy")
@@ -84,6 +87,25 @@ def recalibrate_bn(model, x: np.ndarray, batch: int = 128) -> None:
             layer.momentum = m
 
 
+def soft_targets(labels: np.ndarray, votes: np.ndarray | None, n_cls: int, weight: float) -> np.ndarray:
+    """One-hot FER2013 labels blended with the FER+ annotators' vote shares.
+
+    FER2013's single labels are noisy (FER+ majority agrees with them 63 % of the time); the ten
+    votes per face say how ambiguous it is, which a one-hot target cannot.
+    """
+    onehot = np.eye(n_cls, dtype=np.float32)[labels]
+    if weight <= 0 or votes is None:
+        return onehot
+    from model_export.data import _FER_FROM_FERPLUS
+
+    emo = votes[:, _FER_FROM_FERPLUS].astype(np.float32)
+    total = emo.sum(axis=1, keepdims=True)
+    has = total[:, 0] > 0
+    out = onehot.copy()
+    out[has] = (1.0 - weight) * onehot[has] + weight * emo[has] / total[has]
+    return out
+
+
 def _prepare(images: np.ndarray, size: int) -> np.ndarray:
     from edge.preprocess import resize_face, to_float
 
@@ -138,12 +160,18 @@ def train(args: argparse.Namespace) -> Path:
     ds = load_dataset(args.data)
     x_tr, y_tr = ds.split("Training")
     x_va, y_va = ds.split("PublicTest")
+    v_tr = ds.subset("Training").votes
     if args.limit:
         x_tr, y_tr = x_tr[:args.limit], y_tr[:args.limit]
+        v_tr = None if v_tr is None else v_tr[:args.limit]
         x_va, y_va = x_va[:max(64, args.limit // 4)], y_va[:max(64, args.limit // 4)]
     n_cls = len(FER_LABELS)
     x_tr, x_va = _prepare(x_tr, args.input_size), _prepare(x_va, args.input_size)
-    oh_tr, oh_va = keras.utils.to_categorical(y_tr, n_cls), keras.utils.to_categorical(y_va, n_cls)
+    fp_w = getattr(args, "ferplus_weight", 0.0)
+    if fp_w > 0 and v_tr is None:
+        print(f"{args.data}: no FER+ votes, so --ferplus-weight is ignored", flush=True)
+    oh_tr = soft_targets(y_tr, v_tr, n_cls, fp_w)
+    oh_va = keras.utils.to_categorical(y_va, n_cls)
 
     state_path, last, best = out / STATE, out / "last.keras", out / "best.keras"
     state = {"epoch": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "wait": 0, "args": {}}
