@@ -1,17 +1,48 @@
 """Builds the loop's parts from a Config; the service and the CLI share this one start-up order."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from edge.config import Config, db_path
+from edge.config import Config, calibration_path, db_path
 from edge.loop import Parts
 
 
-def build_classifier(cfg: Config):
+def build_classifier(cfg: Config, calibration_required: bool = False):
+    """The classifier with this person's calibration applied when one exists for this model.
+
+    A missing default calibration is normal; one made for another model is ignored with a warning;
+    `calibration_required` (an explicit --calibration PATH) makes any problem an error.
+    """
+    from edge.calibrate import load_for
     from edge.classify import EmotionClassifier, resolve_model
 
-    return EmotionClassifier(resolve_model(cfg.classify.model), num_threads=cfg.classify.num_threads,
-                             flip_average=cfg.classify.flip_average)
+    clf = EmotionClassifier(resolve_model(cfg.classify.model), num_threads=cfg.classify.num_threads,
+                            flip_average=cfg.classify.flip_average)
+    try:
+        if cfg.calibrate.strength > 0:
+            cal = load_for(calibration_path(cfg), clf.info.sha256, clf.labels, required=calibration_required)
+            apply_calibration(clf, cal, cfg)
+    except BaseException:
+        clf.close()
+        raise
+    return clf
+
+
+def apply_calibration(classifier: Any, cal: Any, cfg: Config) -> None:
+    classifier.set_calibration(cal, cfg.calibrate.strength, cfg.calibrate.neutral_margin)
+
+
+def build_calibrator(cfg: Config, parts: Parts, state_dir: Path):
+    """The loop's calibration part; it always works on the classifier the parts hold now (reloads swap it)."""
+    from edge.calibrate import CalibrationController
+
+    def model() -> tuple[str, tuple[str, ...]]:
+        return parts.classifier.info.sha256, tuple(parts.classifier.labels)
+
+    return CalibrationController(state_dir, calibration_path(cfg), seconds=cfg.calibrate.seconds,
+                                 min_frames=cfg.calibrate.min_frames,
+                                 apply=lambda cal: apply_calibration(parts.classifier, cal, cfg), model=model)
 
 
 def build_smoother(cfg: Config, labels: tuple[str, ...]):
@@ -26,14 +57,15 @@ def build_detector(cfg: Config):
     return SkippingDetector(FaceDetector(cfg.detect), cfg.detect.detect_every)
 
 
-def build_parts(cfg: Config, *, pin_factory: Any = None, camera_factory: Any = None, with_log: bool = True) -> Parts:
+def build_parts(cfg: Config, *, pin_factory: Any = None, camera_factory: Any = None, with_log: bool = True,
+                calibration_required: bool = False, state_dir: Path | None = None) -> Parts:
     """Model and detector first (cheap to fail, nothing to undo), then the LED, log and camera."""
     from edge.eventlog import EventLog
     from edge.led import make_led
     from edge.resilient import wrap_camera
     from edge.sources import open_source
 
-    classifier = build_classifier(cfg)
+    classifier = build_classifier(cfg, calibration_required)
     detector = build_detector(cfg)
     smoother = build_smoother(cfg, classifier.labels)
     led = log = source = None
@@ -45,4 +77,15 @@ def build_parts(cfg: Config, *, pin_factory: Any = None, camera_factory: Any = N
     except BaseException:
         Parts(source, detector, classifier, smoother, led, log).close()
         raise
-    return Parts(source, detector, classifier, smoother, led, log)
+    parts = Parts(source, detector, classifier, smoother, led, log)
+    if with_log:  # a loop that logs is one a calibration can be asked of (the service, `run`)
+        parts.calibrate = build_calibrator(cfg, parts, state_dir or db_path(cfg).parent)
+        if cfg.calibrate.button_pin >= 0:
+            from edge.button import CalibrateButton
+
+            try:
+                parts.button = CalibrateButton(cfg.calibrate.button_pin, parts.calibrate.start_soon, pin_factory)
+            except BaseException:
+                parts.close()
+                raise
+    return parts

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.calibration import Calibration, CalibrationApplier, for_model
 from edge.contract import check_tensors, read_model_info
 from edge.errors import FrameError, ModelError
 from edge.frames import as_gray
@@ -117,6 +118,15 @@ class EmotionClassifier:
         self._buf = np.empty((self._h, self._w), np.uint8)
         self._probs = np.empty(n_out, np.float32)
         self._probs2 = np.empty(n_out, np.float32)
+        self.calibrator: CalibrationApplier | None = None  # per-person calibration (set_calibration)
+
+    def set_calibration(self, cal: Calibration | None, strength: float = 1.0, neutral_margin: float = 1.0) -> None:
+        """Apply a per-person calibration from now on (None: stop); it must be this model's."""
+        if cal is None:
+            self.calibrator = None
+            return
+        for_model(cal, self.info.sha256, self.labels, str(self.path))
+        self.calibrator = CalibrationApplier(cal, strength, neutral_margin)
 
     def classify(self, gray: np.ndarray, box: Box) -> Prediction:
         """Crop the box (grown by the model's crop margin), classify; FrameError for a bad frame or box."""
@@ -144,7 +154,11 @@ class EmotionClassifier:
         if self.flip_average:
             p += self._invoke(self._buf[:, ::-1], self._probs2)
             p *= np.float32(0.5)
-        return Prediction(p.copy(), self.labels)
+        cal = self.calibrator
+        if cal is None:
+            return Prediction(p.copy(), self.labels)
+        raw = p.copy()
+        return Prediction(cal.apply(p).copy(), self.labels, raw)
 
     def _invoke(self, pixels: np.ndarray, p: np.ndarray) -> np.ndarray:
         """One interpreter run on a prepared uint8 face; fills and returns `p` (sums to 1)."""

@@ -125,6 +125,21 @@ class LogConfig:
     max_mb: float = _opt(50.0, "trim the oldest rows when the file grows past this", _range(0.1, 100000))
 
 
+def _pin_or_off(v: int) -> str | None:
+    return None if v == -1 or 0 <= v <= 27 else "must be a BCM GPIO number 0..27, or -1 for no button"
+
+
+@dataclass
+class CalibrateConfig:
+    file: str = _opt("", "per-person calibration JSON; empty: calibration.json beside the log (made by `emotion-edge calibrate`)")
+    seconds: float = _opt(5.0, "how long `emotion-edge calibrate` watches the resting face", _range(1, 120))
+    min_frames: int = _opt(8, "frames with exactly one face needed for a calibration", _range(1, 10000))
+    strength: float = _opt(1.0, "share of the person's resting-face bias removed (0 = calibration off, 1 = all)", _range(0.0, 2.0))
+    neutral_margin: float = _opt(1.0, "log-odds head start for neutral after calibration: how much more expressive than "
+                                      "their resting face a person must look to read as an emotion", _range(0.0, 5.0))
+    button_pin: int = _opt(-1, "BCM pin of a push button (to GND) that starts a calibration; -1 = no button", _pin_or_off)
+
+
 @dataclass
 class StatsConfig:
     interval: float = _opt(60.0, "seconds between stats log lines", _range(1, 86400))
@@ -138,6 +153,7 @@ class Config:
     mood: MoodConfig = field(default_factory=MoodConfig)
     led: LedConfig = field(default_factory=LedConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
 
 
@@ -250,3 +266,8 @@ def state_dir(for_reading: bool = False) -> Path:
 
 def db_path(cfg: Config, for_reading: bool = False) -> Path:
     return Path(cfg.log.db) if cfg.log.db else state_dir(for_reading) / "emotion-edge.db"
+
+
+def calibration_path(cfg: Config, for_reading: bool = False) -> Path:
+    """The per-person calibration file: [calibrate] file, else calibration.json beside the log."""
+    return Path(cfg.calibrate.file).expanduser() if cfg.calibrate.file else db_path(cfg, for_reading).parent / "calibration.json"

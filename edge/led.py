@@ -6,6 +6,7 @@ brightness cap, and fades linearly toward its target so the light never flickers
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Sequence, TextIO
@@ -100,11 +101,26 @@ class MoodLight:
         self._fade_to(target, t)
 
     def show_state(self, state: str, t: float) -> None:
-        """Special states; 'no_camera' shows no_camera_color, anything else the idle colour."""
+        """Special states: 'no_camera'; 'calibrating' (slow white breathe, 2 s period); 'calibrated'
+        (steady green) and 'calibration_failed' (red blink, 2 Hz) after a calibration; else idle."""
         if self._closed:
             return
-        target = self._no_camera if state == "no_camera" else self._idle
-        self._announce(state, None, target, t)
+        if state == "no_camera":
+            target = self._no_camera
+        elif state == "calibrating":
+            target = self._scaled(WHITE)
+        elif state == "calibrated":
+            target = self._scaled((0.0, 1.0, 0.0))
+        elif state == "calibration_failed":
+            target = self._scaled((1.0, 0.0, 0.0))
+        else:
+            target = self._idle
+        self._announce(state, None, target, t)  # the state's colour, once: not every breathe step
+        if state == "calibrating":
+            k = 0.15 + 0.85 * (0.5 - 0.5 * math.cos(math.pi * t))
+            target = (target[0] * k, target[1] * k, target[2] * k)
+        elif state == "calibration_failed" and int(t * 4) % 2:
+            target = (0.0, 0.0, 0.0)
         self._fade_to(target, t)
 
     def off(self) -> None:

@@ -43,9 +43,11 @@ class Parts:
     smoother: Any
     led: Any
     log: Any = None
+    calibrate: Any = None  # edge.calibrate.CalibrationController: per-person calibration on request
+    button: Any = None     # edge.button.CalibrateButton: a push button that asks for a calibration
 
     def close(self) -> None:
-        for part in (self.led, self.log, self.source, self.classifier):
+        for part in (self.calibrate, self.led, self.log, self.source, self.classifier, self.button):
             if part is None:
                 continue
             try:
@@ -170,7 +172,11 @@ def run_loop(parts: Parts, cfg: Config, control: Control, max_frames: int | None
             stats.bad_frames += 1
             continue
         mood = parts.smoother.update(t, pred, bool(boxes))
-        parts.led.show(mood, t)
+        led_state = parts.calibrate.feed(t, len(boxes), faces) if parts.calibrate is not None else None
+        if led_state is None:
+            parts.led.show(mood, t)
+        else:  # a calibration is running or has just ended: the LED says so instead of the mood
+            parts.led.show_state(led_state, t)
         if parts.log is not None:
             parts.log.record(mood, len(boxes), _largest(boxes), time.monotonic(), faces)
         now = time.monotonic()

@@ -142,6 +142,7 @@ class Service:
         if self.parts is not None and self.parts.classifier is not None:
             m = _model_of(self.parts.classifier)
             d["model"] = {"path": str(Path(m.path).resolve()) if m.path else "", "sha256": m.sha256, "labels": m.labels}
+            d["calibration"] = _calibration_of(self.parts)
         if stats is not None:
             snap = stats.snapshot()
             d["fps"] = snap["fps"]
@@ -220,7 +221,9 @@ class Service:
             return EXIT_BAD_INPUT
         try:
             with _signals_blocked():  # threads started here (camera) inherit the mask: signals wake the main thread
-                self.parts = build_parts(self.cfg, pin_factory=self.pin_factory, camera_factory=self.camera_factory)
+                self.parts = build_parts(self.cfg, pin_factory=self.pin_factory, camera_factory=self.camera_factory,
+                                         calibration_required=bool(getattr(self.args, "calibration", None)),
+                                         state_dir=self.status_file.parent)
         except BAD_INPUT as e:
             self.state = "failed"
             self._error(e)
@@ -270,7 +273,7 @@ class Service:
         classifier = None
         try:
             cfg = config_from_args(self.args)
-            classifier = build_classifier(cfg)
+            classifier = build_classifier(cfg, bool(getattr(self.args, "calibration", None)))
             smoother = build_smoother(cfg, classifier.labels)
             detector = build_detector(cfg) if cfg.detect != old_cfg.detect else self.parts.detector
         except EdgeError as e:
@@ -281,6 +284,11 @@ class Service:
             old = self.parts.classifier
             self.parts.classifier, self.parts.smoother, self.parts.detector = classifier, smoother, detector
             old.close()
+            if cfg.calibrate != old_cfg.calibrate and self.parts.calibrate is not None:
+                from edge.app import build_calibrator
+
+                self.parts.calibrate.close()
+                self.parts.calibrate = build_calibrator(cfg, self.parts, self.parts.calibrate.state_dir)
             self.cfg = cfg
             later = [s for s in ("source", "led", "log") if getattr(cfg, s) != getattr(old_cfg, s)]
             if later:
@@ -308,6 +316,22 @@ def _signals_blocked():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _calibration_of(parts: Any) -> dict[str, Any] | None:
+    """What `status` shows about the per-person calibration in use (and one being taken)."""
+    applier = getattr(parts.classifier, "calibrator", None)
+    ctl = parts.calibrate
+    d: dict[str, Any] = {}
+    if applier is not None:
+        cal = applier.calibration
+        d.update(created=cal.created, frames=cal.frames, source=cal.source,
+                 file=str(ctl.cal_path) if ctl is not None else "")
+    if ctl is not None and ctl.session is not None:
+        d["running"] = True
+    if ctl is not None and ctl.last is not None and not ctl.last.ok:
+        d["last_failure"] = ctl.last.message
+    return d or None
 
 
 def status_line(d: dict[str, Any]) -> str:

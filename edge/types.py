@@ -22,10 +22,14 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """Per-face probabilities (float32, sum 1) in the model's own label order."""
+    """Per-face probabilities (float32, sum 1) in the model's own label order.
+
+    With a per-person calibration applied, `probs` are calibrated and `raw` holds the model's own.
+    """
 
     probs: np.ndarray
     labels: tuple[str, ...]
+    raw: np.ndarray | None = None
 
     @property
     def top(self) -> str:

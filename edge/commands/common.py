@@ -14,6 +14,10 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detect-every", type=int, help="run Haar every N frames")
     p.add_argument("--led", choices=("auto", "gpio", "console", "none"), help="LED backend")
     p.add_argument("--db", help="SQLite event log path")
+    cal = p.add_mutually_exclusive_group()
+    cal.add_argument("--calibration", metavar="PATH",
+                     help="apply this per-person calibration (default: calibration.json beside the log, if made for this model)")
+    cal.add_argument("--no-calibration", action="store_true", default=None, help="ignore any per-person calibration")
 
 
 def overrides(args: argparse.Namespace) -> dict:
@@ -31,6 +35,9 @@ def overrides(args: argparse.Namespace) -> dict:
     put("detect", "detect_every", getattr(args, "detect_every", None))
     put("led", "backend", getattr(args, "led", None))
     put("log", "db", getattr(args, "db", None))
+    put("calibrate", "file", getattr(args, "calibration", None))
+    if getattr(args, "no_calibration", None):
+        put("calibrate", "strength", 0.0)
     return o
 
 

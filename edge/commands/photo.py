@@ -21,6 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--annotate", metavar="DIR", help="write a copy of each image with boxes and labels drawn")
     p.add_argument("--crop", metavar="DIR", help="write each face exactly as the model saw it (PNG)")
     p.add_argument("--model", metavar="PATH", help="NAME.tflite to try (with NAME.json beside it); default: the configured model")
+    p.add_argument("--calibration", metavar="PATH",
+                   help="apply this per-person calibration (from `emotion-edge calibrate`); default: none, since photos may show anyone")
     p.add_argument("--cropped", action="store_true",
                    help="each image is one already-cropped face (FER2013, CK+ ...): no detection, box = whole image")
 
@@ -35,6 +37,8 @@ def main(args: argparse.Namespace) -> int:
     from edge.photo import PHOTO_SUFFIXES, OutputNames, PhotoAnalyzer, PhotoResult, annotate, check_output_dir, expand_inputs, read_image, write_image
 
     cfg = config_from_args(args)
+    if not args.calibration:
+        cfg.calibrate.strength = 0.0  # photos may show anyone: calibrate only when asked
     files, problems = expand_inputs(args.images)
     # argument errors (exit 2) before any work: output folders, then model and detector
     ann_dir = check_output_dir(args.annotate, files, "--annotate") if args.annotate else None
@@ -45,7 +49,7 @@ def main(args: argparse.Namespace) -> int:
 
     results: list[PhotoResult] = []
     names = OutputNames()
-    with build_classifier(cfg) as clf:
+    with build_classifier(cfg, calibration_required=bool(args.calibration)) as clf:
         detector = None
         if not args.cropped:
             from edge.detect import FaceDetector

@@ -30,7 +30,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-frames must be at least 1 (got {args.max_frames})")
     control = Control()
     old = {s: signal.signal(s, lambda *_: control.stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-    parts = build_parts(cfg)
+    parts = build_parts(cfg, calibration_required=bool(getattr(args, "calibration", None)))
     try:
         stats = Stats()
         why = run_loop(parts, cfg, control, max_frames=args.max_frames, stats=stats)

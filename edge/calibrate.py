@@ -1,0 +1,300 @@
+"""Taking a calibration from live frames, and the request files through which the service is asked.
+
+`CalibrationSession` collects the uncalibrated probabilities of a single resting face for a few
+seconds. `CalibrationController` is the loop's `Parts.calibrate`: idle (one time comparison per
+frame) until a request arrives, then it runs a session, shows it on the LED, saves and applies the
+result, and writes a result file that `emotion-edge calibrate` waits for. Requests come as a small
+JSON file in the state directory, so the camera is never opened twice and no socket is needed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import stat
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from edge.calibration import Calibration, CalibrationError, make_calibration, save
+from edge.types import Box, Prediction
+
+log = logging.getLogger("emotion-edge")
+
+REQUESTS_DIR = "requests"
+REQUEST_NAME = "calibrate.request"
+RESULT_NAME = "calibrate.result"
+POLL_SECONDS = 0.5          # how often the service looks for a request file
+SHOW_RESULT_SECONDS = 3.0   # LED shows "done" / "failed" this long afterwards
+MAX_REQUEST_BYTES = 4096
+
+
+@dataclass
+class Outcome:
+    """How a calibration ended: a calibration, or why there is none."""
+
+    ok: bool
+    message: str
+    calibration: Calibration | None = None
+    frames: int = 0
+
+
+@dataclass
+class CalibrationSession:
+    """Collect one resting face for `seconds` of frame time; `feed()` returns the Outcome at the end."""
+
+    seconds: float
+    min_frames: int
+    model_sha256: str
+    labels: tuple[str, ...]
+    t0: float | None = None
+    samples: list[np.ndarray] = field(default_factory=list)
+    frames: int = 0
+    no_face: int = 0
+    several: int = 0
+
+    def feed(self, t: float, n_faces: int, faces: Sequence[tuple[Box, Prediction]] | None) -> Outcome | None:
+        if self.t0 is None:
+            self.t0 = t
+        self.frames += 1
+        if n_faces == 0:
+            self.no_face += 1
+        elif n_faces > 1:
+            self.several += 1
+        elif faces:
+            pred = faces[0][1]
+            self.samples.append(np.array(pred.raw if pred.raw is not None else pred.probs, np.float32))
+        if t - self.t0 < self.seconds:
+            return None
+        return self.finish()
+
+    def finish(self) -> Outcome:
+        n = len(self.samples)
+        if n >= self.min_frames:
+            cal = make_calibration(self.samples, self.model_sha256, self.labels, "camera")
+            return Outcome(True, f"calibrated from {n} frames of one face", cal, n)
+        if self.frames == 0:
+            why = "no frames arrived from the camera"
+        elif self.several > max(self.no_face, n):
+            why = f"several faces in view ({self.several} of {self.frames} frames); only the person to calibrate should face the camera"
+        elif n == 0:
+            why = f"no face seen in {self.frames} frames; face the camera, in good light"
+        else:
+            why = f"too few frames with one face ({n}, need {self.min_frames}); face the camera for the whole time"
+        return Outcome(False, "calibration failed: " + why, None, n)
+
+
+# -- request files ---------------------------------------------------------------------------
+def requests_dir(state_dir: Path) -> Path:
+    return Path(state_dir) / REQUESTS_DIR
+
+
+def ensure_requests_dir(state_dir: Path) -> Path:
+    """The service's drop box: group-writable and setgid, so members of its group may ask."""
+    d = requests_dir(state_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    try:
+        os.chmod(d, 0o2770)
+    except OSError:
+        pass  # not ours (a test, or a read-only state dir): requests still work for the owner
+    return d
+
+
+def write_json_atomic(path: Path, data: dict[str, Any], mode: int = 0o660) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+        f.write("\n")
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def read_json_small(path: Path) -> dict[str, Any] | None:
+    """A small JSON object from a regular file, or None if absent, not regular, too big or not JSON."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_REQUEST_BYTES:
+            return None
+        with open(path, "rb") as f:
+            data = json.loads(f.read(MAX_REQUEST_BYTES + 1).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def new_request(state_dir: Path, action: str, seconds: float) -> str:
+    """Drop a request for the service; returns its id. PermissionError when not allowed."""
+    rid = secrets.token_hex(6)
+    d = requests_dir(state_dir)
+    if not d.is_dir():
+        raise FileNotFoundError(f"{d} does not exist (is the service running?)")
+    write_json_atomic(d / REQUEST_NAME, {"id": rid, "action": action, "seconds": float(seconds),
+                                          "time": time.time(), "uid": os.getuid()})
+    return rid
+
+
+def wait_result(state_dir: Path, rid: str, timeout: float, on_state: Callable[[str], None] | None = None,
+                poll: float = 0.2) -> dict[str, Any] | None:
+    """The service's final result for request `rid`, or None on time-out."""
+    path = requests_dir(state_dir) / RESULT_NAME
+    end = time.monotonic() + timeout
+    seen = ""
+    while time.monotonic() < end:
+        r = read_json_small(path)
+        if r and r.get("id") == rid:
+            st = str(r.get("state", ""))
+            if st != seen and on_state is not None:
+                on_state(st)
+            seen = st
+            if st in ("done", "failed", "reset"):
+                return r
+        time.sleep(poll)
+    return None
+
+
+class CalibrationController:
+    """The loop's calibration part: polls for requests, runs sessions, applies and saves results."""
+
+    def __init__(self, state_dir: Path, cal_path: Path, *, seconds: float, min_frames: int,
+                 apply: Callable[[Calibration | None], None], model: Callable[[], tuple[str, tuple[str, ...]]],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.state_dir = Path(state_dir)
+        self.cal_path = Path(cal_path)
+        self.seconds, self.min_frames = seconds, min_frames
+        self._apply, self._model, self._clock = apply, model, clock
+        self.session: CalibrationSession | None = None
+        self.request_id = ""
+        self.last: Outcome | None = None
+        self._show_until = -1.0
+        self._show_state = ""
+        self._next_poll = 0.0
+        self._asked = threading.Event()  # set from the button's thread; acted on by the loop's thread
+        try:
+            self._dir: Path | None = ensure_requests_dir(self.state_dir)
+        except OSError as e:
+            log.warning("calibration requests disabled: cannot create %s (%s)", requests_dir(self.state_dir), e)
+            self._dir = None
+
+    def start(self, seconds: float | None = None, request_id: str = "") -> None:
+        """Begin a session now (a request, the button, or `calibrate` without a service)."""
+        sha, labels = self._model()
+        self.session = CalibrationSession(float(seconds or self.seconds), self.min_frames, sha, labels)
+        self.request_id = request_id
+        log.info("calibration started: %.0f s, look at the camera with a relaxed face", self.session.seconds)
+        self._result({"state": "running", "message": "calibrating"})
+
+    def start_soon(self) -> None:
+        """Thread-safe: start a session at the next frame (the push button calls this)."""
+        self._asked.set()
+
+    def reset(self, request_id: str = "") -> None:
+        try:
+            self.cal_path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            self._result({"state": "failed", "message": f"cannot remove {self.cal_path}: {e.strerror or e}"}, request_id)
+            return
+        self._apply(None)
+        log.info("calibration removed")
+        self._result({"state": "reset", "message": "calibration removed"}, request_id)
+
+    def feed(self, t: float, n_faces: int, faces: Sequence[tuple[Box, Prediction]] | None) -> str | None:
+        """Per frame: the LED state to show instead of the mood, or None (cheap when idle)."""
+        now = self._clock()
+        if self.session is None and self._asked.is_set():
+            self._asked.clear()
+            self.start()
+        if self.session is None and now >= self._next_poll:
+            self._next_poll = now + POLL_SECONDS
+            self._poll()
+        if self.session is not None:
+            out = self.session.feed(t, n_faces, faces)
+            if out is None:
+                return "calibrating"
+            self._finish(out)
+        if now < self._show_until:
+            return self._show_state
+        return None
+
+    def _poll(self) -> None:
+        if self._dir is None:
+            return
+        path = self._dir / REQUEST_NAME
+        if not os.path.lexists(path):
+            return
+        req = read_json_small(path)
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        if not req or not isinstance(req.get("id"), str) or len(req["id"]) > 64:
+            log.warning("ignored a malformed calibration request in %s", path)
+            return
+        action, rid = req.get("action"), req["id"]
+        if action == "reset":
+            self.reset(rid)
+            return
+        secs = req.get("seconds", self.seconds)
+        if action != "calibrate" or not isinstance(secs, (int, float)) or isinstance(secs, bool) or not 1 <= secs <= 120:
+            self._result({"state": "failed", "message": "bad calibration request (action or seconds out of range 1-120)"}, rid)
+            return
+        self.start(float(secs), rid)
+
+    def end_now(self) -> None:
+        """End a running session with what it has (the clip or camera ended before its time was up)."""
+        if self.session is not None and self.session.frames:
+            self._finish(self.session.finish())
+        self.session = None
+
+    def _finish(self, out: Outcome) -> None:
+        self.session = None
+        self.last = out
+        if out.ok and out.calibration is not None:
+            try:
+                save(out.calibration, self.cal_path)
+            except OSError as e:
+                out = Outcome(False, f"calibration failed: cannot write {self.cal_path} ({e.strerror or e})", None, out.frames)
+            else:
+                self._apply(out.calibration)
+        (log.info if out.ok else log.warning)("%s", out.message)
+        self._show_state = "calibrated" if out.ok else "calibration_failed"
+        self._show_until = self._clock() + SHOW_RESULT_SECONDS
+        self._result({"state": "done" if out.ok else "failed", "message": out.message, "frames": out.frames,
+                      "file": str(self.cal_path) if out.ok else ""})
+
+    def _result(self, data: dict[str, Any], request_id: str | None = None) -> None:
+        rid = self.request_id if request_id is None else request_id
+        if self._dir is None or not rid:
+            return
+        try:
+            write_json_atomic(self._dir / RESULT_NAME, {"id": rid, "time": time.time(), **data})
+        except OSError as e:
+            log.warning("cannot write the calibration result: %s", e)
+
+    def close(self) -> None:
+        """A session cut short (stop, reload) reports failure rather than leaving the caller waiting."""
+        if self.session is not None:
+            self.session = None
+            self._result({"state": "failed", "message": "calibration interrupted (service stopping or reloading)"})
+
+
+def load_for(path: Path, model_sha256: str, labels: Sequence[str], *, required: bool) -> Calibration | None:
+    """The calibration at `path` if it fits this model. A missing default file is fine; a file made for
+    another model is ignored with one warning; an explicit path that cannot be used is an error."""
+    from edge.calibration import for_model, load
+
+    if not required and not os.path.lexists(path):
+        return None
+    try:
+        return for_model(load(path), model_sha256, labels, str(path))
+    except CalibrationError as e:
+        if required:
+            raise
+        log.warning("%s", e)
+        return None

@@ -1,0 +1,132 @@
+"""`emotion-export calibration-report`: per-person calibration measured on photos of known people.
+
+The data is a folder with `labels.csv` (`file,label,subject`; file relative to the folder). For each
+subject, the first `--calib N` neutral photos (by file name) make a calibration exactly as
+`emotion-edge calibrate --photos` does; every other photo of that subject is then classified as
+`emotion-edge photo` does (Haar, largest face), without and with that calibration.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import DataError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, type=Path, help="folder with labels.csv (file,label,subject) and the photos")
+    p.add_argument("--model", default="", help="NAME.tflite (default: the bundled model)")
+    p.add_argument("--calib", type=int, default=2, help="neutral photos per subject used for the calibration (first by file name)")
+    p.add_argument("--strength", type=float, default=None, help="calibration strength (default: [calibrate] strength)")
+    p.add_argument("--neutral-margin", type=float, default=None, help="neutral head start (default: [calibrate] neutral_margin)")
+    p.add_argument("--flip-average", action="store_true", help="classify the mirror image too and average")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+@dataclass
+class SubjectResult:
+    subject: str
+    n: int = 0
+    uncalibrated: int = 0
+    calibrated: int = 0
+    calibration_photos: list[str] = field(default_factory=list)
+
+
+def read_labels(root: Path) -> list[tuple[Path, str, str]]:
+    path = root / "labels.csv"
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found (the folder needs labels.csv with file,label,subject)") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    out = []
+    for i, r in enumerate(rows, start=2):
+        if not r.get("file") or not r.get("label") or not r.get("subject"):
+            raise DataError(f"{path}: line {i}: needs file, label and subject")
+        out.append((root / r["file"], r["label"].strip().lower(), r["subject"].strip()))
+    if not out:
+        raise DataError(f"{path}: no rows")
+    return out
+
+
+def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, strength: float = 1.0,
+            neutral_margin: float = 1.0, flip_average: bool = False) -> tuple[list[SubjectResult], np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Per-subject counts plus the uncalibrated and calibrated confusion matrices (true x predicted)."""
+    from edge.calibration import CalibrationApplier, make_calibration
+    from edge.classify import EmotionClassifier, resolve_model
+    from edge.config import DetectConfig
+    from edge.detect import FaceDetector
+    from edge.photo import read_image
+
+    clf = EmotionClassifier(resolve_model(model), flip_average=flip_average)
+    det = FaceDetector(DetectConfig())
+    labels = clf.labels
+    k = len(labels)
+    cm_u, cm_c = np.zeros((k, k), int), np.zeros((k, k), int)
+    results = []
+    for subject in sorted({s for _, _, s in rows}):
+        mine = sorted((r for r in rows if r[2] == subject), key=lambda r: r[0].name)
+        cal_rows = [r for r in mine if r[1] == "neutral"][:calib]
+        res = SubjectResult(subject, calibration_photos=[r[0].name for r in cal_rows])
+        probs = {}
+        for path, _, _ in mine:
+            gray = read_image(path).gray
+            boxes = det.detect(gray)
+            probs[path] = None if not boxes else clf.classify(gray, boxes[0]).probs.copy()
+        samples = [probs[r[0]] for r in cal_rows if probs[r[0]] is not None]
+        applier = CalibrationApplier(make_calibration(samples, clf.info.sha256, labels, "photos"), strength,
+                                     neutral_margin) if samples else None
+        for path, label, _ in mine:
+            if any(path == r[0] for r in cal_rows) or label not in labels:
+                continue
+            res.n += 1
+            p = probs[path]
+            if p is None:
+                continue  # no face found: counts as wrong
+            t = labels.index(label)
+            u = int(np.argmax(p))
+            c = int(np.argmax(applier.apply(p.copy()))) if applier else u
+            cm_u[t, u] += 1
+            cm_c[t, c] += 1
+            res.uncalibrated += u == t
+            res.calibrated += c == t
+        results.append(res)
+    clf.close()
+    return results, cm_u, cm_c, labels
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.config import CalibrateConfig
+
+    if args.calib < 1:
+        raise DataError(f"--calib must be at least 1 (got {args.calib})")
+    d = CalibrateConfig()
+    strength = d.strength if args.strength is None else args.strength
+    margin = d.neutral_margin if args.neutral_margin is None else args.neutral_margin
+    results, cm_u, cm_c, labels = measure(read_labels(args.data), args.model, args.calib, strength, margin, args.flip_average)
+    n = sum(r.n for r in results)
+    u, c = sum(r.uncalibrated for r in results), sum(r.calibrated for r in results)
+    if args.json:
+        print(json.dumps({"n": n, "uncalibrated": u / n, "calibrated": c / n, "strength": strength,
+                          "neutral_margin": margin, "labels": list(labels),
+                          "subjects": [{"subject": r.subject, "n": r.n, "uncalibrated": r.uncalibrated / r.n,
+                                        "calibrated": r.calibrated / r.n, "calibration_photos": r.calibration_photos}
+                                       for r in results if r.n],
+                          "confusion_uncalibrated": cm_u.tolist(), "confusion_calibrated": cm_c.tolist()}, indent=1))
+        return 0
+    print(f"{'subject':8s} {'photos':>6s} {'uncalibrated':>13s} {'calibrated':>11s}   calibrated from")
+    for r in results:
+        if r.n:
+            print(f"{r.subject:8s} {r.n:6d} {r.uncalibrated / r.n:12.1%} {r.calibrated / r.n:11.1%}   {', '.join(r.calibration_photos)}")
+    print(f"{'all':8s} {n:6d} {u / n:12.1%} {c / n:11.1%}   (strength {strength:g}, neutral margin {margin:g})")
+    print("recall per class (uncalibrated -> calibrated): " + ", ".join(
+        f"{lab} {cm_u[i, i] / max(1, cm_u[i].sum()):.0%}->{cm_c[i, i] / max(1, cm_c[i].sum()):.0%}"
+        for i, lab in enumerate(labels) if cm_u[i].sum()))
+    return 0
