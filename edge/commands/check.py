@@ -67,6 +67,30 @@ def _model(cfg) -> tuple[bool, str]:
         clf.close()
 
 
+def _calibration(cfg) -> tuple[bool, str]:
+    """Whether a per-person calibration will be applied: absent is fine, another model's is ignored."""
+    import os
+
+    from edge.calibration import CalibrationError, for_model, load
+    from edge.classify import resolve_model
+    from edge.config import calibration_path
+    from edge.contract import read_model_info
+
+    path = calibration_path(cfg, for_reading=True)
+    if cfg.calibrate.strength <= 0:
+        return True, "off ([calibrate] strength = 0 or --no-calibration)"
+    if not os.path.lexists(path):
+        return True, f"none at {path} (optional: `emotion-edge calibrate` learns your resting face)"
+    cal = load(path)  # a damaged file is a failure: the loop would warn and run uncalibrated
+    info = read_model_info(resolve_model(cfg.classify.model))
+    try:
+        for_model(cal, info.sha256, info.labels, str(path))
+    except CalibrationError:
+        return True, (f"{path}: made for another model ({cal.model_sha256[:12]}), so it is ignored; "
+                      "run `emotion-edge calibrate` again")
+    return True, f"{path}: in use, {cal.describe()}"
+
+
 def _led(cfg) -> tuple[bool, str]:
     backend = cfg.led.backend
     if backend in ("gpio", "auto"):
@@ -98,7 +122,8 @@ def main(args: argparse.Namespace) -> int:
         cfg = None
     checks = [("camera", _camera), ("runtime", _runtime)]
     if cfg is not None:
-        checks += [("cascade", lambda: _cascade(cfg)), ("model", lambda: _model(cfg)), ("led", lambda: _led(cfg))]
+        checks += [("cascade", lambda: _cascade(cfg)), ("model", lambda: _model(cfg)),
+                   ("calibration", lambda: _calibration(cfg)), ("led", lambda: _led(cfg))]
     for name, fn in checks:
         try:
             results[name] = fn()
@@ -109,5 +134,5 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps({"ok": ok, **{k: {"ok": v[0], "detail": v[1]} for k, v in results.items()}}))
     else:
         for name, (good, detail) in results.items():
-            print(f"{'ok ' if good else 'FAIL'} {name:8s} {detail}")
+            print(f"{'ok ' if good else 'FAIL'} {name:11s} {detail}")
     return 0 if ok else 1

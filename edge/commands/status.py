@@ -91,6 +91,27 @@ def _age(t: float | None, now: float) -> str:
     return f"{s / 86400:.0f} days ago"
 
 
+def _calibration_text(cal: Any, now: float) -> str:
+    """'from 2026-11-25 12:40 (3 h ago), 42 camera frames' / 'none (run `emotion-edge calibrate`)'."""
+    if not isinstance(cal, dict):
+        return "none (run `emotion-edge calibrate` to learn your resting face)"
+    parts = []
+    created = cal.get("created")
+    if isinstance(created, (int, float)) and not isinstance(created, bool):
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(created))
+        frames = cal.get("frames")
+        parts.append(f"in use, from {stamp} ({_age(created, now)})"
+                     + (f", {frames} {cal.get('source', 'camera')} {'frames' if cal.get('source') != 'photos' else 'photos'}"
+                        if isinstance(frames, int) else ""))
+    else:
+        parts.append("none")
+    if cal.get("running"):
+        parts.append("a calibration is running now")
+    if cal.get("last_failure"):
+        parts.append(f"last attempt: {cal['last_failure']}")
+    return "; ".join(parts)
+
+
 def summarize(service: dict[str, str] | None, path: Path | None, data: dict[str, Any] | None,
               problem: str | None = None, now: float | None = None) -> tuple[dict[str, Any], list[str], int]:
     """The --json object, the human lines and the exit status."""
@@ -140,6 +161,8 @@ def summarize(service: dict[str, str] | None, path: Path | None, data: dict[str,
         model = data.get("model") or {}
         if model:
             lines.append(f"model:   {model.get('path', '?')} (sha256 {str(model.get('sha256', ''))[:12]})")
+        if model:
+            lines.append("calibration: " + _calibration_text(data.get("calibration"), now))
         if data.get("source"):
             lines.append(f"source:  {data['source']}, LED {data.get('led', '?')}")
         err = data.get("last_error")

@@ -1,0 +1,429 @@
+"""Per-person calibration: the maths, the file, the capture (camera, service, photos, button), the LED."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge import calibration as calmod
+from edge.calibrate import CalibrationController, CalibrationSession, load_for
+from edge.calibration import (Calibration, CalibrationApplier, CalibrationError, for_model, load, make_calibration,
+                              save)
+from edge.types import Prediction
+
+from .conftest import BUNDLED_MODEL, FACES_DIR, face_files
+
+REPO = Path(__file__).resolve().parents[1]
+LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+SHA = "ab" * 32
+JAFFE = REPO.parent / "shared" / "data" / "jaffe-tune"
+SAMPLE = REPO / "edge" / "samples" / "sample.mp4"
+
+
+def softmax(z):
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def cal_from(baseline_probs, labels=LABELS, sha=SHA) -> Calibration:
+    return make_calibration([np.asarray(baseline_probs, np.float32)], sha, labels, "photos", created=1.7e9)
+
+
+# -- the maths ---------------------------------------------------------------------------------
+def test_apply_removes_the_resting_bias_and_gives_neutral_its_margin():
+    rest = np.array([0.05, 0.02, 0.13, 0.05, 0.45, 0.05, 0.25], np.float32)  # a face that rests "sad"
+    ap = CalibrationApplier(cal_from(rest), strength=1.0, neutral_margin=1.0)
+    # the resting face itself: every class equal except neutral's head start of e^1
+    out = ap.apply(rest.copy())
+    expect = np.ones(7) / (6 + np.e)
+    expect[6] = np.e / (6 + np.e)
+    np.testing.assert_allclose(out, expect, rtol=1e-5)
+    # any other face: the independent formula softmax(log p - (log rest - mean log rest) + margin*e_neutral)
+    face = np.array([0.10, 0.02, 0.08, 0.05, 0.55, 0.05, 0.15], np.float32)
+    lr = np.log(rest.astype(np.float64))
+    z = np.log(face.astype(np.float64)) - (lr - lr.mean())
+    z[6] += 1.0
+    np.testing.assert_allclose(ap.apply(face.copy()), softmax(z), rtol=1e-5)
+    # uncalibrated this face reads sad; relative to a sad resting face it is angry
+    assert LABELS[int(np.argmax(face))] == "sad" and LABELS[int(np.argmax(ap.apply(face.copy())))] == "angry"
+
+
+@pytest.mark.parametrize("strength,margin", [(0.5, 0.0), (2.0, 3.0)])
+def test_strength_and_margin_scale_the_shift(strength, margin):
+    rest = np.array([0.3, 0.05, 0.1, 0.05, 0.3, 0.05, 0.15], np.float32)
+    face = np.full(7, 1 / 7, np.float32)
+    ap = CalibrationApplier(cal_from(rest), strength, margin)
+    lr = np.log(rest.astype(np.float64))
+    z = np.log(face.astype(np.float64)) - strength * (lr - lr.mean())
+    z[6] += margin
+    np.testing.assert_allclose(ap.apply(face.copy()), softmax(z), rtol=1e-5)
+
+
+def test_apply_floors_zero_probabilities_of_an_int8_model():
+    rest = np.array([0.0, 0.0, 0.2, 0.0, 0.5, 0.0, 0.3], np.float32)  # int8 outputs read 0 below 1/256
+    ap = CalibrationApplier(cal_from(rest), 1.0, 1.0)
+    out = ap.apply(np.array([0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0], np.float32))
+    assert np.all(np.isfinite(out)) and abs(out.sum() - 1) < 1e-5 and LABELS[int(np.argmax(out))] == "happy"
+
+
+def test_apply_allocates_nothing_per_call():
+    import tracemalloc
+
+    ap = CalibrationApplier(cal_from(np.full(7, 1 / 7)), 1.0, 1.0)
+    p = np.full(7, 1 / 7, np.float32)
+    for _ in range(10):
+        ap.apply(p)
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for _ in range(500):
+        p[:] = 1 / 7
+        ap.apply(p)
+    grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename") if s.size_diff > 0)
+    tracemalloc.stop()
+    assert grown < 2000, f"{grown} bytes kept after 500 calls"
+
+
+# -- the file ----------------------------------------------------------------------------------
+def test_save_load_round_trip_is_readable_json(tmp_path):
+    cal = cal_from([0.1, 0.05, 0.1, 0.2, 0.2, 0.05, 0.3])
+    path = tmp_path / "sub" / "calibration.json"
+    save(cal, path)
+    back = load(path)
+    assert back.model_sha256 == SHA and back.labels == LABELS and back.frames == 1 and back.source == "photos"
+    np.testing.assert_allclose(back.baseline, cal.baseline, atol=1e-5)
+    data = json.loads(path.read_text())
+    assert data["kind"] == "emotion-edge calibration" and data["created"].startswith("2023-11-14")
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    assert [p.name for p in path.parent.iterdir()] == ["calibration.json"]  # no temp file left
+
+
+def _good() -> dict:
+    return cal_from(np.full(7, 1 / 7)).to_json()
+
+
+BAD_FILES = {
+    "not JSON": b"{nope",
+    "not UTF-8": b"\xff\xfe{}",
+    "a list": b"[1, 2]",
+    "another kind": json.dumps({**_good(), "kind": "something else"}).encode(),
+    "future version": json.dumps({**_good(), "version": 2}).encode(),
+    "short sha": json.dumps({**_good(), "model_sha256": "abc"}).encode(),
+    "labels not a list": json.dumps({**_good(), "labels": "angry"}).encode(),
+    "duplicate labels": json.dumps({**_good(), "labels": ["a", "a"], "baseline": {"a": -1.0}}).encode(),
+    "control characters in a label": json.dumps({**_good(), "labels": ["a\x1b[31m"], "baseline": {"a\x1b[31m": -1.0}}).encode(),
+    "baseline misses a label": json.dumps({**_good(), "baseline": {"angry": -1.0}}).encode(),
+    "baseline not a number": json.dumps({**_good(), "baseline": {**_good()["baseline"], "sad": "x"}}).encode(),
+    "baseline positive": json.dumps({**_good(), "baseline": {**_good()["baseline"], "sad": 3.0}}).encode(),
+    "baseline NaN": json.dumps({**_good(), "baseline": {**_good()["baseline"], "sad": float("nan")}}).encode(),
+    "frames zero": json.dumps({**_good(), "frames": 0}).encode(),
+    "frames a bool": json.dumps({**_good(), "frames": True}).encode(),
+    "deeply nested": b"[" * 100000 + b"]" * 100000,
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_FILES))
+def test_bad_calibration_files_are_refused_in_one_line(tmp_path, name):
+    path = tmp_path / "cal.json"
+    path.write_bytes(BAD_FILES[name])
+    with pytest.raises(CalibrationError) as e:
+        load(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_fifo_directory_and_huge_files_are_refused_without_reading(tmp_path):
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * (calmod.MAX_FILE_BYTES + 1))
+    for p in (fifo, big, tmp_path, tmp_path / "missing.json"):
+        t0 = time.monotonic()
+        with pytest.raises(CalibrationError):
+            load(p)
+        assert time.monotonic() - t0 < 2
+
+
+def test_a_calibration_belongs_to_its_model(tmp_path, caplog):
+    cal = cal_from(np.full(7, 1 / 7))
+    assert for_model(cal, SHA, LABELS, "x") is cal
+    with pytest.raises(CalibrationError, match="another model"):
+        for_model(cal, "cd" * 32, LABELS, "x")
+    path = tmp_path / "calibration.json"
+    save(cal, path)
+    # the default file of another model: ignored with one warning; an explicit one: an error
+    assert load_for(path, "cd" * 32, LABELS, required=False) is None
+    assert sum("another model" in r.getMessage() for r in caplog.records) == 1
+    with pytest.raises(CalibrationError):
+        load_for(path, "cd" * 32, LABELS, required=True)
+    assert load_for(tmp_path / "none.json", SHA, LABELS, required=False) is None
+
+
+# -- the session ---------------------------------------------------------------------------------
+def _pred(p) -> Prediction:
+    p = np.asarray(p, np.float32)
+    return Prediction(p, LABELS)
+
+
+@pytest.mark.parametrize("faces_per_frame,expect", [
+    ([1] * 30, "calibrated from 30 frames"),
+    ([0] * 30, "no face seen"),
+    ([2] * 25 + [1] * 5, "several faces"),
+    ([0] * 26 + [1] * 4, "too few frames with one face (4, need 8)"),
+])
+def test_session_outcomes(faces_per_frame, expect):
+    s = CalibrationSession(2.9, 8, SHA, LABELS)
+    rest = np.array([0.1, 0.0, 0.1, 0.1, 0.4, 0.0, 0.3])
+    out = None
+    for i, n in enumerate(faces_per_frame):
+        faces = [((0, 0, 10, 10), _pred(rest))] * n if n else None
+        out = s.feed(i / 10, n, faces)
+        if out is not None:
+            break
+    assert out is not None and i == 29, "the session ends when its time is up, not before"
+    assert expect in out.message and out.ok == expect.startswith("calibrated")
+    if out.ok:
+        np.testing.assert_allclose(out.calibration.baseline, calmod.log_probs(rest), rtol=1e-6)
+
+
+def test_session_uses_the_raw_probabilities_of_an_already_calibrated_classifier():
+    s = CalibrationSession(0.0, 1, SHA, LABELS)
+    raw = np.array([0.1, 0.0, 0.1, 0.1, 0.4, 0.0, 0.3], np.float32)
+    out = s.feed(0.0, 1, [((0, 0, 1, 1), Prediction(np.full(7, 1 / 7, np.float32), LABELS, raw))])
+    np.testing.assert_allclose(out.calibration.baseline, calmod.log_probs(raw), rtol=1e-6)
+
+
+# -- the real classifier on FER2013 faces --------------------------------------------------------
+def test_classifier_applies_a_calibration_and_keeps_the_raw_answer(model_path):
+    from edge.classify import EmotionClassifier
+
+    faces = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in face_files()]
+    with EmotionClassifier(model_path) as clf:
+        box = (96, 56, 128, 128)
+        plain = [clf.classify(f, box) for f in faces]
+        assert all(p.raw is None for p in plain)
+        # calibrate on the neutral face: that face then reads neutral, with the margin's share
+        neutral = next(p for p, f in zip(plain, face_files()) if "neutral" in f.name)
+        clf.set_calibration(make_calibration([neutral.probs], clf.info.sha256, clf.labels, "photos"), 1.0, 1.0)
+        cal = [clf.classify(f, box) for f in faces]
+        for a, b in zip(plain, cal):
+            np.testing.assert_array_equal(b.raw, a.probs)
+            assert not np.allclose(b.probs, a.probs)
+        n = next(c for c, f in zip(cal, face_files()) if "neutral" in f.name)
+        assert n.top == "neutral" and abs(n.confidence - np.e / (6 + np.e)) < 0.02
+        with pytest.raises(CalibrationError):
+            clf.set_calibration(make_calibration([neutral.probs], "ef" * 32, clf.labels, "photos"))
+        clf.set_calibration(None)
+        np.testing.assert_array_equal(clf.classify(faces[0], box).probs, plain[0].probs)
+
+
+# -- the commands --------------------------------------------------------------------------------
+def cli(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
+    e = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    e.pop("STATE_DIRECTORY", None)
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, env=e, timeout=timeout)
+
+
+def test_calibrate_photos_then_photo_with_and_without_it(tmp_path):
+    out = tmp_path / "me.json"
+    neutral = FACES_DIR / "fer32313_neutral_320x240.png"
+    r = cli("calibrate", "--photos", str(neutral), str(FACES_DIR / "noface_320x240.png"),
+            str(FACES_DIR / "fer32350+fer32466_two_640x480.png"), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "calibration from 1 photo written" in r.stdout
+    assert "noface_320x240.png: no face found; skipped" in r.stderr and "2 faces; skipped" in r.stderr
+    assert load(out).frames == 1 and load(out).source == "photos"
+    plain = json.loads(cli("photo", "--json", str(neutral)).stdout)[0]["faces"][0]
+    calibrated = json.loads(cli("photo", "--json", "--calibration", str(out), str(neutral)).stdout)[0]["faces"][0]
+    assert calibrated["emotion"] == "neutral"
+    assert abs(calibrated["confidence"] - np.e / (6 + np.e)) < 0.02 and calibrated["probabilities"] != plain["probabilities"]
+    r = cli("calibrate", "--photos", str(FACES_DIR / "noface_320x240.png"), "--out", str(tmp_path / "none.json"))
+    assert r.returncode == 1 and "no usable photo" in r.stderr and not (tmp_path / "none.json").exists()
+    r = cli("photo", "--calibration", str(tmp_path / "missing.json"), str(neutral))
+    assert r.returncode == 2 and "calibration file not found" in r.stderr
+
+
+def _clip(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    h, w = frames[0].shape
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h), isColor=False)
+    for f in frames:
+        vw.write(f)
+    vw.release()
+    return path
+
+
+@pytest.mark.parametrize("what,expect", [("noface", "no face seen"), ("two", "several faces")])
+def test_calibrate_with_a_camera_says_why_it_failed(tmp_path, what, expect):
+    img = cv2.imread(str(next(FACES_DIR.glob(f"*{what}*.png"))), cv2.IMREAD_GRAYSCALE)
+    clip = _clip(tmp_path / "c.mp4", [img] * 40)
+    out = tmp_path / "cal.json"
+    r = cli("calibrate", "--source", str(clip), "--led", "console", "--seconds", "2", "--out", str(out))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert expect in r.stderr and "calibration_failed" in r.stdout and not out.exists()
+
+
+def test_calibrate_from_the_sample_then_run_applies_it_and_reset_removes_it(tmp_path):
+    state = tmp_path / "state"
+    env = {"XDG_STATE_HOME": str(tmp_path)}  # the default calibration path: beside the log
+    r = cli("calibrate", "--source", "sample", "--led", "console", "--seconds", "3", "--no-service", env=env)
+    assert r.returncode == 0, r.stderr
+    path = tmp_path / "emotion-edge" / "calibration.json"
+    cal = load(path)
+    assert cal.source == "camera" and cal.frames >= 8, r.stdout
+    assert "calibrating  LED #999999" in r.stdout and "calibrated  LED #009900" in r.stdout
+    check = cli("check", "--led", "none", env=env)
+    assert f"{path}: in use" in check.stdout
+    r = cli("calibrate", "--reset", "--no-service", env=env)
+    assert r.returncode == 0 and not path.exists()
+    assert "none at" in cli("check", "--led", "none", env=env).stdout
+    del state
+
+
+# -- the running service does the capture --------------------------------------------------------
+@pytest.mark.slow
+def test_calibrate_through_the_running_service(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "STATE_DIRECTORY": str(state)}
+    svc = subprocess.Popen([sys.executable, "-m", "edge.service", "--source", "sample", "--realtime", "--led", "none"],
+                           env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        status = state / "status.json"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (status.exists() and json.loads(status.read_text()).get("state") == "running"):
+            time.sleep(0.2)
+        assert (state / "requests").is_dir(), "the service makes its request folder"
+        r = cli("calibrate", "--seconds", "2", "--status-file", str(status))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "through the running service" in r.stdout and "calibrated from" in r.stdout
+        cal = load(state / "calibration.json")
+        assert cal.source == "camera" and cal.frames >= 8
+        deadline = time.monotonic() + 15  # status.json is rewritten every few seconds
+        data = {}
+        while time.monotonic() < deadline:
+            data = json.loads(status.read_text())
+            if (data.get("calibration") or {}).get("created"):
+                break
+            time.sleep(0.3)
+        assert abs(data["calibration"]["created"] - cal.created) < 1e-2 and data["calibration"]["frames"] == cal.frames
+        from edge.commands.status import summarize
+        _, lines, _ = summarize(None, status, data)
+        assert any(ln.startswith("calibration: in use, from") for ln in lines)
+        r = cli("calibrate", "--reset", "--status-file", str(status))
+        assert r.returncode == 0 and "calibration removed" in r.stdout and not (state / "calibration.json").exists()
+    finally:
+        svc.send_signal(signal.SIGTERM)
+        _, err = svc.communicate(timeout=30)
+    assert svc.returncode == 0, err
+    assert "calibration started" in err and "calibrated from" in err
+
+
+def test_no_running_service_means_the_camera_is_used_here(tmp_path):
+    from edge.commands.calibrate import _running_service
+    from edge.config import Config
+
+    status = tmp_path / "status.json"
+    assert _running_service(Config(), str(status)) is None
+    status.write_text(json.dumps({"state": "running", "updated": time.time() - 3600}))
+    assert _running_service(Config(), str(status)) is None, "a stale status file is no running service"
+    status.write_text(json.dumps({"state": "running", "updated": time.time()}))
+    assert _running_service(Config(), str(status)) == tmp_path
+
+
+def test_controller_refuses_malformed_requests_and_reports_back(tmp_path):
+    applied = []
+    ctl = CalibrationController(tmp_path, tmp_path / "calibration.json", seconds=1.0, min_frames=1,
+                                apply=applied.append, model=lambda: (SHA, LABELS), clock=lambda: 0.0)
+    req = tmp_path / "requests" / "calibrate.request"
+    req.write_text(json.dumps({"id": "r1", "action": "calibrate", "seconds": 1000}))
+    assert ctl.feed(0.0, 1, None) is None and ctl.session is None and not req.exists()
+    res = json.loads((tmp_path / "requests" / "calibrate.result").read_text())
+    assert res["id"] == "r1" and res["state"] == "failed" and "seconds" in res["message"]
+    req.write_text("garbage")
+    ctl._next_poll = 0.0
+    assert ctl.feed(0.1, 1, None) is None and not req.exists() and ctl.session is None
+
+
+# -- the push button and the LED ------------------------------------------------------------------
+def test_button_press_starts_a_calibration_and_the_led_breathes_then_shows_green(tmp_path):
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    from edge.button import CalibrateButton
+    from edge.config import LedConfig
+    from edge.led import GpioLed
+
+    factory = MockFactory(pin_class=MockPWMPin)
+    now = [0.0]
+    applied = []
+    ctl = CalibrationController(tmp_path, tmp_path / "calibration.json", seconds=2.0, min_frames=5,
+                                apply=applied.append, model=lambda: (SHA, LABELS), clock=lambda: now[0])
+    button = CalibrateButton(5, ctl.start_soon, factory, bounce_time=None)
+    led = GpioLed(LedConfig(fade=0.0, brightness=1.0), factory)
+    try:
+        assert ctl.feed(0.0, 1, None) is None
+        factory.pin(5).drive_low()  # pressed (pull-up, button to GND)
+        rest = np.array([0.1, 0.0, 0.1, 0.1, 0.4, 0.0, 0.3], np.float32)
+        reds = []
+        for i in range(1, 40):
+            now[0] = t = i / 10
+            state = ctl.feed(t, 1, [((0, 0, 9, 9), _pred(rest))])
+            if state is None:
+                break
+            led.show_state(state, t)
+            reds.append(factory.pin(17).state)
+            if state == "calibrated":
+                assert factory.pin(27).state == 1.0 and factory.pin(17).state == 0.0  # green
+                break
+        assert state == "calibrated" and applied and applied[0].frames >= 5
+        assert max(reds[:15]) - min(reds[:15]) > 0.5, "calibrating breathes (white rises and falls)"
+        assert (tmp_path / "calibration.json").exists()
+    finally:
+        button.close()
+        led.close()
+
+
+def test_button_on_a_busy_pin_is_one_line(tmp_path):
+    from gpiozero import Button
+    from gpiozero.pins.mock import MockFactory
+
+    from edge.button import ButtonError, CalibrateButton
+
+    factory = MockFactory()
+    held = Button(6, pin_factory=factory)
+    try:
+        with pytest.raises(ButtonError, match="BCM pin 6 cannot be used"):
+            CalibrateButton(6, lambda: None, factory)
+    finally:
+        held.close()
+
+
+def test_calibrate_config_keys_are_validated():
+    from edge.config import ConfigError, load_config
+
+    for bad in ({"button_pin": 40}, {"strength": 3.0}, {"seconds": 0}, {"neutral_margin": -1}):
+        with pytest.raises(ConfigError, match="calibrate"):
+            load_config(None, {"calibrate": bad})
+    assert load_config(None, {"calibrate": {"button_pin": -1}}).calibrate.button_pin == -1
+
+
+# -- real people (jaffe-tune: never copied here) --------------------------------------------------
+@pytest.mark.data
+def test_calibration_lifts_accuracy_on_real_people():
+    if not (JAFFE / "labels.csv").is_file():
+        pytest.skip(f"jaffe-tune not found at {JAFFE} (real photos of 5 people; not redistributable)")
+    from model_export.calibration_report import measure, read_labels
+
+    results, cm_u, cm_c, labels = measure(read_labels(JAFFE), str(BUNDLED_MODEL), calib=2)
+    n = sum(r.n for r in results)
+    u, c = sum(r.uncalibrated for r in results) / n, sum(r.calibrated for r in results) / n
+    assert n == 96 and all(len(r.calibration_photos) == 2 for r in results)
+    assert c >= u + 0.10, (u, c)
+    assert c >= 0.65 and u >= 0.45, (u, c)
+    assert all(r.calibrated >= r.uncalibrated for r in results), "no person is made worse"
