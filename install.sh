@@ -233,6 +233,10 @@ install_service() {
         run useradd --system --user-group --home-dir "$STATE_DIR" --no-create-home \
             --shell /usr/sbin/nologin --comment "emotion-edge mood light" "$APP"
     fi
+    # Members of the service's group may ask it for a calibration (`emotion-edge calibrate`).
+    if [[ -n ${SUDO_USER:-} && $SUDO_USER != root ]]; then
+        run usermod -aG "$APP" "$SUDO_USER"
+    fi
 
     put_dir "$PREFIX"
     install_venv
@@ -266,6 +270,8 @@ emotion-edge is installed. Over ssh:
                                 sudo usermod -aG adm \$USER, then log in again)
   $APP status            service state, mood, frames/s, model, last error
   $APP log               the mood log
+  $APP calibrate         learn your resting face (look at the camera for 5 s;
+                                ${SUDO_USER:-you} may ask the service after logging in again)
   sudo nano $CONF_DIR/config.toml && sudo systemctl reload $APP
 EOF
 }
