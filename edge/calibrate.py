@@ -256,12 +256,15 @@ class CalibrationController:
         self.session = None
         self.last = out
         if out.ok and out.calibration is not None:
-            try:
-                save(out.calibration, self.cal_path)
-            except OSError as e:
-                out = Outcome(False, f"calibration failed: cannot write {self.cal_path} ({e.strerror or e})", None, out.frames)
+            if self._model() != (out.calibration.model_sha256, out.calibration.labels):
+                out = Outcome(False, "calibration failed: the model changed while it ran; run it again", None, out.frames)
             else:
-                self._apply(out.calibration)
+                try:
+                    save(out.calibration, self.cal_path)
+                except OSError as e:
+                    out = Outcome(False, f"calibration failed: cannot write {self.cal_path} ({e.strerror or e})", None, out.frames)
+                else:
+                    self._apply(out.calibration)
         (log.info if out.ok else log.warning)("%s", out.message)
         self._show_state = "calibrated" if out.ok else "calibration_failed"
         self._show_until = self._clock() + SHOW_RESULT_SECONDS

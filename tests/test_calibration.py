@@ -427,3 +427,23 @@ def test_calibration_lifts_accuracy_on_real_people():
     assert c >= u + 0.10, (u, c)
     assert c >= 0.65 and u >= 0.45, (u, c)
     assert all(r.calibrated >= r.uncalibrated for r in results), "no person is made worse"
+
+
+@pytest.mark.parametrize("trouble", ["model swapped", "cannot write"])
+def test_a_calibration_that_cannot_be_kept_fails_and_leaves_the_old_one(tmp_path, trouble):
+    applied = []
+    model = [(SHA, LABELS)]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    cal_path = blocker / "calibration.json" if trouble == "cannot write" else tmp_path / "calibration.json"
+    ctl = CalibrationController(tmp_path, cal_path, seconds=0.5, min_frames=1, apply=applied.append,
+                                model=lambda: model[0], clock=lambda: 0.0)
+    ctl.start()
+    rest = np.full(7, 1 / 7, np.float32)
+    ctl.feed(0.0, 1, [((0, 0, 9, 9), _pred(rest))])
+    if trouble == "model swapped":
+        model[0] = ("cd" * 32, LABELS)
+    state = ctl.feed(1.0, 1, [((0, 0, 9, 9), _pred(rest))])
+    assert state == "calibration_failed" and not ctl.last.ok and applied == []
+    assert ("model changed" if trouble == "model swapped" else "cannot write") in ctl.last.message
+    assert not cal_path.exists() if trouble == "model swapped" else True
