@@ -254,7 +254,6 @@ class CalibrationController:
 
     def _finish(self, out: Outcome) -> None:
         self.session = None
-        self.last = out
         if out.ok and out.calibration is not None:
             if self._model() != (out.calibration.model_sha256, out.calibration.labels):
                 out = Outcome(False, "calibration failed: the model changed while it ran; run it again", None, out.frames)
@@ -265,6 +264,7 @@ class CalibrationController:
                     out = Outcome(False, f"calibration failed: cannot write {self.cal_path} ({e.strerror or e})", None, out.frames)
                 else:
                     self._apply(out.calibration)
+        self.last = out
         (log.info if out.ok else log.warning)("%s", out.message)
         self._show_state = "calibrated" if out.ok else "calibration_failed"
         self._show_until = self._clock() + SHOW_RESULT_SECONDS
