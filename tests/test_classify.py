@@ -37,24 +37,42 @@ def test_model_gives_probabilities_that_sum_to_one(model_path, face_images):
             assert pred.top in clf.labels
 
 
-def test_bundled_model_beats_chance_on_fixture_faces(face_images):
+def test_bundled_model_beats_chance_by_far_on_140_fer_faces():
+    """20 PrivateTest faces per class (tests/fixtures/fer_sample.npz): chance is 1/7, the bundled model
+    scores ~60 % on this balanced set; a random model reaching 45 % has odds below 1e-15."""
     if not DEFAULT_MODEL.is_file():
         pytest.skip(f"bundled model not built yet at {DEFAULT_MODEL}")
+    z = np.load(MODELS_DIR.parent / "fer_sample.npz")
     with EmotionClassifier() as clf:
-        hits = sum(clf.classify(img, BOX).top == label for label, img in face_images)
-    assert hits >= 2, f"{hits}/{len(face_images)} fixture faces right"
+        idx = {lab: i for i, lab in enumerate(clf.labels)}
+        fer = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+        hits = sum(clf.classify_face(img).top == fer[int(y)] for img, y in zip(z["images"], z["labels"]))
+        assert set(idx) == set(fer)
+    assert len(z["labels"]) == 140 and hits >= 63, f"{hits}/140 right"
 
 
 @pytest.mark.parametrize("dtype", ["int8", "uint8", "float32"])
 def test_io_dtypes_agree_with_float_reference(dtype, face_images):
-    """int8/uint8 LUT inputs give the same answer as the float model fed the float formula."""
+    """The input tensor holds exactly this box's pixels by the float formula (quantized for int
+    models), and the answer matches the float model fed that formula. The tiny models barely react
+    to their input, so the tensor, not the output, is what proves the right crop reached the model."""
     _, img = face_images[0]
+    face = resize_face(crop_face(img, BOX, 0.0), 48, 48)
+    ref_in = to_float(face, (0.0, 1.0))
     with EmotionClassifier(MODELS_DIR / f"tiny_{dtype}.tflite") as clf:
         assert clf.info.input.dtype == dtype
         got = clf.classify(img, BOX).probs
+        d = clf._interp.get_input_details()[0]
+        tensor = clf._interp.get_tensor(d["index"])[0, :, :, 0]
+    if dtype == "float32":
+        np.testing.assert_array_equal(tensor, ref_in)
+    else:
+        scale, zp = d["quantization"]
+        v = ref_in.astype(np.float64) / scale
+        want_q = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5) + zp, np.iinfo(dtype).min, np.iinfo(dtype).max)
+        np.testing.assert_array_equal(tensor.astype(np.int32), want_q.astype(np.int32))
     ref = load_interpreter(MODELS_DIR / "tiny_float32.tflite")
-    face = resize_face(crop_face(img, BOX, 0.0), 48, 48)
-    ref.set_tensor(ref.get_input_details()[0]["index"], to_float(face, (0.0, 1.0))[None, :, :, None])
+    ref.set_tensor(ref.get_input_details()[0]["index"], ref_in[None, :, :, None])
     ref.invoke()
     want = ref.get_tensor(ref.get_output_details()[0]["index"])[0]
     np.testing.assert_allclose(got, want / want.sum(), atol=0.02)
@@ -179,13 +197,30 @@ def test_close_is_idempotent_and_final(tiny_model, face_images):
 
 
 def test_hot_path_allocates_no_new_buffers(tiny_model, face_images):
+    """Per call only the returned Prediction is new: no crop/resize/input buffers (tracemalloc's
+    peak would show a 48x48 buffer, 2304 bytes, or a float copy of it)."""
+    import tracemalloc
+
     _, img = face_images[0]
     clf = EmotionClassifier(tiny_model)
-    buf, probs = clf._buf, clf._probs
     a = clf.classify(img, BOX)
     b = clf.classify(img, (90, 50, 120, 120))
-    assert clf._buf is buf and clf._probs is probs
     assert a.probs is not b.probs  # results are independent copies
+    tracemalloc.start()
+    try:
+        clf.classify(img, BOX)
+        start = tracemalloc.get_traced_memory()[0]
+        worst = 0
+        for i in range(30):
+            base = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            clf.classify(img, (80 + i % 3, 40, 160, 160))
+            worst = max(worst, tracemalloc.get_traced_memory()[1] - base)
+        kept = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    assert worst < 2000, f"a classify call allocated {worst} bytes at its peak (a 48x48 buffer is 2304)"
+    assert kept < 8000, f"{kept} bytes kept after 30 calls"
 
 
 def test_load_interpreter_falls_back_and_names_missing_runtime(monkeypatch, tiny_model):
