@@ -300,11 +300,13 @@ def test_annotate_unit_uses_configured_colours(model_path):
     with EmotionClassifier(model_path) as clf:
         faces = PhotoAnalyzer(clf, FaceDetector(load_config(None, {}).detect)).analyse(gray)
     colors = {lab: "#123456" for lab in clf.labels}
+    before = gray.copy()
     drawn = annotate(gray, faces, colors)
     assert drawn.shape == gray.shape + (3,) and drawn.dtype == np.uint8
     x, y, w, h = faces[0].box
     assert tuple(drawn[y + h // 2, x]) == (0x56, 0x34, 0x12)
-    assert gray.ndim == 2  # the input is untouched (a copy is drawn on)
+    np.testing.assert_array_equal(gray, before)  # the input is untouched (a copy is drawn on)
+    assert not np.shares_memory(drawn, gray)
 
 
 def test_nothing_written_unless_asked(capsys, model_path, tmp_path, monkeypatch):

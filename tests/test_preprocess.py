@@ -30,12 +30,18 @@ def test_lut_equals_float_formula(rng, dtype):
     exact = to_float(pixels, rng).astype(np.float64) / scale + zp
     want = np.clip(np.round(exact), info.min, info.max).astype(np.int64)
     got = lut.astype(np.int64)
-    # Exact wherever the float value is not a rounding tie; at a tie (x.5) either neighbour is right.
+    # Exact wherever the float value is not a rounding tie; at a tie (x.5: every pixel of [-1,1]) either
+    # neighbour is half a step away, but two neighbouring pixels must never land on the same value:
+    # rounding exact halves to even (np.round on float32, as TFLite's float32 maths would meet them)
+    # merges 17 pairs there, which the distinct-count check below catches.
     tie = np.abs(exact - np.floor(exact) - 0.5) < 1e-3
     np.testing.assert_array_equal(got[~tie], want[~tie])
     assert (np.abs(got[tie] - exact[tie]) <= 0.5 + 1e-3).all()
+    assert (np.diff(got) >= 0).all(), "the table must be monotonic"
     if rng != (-1.0, 1.0):
         assert not tie.any()  # [0,1] and [0,255] are exact for every pixel
+    else:
+        assert tie.all() and len(set(got.tolist())) >= 255, "pixels merged (only the clipped top two may)"
     # and dequantizing gives back the float input within half a step
     np.testing.assert_allclose((lut.astype(np.float64) - zp) * scale, to_float(pixels, rng), atol=scale / 2 + 1e-6)
 
