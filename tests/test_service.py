@@ -90,7 +90,7 @@ def db_ok(db: Path) -> int:
 @pytest.mark.slow
 def test_ready_then_watchdog_while_the_clip_plays(notify, tmp_path):
     p = start(["--source", str(CLIP), "--realtime", "--model", str(MODELS / "tiny_int8.tflite"), "--led", "none",
-               "--db", str(tmp_path / "log.db")], notify, tmp_path)
+               "--db", str(tmp_path / "log.db")], notify, tmp_path, WATCHDOG_USEC="1000000")
     rc, err = finish(p)
     exited = time.monotonic()
     assert rc == 0, err
@@ -98,13 +98,13 @@ def test_ready_then_watchdog_while_the_clip_plays(notify, tmp_path):
     assert first.startswith("READY=1") and f"MAINPID={p.pid}" in first
     ready = notify.times("READY=1")[0]
     pings = notify.times("WATCHDOG=1")
-    # 3 s of frames, a ping every WATCHDOG_USEC/2 = 0.1 s (throttled, not one per frame).
-    assert 8 <= len(pings) <= 40, len(pings)
+    # 3 s of frames at 10 fps, a ping every WATCHDOG_USEC/2 = 0.5 s: about 6, not one per frame (30).
+    assert 4 <= len(pings) <= 8, len(pings)
     assert all(t > ready for t in pings)
-    assert min(np.diff(pings)) >= 0.09
+    assert min(np.diff(pings)) >= 0.45
     statuses = [m for _, m in notify.messages if m.startswith("STATUS=") and "fps" in m]
     assert statuses and "fps" in statuses[-1]
-    assert exited - pings[-1] < 2.0
+    assert exited - pings[-1] < 2.5
     st = json.loads((tmp_path / "status.json").read_text())
     assert st["state"] == "stopped" and st["stop_reason"] == "end" and st["frames"] == 30
     assert st["model"]["path"].endswith("tiny_int8.tflite") and len(st["model"]["sha256"]) == 64
