@@ -52,6 +52,17 @@ def test_model_changed_on_disk_is_used_only_after_sighup_and_only_if_valid(tmp_p
             time.sleep(0.02)
         return json.loads(status.read_text())["model"]["sha256"]
 
+    def fresh_sha(after: float) -> str:
+        """The model in a status file written after `after` (wall time): it is rewritten every 5 s,
+        so an older one could not show a model swapped in since."""
+        end = time.monotonic() + 12
+        while time.monotonic() < end:
+            st = json.loads(status.read_text())
+            if st.get("updated", 0) > after:
+                return st["model"]["sha256"]
+            time.sleep(0.1)
+        raise AssertionError("status.json was not rewritten within 12 s")
+
     try:
         notify.wait_for("READY=1")
         assert sha() == old_sha
@@ -72,9 +83,9 @@ def test_model_changed_on_disk_is_used_only_after_sighup_and_only_if_valid(tmp_p
         assert st["model"]["sha256"] == old_sha and "sha256" in st["last_error"]["message"]
         # 3. A complete valid model copied in place: still the old one until SIGHUP ...
         install("tiny_uint8", model)
-        t = time.monotonic()
+        t, t_wall = time.monotonic(), time.time()
         notify.wait_for("WATCHDOG=1", 5, after=t)
-        assert sha() == old_sha and notify.count("RELOADING=1") == 1
+        assert fresh_sha(t_wall) == old_sha and notify.count("RELOADING=1") == 1
         # ... then picked up by SIGHUP without a restart.
         p.send_signal(signal.SIGHUP)
         notify.wait_for("READY=1", after=t)
