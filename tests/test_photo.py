@@ -212,6 +212,7 @@ def test_fixture_faces_labels_with_a_real_model(capsys):
     assert top2 >= 3, f"{top2}/{len(data)} fixture faces with the right label in the top 2"
 
 
+@pytest.mark.data
 def test_real_model_reads_privatetest_faces_through_detection(fer_npz):
     """300 PrivateTest faces, upscaled onto frames like the sample clip, through Haar + the bundled
     model: accuracy on the detected faces stays near the model's own PrivateTest figure."""
