@@ -9,7 +9,7 @@ import sys
 from edge import __version__
 from edge.errors import EdgeError
 
-COMMANDS = ("run", "log", "bench", "check", "config", "status", "photo")
+COMMANDS = ("run", "log", "bench", "check", "config", "status", "photo", "publish")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
