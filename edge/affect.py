@@ -18,6 +18,7 @@ Labels not in the table (a custom model) are left out of the mean; with none kno
 """
 from __future__ import annotations
 
+import colorsys
 import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -95,3 +96,17 @@ def affect_of_dict(probs: Mapping[str, float] | None) -> Affect | None:
 def fmt_signed(v: float | None) -> str:
     """+0.71 / -0.20 / '-' for a table column."""
     return "-" if v is None else f"{v:+.2f}"
+
+
+HUE_NEGATIVE, HUE_POSITIVE = 240.0, 60.0  # valence -1: blue, 0: spring green, +1: yellow
+MIN_LEVEL = 0.25  # brightness at the calmest arousal, so a sad mood still shows
+
+
+def valence_rgb(va: Affect) -> tuple[float, float, float]:
+    """`[led] mode = "valence"`: hue from valence (blue .. yellow), brightness from arousal (0.25 .. 1)."""
+    v = min(1.0, max(-1.0, va.valence))
+    a = min(1.0, max(-1.0, va.arousal))
+    hue = HUE_NEGATIVE + (HUE_POSITIVE - HUE_NEGATIVE) * (v + 1.0) / 2.0
+    level = MIN_LEVEL + (1.0 - MIN_LEVEL) * (a + 1.0) / 2.0
+    r, g, b = colorsys.hsv_to_rgb(hue / 360.0, 1.0, level)
+    return (r, g, b)

@@ -110,3 +110,59 @@ def test_a_version_2_log_is_read_before_and_upgraded_in_place(tmp_path):
     assert rows[0].arousal == pytest.approx(COORDS["sad"][1], abs=1e-3)
     assert rows[1].valence is None
     assert rows[2].valence == pytest.approx(COORDS["happy"][0], abs=1e-3)
+
+
+def test_led_valence_mode_hue_from_valence_brightness_from_arousal():
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    from edge.config import LedConfig
+    from edge.led import GpioLed
+
+    f = MockFactory(pin_class=MockPWMPin)
+    try:
+        def shown(label: str) -> tuple[float, float, float]:
+            led.show(_mood(label), 0.0)
+            return (f.pin(17).state, f.pin(27).state, f.pin(22).state)
+
+        with GpioLed(LedConfig(brightness=1.0, fade=0.0, mode="valence"), pin_factory=f) as led:
+            r, g, b = shown("happy")  # pleasant: yellow
+            assert r > 0.5 and g > 0.5 and b == pytest.approx(0.0, abs=1e-6)
+            r, g, b = shown("sad")  # unpleasant and calm: blue, dimmer
+            assert b > 0.2 and r < 0.05 and b < 0.5
+            assert max(shown("surprise")) > max(shown("sad"))  # more aroused, brighter
+            led.show(Mood("none", 0.0, None, FER_LABELS, 0.0), 0.0)
+            assert (f.pin(17).state, f.pin(27).state, f.pin(22).state) == (0, 0, 0)  # idle colour
+        with GpioLed(LedConfig(brightness=1.0, fade=0.0), pin_factory=f) as led:  # blend stays the default
+            assert shown("sad") == pytest.approx((0.0, 0.2, 1.0), abs=1e-3)
+    finally:
+        f.reset()
+
+
+def test_led_mode_is_checked_by_name(tmp_path):
+    from edge.config import load_config
+    from edge.errors import ConfigError
+
+    p = tmp_path / "c.toml"
+    p.write_text('[led]\nmode = "rainbow"\n')
+    with pytest.raises(ConfigError, match="led.mode: must be one of blend, valence"):
+        load_config(p)
+
+
+def test_status_and_log_text_show_valence_and_arousal(tmp_path, capsys):
+    from pathlib import Path
+
+    from edge.commands.log import write_text
+    from edge.commands.status import summarize as status_summary
+
+    data = {"state": "running", "updated": 1000.0, "mood": "happy", "confidence": 0.8, "valence": 0.71, "arousal": 0.12}
+    _, lines, _ = status_summary(None, Path("s.json"), data, now=1001.0)
+    assert "mood:    happy (0.80), valence +0.71 arousal +0.12" in lines
+    db = tmp_path / "ev.db"
+    with EventLog(db, LogConfig()) as log:
+        log.record(_mood("sad"), 1, None, 0.0)
+    import io
+    out = io.StringIO()
+    write_text(read_rows(db), out)
+    head, first = out.getvalue().splitlines()[:2]
+    assert head.split()[-3:] == ["val", "aro", "box"]
+    assert first.split()[5:7] == [f"{COORDS['sad'][0]:+.2f}", f"{COORDS['sad'][1]:+.2f}"]
