@@ -14,10 +14,11 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from edge.affect import affect_of_dict
 from edge.errors import LogError
-from edge.eventlog import iso_utc, open_readonly
+from edge.eventlog import APPLICATION_ID, iso_utc, open_readonly
 from edge.statusfile import read_status
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class LogFollower:
         self.status = status
         self._conn: sqlite3.Connection | None = None
         self._ino: tuple[int, int] | None = None
+        self._immutable = False
         self._has_va = False
         self._last_id = 0
         self._row: dict[str, Any] | None = None  # the latest row, as a state fragment
@@ -75,11 +77,11 @@ class LogFollower:
                 self.waiting_said = True
             return False
         ino = (st.st_dev, st.st_ino)
-        if self._conn is not None and ino == self._ino:
+        if self._conn is not None and ino == self._ino and not self._immutable:
             return True
         self.close()
         try:
-            self._conn = open_readonly(self.db)
+            self._conn, self._immutable = self._connect()
             self._has_va = "valence" in {r[1] for r in self._conn.execute("PRAGMA table_info(events)")}
         except (LogError, sqlite3.Error) as e:
             self.close()
@@ -87,10 +89,31 @@ class LogFollower:
                 log.warning("cannot read %s yet (%s); retrying", self.db, e)
                 self.waiting_said = True
             return False
-        if self._ino is not None:
-            log.info("event log %s was replaced; following the new file", self.db)
-        self._ino, self._last_id, self.waiting_said = ino, 0, False
+        if ino != self._ino:
+            if self._ino is not None:
+                log.info("event log %s was replaced; following the new file", self.db)
+            self._ino, self._last_id = ino, 0
+        self.waiting_said = False
         return True
+
+    def _connect(self) -> tuple[sqlite3.Connection, bool]:
+        """(connection, immutable). While the service runs, its -wal/-shm files let a read-only
+        reader in. With the service stopped they are gone and a reader that may not create them
+        (the bridge unit's read-only /var/lib) opens the file as immutable: nothing writes it then,
+        and it is reopened every poll so the service starting again is noticed."""
+        try:
+            return open_readonly(self.db), False
+        except LogError:
+            if Path(str(self.db) + "-wal").exists():
+                raise
+        conn = sqlite3.connect(f"file:{quote(str(self.db.resolve()))}?mode=ro&immutable=1", uri=True)
+        try:
+            if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                raise LogError(f"{self.db} is not an emotion-edge log")
+        except BaseException:
+            conn.close()
+            raise
+        return conn, True
 
     def close(self) -> None:
         if self._conn is not None:

@@ -323,3 +323,25 @@ def test_sanitised_hostname_and_discovery_payloads():
                          ("sensor/testpi/mood", "sensor/testpi/confidence", "sensor/testpi/valence",
                           "sensor/testpi/arousal", "binary_sensor/testpi/face", "sensor/testpi/fps")}
     assert len({m["unique_id"] for m in msgs.values()}) == 6
+
+
+def test_follower_reads_a_stopped_services_log_on_a_read_only_mount(tmp_path):
+    """The bridge unit sees /var/lib/emotion-edge read-only; with the service stopped there is no
+    -wal/-shm, which SQLite cannot create there: the follower opens the file as immutable."""
+    import shutil as sh
+
+    if os.geteuid() != 0 or sh.which("unshare") is None:
+        pytest.skip("needs root and unshare(1) for a read-only bind mount")
+    state = tmp_path / "state"
+    state.mkdir()
+    write_moods(state / "ev.db", "sad")
+    assert sorted(p.name for p in state.iterdir()) == ["ev.db"]  # a clean stop removed -wal/-shm
+    code = ("from pathlib import Path; from edge.follow import LogFollower; import sys; "
+            "f = LogFollower(Path(sys.argv[1])); f.poll_log(False); print((f.state(0) or {}).get('mood'))")
+    script = (f"mount --bind -o ro {state} {state} && ! touch {state}/probe 2>/dev/null && "
+              f"{sys.executable} -c \"{code}\" {state / 'ev.db'}")
+    p = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    if "mount" in p.stderr and p.returncode != 0 and "sad" not in p.stdout:
+        pytest.skip(f"no read-only bind mount here: {p.stderr.strip()[:200]}")
+    assert p.returncode == 0 and p.stdout.strip() == "sad", p.stdout + p.stderr
