@@ -155,9 +155,9 @@ class LogFollower:
         r = rows[-1]
         self._last_id = r[0]
         probs = json.loads(r[5]) if r[5] else None
-        if self._has_va and len(r) > 8:
+        if self._has_va and len(r) > 8 and r[7] is not None:
             v, a = r[7], r[8]
-        else:  # a log the service has not upgraded to schema 3 yet
+        else:  # a row written before schema 3
             va = affect_of_dict(probs)
             v, a = (va.valence, va.arousal) if va else (None, None)
         self._row = {"mood": r[3], "confidence": round(float(r[4]), 4), "probs": probs,

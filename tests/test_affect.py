@@ -97,16 +97,18 @@ def _v2_file(db) -> None:
 def test_a_version_2_log_is_read_before_and_upgraded_in_place(tmp_path):
     db = tmp_path / "ev.db"
     _v2_file(db)
-    before = read_rows(db)  # a reader never upgrades: the missing columns read as None
-    assert [r.mood for r in before] == ["sad", "none"] and before[0].valence is None
+    before = read_rows(db)  # a reader never upgrades: the values come from the probabilities
+    assert [r.mood for r in before] == ["sad", "none"] and before[0].valence == pytest.approx(COORDS["sad"][0], abs=1e-3)
+    assert before[1].valence is None
     with EventLog(db, LogConfig(), clock=lambda: 1_700_000_002.0) as log:
         log.record(_mood("happy"), 1, None, 0.0)
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
+    assert conn.execute("SELECT count(*) FROM events WHERE valence IS NOT NULL").fetchone()[0] >= 1  # the new row
     conn.close()
     rows = read_rows(db)
     assert [r.mood for r in rows if r.kind == "change"] == ["sad", "none", "happy"]
-    assert rows[0].valence == pytest.approx(COORDS["sad"][0], abs=1e-3)  # filled from the old row's probs
+    assert rows[0].valence == pytest.approx(COORDS["sad"][0], abs=1e-3)  # derived from the old row's probs
     assert rows[0].arousal == pytest.approx(COORDS["sad"][1], abs=1e-3)
     assert rows[1].valence is None
     assert rows[2].valence == pytest.approx(COORDS["happy"][0], abs=1e-3)
