@@ -208,6 +208,7 @@ def test_broker_down_at_start_and_restarted_mid_run(tmp_path, subs, publishers):
         sub = subs(broker.port)
         wait_until(lambda: (state_of(sub) or {}).get("mood") == "happy", timeout=15, what="connected late")
         broker.stop()
+        wait_until(lambda: pub.stderr().count("retrying with backoff") == 2, what="the outage noticed")
         write_moods(db, "sad", "angry", "surprise")  # while the broker is away
         time.sleep(4)
         broker.start()
