@@ -168,3 +168,15 @@ def test_status_and_log_text_show_valence_and_arousal(tmp_path, capsys):
     head, first = out.getvalue().splitlines()[:2]
     assert head.split()[-3:] == ["val", "aro", "box"]
     assert first.split()[5:7] == [f"{COORDS['sad'][0]:+.2f}", f"{COORDS['sad'][1]:+.2f}"]
+
+
+def test_service_status_file_carries_valence_and_arousal(tmp_path):
+    from edge import service
+    from edge.notify import Notifier
+
+    args = service.build_parser().parse_args(["--status-file", str(tmp_path / "s.json")])
+    with Notifier(None) as n:
+        svc = service.Service(args, n)
+        d = svc._status_dict(None, _mood("sad"))
+        assert d["valence"] == pytest.approx(COORDS["sad"][0], abs=1e-3) and d["arousal"] < 0
+        assert "valence" not in svc._status_dict(None, Mood("none", 0.0, None, FER_LABELS, 0.0))
