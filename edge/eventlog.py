@@ -297,7 +297,7 @@ class EventLog:
             if "faces_detail" not in cols:  # a version-1 log: add the column, keep the rows
                 conn.execute("ALTER TABLE events ADD COLUMN faces_detail TEXT")
                 conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            if "valence" not in cols:  # a version-2 log: add the columns and fill them from each row's probs
+            if "valence" not in cols:  # a version-2 log: add the columns (older rows: derived from probs on read)
                 _upgrade_v3(conn)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('summary_interval', ?)", (str(self.cfg.summary_interval),))
