@@ -240,6 +240,7 @@ def test_no_queue_growth_while_disconnected(tmp_path):
     t = threading.Thread(target=bridge.run, args=(stop,))
     t.start()
     try:
+        wait_until(lambda: bridge.follower.state(0) is not None, what="the first row read")
         labels = ["sad", "angry"] * 250
         write_moods(db, *labels)
         wait_until(lambda: bridge.follower.backlog.rows >= 500, what="rows counted")
