@@ -172,6 +172,35 @@ EOF
         || die "cannot generate the default config ($PYTHON with edge.config failed and edge/config.default.toml is missing)"
 }
 
+# The [mqtt] host of the installed config ("" when unset, or when the file has errors).
+mqtt_host() {
+    local conf=$ROOT$CONF_DIR/config.toml
+    [[ -r $conf ]] || return 0
+    PYTHONPATH=$SRC_DIR "$PYTHON" -c 'import sys; from edge.config import load_config; print(load_config(sys.argv[1]).mqtt.host)' \
+        "$conf" 2>/dev/null || say "warning: $CONF_DIR/config.toml has errors (emotion-edge check --config ...); MQTT left off" >&2
+}
+
+# emotion-edge-mqtt.service (written with the main unit): enabled (and started) only when [mqtt] host is set.
+install_mqtt_unit() {
+    local unit=$APP-mqtt.service host
+    host=$(mqtt_host)
+    if [[ -n $host ]]; then
+        say "MQTT: publishing to $host ($unit)"
+        if staged; then
+            put_link "$UNIT_DIR/$unit" "$UNIT_DIR/multi-user.target.wants/$unit"
+        fi
+        run systemctl enable "$unit"
+        run systemctl restart "$unit"
+    else
+        say "MQTT: off ([mqtt] host is not set); $unit installed but not enabled"
+        if staged; then
+            remove "$UNIT_DIR/multi-user.target.wants/$unit"
+        elif systemctl is-enabled --quiet "$unit" 2>/dev/null; then
+            run systemctl disable --now "$unit"
+        fi
+    fi
+}
+
 # ------------------------------------------------------------------ modes
 install_dev() {
     local venv=$SRC_DIR/.venv
@@ -181,7 +210,7 @@ install_dev() {
     run "$venv/bin/python" -m pip install --quiet --upgrade pip
     # opencv: the pip wheel on every desktop (the base dependency leaves it out on ARM, where a Pi
     # service uses apt's python3-opencv instead).
-    run "$venv/bin/python" -m pip install --quiet -e "${SRC_DIR}[test,export,opencv]"
+    run "$venv/bin/python" -m pip install --quiet -e "${SRC_DIR}[test,export,opencv,mqtt]"
     say "dev set-up ready: $venv/bin/python -m pytest -q"
 }
 
@@ -208,10 +237,11 @@ install_venv() {
     printf '# the system NumPy (apt python3-numpy); picamera2/simplejpeg need exactly this one\nnumpy==%s\n' "$numpy_version" \
         | put_file "$PREFIX/constraints.txt" 0644
     if ((DRY_RUN)); then
-        say "would run: $PREFIX/bin/python -m pip install --constraint $PREFIX/constraints.txt $SRC_DIR"
+        say "would run: $PREFIX/bin/python -m pip install --constraint $PREFIX/constraints.txt ${SRC_DIR}[mqtt]"
     else
+        # [mqtt]: paho-mqtt 2.x for emotion-edge-mqtt.service (Debian's python3-paho-mqtt is 1.6).
         "$ROOT$PREFIX/bin/python" -m pip install --quiet --disable-pip-version-check \
-            --constraint "$ROOT$PREFIX/constraints.txt" "$SRC_DIR"
+            --constraint "$ROOT$PREFIX/constraints.txt" "${SRC_DIR}[mqtt]"
     fi
 }
 
@@ -255,9 +285,11 @@ install_service() {
     if staged; then
         put_link "$UNIT_DIR/$APP.service" "$UNIT_DIR/multi-user.target.wants/$APP.service"
     fi
+    put_file "$UNIT_DIR/$APP-mqtt.service" 0644 <"$SRC_DIR/systemd/$APP-mqtt.service"
     run systemctl daemon-reload
     run systemctl enable "$APP.service"
     run systemctl restart "$APP.service"
+    install_mqtt_unit
 
     if ((DRY_RUN)); then
         say "dry run: nothing was changed"
@@ -283,7 +315,11 @@ uninstall_service() {
     if staged || systemctl list-unit-files "$APP.service" >/dev/null 2>&1; then
         run systemctl disable --now "$APP.service"
     fi
-    remove "$UNIT_DIR/multi-user.target.wants/$APP.service" "$UNIT_DIR/$APP.service"
+    if staged || systemctl list-unit-files "$APP-mqtt.service" >/dev/null 2>&1; then
+        run systemctl disable --now "$APP-mqtt.service"
+    fi
+    remove "$UNIT_DIR/multi-user.target.wants/$APP.service" "$UNIT_DIR/$APP.service" \
+        "$UNIT_DIR/multi-user.target.wants/$APP-mqtt.service" "$UNIT_DIR/$APP-mqtt.service"
     run systemctl daemon-reload
     remove "$BIN_LINK" "$PREFIX"
     if ((PURGE)); then

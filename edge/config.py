@@ -114,6 +114,7 @@ class LedConfig:
     idle_color: str = _opt("#000000", "colour when the mood is 'none' (#000000 = off)", _color)
     no_camera_color: str = _opt("#200000", "colour while the camera is lost", _color)
     colors: dict = _opt(dict(DEFAULT_COLORS), "emotion -> colour; the shown colour is the probability-weighted blend", _colors)
+    mode: str = _opt("blend", "blend (the per-emotion colours above) | valence (hue from valence, blue..yellow; brightness from arousal)", _one_of("blend", "valence"))
 
 
 @dataclass
@@ -146,6 +147,22 @@ class StatsConfig:
 
 
 @dataclass
+class MqttConfig:
+    host: str = _opt("", "MQTT broker for `emotion-edge publish` (Home Assistant); empty = off")
+    port: int = _opt(1883, "broker port (8883 is usual with tls)", _range(1, 65535))
+    username: str = _opt("", "broker user name (empty: none)")
+    password_file: str = _opt("", "file holding the broker password (never the password itself here); mode 0640 root:emotion-edge")
+    tls: bool = _opt(False, "connect with TLS, verifying the broker's certificate")
+    ca_file: str = _opt("", "CA certificate (PEM) for tls; empty: the system's CAs")
+    topic_prefix: str = _opt("emotion-edge", "state topics: PREFIX/DEVICE_ID/...")
+    discovery_prefix: str = _opt("homeassistant", "Home Assistant MQTT discovery prefix")
+    device_id: str = _opt("", "this device in topics and Home Assistant (empty: the hostname, sanitised)")
+    qos: int = _opt(1, "MQTT QoS of what is published", _range(0, 2))
+    retain: bool = _opt(True, "retain the state, so a new subscriber sees the mood at once")
+    keepalive: int = _opt(30, "seconds between MQTT keep-alive pings (the broker sends the last will after 1.5x)", _range(5, 3600))
+
+
+@dataclass
 class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
@@ -155,6 +172,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
 
 def _check_value(section: str, f: dataclasses.Field, value: Any) -> Any:

@@ -20,13 +20,14 @@ from urllib.parse import quote
 
 import numpy as np
 
+from edge.affect import Affect, affect_of, affect_of_dict
 from edge.config import LogConfig
 from edge.errors import LogError
 from edge.types import Box, Mood, Prediction
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: faces_detail column (every classified face, not only the largest)
+SCHEMA_VERSION = 3  # 2: faces_detail column (every classified face, not only the largest); 3: valence, arousal
 APPLICATION_ID = 0x456D6F45  # "EmoE" in the SQLite header: tells our files from foreign ones
 BUFFER_CAP = 10_000  # rows kept in memory while the disk refuses writes (oldest dropped beyond)
 RETENTION_EVERY = 3600.0  # seconds between retention passes (plus one at open)
@@ -46,13 +47,14 @@ CREATE TABLE IF NOT EXISTS events (
     probs TEXT,                       -- JSON {label: p}; summary: mean over the interval
     faces REAL NOT NULL,              -- face count; summary: mean per frame
     box_x INTEGER, box_y INTEGER, box_w INTEGER, box_h INTEGER,  -- largest face box
-    faces_detail TEXT                 -- JSON [{box, emotion, confidence}] for up to max_faces faces
+    faces_detail TEXT,                -- JSON [{box, emotion, confidence}] for up to max_faces faces
+    valence REAL, arousal REAL        -- circumplex placement of probs (edge/affect.py); NULL without probs
 );
 CREATE INDEX IF NOT EXISTS events_time ON events(time);
 """
-INSERT = ("INSERT INTO events (time, kind, mood, confidence, probs, faces, box_x, box_y, box_w, box_h, faces_detail)"
-          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-COLUMNS = "time, kind, mood, confidence, probs, faces, box_x, box_y, box_w, box_h, faces_detail"
+INSERT = ("INSERT INTO events (time, kind, mood, confidence, probs, faces, box_x, box_y, box_w, box_h, faces_detail,"
+          " valence, arousal) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+COLUMNS = "time, kind, mood, confidence, probs, faces, box_x, box_y, box_w, box_h, faces_detail, valence, arousal"
 FaceList = Sequence[tuple[Box, Prediction]]
 
 
@@ -67,6 +69,22 @@ def _faces_json(faces: FaceList | None) -> str | None:
 def iso_utc(t: float) -> str:
     """Epoch seconds -> 'YYYY-MM-DDTHH:MM:SS.mmmZ'."""
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _upgrade_v3(conn: sqlite3.Connection) -> None:
+    """Schema 2 -> 3 in place, in one transaction: two columns, no rewrite of the rows (instant even
+    on a 50 MB log at service start); readers derive the values of older rows from their probs."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("ALTER TABLE events ADD COLUMN valence REAL")
+        conn.execute("ALTER TABLE events ADD COLUMN arousal REAL")
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    log.info("event log: upgraded to schema %d (valence and arousal columns)", SCHEMA_VERSION)
 
 
 def _is_corrupt(e: BaseException) -> bool:
@@ -144,7 +162,7 @@ class EventLog:
             if mood.label != self._label:
                 self._label = mood.label
                 self._append("change", mood.label, mood.confidence, _probs_json(mood.labels, mood.probs), n_faces, box,
-                             _faces_json(self._detail) if n_faces else None)
+                             _faces_json(self._detail) if n_faces else None, affect_of(mood.labels, mood.probs))
             if self._summary_t0 is None:
                 self._summary_t0 = self._commit_t0 = now
                 if self._retention_t0 is None:
@@ -176,11 +194,12 @@ class EventLog:
             self._nprobs += 1
 
     def _append(self, kind: str, mood: str, conf: float, probs: str | None, faces: float, box: Box | None,
-                detail: str | None = None) -> None:
+                detail: str | None = None, va: Affect | None = None) -> None:
         if len(self._buf) == self._buf.maxlen:
             self.dropped += 1
         bx = box if box is not None else (None, None, None, None)
-        self._buf.append((self._clock(), kind, mood, float(conf), probs, faces, *bx, detail))
+        v, a = (va.valence, va.arousal) if va is not None else (None, None)
+        self._buf.append((self._clock(), kind, mood, float(conf), probs, faces, *bx, detail, v, a))
 
     def _append_summary(self) -> None:
         m = self._last_mood
@@ -188,7 +207,8 @@ class EventLog:
             return
         mean = self._psum / self._nprobs if self._nprobs else None
         self._append("summary", m.label, m.confidence, _probs_json(self._labels, mean),
-                     round(self._faces / self._frames, 3), self._box, _faces_json(self._detail) if self._faces else None)
+                     round(self._faces / self._frames, 3), self._box, _faces_json(self._detail) if self._faces else None,
+                     affect_of(self._labels, mean))
         self._psum[:] = 0
         self._nprobs = self._faces = self._frames = 0
         self._box = None
@@ -277,6 +297,8 @@ class EventLog:
             if "faces_detail" not in cols:  # a version-1 log: add the column, keep the rows
                 conn.execute("ALTER TABLE events ADD COLUMN faces_detail TEXT")
                 conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            if "valence" not in cols:  # a version-2 log: add the columns (older rows: derived from probs on read)
+                _upgrade_v3(conn)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('summary_interval', ?)", (str(self.cfg.summary_interval),))
             self._checked = (st.st_dev, st.st_ino)
@@ -362,12 +384,14 @@ class LogRow:
     faces: float
     box: tuple[int, int, int, int] | None
     faces_detail: list[dict[str, Any]] | None = None
+    valence: float | None = None  # schema 3; None on rows without probabilities
+    arousal: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"time": iso_utc(self.time), "kind": self.kind, "mood": self.mood,
                 "confidence": round(self.confidence, 4), "faces": self.faces,
                 "box": list(self.box) if self.box else None, "probs": self.probs,
-                "faces_detail": self.faces_detail}
+                "faces_detail": self.faces_detail, "valence": self.valence, "arousal": self.arousal}
 
 
 def open_readonly(path: str | Path) -> sqlite3.Connection:
@@ -388,15 +412,26 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
 
 def _row(r: tuple) -> LogRow:
     box = (r[6], r[7], r[8], r[9]) if r[6] is not None else None
-    return LogRow(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None, r[5], box,
-                  json.loads(r[10]) if len(r) > 10 and r[10] else None)
+    probs = json.loads(r[4]) if r[4] else None
+    v, a = (r[11], r[12]) if len(r) > 12 else (None, None)
+    if v is None and probs:  # a row written before schema 3
+        va = affect_of_dict(probs)
+        v, a = (va.valence, va.arousal) if va is not None else (None, None)
+    return LogRow(r[0], r[1], r[2], r[3], probs, r[5], box,
+                  json.loads(r[10]) if len(r) > 10 and r[10] else None, v, a)
+
+
+def select_columns(conn: sqlite3.Connection) -> str:
+    """COLUMNS, with NULL for columns an older log (read-only: not upgraded yet) does not have."""
+    have = {r[1] for r in conn.execute("PRAGMA table_info(events)")}
+    return ", ".join(c if c in have else "NULL" for c in COLUMNS.split(", "))
 
 
 def read_rows(path: str | Path, since: float | None = None, limit: int | None = None) -> list[LogRow]:
     """Rows in time order: all since `since` (epoch seconds), or only the latest `limit`."""
     conn = open_readonly(path)
     try:
-        q = f"SELECT {COLUMNS} FROM events WHERE time >= ? ORDER BY time DESC, id DESC"
+        q = f"SELECT {select_columns(conn)} FROM events WHERE time >= ? ORDER BY time DESC, id DESC"
         args: list[Any] = [since if since is not None else float("-inf")]
         if limit is not None:
             q += " LIMIT ?"

@@ -13,6 +13,7 @@ from typing import Sequence, TextIO
 
 import numpy as np
 
+from edge.affect import affect_of, valence_rgb
 from edge.config import LedConfig
 from edge.errors import EdgeError
 from edge.types import NO_MOOD, Mood
@@ -83,6 +84,10 @@ class MoodLight:
         if mood.probs is None:
             c = self.cfg.colors.get(mood.label)
             return self._scaled(hex_to_rgb(c) if c else WHITE)
+        if self.cfg.mode == "valence":
+            va = affect_of(mood.labels, mood.probs)
+            if va is not None:
+                return self._scaled(valence_rgb(va))
         m = self._matrices.get(mood.labels)
         if m is None:
             m = self._matrices[mood.labels] = color_matrix(mood.labels, self.cfg.colors)

@@ -26,6 +26,7 @@ from edge.config import Config
 from edge.errors import ConfigError, DetectorError, EdgeError, ModelError
 from edge.logsetup import setup_logging
 from edge.notify import Notifier
+from edge.affect import affect_of
 from edge.statusfile import status_path, write_status
 
 log = logging.getLogger("emotion-edge")
@@ -153,6 +154,9 @@ class Service:
         if mood is not None:
             d["mood"] = mood.label
             d["confidence"] = round(float(mood.confidence), 3)
+            va = affect_of(mood.labels, mood.probs)
+            if va is not None:
+                d["valence"], d["arousal"] = va.valence, va.arousal
         return d
 
     def _write_status(self, data: dict[str, Any]) -> None:

@@ -98,7 +98,7 @@ def test_wal_mode_and_schema(tmp_path):
         log.flush()
         conn = sqlite3.connect(db)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         assert {"events", "meta", "events_time"} <= names
         conn.close()
@@ -264,5 +264,5 @@ def test_a_version_1_log_gains_the_faces_detail_column_and_keeps_its_rows(tmp_pa
         log.flush()
     assert [r.mood for r in read_rows(db) if r.kind == "change"] == ["sad", "happy"]
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
     conn.close()

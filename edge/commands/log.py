@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from edge.affect import fmt_signed
 from edge.config import db_path, load_config
 from edge.errors import ConfigError
 from edge.eventlog import LogRow, Summary, iso_utc, read_rows, summarize
@@ -34,6 +35,9 @@ def add_parser(sub) -> None:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="CSV with a header row (one column per emotion)")
     fmt.add_argument("--json", action="store_true", help="one JSON array of rows (time, kind, mood, confidence, ...)")
+    fmt.add_argument("--chart", action="store_true",
+                     help="a bar per hour (or per bucket that fits --since) in the LED's colours; "
+                          "plain letters with NO_COLOR or when not a terminal")
 
 
 def parse_since(text: str, now: float | None = None) -> float:
@@ -63,6 +67,10 @@ def main(args: argparse.Namespace) -> int:
     if last is not None and last < 0:
         raise ConfigError(f"--last {last}: must be 0 (all) or more")
     out = sys.stdout
+    if getattr(args, "chart", False):
+        from edge.chart import chart_main
+
+        return chart_main(args, db, since, out)
     if getattr(args, "summary", False):
         s = summarize(db, since=since)
         if args.json:
@@ -96,22 +104,24 @@ def _labels(rows: list[LogRow]) -> list[str]:
 def write_csv(rows: list[LogRow], out: TextIO) -> None:
     labels = _labels(rows)
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(["time", "kind", "mood", "confidence", "faces", *BOX_COLS, *labels, "faces_detail"])
+    w.writerow(["time", "kind", "mood", "confidence", "faces", *BOX_COLS, *labels, "faces_detail", "valence", "arousal"])
     for r in rows:
         box = r.box or ("", "", "", "")
         probs = [f"{r.probs[k]:.4f}" if r.probs and k in r.probs else "" for k in labels]
         detail = json.dumps(r.faces_detail, separators=(",", ":")) if r.faces_detail else ""
-        w.writerow([iso_utc(r.time), r.kind, r.mood, f"{r.confidence:.4f}", f"{r.faces:g}", *box, *probs, detail])
+        va = [f"{v:.4f}" if v is not None else "" for v in (r.valence, r.arousal)]
+        w.writerow([iso_utc(r.time), r.kind, r.mood, f"{r.confidence:.4f}", f"{r.faces:g}", *box, *probs, detail, *va])
 
 
 def write_text(rows: list[LogRow], out: TextIO) -> None:
     if not rows:
         out.write("no rows\n")
         return
-    out.write(f"{'time (UTC)':<25} {'kind':<8} {'mood':<9} {'conf':>5} {'faces':>5}  box\n")
+    out.write(f"{'time (UTC)':<25} {'kind':<8} {'mood':<9} {'conf':>5} {'faces':>5} {'val':>5} {'aro':>5}  box\n")
     for r in rows:
         box = ",".join(str(v) for v in r.box) if r.box else "-"
-        out.write(f"{iso_utc(r.time):<25} {r.kind:<8} {r.mood:<9} {r.confidence:5.2f} {r.faces:5g}  {box}\n")
+        out.write(f"{iso_utc(r.time):<25} {r.kind:<8} {r.mood:<9} {r.confidence:5.2f} {r.faces:5g} "
+                  f"{fmt_signed(r.valence):>5} {fmt_signed(r.arousal):>5}  {box}\n")
 
 
 def _dur(s: float) -> str:

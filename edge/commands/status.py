@@ -153,6 +153,8 @@ def summarize(service: dict[str, str] | None, path: Path | None, data: dict[str,
         if "mood" in data:
             mood = data["mood"]
             text = "no face" if mood == "none" else f"{mood} ({float(data.get('confidence', 0)):.2f})"
+            if data.get("valence") is not None and mood != "none":
+                text += f", valence {float(data['valence']):+.2f} arousal {float(data.get('arousal', 0)):+.2f}"
             if "face_ratio" in data:
                 text += f", faces in {float(data['face_ratio']) * 100:.0f}% of frames"
             lines.append(f"mood:    {text}")

@@ -1,0 +1,205 @@
+"""Follows the service's event log and status file read-only: the latest mood, never the history.
+
+The MQTT bridge polls this twice a second. Each poll is one indexed SELECT of the rows added since
+the last one (the log commits every 0.5 s), so a mood change reaches the broker within about a
+second. Rows that arrive while the broker is away are only counted (moods seen, changes); when it
+is back, the latest state is published, not the rows one by one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from edge.affect import affect_of_dict
+from edge.errors import LogError
+from edge.eventlog import APPLICATION_ID, iso_utc, open_readonly
+from edge.statusfile import read_status
+
+log = logging.getLogger(__name__)
+
+QUERY = "SELECT id, time, kind, mood, confidence, probs, faces{va} FROM events WHERE id > ? ORDER BY id"
+LATEST = "SELECT id, time, kind, mood, confidence, probs, faces{va} FROM events ORDER BY id DESC LIMIT 1"
+STALE_AFTER = 30.0  # seconds without a status update: the camera service is not running
+
+
+@dataclass
+class Backlog:
+    """What the log showed while nothing could be published: a summary, not the rows."""
+
+    rows: int = 0
+    changes: dict[str, int] = field(default_factory=dict)
+    first: float | None = None
+    last: float | None = None
+
+    def add(self, t: float, kind: str, mood: str) -> None:
+        self.rows += 1
+        if kind == "change":
+            self.changes[mood] = self.changes.get(mood, 0) + 1
+        self.first = t if self.first is None else self.first
+        self.last = t
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "changes": dict(self.changes),
+                "from": iso_utc(self.first) if self.first is not None else None,
+                "to": iso_utc(self.last) if self.last is not None else None}
+
+
+class LogFollower:
+    """Incremental read-only reader of the log plus the status file; `poll()` returns the state."""
+
+    def __init__(self, db: Path, status: Path | None = None) -> None:
+        self.db = Path(db)
+        self.status = status
+        self._conn: sqlite3.Connection | None = None
+        self._ino: tuple[int, int] | None = None
+        self._immutable = False
+        self._has_va = False
+        self._last_id = 0
+        self._row: dict[str, Any] | None = None  # the latest row, as a state fragment
+        self._status: dict[str, Any] = {}
+        self._status_mtime: int | None = None
+        self.backlog = Backlog()
+        self.waiting_said = False
+
+    # -- the log ----------------------------------------------------------------------------
+    def _open(self) -> bool:
+        try:
+            st = os.stat(self.db)
+        except OSError:
+            if not self.waiting_said:
+                log.warning("no event log at %s yet; waiting for the service to write one", self.db)
+                self.waiting_said = True
+            return False
+        ino = (st.st_dev, st.st_ino)
+        if self._conn is not None and ino == self._ino and not self._immutable:
+            return True
+        self.close()
+        try:
+            self._conn, self._immutable = self._connect()
+            self._has_va = "valence" in {r[1] for r in self._conn.execute("PRAGMA table_info(events)")}
+        except (LogError, sqlite3.Error) as e:
+            self.close()
+            if not self.waiting_said:
+                log.warning("cannot read %s yet (%s); retrying", self.db, e)
+                self.waiting_said = True
+            return False
+        if ino != self._ino:
+            if self._ino is not None:
+                log.info("event log %s was replaced; following the new file", self.db)
+            self._ino, self._last_id = ino, 0
+        self.waiting_said = False
+        return True
+
+    def _connect(self) -> tuple[sqlite3.Connection, bool]:
+        """(connection, immutable). While the service runs, its -wal/-shm files let a read-only
+        reader in. With the service stopped they are gone and a reader that may not create them
+        (the bridge unit's read-only /var/lib) opens the file as immutable: nothing writes it then,
+        and it is reopened every poll so the service starting again is noticed."""
+        try:
+            return open_readonly(self.db), False
+        except LogError:
+            if Path(str(self.db) + "-wal").exists():
+                raise
+        conn = sqlite3.connect(f"file:{quote(str(self.db.resolve()))}?mode=ro&immutable=1", uri=True)
+        try:
+            if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                raise LogError(f"{self.db} is not an emotion-edge log")
+        except BaseException:
+            conn.close()
+            raise
+        return conn, True
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+            self._conn = None
+
+    def _fetch(self) -> list[tuple]:
+        assert self._conn is not None
+        va = ", valence, arousal" if self._has_va else ""
+        if self._last_id == 0:  # start (or a new file): the latest row only, not the history
+            rows = self._conn.execute(LATEST.format(va=va)).fetchall()
+            return rows
+        rows = self._conn.execute(QUERY.format(va=va), (self._last_id,)).fetchall()
+        if not rows:
+            top = self._conn.execute("SELECT max(id) FROM events").fetchone()[0]
+            if top is not None and top < self._last_id:  # rewritten in place: start over
+                self._last_id = 0
+                return self._conn.execute(LATEST.format(va=va)).fetchall()
+        return rows
+
+    def poll_log(self, count_backlog: bool) -> bool:
+        """Read new rows; True when the latest row changed. `count_backlog`: summarise them too."""
+        if not self._open():
+            return False
+        try:
+            rows = self._fetch()
+        except sqlite3.Error as e:
+            log.warning("reading %s failed (%s); reopening", self.db, e)
+            self.close()
+            return False
+        if not rows:
+            return False
+        if count_backlog:
+            for r in rows:
+                self.backlog.add(r[1], r[2], r[3])
+        r = rows[-1]
+        self._last_id = r[0]
+        probs = json.loads(r[5]) if r[5] else None
+        if self._has_va and len(r) > 8 and r[7] is not None:
+            v, a = r[7], r[8]
+        else:  # a row written before schema 3
+            va = affect_of_dict(probs)
+            v, a = (va.valence, va.arousal) if va else (None, None)
+        self._row = {"mood": r[3], "confidence": round(float(r[4]), 4), "probs": probs,
+                     "valence": v, "arousal": a, "face": "OFF" if r[3] == "none" else "ON",
+                     "faces": r[6], "time": iso_utc(r[1]), "kind": r[2]}
+        return True
+
+    # -- the status file ----------------------------------------------------------------------
+    def poll_status(self) -> bool:
+        """Reread status.json when it changed; True when a published field changed."""
+        if self.status is None:
+            return False
+        try:
+            mtime = os.stat(self.status).st_mtime_ns
+        except OSError:
+            mtime = None
+        if mtime == self._status_mtime:
+            return False
+        self._status_mtime = mtime
+        data = read_status(self.status) if mtime is not None else None
+        new: dict[str, Any] = {}
+        if data and "state" in data:
+            if data.get("fps") is not None:
+                new["fps"] = round(float(data["fps"]), 1)
+            new["service"] = data.get("state")
+            if data.get("updated") is not None:
+                new["updated"] = float(data["updated"])
+        changed = {k: v for k, v in new.items() if k != "updated"} != \
+                  {k: v for k, v in self._status.items() if k != "updated"}
+        self._status = new
+        return changed
+
+    def state(self, now: float) -> dict[str, Any] | None:
+        """The state payload: the latest row plus frames/s and the service state; None before any row."""
+        if self._row is None:
+            return None
+        out = dict(self._row)
+        st = self._status
+        out["fps"] = st.get("fps")
+        service = st.get("service")
+        if service in ("running", "starting", "reloading") and st.get("updated") is not None \
+                and now - st["updated"] > STALE_AFTER:
+            service = "stale"
+        out["service"] = service
+        return out
