@@ -259,9 +259,9 @@ class ConsoleLed(MoodLight):
         pass
 
 
-def on_raspberry_pi(model_file: Path = PI_MODEL_FILE) -> bool:
+def on_raspberry_pi(model_file: Path | None = None) -> bool:
     try:
-        return "raspberry pi" in model_file.read_text(errors="replace").lower()
+        return "raspberry pi" in (model_file or PI_MODEL_FILE).read_text(errors="replace").lower()
     except OSError:
         return False
 
