@@ -110,6 +110,13 @@ def soft_targets(labels: np.ndarray, votes: np.ndarray | None, n_cls: int, weigh
     return out
 
 
+def class_targets(labels: np.ndarray, votes: np.ndarray | None, classes: np.ndarray, weight: float) -> np.ndarray:
+    """soft_targets restricted to the classes the model has (FER indices, in order), rows renormalised:
+    FER+ votes for a class the data lacks are spread over the others rather than lost from the sum."""
+    t = soft_targets(labels, votes, len(FER_LABELS), weight)[:, classes]
+    return t / np.maximum(t.sum(axis=1, keepdims=True), 1e-12)
+
+
 def _prepare(images: np.ndarray, size: int) -> np.ndarray:
     from edge.preprocess import resize_face, to_float
 
@@ -240,6 +247,13 @@ def _train(args: argparse.Namespace, out: Path) -> Path:
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     from edge.errors import ConfigError, DataError
 
+    tb = getattr(args, "tensorboard", None)
+    if tb:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:  # Keras' callback fails only at the first epoch's end
+            raise ConfigError("--tensorboard needs the tensorboard package (not part of tensorflow-cpu): "
+                              "pip install tensorboard")
     # data first: a bad --data fails in a second, before TensorFlow starts or a folder is made
     ds = load_dataset(args.data)
     x_tr, y_tr = ds.split("Training")
@@ -314,8 +328,7 @@ def _train(args: argparse.Namespace, out: Path) -> Path:
     fp_w = getattr(args, "ferplus_weight", 0.0)
     if fp_w > 0 and v_tr is None:
         print(f"{args.data}: no FER+ votes, so --ferplus-weight is ignored", flush=True)
-    oh_tr = soft_targets(y_tr, v_tr, len(FER_LABELS), fp_w)[:, classes]
-    oh_tr /= np.maximum(oh_tr.sum(axis=1, keepdims=True), 1e-12)  # votes for classes the data lacks
+    oh_tr = class_targets(y_tr, v_tr, classes, fp_w)
     y_tr, y_va = lut[y_tr], lut[y_va]
     oh_va = keras.utils.to_categorical(y_va, n_cls)
     steps_per_epoch = int(np.ceil(len(x_tr) / args.batch_size))
@@ -406,7 +419,6 @@ def _train(args: argparse.Namespace, out: Path) -> Path:
     # The progress bar first (it ends its line before anything else prints), then Checkpoint: it
     # re-estimates BN, evaluates PublicTest and fills val_* for the log and TensorBoard.
     callbacks = ([keras.callbacks.ProgbarLogger()] if args.verbose else []) + [Checkpoint()]
-    tb = getattr(args, "tensorboard", None)
     if tb:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tb)))
     model.fit(train_ds, epochs=args.epochs, initial_epoch=state["epoch"], class_weight=cw,

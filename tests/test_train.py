@@ -116,7 +116,9 @@ def test_six_class_data_gives_a_six_output_model_and_its_labels(tmp_path, capsys
     data = _tiny_npz(tmp_path / "six.npz", drop=(1,))
     run = tmp_path / "run"
     assert main(["train", "--data", str(data), "--out", str(run), "--limit", "300", "--batch-size", "100",
-                 "--width", "0.5", "--verbose", "0", "--epochs", "1", "--bn-images", "0"]) == 0
+                 "--width", "0.5", "--verbose", "0", "--epochs", "1", "--bn-images", "0"] + _tensorboard(tmp_path)) == 0
+    if _tensorboard(tmp_path):
+        assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))  # the TensorBoard log option
     out = capsys.readouterr().out
     six = ["angry", "fear", "happy", "sad", "surprise", "neutral"]
     assert f"classes (6, in this order = the model's outputs and labels): {six[0]} " in out
@@ -129,8 +131,44 @@ def test_six_class_data_gives_a_six_output_model_and_its_labels(tmp_path, capsys
     assert res.info.labels == tuple(six) and res.info.input.range == (0.0, 1.0)
 
 
+def _tensorboard(tmp_path: Path) -> list[str]:
+    """--tensorboard where the tensorboard package is installed (tensorflow-cpu does not bring it)."""
+    import importlib.util
+
+    return ["--tensorboard", str(tmp_path / "tb")] if importlib.util.find_spec("tensorboard") else []
+
+
 def test_failed_train_leaves_no_run_folder(tmp_path, capsys):
+    import importlib.util
+
     run = tmp_path / "run"
     assert main(["train", "--data", str(tmp_path / "missing.npz"), "--out", str(run)]) == 2
     assert "missing.npz: no such file" in capsys.readouterr().err
     assert not run.exists()
+    if importlib.util.find_spec("tensorboard") is None:  # refused before anything starts, not after an epoch
+        assert main(["train", "--data", str(tmp_path / "missing.npz"), "--out", str(run), "--tensorboard",
+                     str(tmp_path / "tb")]) == 2
+        assert "pip install tensorboard" in capsys.readouterr().err and not run.exists()
+
+
+def test_targets_for_a_class_subset_and_old_logs_renumbered(tmp_path):
+    from model_export.data import FERPLUS_COLUMNS
+    from model_export.train import _plot, _renumber_old_log, class_targets
+
+    classes = np.array([0, 2, 3, 4, 5, 6])  # no disgust
+    votes = np.zeros((2, len(FERPLUS_COLUMNS)), np.uint8)
+    votes[0, FERPLUS_COLUMNS.index("happiness")] = 5
+    votes[0, FERPLUS_COLUMNS.index("disgust")] = 5  # half the votes name the class the model lacks
+    t = class_targets(np.array([3, 0]), votes, classes, 0.5)
+    np.testing.assert_allclose(t.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(t[0], [0, 0, 1, 0, 0, 0], atol=1e-6)  # happy: label + the happy votes
+    np.testing.assert_allclose(t[1], [1, 0, 0, 0, 0, 0], atol=1e-6)  # no votes: the one-hot label
+    # a run made before epochs were counted from 1 is renumbered once when it resumes
+    log = tmp_path / "log.csv"
+    log.write_text("epoch,accuracy,loss,val_accuracy,val_loss\n0,0.2,2.0,0.3,1.9\n1,0.3,1.8,0.35,1.7\n")
+    _renumber_old_log(log, 2)
+    assert _epochs(log) == [1, 2]
+    _renumber_old_log(log, 2)  # already 1-based: left alone
+    assert _epochs(log) == [1, 2]
+    _plot(log, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 1000
