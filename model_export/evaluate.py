@@ -216,6 +216,9 @@ def evaluate(model: str | Path, data: str | Path, split: str = "PrivateTest", *,
         if crange is None and Path(compare).suffix.lower() != ".tflite":  # its run folder, else --model's range
             info = run_info(compare)
             crange = info.input_range if info else (input_range or getattr(pred, "range", None))
+            if info is None and crange is not None:
+                log(f"{compare}: no --compare-input-range, so {model}'s range {list(crange)} is used; "
+                    f"pass --compare-input-range if it was trained on another")
         with quiet_stderr():
             other = open_predictor(compare, crange, labels or pred.labels, flag="--compare-input-range")
         if tuple(other.labels) != tuple(pred.labels):
