@@ -2,14 +2,14 @@
 
 TF 2.21 writes absl/oneDNN/CPU-feature INFO lines from C++ while `import tensorflow` runs, before
 any log level applies (TF_CPP_MIN_LOG_LEVEL, GLOG_minloglevel and ABSL_MIN_LOG_LEVEL were all
-tried: the lines still appear). So file descriptor 2 is pointed at a temporary file for the
-import; afterwards the known noise is dropped and anything else is written out as it came.
+tried: the lines still appear). So file descriptor 2 is pointed at a pipe for the import (and
+the int8 conversion); a thread drops the known noise and passes every other line on as it comes.
 """
 from __future__ import annotations
 
 import os
 import sys
-import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -32,9 +32,10 @@ def keep(line: str) -> bool:
 
 @contextmanager
 def quiet_stderr() -> Iterator[None]:
-    """Collect what C++ code writes to fd 2 in this block; afterwards write out all but the noise.
+    """Pass what is written to fd 2 in this block through a filter that drops the known noise.
 
-    Keep the block short: Python messages printed inside it appear only when it ends.
+    A pipe and a thread, not a file read at the end: other lines (a converter's last words before
+    an abort, Python warnings) still reach the terminal as they come.
     """
     try:
         sys.stderr.flush()
@@ -42,22 +43,29 @@ def quiet_stderr() -> Iterator[None]:
     except (OSError, ValueError):  # no usable fd 2 (embedded interpreter): leave it alone
         yield
         return
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
+    r, w = os.pipe()
+
+    def pump() -> None:
+        with os.fdopen(r, "rb") as src:
+            for raw in src:
+                line = raw.decode("utf-8", "replace")
+                if keep(line):
+                    os.write(saved, raw)
+
+    t = threading.Thread(target=pump, name="quiet-stderr", daemon=True)
+    t.start()
+    os.dup2(w, 2)
+    os.close(w)
+    try:
+        yield
+    finally:
         try:
-            yield
-        finally:
-            try:
-                sys.stderr.flush()
-            except (OSError, ValueError):
-                pass
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            kept = [line for line in tmp.read().decode("utf-8", "replace").splitlines() if keep(line)]
-            if kept:
-                sys.stderr.write("\n".join(kept) + "\n")
-                sys.stderr.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 2)  # closes the pipe's last write end: the pump sees EOF
+        t.join(timeout=5)
+        os.close(saved)
 
 
 def import_tensorflow() -> ModuleType:

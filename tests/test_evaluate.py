@@ -181,3 +181,16 @@ def test_one_class_warning_and_confusion_title(tmp_path):
         ev.plot_confusion = orig
     assert titles == [f"tiny_int8.tflite on folder PrivateTest, n=7 (accuracy {titles[0].split()[-1]}"]
     assert "n=7" in titles[0] and (tmp_path / "tiny_int8.report.PrivateTest.md").is_file()
+
+
+def test_quiet_stderr_drops_only_tensorflow_noise(capfd):
+    import os
+
+    from model_export.quiet import quiet_stderr
+
+    with quiet_stderr():
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+        os.write(2, b"I0000 00:00:1 port.cc:153] oneDNN custom operations are on. You may see ...\n")
+        os.write(2, b"F0000 converter.cc:1] something real went wrong\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "F0000 converter.cc:1] something real went wrong\nafter\n"
