@@ -23,7 +23,7 @@ from edge.contract import FER_LABELS, InputSpec, ModelInfo, metadata_path, sha25
 from edge.errors import DataError, ModelError
 from model_export import __version__
 from model_export.calibration import MIN_CALIBRATION, calibration_images, prepare_float, representative
-from model_export.data import LABEL_SOURCES, load_dataset
+from model_export.data import LABEL_SOURCES, fer_index, load_dataset
 from model_export.quiet import quiet_stderr
 
 # tensor types an int8 model may contain: int8 activations/weights, int32 biases and shapes
@@ -107,10 +107,14 @@ class _Clock:
         self.log(f"[{time.monotonic() - self.t0:6.1f}s] {msg}")
 
 
-def _check_labels(labels: tuple[str, ...]) -> tuple[str, ...]:
+def _check_labels(labels: tuple[str, ...], say=None) -> tuple[str, ...]:
     labels = tuple(labels)
     if len(labels) < 2 or len(set(labels)) != len(labels) or "none" in labels or not all(labels):
         raise ModelError(f"--labels {','.join(labels)}: need at least 2 distinct names ('none' is reserved)")
+    other = {lab: FER_LABELS[i] for lab in labels if (i := fer_index(lab)) is not None and FER_LABELS[i] != lab}
+    if other and say is not None:  # evaluation matches them; the device's LED colours and logs use the FER names
+        say(f"note: {', '.join(f'{k} is FER {v}' for k, v in other.items())}; the device has LED colours for the "
+            f"FER names only, so pass --labels with those names to get them (otherwise spare colours are used)")
     return labels
 
 
@@ -221,7 +225,7 @@ def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[
     if not 0.0 <= crop_margin <= 1.0:
         raise ModelError(f"--crop-margin {crop_margin}: must be between 0 and 1")
     input_range, labels = keras_inputs(model_path, input_range, tuple(labels) if labels else None)
-    labels = _check_labels(labels or FER_LABELS)
+    labels = _check_labels(labels or FER_LABELS, say)
     say(f"loading {model_path}")
     model = load_keras(model_path)
     h, w = keras_input_hw(model, str(model_path))
@@ -291,7 +295,7 @@ def write_metadata_only(tflite: str | Path, *, input_range: tuple[float, float] 
         raise ConfigError(f"{tflite}: pass --input-range 0,1 | -1,1 | 0,255 (the range the model was trained on)")
     if not 0.0 <= crop_margin <= 1.0:
         raise ModelError(f"--crop-margin {crop_margin}: must be between 0 and 1")
-    labels = _check_labels(labels or FER_LABELS)
+    labels = _check_labels(labels or FER_LABELS, say)
     checked = check_int8(tflite)
     inp, n_out = checked["input"], int(checked["output"]["shape"][-1])
     if len(inp["shape"]) != 4 or int(inp["shape"][3]) != 1:

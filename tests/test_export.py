@@ -296,6 +296,12 @@ def test_json_only_writes_the_contract_for_an_int8_tflite(tmp_path, capsys):
     assert info.made_by["json_only"] is True and "next: emotion-edge run --model" in err
     with EmotionClassifier(model) as clf:
         assert clf.classify_face(load_dataset(FOLDER).images[0]).probs.sum() == pytest.approx(1.0, abs=1e-5)
+    # FER+-style names: matched to the data's classes (all 7 faces count) and told about the LED colours
+    assert main(["export", str(model), "--json-only", "--input-range", "0,1", "--eval-data", str(FOLDER),
+                 "--labels", "anger,disgust,fear,happiness,sadness,surprise,neutral"]) == 0
+    err = capsys.readouterr().err
+    assert "note: anger is FER angry, happiness is FER happy, sadness is FER sad" in err
+    assert read_model_info(model).metrics["n"] == 7
     float_model = tmp_path / "float.tflite"
     float_model.write_bytes((FIX / "models" / "tiny_float32.tflite").read_bytes())
     assert main(["export", str(float_model), "--json-only", "--input-range", "0,1"]) == 2
