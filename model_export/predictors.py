@@ -128,6 +128,11 @@ def load_keras(path: str | Path):
 
 def keras_input_hw(model, where: str) -> tuple[int, int]:
     """(height, width) of a single grayscale input (N, H, W, 1); anything else is refused."""
+    try:
+        model.inputs, model.outputs
+    except (AttributeError, ValueError):  # a Sequential saved before it was built or called
+        raise ModelError(f"{where}: the model has no defined input; build it with keras.Input((H, W, 1)) "
+                         f"and save it again") from None
     if len(model.inputs) != 1:
         raise ModelError(f"{where}: model has {len(model.inputs)} inputs; a single image input is required")
     shape = tuple(model.inputs[0].shape)

@@ -327,6 +327,11 @@ def test_model_file_problems_have_their_own_messages(tmp_path):
         load_keras(tmp_path / "text.keras")
 
 
+def test_unbuilt_model_is_refused_clearly():
+    with pytest.raises(ModelError, match="no defined input; build it with keras.Input"):
+        keras_input_hw(keras.Sequential([keras.layers.Dense(3)]), "seq")
+
+
 def test_h5_legacy_model_loads(tmp_path):
     p = tmp_path / "legacy.h5"
     _tiny(size=40).save(p)
