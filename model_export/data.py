@@ -60,7 +60,7 @@ class Dataset:
     source: str
     votes: np.ndarray | None = None  # FER+ votes (N, 10) where known
     soft: np.ndarray | None = None  # (N, 7) float32 target distribution (ferplus-soft)
-    public_from: str = "its PublicTest rows"  # where the selection split came from (told to the user by train)
+    public_from: str = "the data's own PublicTest rows"  # where the selection split came from (told to the user by train)
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         mask = self._mask(name)
