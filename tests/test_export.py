@@ -176,8 +176,14 @@ def test_export_without_fer_on_the_fixture_folder(tmp_path):
     src = tmp_path / "logits.keras"
     _tiny(softmax=False).save(src)
     out = tmp_path / "sub" / "small.tflite"
-    res = export_model(src, out, input_range=(0.0, 255.0), calibration_data=FOLDER, calibration_size=7,
-                       min_calibration=5, log=QUIET)
+    said: list[str] = []
+    res = export_model(src, out, input_range=(0.0, 255.0), calibration_data=FOLDER, calibration_size=10,
+                       min_calibration=5, log=said.append)
+    said_all = "\n".join(said)
+    assert "calibrating on 7 Training faces of folder (asked for 10; the Training split has only 7)" in said_all
+    assert "evaluating float vs int8 on 7 PrivateTest faces" in said_all
+    assert re.search(r"^\[ *\d+\.\ds\] converting", said_all, re.M)  # each step with the elapsed time
+    assert said[-1].endswith(f"next: emotion-edge run --model {out}   (or: emotion-export deploy {out} pi@HOST --dry-run)")
     info = read_model_info(out)
     assert info.made_by["softmax_added"] is True  # logits get a Softmax so the edge sees probabilities
     assert info.metrics["n"] == 7 and 0.0 <= info.metrics["agreement"] <= 1.0

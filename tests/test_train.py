@@ -116,10 +116,11 @@ def test_six_class_data_gives_a_six_output_model_and_its_labels(tmp_path, capsys
     data = _tiny_npz(tmp_path / "six.npz", drop=(1,))
     run = tmp_path / "run"
     assert main(["train", "--data", str(data), "--out", str(run), "--limit", "300", "--batch-size", "100",
-                 "--width", "0.5", "--verbose", "0", "--epochs", "1", "--bn-images", "0"] + _tensorboard(tmp_path)) == 0
+                 "--width", "0.5", "--verbose", "1", "--epochs", "1", "--bn-images", "0"] + _tensorboard(tmp_path)) == 0
     if _tensorboard(tmp_path):
         assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))  # the TensorBoard log option
     out = capsys.readouterr().out
+    assert "\nepoch 1/1: loss " in out  # its own line, not glued to the end of Keras' progress bar
     six = ["angry", "fear", "happy", "sad", "surprise", "neutral"]
     assert f"classes (6, in this order = the model's outputs and labels): {six[0]} " in out
     assert "not in the data, so not in the model: disgust" in out
