@@ -39,9 +39,23 @@ def rgb_to_hex(rgb: Sequence[float]) -> str:
     return "#" + "".join(f"{round(min(1.0, max(0.0, v)) * 255):02x}" for v in rgb)
 
 
+# For labels the configuration does not name (a model with labels of its own): distinct from each
+# other and from the default emotion colours, so an unknown label never looks like neutral's white.
+SPARE_COLORS = ("#00ffff", "#ff6600", "#008080", "#99ff33", "#ff6699", "#806600", "#6666ff", "#cc99ff")
+
+
+def spare_colors(labels: Sequence[str], colors: dict[str, str]) -> dict[str, str]:
+    """label -> colour for the labels missing from `colors`, each a spare colour no other label uses."""
+    used = {c.lower() for c in colors.values()}
+    free = [c for c in SPARE_COLORS if c not in used] or list(SPARE_COLORS)
+    missing = [lab for lab in dict.fromkeys(labels) if lab not in colors]
+    return {lab: free[i % len(free)] for i, lab in enumerate(missing)}
+
+
 def color_matrix(labels: Sequence[str], colors: dict[str, str]) -> np.ndarray:
-    """Rows of RGB per label (labels missing from `colors` are white)."""
-    return np.array([hex_to_rgb(colors[lab]) if lab in colors else WHITE for lab in labels], dtype=np.float64)
+    """Rows of RGB per label (labels missing from `colors` get spare colours, see spare_colors)."""
+    spare = spare_colors(labels, colors)
+    return np.array([hex_to_rgb(colors[lab] if lab in colors else spare[lab]) for lab in labels], dtype=np.float64)
 
 
 def blend_color(probs: Sequence[float] | np.ndarray, labels: Sequence[str], colors: dict[str, str]) -> tuple[float, float, float]:
@@ -81,16 +95,21 @@ class MoodLight:
         """The (brightness-scaled) colour a mood should show."""
         if mood.label == NO_MOOD:
             return self._idle
-        if mood.probs is None:
-            c = self.cfg.colors.get(mood.label)
-            return self._scaled(hex_to_rgb(c) if c else WHITE)
-        if self.cfg.mode == "valence":
+        if self.cfg.mode == "valence" and mood.probs is not None:
             va = affect_of(mood.labels, mood.probs)
             if va is not None:
                 return self._scaled(valence_rgb(va))
         m = self._matrices.get(mood.labels)
         if m is None:
             m = self._matrices[mood.labels] = color_matrix(mood.labels, self.cfg.colors)
+            spare = spare_colors(mood.labels, self.cfg.colors)
+            if spare:  # once per label set (a model swap may bring new labels), never per frame
+                log.warning("LED: labels with no configured colour get spare colours: %s (set [led] colors to choose)",
+                            ", ".join(f"{k} {v}" for k, v in spare.items()))
+        if mood.probs is None:
+            i = mood.labels.index(mood.label) if mood.label in mood.labels else -1
+            c = self.cfg.colors.get(mood.label)
+            return self._scaled(tuple(m[i]) if i >= 0 else hex_to_rgb(c) if c else WHITE)
         r, g, b = mood.probs @ m
         total = float(mood.probs.sum()) or 1.0
         s = self._scale / total

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         _add_arguments(module, sp)
+        _show_defaults(sp)
         sp.set_defaults(module=module)
     return p
 
@@ -44,6 +45,16 @@ def _add_arguments(module: str, sp: argparse.ArgumentParser) -> None:
     else:
         mod = importlib.import_module(module)
     mod.add_arguments(sp)
+
+
+def _show_defaults(sp: argparse.ArgumentParser) -> None:
+    """`--help` names every option's default (argparse's own formatter skips options without help)."""
+    for a in sp._actions:  # noqa: SLF001 - argparse has no public list of a parser's actions
+        if not a.option_strings or a.default is None or a.default is False or a.default == argparse.SUPPRESS \
+                or a.help == argparse.SUPPRESS or a.default == []:
+            continue
+        if "default" not in (a.help or "").lower():
+            a.help = f"{a.help} (default: %(default)s)" if a.help else "(default: %(default)s)"
 
 
 RANGE_FLAGS = ("--input-range", "--compare-input-range")

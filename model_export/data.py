@@ -39,6 +39,13 @@ _CLASS_ALIASES = {
     "angry": 0, "anger": 0, "disgust": 1, "disgusted": 1, "fear": 2, "fearful": 2, "scared": 2,
     "happy": 3, "happiness": 3, "sad": 4, "sadness": 4, "surprise": 5, "surprised": 5, "neutral": 6,
 }
+
+
+def fer_index(name: str) -> int | None:
+    """FER class index of a label or class-folder name, synonyms included (anger, happiness, ...)."""
+    return _CLASS_ALIASES.get(name.strip().lower())
+
+
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
 PUBLIC_FROM_TRAIN = 0.10
 
@@ -53,6 +60,7 @@ class Dataset:
     source: str
     votes: np.ndarray | None = None  # FER+ votes (N, 10) where known
     soft: np.ndarray | None = None  # (N, 7) float32 target distribution (ferplus-soft)
+    public_from: str = "the data's own PublicTest rows"  # where the selection split came from (told to the user by train)
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         mask = self._mask(name)
@@ -92,7 +100,7 @@ def apply_labels(ds: Dataset, labels_from: str) -> Dataset:
     keep = (total > 0) & ~tied & (top_votes >= other_max)
     soft = emo[keep] / total[keep, None] if labels_from == "ferplus-soft" else None
     return Dataset(ds.images[keep], top[keep].astype(np.int64), ds.usage[keep], ds.source,
-                   ds.votes[keep], soft)
+                   ds.votes[keep], soft, ds.public_from)
 
 
 def load_npz(path: Path) -> Dataset:
@@ -257,12 +265,14 @@ def load_folder(root: Path) -> Dataset:
     if not images:
         raise DataError(f"{root}: no images found under {', '.join(p.name for p in parts.values())}")
     u = np.array(usage, np.int64)
+    public = f"the {parts['val'].name}/ folder" if "val" in parts else "the test/ files named PublicTest_*"
     if not (u == 1).any():
         # carve PublicTest from train: stable per file name, independent of folder order
         for i, n in enumerate(names):
             if u[i] == 0 and (zlib.crc32(n.encode()) % 1000) < PUBLIC_FROM_TRAIN * 1000:
                 u[i] = 1
-    return Dataset(np.stack(images), np.array(labels, np.int64), u, str(root))
+        public = f"{PUBLIC_FROM_TRAIN:.0%} of train/ held out (picked by file-name hash; no val/ folder or PublicTest_ files)"
+    return Dataset(np.stack(images), np.array(labels, np.int64), u, str(root), public_from=public)
 
 
 def load_dataset(path: str | Path, labels_from: str = "fer2013") -> Dataset:

@@ -54,10 +54,12 @@ def validate_model(model: str | Path, log=print) -> None:
     clf = EmotionClassifier(model, num_threads=1)  # loads the interpreter and checks the tensors
     clf.close()
     from edge.config import DEFAULT_COLORS
+    from edge.led import spare_colors
 
-    unknown = [lab for lab in info.labels if lab not in DEFAULT_COLORS]
-    if unknown:
-        log(f"warning: labels {', '.join(unknown)} have no default LED colour; set [led] colors on the device")
+    spare = spare_colors(info.labels, DEFAULT_COLORS)
+    if spare:
+        log(f"note: labels {', '.join(f'{k} (LED {v})' for k, v in spare.items())} have no default LED colour "
+            f"and get these spare ones; set [led] colors on the device to choose")
 
 
 def plan(model: str | Path, host: str, remote_dir: str = DEFAULT_REMOTE_DIR, name: str = "emotion",
@@ -108,12 +110,14 @@ def deploy(model: str | Path, host: str, *, remote_dir: str = DEFAULT_REMOTE_DIR
            reload: bool = True, dry_run: bool = False, log=print) -> list[Step]:
     validate_model(model, log)
     steps = plan(model, host, remote_dir, name, ssh_opts, service, sudo, reload)
-    for step in steps:
+    log(summary(model, host, remote_dir, name, service, reload, dry_run))
+    for i, step in enumerate(steps, 1):
         line = shlex.join(step.argv)
         if dry_run:
+            log(f"step {i}/{len(steps)}: {step.what}")
             print(line)
             continue
-        log(f"{step.what}: {line}")
+        log(f"step {i}/{len(steps)}: {step.what}: {line}")
         try:
             res = subprocess.run(step.argv, stdin=subprocess.DEVNULL, check=False)
         except FileNotFoundError:
@@ -121,9 +125,28 @@ def deploy(model: str | Path, host: str, *, remote_dir: str = DEFAULT_REMOTE_DIR
         if res.returncode != 0:
             raise DeployError(f"{step.what} failed (exit {res.returncode}): {line}")
     if not dry_run:
-        log(f"deployed {Path(model).name} as {remote_dir.rstrip('/')}/{name}.tflite on {host}; "
-            f"the device's classify.model must point there")
+        log(f"deployed {Path(model).name} as {remote_dir.rstrip('/')}/{name}.tflite on {host}; {_model_setting(remote_dir, name)}")
     return steps
+
+
+def _model_setting(remote_dir: str, name: str) -> str:
+    """Whether the device needs classify.model changed (docs/PI.md: unset = the deployed default path)."""
+    target = f"{remote_dir.rstrip('/')}/{name}.tflite"
+    if target == f"{DEFAULT_REMOTE_DIR}/emotion.tflite":
+        return "the service uses it while classify.model is unset (the default); leave classify.model unset"
+    return f"set classify.model = \"{target}\" in the device's config (only {DEFAULT_REMOTE_DIR}/emotion.tflite is found by itself)"
+
+
+def summary(model: str | Path, host: str, remote_dir: str, name: str, service: str, reload: bool, dry_run: bool) -> str:
+    """One line before the steps: what replaces what on which host, with which labels and accuracy."""
+    info = read_model_info(model, check_sha=False)
+    m = info.metrics
+    acc = (f", {m.get('split', 'test')} accuracy {m['accuracy']:.1%} (n={m.get('n', '?')})"
+           if isinstance(m.get("accuracy"), (int, float)) else ", no accuracy in its metadata")
+    then = f", then reload {service}" if reload else " (no reload)"
+    return (f"{'dry run: would copy' if dry_run else 'deploy:'} {Path(model).name} ({len(info.labels)} labels: "
+            f"{','.join(info.labels)}{acc}) to {host}:{remote_dir.rstrip('/')}/{name}.tflite + .json, replacing "
+            f"what is there{then}; {_model_setting(remote_dir, name)}")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

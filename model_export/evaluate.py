@@ -1,6 +1,6 @@
 """`emotion-export evaluate`: a Keras or TFLite model on one split, with numpy-only metrics.
 
-Writes NAME.report.md and NAME.confusion.png (next to the model unless --report-dir) and can
+Writes NAME.report.SPLIT.md and NAME.confusion.SPLIT.png (next to the model unless --report-dir) and can
 compare two models (float vs int8: accuracy gap, share of faces where they agree) and time them.
 Macro-F1 averages the classes that occur in the truth or the predictions (as scikit-learn does).
 """
@@ -17,16 +17,43 @@ import numpy as np
 
 from edge.contract import FER_LABELS
 from edge.errors import DataError
-from model_export.data import LABEL_SOURCES, SPLITS, load_dataset
+from model_export.data import LABEL_SOURCES, SPLITS, fer_index, load_dataset
+from model_export.quiet import quiet_stderr
 
 LOG_EPS = 1e-7
 
 
 def map_labels(y_fer: np.ndarray, model_labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """FER label indices -> the model's label indices by name; mask of rows the model can name."""
-    lut = np.array([model_labels.index(n) if n in model_labels else -1 for n in FER_LABELS])
-    y = lut[y_fer]
+    """FER label indices -> the model's label indices by name or synonym (a model saying `anger`,
+    `happiness`, `sadness` names FER's angry, happy, sad); mask of rows the model can name."""
+    lut = np.full(len(FER_LABELS), -1, np.int64)
+    for j, name in enumerate(model_labels):
+        i = fer_index(name)
+        if i is not None and lut[i] < 0:
+            lut[i] = j
+    y = lut[np.asarray(y_fer, np.int64)]
     return y, y >= 0
+
+
+def dropped_note(y_fer: np.ndarray, keep: np.ndarray) -> str:
+    """'left out 60 of 140 faces: the model has no label for disgust (55), fear (5)' (empty if none)."""
+    lost = np.bincount(np.asarray(y_fer, np.int64)[~keep], minlength=len(FER_LABELS))
+    if not lost.sum():
+        return ""
+    what = ", ".join(f"{FER_LABELS[i]} ({int(c)})" for i, c in enumerate(lost) if c)
+    return f"left out {int(lost.sum())} of {len(keep)} faces: the model has no label for {what}"
+
+
+def check_some_kept(y_fer: np.ndarray, keep: np.ndarray, model_labels: tuple[str, ...], source: str) -> None:
+    """Refuse an evaluation with no faces, saying why (no model label names a class of the data)."""
+    if len(keep) and keep.any():
+        return
+    if not len(keep):
+        raise DataError(f"{source}: no faces to evaluate")
+    present = [FER_LABELS[i] for i in np.unique(y_fer)]
+    raise DataError(f"no faces to evaluate: none of the model's labels ({','.join(model_labels)}) names a class of "
+                    f"{Path(source).name} ({','.join(present)}); pass --labels with the model's output order in "
+                    f"these names (synonyms such as anger, happiness, sadness are understood)")
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
@@ -64,6 +91,18 @@ def metrics(y_true: np.ndarray, probs: np.ndarray, labels: tuple[str, ...]) -> d
                             "support": int(support[i])} for i, lab in enumerate(labels)},
         "confusion": {"labels": list(labels), "matrix": cm.tolist()},
     }
+
+
+def one_class_warning(probs: np.ndarray, labels: tuple[str, ...], share: float = 0.9) -> str:
+    """A model that answers one class for almost every face is usually fed the wrong input range."""
+    if len(probs) < 10:
+        return ""
+    counts = np.bincount(probs.argmax(axis=1), minlength=len(labels))
+    top = int(counts.argmax())
+    if counts[top] < share * len(probs):
+        return ""
+    return (f"the model predicts {labels[top]} for {counts[top] / len(probs):.0%} of faces; check --input-range "
+            f"(the range it was trained on) and --labels (its output order)")
 
 
 def agreement(probs_a: np.ndarray, probs_b: np.ndarray) -> float:
@@ -118,9 +157,11 @@ def plot_confusion(cm: np.ndarray, labels: tuple[str, ...] | list[str], title: s
 def markdown(result: dict[str, Any]) -> str:
     lines = [f"# Evaluation of `{Path(result['model']).name}`", "",
              f"- data: `{result['data']}`, split **{result['split']}**, n = {result['n']}"
-             + (f" ({result['dropped']} faces with labels the model lacks left out)" if result.get("dropped") else ""),
+             + (f" ({result['dropped_note']})" if result.get("dropped_note") else ""),
              f"- accuracy **{result['accuracy']:.4f}**, macro-F1 **{result['macro_f1']:.4f}**, "
              f"top-2 accuracy {result['top2_accuracy']:.4f}, log-loss {result['log_loss']:.4f}", ""]
+    if result.get("warning"):
+        lines[-1:-1] = [f"- **warning**: {result['warning']}"]
     if "compare" in result:
         c = result["compare"]
         lines += [f"Compared with `{Path(c['model']).name}`: its accuracy {c['accuracy']:.4f} "
@@ -148,20 +189,38 @@ def evaluate(model: str | Path, data: str | Path, split: str = "PrivateTest", *,
              input_range: tuple[float, float] | None = None, labels: tuple[str, ...] | None = None,
              compare: str | Path | None = None, compare_range: tuple[float, float] | None = None,
              with_latency: bool = False, latency_n: int = 200, labels_from: str = "fer2013",
-             limit: int = 0, report_dir: str | Path | None = None, write_report: bool = True) -> dict[str, Any]:
+             limit: int = 0, report_dir: str | Path | None = None, write_report: bool = True,
+             log=lambda m: None) -> dict[str, Any]:
     """Evaluate MODEL (and optionally COMPARE) on SPLIT of DATA; returns one JSON-able dict."""
-    from model_export.predictors import open_predictor
+    from model_export.predictors import open_predictor, run_info
 
     images, y_fer, source = load_split(data, split, labels_from, limit)
-    pred = open_predictor(model, input_range, labels)
+    with quiet_stderr():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
+        pred = open_predictor(model, input_range, labels)
     y, keep = map_labels(y_fer, pred.labels)
+    check_some_kept(y_fer, keep, tuple(pred.labels), source)
+    note = dropped_note(y_fer, keep)
+    if note:
+        log(note)
     probs = pred.predict(images[keep])
     result: dict[str, Any] = {"model": str(model), "kind": pred.kind, "data": source, "split": split,
-                              "dropped": int((~keep).sum())}
+                              "dropped": int((~keep).sum()), "dropped_note": note}
     result.update(metrics(y[keep], probs, pred.labels))
+    warning = one_class_warning(probs, tuple(pred.labels))
+    if warning:
+        result["warning"] = warning
+        log(f"warning: {warning}")
     other = None
     if compare:
-        other = open_predictor(compare, compare_range or input_range or getattr(pred, "range", None), labels or pred.labels)
+        crange = compare_range
+        if crange is None and Path(compare).suffix.lower() != ".tflite":  # its run folder, else --model's range
+            info = run_info(compare)
+            crange = info.input_range if info else (input_range or getattr(pred, "range", None))
+            if info is None and crange is not None:
+                log(f"{compare}: no --compare-input-range, so {model}'s range {list(crange)} is used; "
+                    f"pass --compare-input-range if it was trained on another")
+        with quiet_stderr():
+            other = open_predictor(compare, crange, labels or pred.labels, flag="--compare-input-range")
         if tuple(other.labels) != tuple(pred.labels):
             raise DataError(f"{compare}: labels {list(other.labels)} differ from {model}'s {list(pred.labels)}")
         probs_o = other.predict(images[keep])
@@ -176,12 +235,13 @@ def evaluate(model: str | Path, data: str | Path, split: str = "PrivateTest", *,
     if write_report:
         out_dir = Path(report_dir) if report_dir else Path(model).parent
         out_dir.mkdir(parents=True, exist_ok=True)
-        stem = Path(model).stem
+        stem = f"{Path(model).stem}.{{}}.{split}"  # one set of files per split: PublicTest does not overwrite PrivateTest
         png = plot_confusion(np.array(result["confusion"]["matrix"]), pred.labels,
-                             f"{Path(model).name} on {split} (acc {result['accuracy']:.3f})", out_dir / f"{stem}.confusion.png")
+                             f"{Path(model).name} on {Path(source).name} {split}, n={result['n']} "
+                             f"(accuracy {result['accuracy']:.3f})", out_dir / f"{stem.format('confusion')}.png")
         result["confusion_png"] = str(png) if png else None
-        (out_dir / f"{stem}.confusion.json").write_text(json.dumps(result["confusion"]) + "\n")
-        report = out_dir / f"{stem}.report.md"
+        (out_dir / f"{stem.format('confusion')}.json").write_text(json.dumps(result["confusion"]) + "\n")
+        report = out_dir / f"{stem.format('report')}.md"
         report.write_text(markdown(result), encoding="utf-8")
         result["report"] = str(report)
     return result
@@ -199,7 +259,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency", action="store_true", help="time per face, one thread: LiteRT invoke vs Keras predict")
     p.add_argument("--latency-n", type=int, default=200)
     p.add_argument("--limit", type=int, default=0, help="only the first N faces of the split")
-    p.add_argument("--report-dir", help="where NAME.report.md / NAME.confusion.png go (default: next to the model)")
+    p.add_argument("--report-dir", help="where NAME.report.SPLIT.md / NAME.confusion.SPLIT.png go (default: next to the model)")
     p.add_argument("--no-report", action="store_true")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
 
@@ -213,7 +273,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(args.model, args.data, args.split, input_range=parse_range(args.input_range), labels=labels,
                       compare=args.compare, compare_range=parse_range(args.compare_input_range),
                       with_latency=args.latency, latency_n=args.latency_n, labels_from=args.labels_from,
-                      limit=args.limit, report_dir=args.report_dir, write_report=not args.no_report)
+                      limit=args.limit, report_dir=args.report_dir, write_report=not args.no_report,
+                      log=lambda m: print(m, file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(result))
     else:
@@ -233,8 +294,9 @@ def _one_thread() -> None:
     """Keras latency on one thread, like LiteRT with num_threads=1 (must run before TF starts)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
+        from model_export.quiet import import_tensorflow
 
+        tf = import_tensorflow()
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except (ImportError, RuntimeError):

@@ -12,17 +12,19 @@ import datetime as _dt
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge.contract import FER_LABELS, InputSpec, ModelInfo, sha256_file, write_model_info
+from edge.contract import FER_LABELS, InputSpec, ModelInfo, metadata_path, sha256_file
 from edge.errors import DataError, ModelError
 from model_export import __version__
 from model_export.calibration import MIN_CALIBRATION, calibration_images, prepare_float, representative
-from model_export.data import LABEL_SOURCES, load_dataset
+from model_export.data import LABEL_SOURCES, fer_index, load_dataset
+from model_export.quiet import quiet_stderr
 
 # tensor types an int8 model may contain: int8 activations/weights, int32 biases and shapes
 ALLOWED_TENSOR_TYPES = {np.dtype(np.int8), np.dtype(np.int32), np.dtype(np.int64)}
@@ -95,105 +97,239 @@ def check_int8(path: Path) -> dict[str, Any]:
     return {"ops": names, "input": inp[0], "output": out[0]}
 
 
-def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[float, float],
-                 calibration_data: str | Path, labels: tuple[str, ...] = FER_LABELS,
+class _Clock:
+    """'[  12.3s] converting ...': every step says what it does and how long the export has run."""
+
+    def __init__(self, log) -> None:
+        self.log, self.t0 = log, time.monotonic()
+
+    def __call__(self, msg: str) -> None:
+        self.log(f"[{time.monotonic() - self.t0:6.1f}s] {msg}")
+
+
+def _check_labels(labels: tuple[str, ...], say=None) -> tuple[str, ...]:
+    labels = tuple(labels)
+    if len(labels) < 2 or len(set(labels)) != len(labels) or "none" in labels or not all(labels):
+        raise ModelError(f"--labels {','.join(labels)}: need at least 2 distinct names ('none' is reserved)")
+    other = {lab: FER_LABELS[i] for lab in labels if (i := fer_index(lab)) is not None and FER_LABELS[i] != lab}
+    if other and say is not None:  # evaluation matches them; the device's LED colours and logs use the FER names
+        say(f"note: {', '.join(f'{k} is FER {v}' for k, v in other.items())}; the device has LED colours for the "
+            f"FER names only, so pass --labels with those names to get them (otherwise spare colours are used)")
+    return labels
+
+
+def _eval_split(ds, eval_data, calibration_data, eval_split: str, eval_limit: int, labels_from: str):
+    """The evaluation faces (the calibration data set unless --eval-data names another)."""
+    same = eval_data is None or (ds is not None and calibration_data is not None and Path(eval_data) == Path(calibration_data))
+    eds = ds if same else load_dataset(eval_data, labels_from)
+    ex, ey = eds.split(eval_split)
+    if not len(ex):
+        raise DataError(f"{eds.source}: no {eval_split} faces to evaluate the int8 model on; "
+                        f"pass --eval-data with a {eval_split} split or another --eval-split")
+    if eval_limit:
+        ex, ey = ex[:eval_limit], ey[:eval_limit]
+    return eds, ex, ey
+
+
+def _evaluate(ex, ey, eds, labels, tflite: Path, info: ModelInfo, eval_split: str, say,
+              float_model=None, input_range=None, name: str = "") -> dict[str, Any]:
+    """int8 (and float, when the Keras model is at hand) on the report split, for the metadata."""
+    from model_export.evaluate import agreement, check_some_kept, dropped_note, map_labels, metrics, one_class_warning
+    from model_export.predictors import KerasPredictor, TFLitePredictor
+
+    y, keep = map_labels(ey, labels)
+    check_some_kept(ey, keep, labels, eds.source)
+    note = dropped_note(ey, keep)
+    if note:
+        say(note)
+    n = int(keep.sum())
+    say(f"evaluating {'float vs int8' if float_model is not None else 'int8'} on {n} {eval_split} faces "
+        f"of {Path(eds.source).name}")
+    with quiet_stderr():  # "Created TensorFlow Lite XNNPACK delegate"
+        runner = TFLitePredictor(tflite, num_threads=1, info=info)
+    ip = runner.predict(ex[keep])
+    mi = metrics(y[keep], ip, labels)
+    out = {"split": eval_split, "n": mi["n"], "data": Path(eds.source).name,
+           "accuracy": mi["accuracy"], "macro_f1": mi["macro_f1"], "top2_accuracy": mi["top2_accuracy"],
+           "log_loss": mi["log_loss"]}
+    if note:
+        out["dropped"] = note
+    if float_model is not None:
+        fp = KerasPredictor(float_model, input_range, labels, name=name).predict(ex[keep])
+        mf = metrics(y[keep], fp, labels)
+        out.update(float_accuracy=mf["accuracy"], float_macro_f1=mf["macro_f1"],
+                   accuracy_drop=mf["accuracy"] - mi["accuracy"], agreement=agreement(fp, ip))
+        say(f"{eval_split} n={mi['n']}: float accuracy {mf['accuracy']:.4f}, int8 accuracy {mi['accuracy']:.4f}, "
+            f"agreement {out['agreement']:.2%}")
+    else:
+        say(f"{eval_split} n={mi['n']}: int8 accuracy {mi['accuracy']:.4f}, macro-F1 {mi['macro_f1']:.4f}")
+    warning = one_class_warning(ip, labels)
+    if warning:
+        say(f"warning: {warning}")
+    return out
+
+
+def _info_for(tflite: Path, checked: dict[str, Any], labels, input_range, crop_margin: float) -> ModelInfo:
+    inp = checked["input"]
+    h, w = int(inp["shape"][1]), int(inp["shape"][2])
+    q_in, q_out = inp["quantization"], checked["output"]["quantization"]
+    spec = InputSpec(h, w, 1, "int8", (float(input_range[0]), float(input_range[1])), float(crop_margin))
+    return ModelInfo(labels=labels, input=spec, sha256=sha256_file(tflite),
+                     quantization={"input_scale": float(q_in[0]), "input_zero_point": int(q_in[1]),
+                                   "output_scale": float(q_out[0]), "output_zero_point": int(q_out[1])})
+
+
+def _publish(tmp_tfl: Path | None, out: Path, info: ModelInfo) -> Path:
+    """Write NAME.json beside a temporary name, then rename: nothing usable appears before success."""
+    meta = metadata_path(out)
+    tmp_meta = meta.with_name(f".{meta.name}.tmp")
+    tmp_meta.write_text(info.to_json(), encoding="utf-8")
+    if tmp_tfl is not None:
+        os.replace(tmp_tfl, out)
+    os.replace(tmp_meta, meta)
+    return meta
+
+
+def _summary(out: Path, meta: Path, metrics_out: dict[str, Any], say) -> None:
+    size = f"{out.stat().st_size / 1024:.0f} KiB"
+    if "accuracy" in metrics_out:
+        m = metrics_out
+        acc = f"{m['split']} accuracy {m['accuracy']:.2%} (n={m['n']}"
+        if "float_accuracy" in m:
+            acc += f"; float {m['float_accuracy']:.2%}, int8 minus float {0.0 - m['accuracy_drop']:+.2%}"
+        acc += ")"
+    else:
+        acc = "no accuracy numbers"
+    say(f"wrote {out} ({size}) and {meta.name}: {acc}")
+    say(f"next: emotion-edge run --model {out}   (or: emotion-export deploy {out} pi@HOST --dry-run)")
+
+
+def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[float, float] | None = None,
+                 calibration_data: str | Path, labels: tuple[str, ...] | None = None,
                  calibration_size: int = 500, min_calibration: int = MIN_CALIBRATION,
                  eval_data: str | Path | None = None, eval_split: str = "PrivateTest", eval_limit: int = 0,
                  crop_margin: float = 0.0, labels_from: str = "fer2013", seed: int = 0,
                  log=print) -> ExportResult:
-    """Export MODEL to OUT (.tflite) and OUT's .json; returns both paths and the metadata."""
-    from model_export.evaluate import agreement, map_labels, metrics
-    from model_export.predictors import KerasPredictor, TFLitePredictor, keras_input_hw, load_keras
+    """Export MODEL to OUT (.tflite) and OUT's .json; returns both paths and the metadata.
 
+    Both files appear (renamed from temporary names) only after conversion, the int8 check and
+    the evaluation all succeeded: a failed export leaves no model that run/check/deploy would take.
+    Without input_range/labels they come from the training run folder beside MODEL (its state.json).
+    """
+    from model_export.predictors import keras_input_hw, keras_inputs, load_keras
+
+    say = _Clock(log)
     model_path, out = Path(model_path), Path(out)
     if out.suffix != ".tflite":
         raise ModelError(f"{out}: the output must be NAME.tflite")
     if not 0.0 <= crop_margin <= 1.0:
         raise ModelError(f"--crop-margin {crop_margin}: must be between 0 and 1")
-    labels = tuple(labels)
-    if len(labels) < 2 or len(set(labels)) != len(labels) or "none" in labels or not all(labels):
-        raise ModelError(f"--labels {','.join(labels)}: need at least 2 distinct names ('none' is reserved)")
+    input_range, labels = keras_inputs(model_path, input_range, tuple(labels) if labels else None)
+    labels = _check_labels(labels or FER_LABELS, say)
+    say(f"loading {model_path}")
     model = load_keras(model_path)
     h, w = keras_input_hw(model, str(model_path))
     n_out = int(model.outputs[0].shape[-1])
     if n_out != len(labels):
-        raise ModelError(f"{model_path}: model has {n_out} outputs but {len(labels)} labels ({','.join(labels)})")
+        raise ModelError(f"{model_path}: model has {n_out} outputs but {len(labels)} labels ({','.join(labels)}); "
+                         f"pass --labels with {n_out} names in the model's output order")
 
     ds = load_dataset(calibration_data, labels_from)
     tr_x, tr_y = ds.split("Training")
     faces = calibration_images(tr_x, tr_y, calibration_size, ds.source, seed, min_calibration)
+    fewer = f" (asked for {calibration_size}; the Training split has only {len(tr_x)})" if len(faces) < calibration_size else ""
     calib = prepare_float(faces, w, h, input_range)
     softmax_added = not softmax_outputs(model, calib)
     if softmax_added:
-        log("model output is not a probability distribution: appending a Softmax layer")
+        say("model output is not a probability distribution: appending a Softmax layer")
         model = with_softmax(model)
 
-    log(f"converting {model_path.name} ({h}x{w}, range {list(input_range)}) with {len(calib)} calibration faces")
-    tfl = convert_int8(model, calib)
+    say(f"converting {model_path.name} ({h}x{w}, range {list(input_range)}, labels {','.join(labels)}) to int8, "
+        f"calibrating on {len(calib)} Training faces of {Path(ds.source).name}{fewer}")
+    with quiet_stderr():  # the converter's C++ chatter; its errors come back as the exception
+        tfl = convert_int8(model, calib)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(tfl)
     try:
+        tmp.write_bytes(tfl)
         checked = check_int8(tmp)
-    except ModelError:
+        say(f"converted: {len(tfl) / 1024:.0f} KiB, int8 in and out, builtin ops only ({len(checked['ops'])} kinds)")
+        info = _info_for(tmp, checked, labels, input_range, crop_margin)
+        eds, ex, ey = _eval_split(ds, eval_data, calibration_data, eval_split, eval_limit, labels_from)
+        metrics_out = _evaluate(ex, ey, eds, labels, tmp, info, eval_split, say, model, input_range, str(model_path))
+        made_by = {"tool": "emotion-export", "version": __version__, "source_model": model_path.name,
+                   "source_sha256": sha256_file(model_path),
+                   "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                   "input_range": list(info.input.range),
+                   "calibration": {"n": int(len(calib)), "data": Path(ds.source).name,
+                                   "split": "Training", "sampling": "stratified", "seed": seed},
+                   "labels_from": labels_from, "softmax_added": softmax_added, "ops": checked["ops"],
+                   "converter": "TFLiteConverter.from_saved_model, TFLITE_BUILTINS_INT8, int8 I/O"}
+        try:
+            import tensorflow as tf
+
+            made_by["tensorflow"] = tf.__version__
+        except ImportError:  # pragma: no cover - convert_int8 needed it
+            pass
+        info = replace(info, metrics=metrics_out, made_by=made_by)
+        meta = _publish(tmp, out, info)
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, out)
-    q_in, q_out = checked["input"]["quantization"], checked["output"]["quantization"]
-    spec = InputSpec(h, w, 1, "int8", (float(input_range[0]), float(input_range[1])), float(crop_margin))
-    info = ModelInfo(labels=labels, input=spec, sha256=sha256_file(out),
-                     quantization={"input_scale": float(q_in[0]), "input_zero_point": int(q_in[1]),
-                                   "output_scale": float(q_out[0]), "output_zero_point": int(q_out[1])})
-
-    # evaluate float vs int8 on the report split (written into the metadata)
-    metrics_out: dict[str, Any] = {}
-    try:
-        eds = ds if eval_data is None or Path(eval_data) == Path(calibration_data) else load_dataset(eval_data, labels_from)
-        ex, ey = eds.split(eval_split)
-        if eval_limit:
-            ex, ey = ex[:eval_limit], ey[:eval_limit]
-    except DataError as e:
-        log(f"no evaluation: {e}")
-        ex = np.zeros((0,))
-    if len(ex):
-        y, keep = map_labels(ey, labels)
-        fp = KerasPredictor(model, input_range, labels, name=str(model_path)).predict(ex[keep])
-        write_model_info(out, info)  # the predictor reads the metadata like the edge does
-        ip = TFLitePredictor(out, num_threads=1).predict(ex[keep])
-        mf, mi = metrics(y[keep], fp, labels), metrics(y[keep], ip, labels)
-        metrics_out = {"split": eval_split, "n": mi["n"], "data": Path(eds.source).name,
-                       "accuracy": mi["accuracy"], "macro_f1": mi["macro_f1"], "top2_accuracy": mi["top2_accuracy"],
-                       "log_loss": mi["log_loss"], "float_accuracy": mf["accuracy"], "float_macro_f1": mf["macro_f1"],
-                       "accuracy_drop": mf["accuracy"] - mi["accuracy"], "agreement": agreement(fp, ip)}
-        log(f"{eval_split} n={mi['n']}: float accuracy {mf['accuracy']:.4f}, int8 accuracy {mi['accuracy']:.4f}, "
-            f"agreement {metrics_out['agreement']:.2%}")
-    else:
-        log(f"no {eval_split} faces in the evaluation data: metadata has no metrics")
-    made_by = {"tool": "emotion-export", "version": __version__, "source_model": model_path.name,
-               "source_sha256": sha256_file(model_path),
-               "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               "input_range": list(spec.range), "calibration": {"n": int(len(calib)), "data": Path(ds.source).name,
-                                                                "split": "Training", "sampling": "stratified", "seed": seed},
-               "labels_from": labels_from, "softmax_added": softmax_added, "ops": checked["ops"],
-               "converter": "TFLiteConverter.from_saved_model, TFLITE_BUILTINS_INT8, int8 I/O"}
-    try:
-        import tensorflow as tf
-
-        made_by["tensorflow"] = tf.__version__
-    except ImportError:  # pragma: no cover - convert_int8 needed it
-        pass
-    info = ModelInfo(labels=info.labels, input=info.input, sha256=info.sha256, quantization=info.quantization,
-                     metrics=metrics_out, made_by=made_by)
-    meta = write_model_info(out, info)
-    log(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB) and {meta}")
+        metadata_path(out).with_name(f".{metadata_path(out).name}.tmp").unlink(missing_ok=True)
+    _summary(out, meta, metrics_out, say)
     return ExportResult(out, meta, info)
 
 
+def write_metadata_only(tflite: str | Path, *, input_range: tuple[float, float] | None, labels: tuple[str, ...] | None,
+                        eval_data: str | Path | None = None, eval_split: str = "PrivateTest", eval_limit: int = 0,
+                        crop_margin: float = 0.0, labels_from: str = "fer2013", log=print) -> ExportResult:
+    """`export --json-only`: the contract NAME.json for an int8 .tflite made elsewhere (checked, and
+    evaluated when data is given), so the edge can run it."""
+    say = _Clock(log)
+    tflite = Path(tflite)
+    if tflite.suffix != ".tflite" or not tflite.is_file():
+        raise ModelError(f"{tflite}: --json-only needs an existing NAME.tflite")
+    if input_range is None:
+        from edge.errors import ConfigError
+
+        raise ConfigError(f"{tflite}: pass --input-range 0,1 | -1,1 | 0,255 (the range the model was trained on)")
+    if not 0.0 <= crop_margin <= 1.0:
+        raise ModelError(f"--crop-margin {crop_margin}: must be between 0 and 1")
+    labels = _check_labels(labels or FER_LABELS, say)
+    checked = check_int8(tflite)
+    inp, n_out = checked["input"], int(checked["output"]["shape"][-1])
+    if len(inp["shape"]) != 4 or int(inp["shape"][3]) != 1:
+        raise ModelError(f"{tflite}: input shape {list(inp['shape'])} is not (1, H, W, 1) grayscale")
+    if n_out != len(labels):
+        raise ModelError(f"{tflite}: model has {n_out} outputs but {len(labels)} labels ({','.join(labels)}); "
+                         f"pass --labels with {n_out} names in the model's output order")
+    info = _info_for(tflite, checked, labels, input_range, crop_margin)
+    metrics_out: dict[str, Any] = {}
+    if eval_data is not None:
+        eds, ex, ey = _eval_split(None, eval_data, None, eval_split, eval_limit, labels_from)
+        metrics_out = _evaluate(ex, ey, eds, labels, tflite, info, eval_split, say)
+    else:
+        say("no --eval-data: the metadata will have no accuracy numbers")
+    made_by = {"tool": "emotion-export", "version": __version__, "json_only": True, "source_model": tflite.name,
+               "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+               "input_range": list(info.input.range), "labels_from": labels_from, "ops": checked["ops"]}
+    info = replace(info, metrics=metrics_out, made_by=made_by)
+    try:
+        meta = _publish(None, tflite, info)
+    finally:
+        metadata_path(tflite).with_name(f".{metadata_path(tflite).name}.tmp").unlink(missing_ok=True)
+    _summary(tflite, meta, metrics_out, say)
+    return ExportResult(tflite, meta, info)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="MODEL.keras or legacy MODEL.h5: single grayscale input (H, W, 1)")
-    p.add_argument("--input-range", default="0,1", help="float range the model was trained on: 0,1 (default)  -1,1  0,255")
-    p.add_argument("--labels", default=",".join(FER_LABELS), help="comma-separated output order (default FER2013)")
-    p.add_argument("--calibration-data", required=True, help="FER2013 .npz, fer2013.csv or image folder (Training split is sampled)")
+    p.add_argument("model", help="MODEL.keras or legacy MODEL.h5: single grayscale input (H, W, 1); "
+                                 "with --json-only an int8 MODEL.tflite")
+    p.add_argument("--input-range", help="float range the model was trained on: 0,1  -1,1  0,255; required unless "
+                                         "the model is in an `emotion-export train` run folder (its state.json says it)")
+    p.add_argument("--labels", help="comma-separated output order (default: the run folder's labels, else FER2013's 7)")
+    p.add_argument("--calibration-data", help="FER2013 .npz, fer2013.csv or image folder (Training split is sampled); "
+                                              "required except with --json-only")
     p.add_argument("--calibration-size", type=int, default=500, help=f"faces for int8 calibration (at least {MIN_CALIBRATION})")
     p.add_argument("--eval-data", help="data for the float vs int8 numbers in the metadata (default: calibration data)")
     p.add_argument("--eval-split", default="PrivateTest")
@@ -201,16 +337,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels-from", default="fer2013", choices=LABEL_SOURCES)
     p.add_argument("--crop-margin", type=float, default=0.0, help="fraction added around the Haar box on the device")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="OUT.tflite (OUT.json is written beside it)")
+    p.add_argument("--out", help="OUT.tflite (OUT.json is written beside it); required except with --json-only")
+    p.add_argument("--json-only", action="store_true",
+                   help="MODEL is an int8 .tflite made elsewhere: check it and write only MODEL.json "
+                        "(evaluated on --eval-data if given)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge.errors import ConfigError
     from model_export.predictors import parse_range
 
     rng = parse_range(args.input_range)
-    labels = tuple(s.strip() for s in args.labels.split(",") if s.strip())
+    labels = tuple(s.strip() for s in args.labels.split(",") if s.strip()) if args.labels else None
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731 - progress on stderr, like Keras
+    if args.json_only:
+        write_metadata_only(args.model, input_range=rng, labels=labels, eval_data=args.eval_data or args.calibration_data,
+                            eval_split=args.eval_split, eval_limit=args.eval_limit, crop_margin=args.crop_margin,
+                            labels_from=args.labels_from, log=log)
+        return 0
+    missing = [f for f, v in (("--calibration-data", args.calibration_data), ("--out", args.out)) if not v]
+    if missing:
+        raise ConfigError(f"export needs {' and '.join(missing)} (only --json-only works without them)")
     export_model(args.model, args.out, input_range=rng, calibration_data=args.calibration_data, labels=labels,
                  calibration_size=args.calibration_size, eval_data=args.eval_data, eval_split=args.eval_split,
                  eval_limit=args.eval_limit, crop_margin=args.crop_margin, labels_from=args.labels_from,
-                 seed=args.seed, log=lambda m: print(m, file=sys.stderr, flush=True))
+                 seed=args.seed, log=log)
     return 0

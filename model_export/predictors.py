@@ -6,8 +6,10 @@ clip at 0 and renormalise.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,18 +38,87 @@ def parse_range(text: str | None) -> tuple[float, float] | None:
     return lo, hi
 
 
-def load_keras(path: str | Path):
-    """keras.models.load_model without compiling; legacy .h5 included. Errors name the file."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+RUN_STATE = "state.json"
+ZIP_MAGIC, HDF5_MAGIC = b"PK\x03\x04", b"\x89HDF\r\n\x1a\n"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the `emotion-export train` run folder beside a Keras model says about it."""
+
+    state: Path
+    labels: tuple[str, ...]
+    input_range: tuple[float, float]
+
+
+def run_info(model_path: str | Path) -> RunInfo | None:
+    """The training run that made MODEL (its folder's state.json), or None for a model from elsewhere.
+
+    Runs made before labels/range were recorded trained all 7 FER classes on [0, 1] (train.py
+    has always fed `to_float(pixels, (0, 1))`).
+    """
+    state = Path(model_path).parent / RUN_STATE
     try:
+        data = json.loads(state.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("args"), dict):
+        return None
+    labels = data.get("labels") or list(FER_LABELS)
+    rng = data.get("input_range") or [0.0, 1.0]
+    try:
+        return RunInfo(state, tuple(str(v) for v in labels), (float(rng[0]), float(rng[1])))
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def keras_inputs(path: str | Path, value_range: tuple[float, float] | None, labels: tuple[str, ...] | None,
+                 flag: str = "--input-range") -> tuple[tuple[float, float], tuple[str, ...] | None]:
+    """(range, labels) for a Keras model: as given, else from its training run folder; a Keras file
+    records no input range, so with neither the user must say it (guessing gives plausible nonsense)."""
+    info = run_info(path) if value_range is None or labels is None else None
+    if value_range is None:
+        if info is None:
+            from edge.errors import ConfigError
+
+            raise ConfigError(f"{path}: a Keras model does not record the input range it was trained on; pass "
+                              f"{flag} 0,1 | -1,1 | 0,255 (models from `emotion-export train` read it from their run folder)")
+        value_range = info.input_range
+    if labels is None and info is not None:
+        labels = info.labels
+    return value_range, labels
+
+
+def load_keras(path: str | Path):
+    """keras.models.load_model without compiling; legacy .h5 included. Errors name the file and
+    tell a missing file, a SavedModel folder and a damaged file apart (each needs something else)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    path = Path(path)
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            raise ModelError(f"{path}: a TensorFlow SavedModel folder, not a Keras file; load it where it was made and "
+                             f"save it as .keras (model.save('model.keras')), then export that")
+        raise ModelError(f"{path}: a folder, not a Keras model file (.keras or .h5)")
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    if path.suffix.lower() not in KERAS_SUFFIXES:
+        raise ModelError(f"{path}: not a Keras model (expected .keras or .h5)")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read ({e.strerror})") from None
+    magic, kind = (ZIP_MAGIC, "zip archive") if path.suffix.lower() == ".keras" else (HDF5_MAGIC, "HDF5 file")
+    if not head.startswith(magic):
+        raise ModelError(f"{path}: damaged or not a Keras model ({path.stat().st_size} bytes, "
+                         f"not a {kind}); copy or download it again")
+    try:
+        from model_export.quiet import import_tensorflow
+
+        import_tensorflow()
         import keras
     except ImportError:
         raise ModelError("TensorFlow/Keras is not installed: pip install 'emotion-edge[export]'") from None
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: model file not found")
-    if path.suffix.lower() not in KERAS_SUFFIXES:
-        raise ModelError(f"{path}: not a Keras model (expected .keras or .h5)")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:  # Keras raises many types; the user needs the file and the first line
@@ -57,6 +128,11 @@ def load_keras(path: str | Path):
 
 def keras_input_hw(model, where: str) -> tuple[int, int]:
     """(height, width) of a single grayscale input (N, H, W, 1); anything else is refused."""
+    try:
+        model.inputs, model.outputs
+    except (AttributeError, ValueError):  # a Sequential saved before it was built or called
+        raise ModelError(f"{where}: the model has no defined input; build it with keras.Input((H, W, 1)) "
+                         f"and save it again") from None
     if len(model.inputs) != 1:
         raise ModelError(f"{where}: model has {len(model.inputs)} inputs; a single image input is required")
     shape = tuple(model.inputs[0].shape)
@@ -188,15 +264,12 @@ def _normalise(p: np.ndarray) -> np.ndarray:
 
 
 def open_predictor(path: str | Path, value_range: tuple[float, float] | None = None,
-                   labels: tuple[str, ...] | None = None, num_threads: int = 1):
-    """A predictor for MODEL: .tflite reads its metadata; Keras needs the input range."""
+                   labels: tuple[str, ...] | None = None, num_threads: int = 1, flag: str = "--input-range"):
+    """A predictor for MODEL: .tflite reads its metadata; Keras needs the input range (given or from its run)."""
     p = Path(path)
     if p.suffix.lower() == ".tflite":
         return TFLitePredictor(p, num_threads)
-    if p.suffix.lower() in KERAS_SUFFIXES:
-        if value_range is None:
-            from edge.errors import ConfigError
-
-            raise ConfigError(f"{p}: a Keras model needs --input-range (0,1  -1,1  or 0,255): the range it was trained on")
+    if p.suffix.lower() in KERAS_SUFFIXES or p.is_dir():
+        value_range, labels = keras_inputs(p, value_range, labels, flag)
         return KerasPredictor(p, value_range, labels or FER_LABELS)
     raise ModelError(f"{p}: unknown model type (expected .keras, .h5 or .tflite)")

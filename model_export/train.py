@@ -1,7 +1,10 @@
 """`emotion-export train`: train the edge CNN on Training, choose on PublicTest, resume from checkpoints.
 
 Everything needed to continue lives in the run folder: last.keras (model + optimizer state),
-best.keras (best PublicTest accuracy), state.json (epoch, best, patience), log.csv and curves.png.
+best.keras (best PublicTest accuracy), state.json (epoch, best, patience, labels, input range),
+log.csv and curves.png (epochs counted from 1, as on the console).
+The model has one output per class the Training split has, in FER order; state.json's `labels`
+and `input_range` let `export` and `evaluate` use best.keras without --labels/--input-range.
 """
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-from", type=Path, help="start a new run from this checkpoint's weights (a warm restart "
                    "with a fresh schedule); ignored when the run folder already has its own checkpoint")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras progress bar style")
+    p.add_argument("--tensorboard", type=Path, metavar="DIR", help="also write TensorBoard logs to DIR")
 
 
 def class_weights(labels: np.ndarray, n: int, power: float) -> dict[int, float]:
@@ -106,6 +110,13 @@ def soft_targets(labels: np.ndarray, votes: np.ndarray | None, n_cls: int, weigh
     return out
 
 
+def class_targets(labels: np.ndarray, votes: np.ndarray | None, classes: np.ndarray, weight: float) -> np.ndarray:
+    """soft_targets restricted to the classes the model has (FER indices, in order), rows renormalised:
+    FER+ votes for a class the data lacks are spread over the others rather than lost from the sum."""
+    t = soft_targets(labels, votes, len(FER_LABELS), weight)[:, classes]
+    return t / np.maximum(t.sum(axis=1, keepdims=True), 1e-12)
+
+
 def _prepare(images: np.ndarray, size: int) -> np.ndarray:
     from edge.preprocess import resize_face, to_float
 
@@ -114,8 +125,11 @@ def _prepare(images: np.ndarray, size: int) -> np.ndarray:
     return to_float(images, (0.0, 1.0))[..., None]
 
 
+LOG_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+
+
 def _plot(log_csv: Path, png: Path) -> None:
-    """Loss and accuracy curves from the CSV log (matplotlib is optional)."""
+    """Loss and accuracy curves from the CSV log, every epoch written so far (matplotlib is optional)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -126,68 +140,217 @@ def _plot(log_csv: Path, png: Path) -> None:
     if len(rows) < 2:
         return
     head, data = rows[0], rows[1:]
-    col = {k: [float(r[i]) for r in data] for i, k in enumerate(head)}
+    col = {k: [float(r[i]) if i < len(r) and r[i] else float("nan") for r in data] for i, k in enumerate(head)}
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     for k in ("loss", "val_loss"):
         if k in col:
-            a.plot(col["epoch"], col[k], label=k)
+            a.plot(col["epoch"], col[k], marker=".", label=k)
     for k in ("accuracy", "val_accuracy"):
         if k in col:
-            b.plot(col["epoch"], col[k], label=k)
-    a.set_xlabel("epoch"), b.set_xlabel("epoch"), a.legend(), b.legend()
+            b.plot(col["epoch"], col[k], marker=".", label=k)
+    a.set_xlabel("epoch (first = 1)"), b.set_xlabel("epoch (first = 1)"), a.legend(), b.legend()
     b.set_title("accuracy (val = PublicTest)")
     fig.tight_layout()
     fig.savefig(png, dpi=80)
     plt.close(fig)
 
 
+def _append_log(log_csv: Path, epoch: int, logs: dict) -> None:
+    """One row per finished epoch, numbered from 1 like the console (written before the plot reads it)."""
+    new = not log_csv.exists()
+    with open(log_csv, "a", encoding="utf-8") as f:
+        if new:
+            f.write(",".join(LOG_FIELDS) + "\n")
+        vals = [str(epoch)] + [repr(float(logs[k])) if k in logs else "" for k in LOG_FIELDS[1:]]
+        f.write(",".join(vals) + "\n")
+
+
+def _renumber_old_log(log_csv: Path, done: int) -> None:
+    """Runs made before epochs were counted from 1 wrote Keras' 0-based CSV: renumber it once on resume."""
+    try:
+        lines = log_csv.read_text().splitlines()
+    except OSError:
+        return
+    if len(lines) < 2 or not lines[0].startswith("epoch,"):
+        return
+    try:
+        last = int(float(lines[-1].split(",")[0]))
+    except ValueError:
+        return
+    if last != done - 1:
+        return
+    head = lines[0].split(",")
+    rows = [dict(zip(head, line.split(","))) for line in lines[1:]]
+    out = [",".join(LOG_FIELDS)]
+    for r in rows:
+        out.append(",".join([str(int(float(r["epoch"])) + 1)] + [r.get(k, "") for k in LOG_FIELDS[1:]]))
+    log_csv.write_text("\n".join(out) + "\n")
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _classes(y_train: np.ndarray, where: str) -> np.ndarray:
+    """The FER classes the Training split has, in FER order: the model's outputs and labels."""
+    from edge.errors import DataError
+
+    classes = np.unique(y_train)
+    if len(classes) < 2:
+        raise DataError(f"{where}: Training has {len(classes)} class(es); a classifier needs at least 2")
+    return classes
+
+
+def _restart_hint(args: argparse.Namespace, out: Path) -> str:
+    return (f"emotion-export train --data {args.data} --out {out}-more --init-from {out / 'best.keras'} --epochs N")
+
+
+def _next_command(args: argparse.Namespace, best: Path) -> str:
+    return (f"next: emotion-export export {best} --calibration-data {args.data} --out models/emotion.tflite"
+            "   (input range and labels are read from the run folder)")
+
+
 def train(args: argparse.Namespace) -> Path:
-    """Run (or resume) training; returns the path of the best checkpoint."""
+    """Run (or resume) training; returns the path of the best checkpoint.
+
+    A run folder this call created is removed again when the run fails before its first checkpoint,
+    so a typo in --data leaves nothing behind.
+    """
+    out: Path = args.out
+    created = not out.exists()
+    try:
+        return _train(args, out)
+    except BaseException:
+        if created and out.is_dir() and not (out / "last.keras").exists():
+            for name in (STATE, "log.csv", "curves.png", "best.keras", "tensorboard"):
+                p = out / name
+                if p.is_dir():
+                    import shutil
+
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+            try:
+                out.rmdir()  # only if now empty: never anything the user put there
+            except OSError:
+                pass
+        raise
+
+
+def _train(args: argparse.Namespace, out: Path) -> Path:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.width < 0.5:
         # Measured: TF 2.21's oneDNN kernels corrupt the heap ("corrupted size vs. prev_size",
         # abort) on our 8-channel separable convs; the plain kernels are fine. Only effective
         # when TensorFlow is not imported yet, as with `emotion-export train`.
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    import keras
+    from edge.errors import ConfigError, DataError
 
-    from model_export.arch import build_model
+    tb = getattr(args, "tensorboard", None)
+    if tb:
+        import importlib.util
 
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(args.seed)
-
+        if importlib.util.find_spec("tensorboard") is None:  # Keras' callback fails only at the first epoch's end
+            raise ConfigError("--tensorboard needs the tensorboard package (not part of tensorflow-cpu): "
+                              "pip install tensorboard")
+    # data first: a bad --data fails in a second, before TensorFlow starts or a folder is made
     ds = load_dataset(args.data)
     x_tr, y_tr = ds.split("Training")
     x_va, y_va = ds.split("PublicTest")
+    if not len(x_tr) or not len(x_va):
+        raise DataError(f"{ds.source}: training needs Training and PublicTest faces "
+                        f"(found {len(x_tr)} and {len(x_va)})")
+    counts = ds.counts()
+    classes = _classes(y_tr, ds.source)
+    labels = tuple(FER_LABELS[i] for i in classes)
+    lut = np.full(len(FER_LABELS), -1, np.int64)
+    lut[classes] = np.arange(len(classes))
     v_tr = ds.subset("Training").votes
+    n_va_all = len(y_va)
+    va_keep = lut[y_va] >= 0
+    x_va, y_va = x_va[va_keep], y_va[va_keep]
     if args.limit:
         x_tr, y_tr = x_tr[:args.limit], y_tr[:args.limit]
         v_tr = None if v_tr is None else v_tr[:args.limit]
         x_va, y_va = x_va[:max(64, args.limit // 4)], y_va[:max(64, args.limit // 4)]
-    n_cls = len(FER_LABELS)
+    n_cls = len(classes)
+
+    state_path, last, best = out / STATE, out / "last.keras", out / "best.keras"
+    resuming = last.exists() and state_path.exists() and not args.no_resume
+    state = {"epoch": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "wait": 0, "args": {}}
+    if resuming:
+        state = json.loads(state_path.read_text())
+        planned = int(state.get("args", {}).get("epochs", args.epochs))
+        old_labels = tuple(state.get("labels") or FER_LABELS)
+        if old_labels != labels:
+            raise ConfigError(f"{out} was trained on the classes {','.join(old_labels)} but {ds.source} has "
+                              f"{','.join(labels)}; use the same data or a new --out")
+        if args.epochs != planned and not (state["epoch"] >= planned and args.epochs < planned):
+            # the saved optimizer's cosine schedule ends at `planned` epochs: past it, the learning rate
+            # stays at the floor (training looks like it runs but barely learns)
+            finished = state["epoch"] >= planned or state["wait"] >= args.patience
+            where = "finished" if finished else f"stopped after epoch {state['epoch']}"
+            raise ConfigError(
+                f"{out} was planned for {planned} epochs ({where}) "
+                f"and its learning-rate schedule ends there, so --epochs {args.epochs} would "
+                f"{'train at the floor learning rate' if args.epochs > planned else 'stop before the schedule ends'}; "
+                f"resume with --epochs {planned}, or continue from its weights with a fresh schedule: {_restart_hint(args, out)}")
+    if state["epoch"] >= args.epochs or state["wait"] >= args.patience:
+        print(f"nothing to do: run finished at epoch {state['epoch']} "
+              f"(best PublicTest accuracy {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']})", flush=True)
+        print(_next_command(args, best), flush=True)
+        return best
+
+    # what was found, before the slow part starts
+    tr_counts = np.bincount(lut[y_tr], minlength=n_cls)
+    print(f"data {ds.source}: Training {counts['Training']}, PublicTest {counts['PublicTest']}, "
+          f"PrivateTest {counts['PrivateTest']} (PrivateTest is not used by train)"
+          + (f"; --limit: {len(x_tr)} Training, {len(x_va)} PublicTest" if args.limit else ""), flush=True)
+    print(f"selection split (best.keras is chosen on it): PublicTest = {ds.public_from}"
+          + (f"; {n_va_all - int(va_keep.sum())} of its faces have classes Training lacks and are left out"
+             if not va_keep.all() else ""), flush=True)
+    print(f"classes ({n_cls}, in this order = the model's outputs and labels): "
+          + ", ".join(f"{lab} {int(c)}" for lab, c in zip(labels, tr_counts)), flush=True)
+    missing = [lab for lab in FER_LABELS if lab not in labels]
+    if missing:
+        print(f"not in the data, so not in the model: {', '.join(missing)}", flush=True)
+
+    from model_export.quiet import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    from model_export.arch import build_model
+
+    keras.utils.set_random_seed(args.seed)
     x_tr, x_va = _prepare(x_tr, args.input_size), _prepare(x_va, args.input_size)
     fp_w = getattr(args, "ferplus_weight", 0.0)
     if fp_w > 0 and v_tr is None:
         print(f"{args.data}: no FER+ votes, so --ferplus-weight is ignored", flush=True)
-    oh_tr = soft_targets(y_tr, v_tr, n_cls, fp_w)
+    oh_tr = class_targets(y_tr, v_tr, classes, fp_w)
+    y_tr, y_va = lut[y_tr], lut[y_va]
     oh_va = keras.utils.to_categorical(y_va, n_cls)
+    steps_per_epoch = int(np.ceil(len(x_tr) / args.batch_size))
 
-    state_path, last, best = out / STATE, out / "last.keras", out / "best.keras"
-    state = {"epoch": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "wait": 0, "args": {}}
-    if last.exists() and state_path.exists() and not args.no_resume:
-        state = json.loads(state_path.read_text())
+    if resuming:
         model = keras.models.load_model(last)
         print(f"resuming {last} after epoch {state['epoch']} (best PublicTest {state['best_val_accuracy']:.4f})", flush=True)
+        _renumber_old_log(out / "log.csv", state["epoch"])
     else:
         init = getattr(args, "init_from", None)
         if init:
-            model = keras.models.load_model(init, compile=False)
+            from model_export.predictors import load_keras
+
+            model = load_keras(init)
+            if int(model.outputs[0].shape[-1]) != n_cls:
+                raise ConfigError(f"--init-from {init}: has {int(model.outputs[0].shape[-1])} outputs, "
+                                  f"the data has {n_cls} classes ({','.join(labels)})")
             print(f"new run from the weights of {init}", flush=True)
         else:
             model = build_model(args.input_size, args.width, n_cls)
-        steps = int(np.ceil(len(x_tr) / args.batch_size)) * args.epochs
-        warm = min(steps // 10, int(np.ceil(len(x_tr) / args.batch_size)) * 2)
+        steps = steps_per_epoch * args.epochs
+        warm = min(steps // 10, steps_per_epoch * 2)
         sched = keras.optimizers.schedules.CosineDecay(
             args.lr * 0.1, decay_steps=max(1, steps - warm), alpha=0.01,
             warmup_target=args.lr, warmup_steps=warm)
@@ -195,12 +358,17 @@ def train(args: argparse.Namespace) -> Path:
             optimizer=keras.optimizers.AdamW(sched, weight_decay=args.weight_decay),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
             metrics=["accuracy"])
-        state["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
+        out.mkdir(parents=True, exist_ok=True)
+        state["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("func", "module")}
+        state["labels"] = list(labels)
+        state["input_range"] = [0.0, 1.0]  # _prepare feeds to_float(pixels, (0, 1)); export reads this
         state_path.write_text(json.dumps(state, indent=2))
         (out / "log.csv").unlink(missing_ok=True)
-    if state["epoch"] >= args.epochs or state["wait"] >= args.patience:
-        print(f"nothing to do: run finished at epoch {state['epoch']}", flush=True)
-        return best
+    n_params = model.count_params()
+    print(f"model {model.name}: {args.input_size}x{args.input_size} input, {n_cls} outputs, {n_params:,} parameters "
+          f"(~{n_params / 1024:.0f} KiB as int8); epochs {state['epoch'] + 1}..{args.epochs}, batch size "
+          f"{args.batch_size}, {steps_per_epoch} steps per epoch, early stop after {args.patience} epochs without "
+          f"a better PublicTest accuracy", flush=True)
 
     import tensorflow as tf
 
@@ -211,16 +379,17 @@ def train(args: argparse.Namespace) -> Path:
                 .map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
                 .prefetch(2))
     cw = class_weights(y_tr, n_cls, args.class_weight_power) if args.class_weight_power > 0 else None
+    t_start = time.monotonic()
+    first_epoch = state["epoch"]
 
     class Checkpoint(keras.callbacks.Callback):
-        """Save last + best every epoch, and stop early; state survives a kill between epochs."""
+        """Save last + best every epoch, log and plot it, and stop early; state survives a kill between epochs."""
 
         def on_epoch_end(self, epoch, logs=None):
             if bn_x is not None:
                 recalibrate_bn(self.model, bn_x)
             val = self.model.evaluate(x_va, oh_va, batch_size=256, verbose=0, return_dict=True)
             logs["val_loss"], logs["val_accuracy"] = float(val["loss"]), float(val["accuracy"])
-            print(f"epoch {epoch + 1}: PublicTest accuracy {logs['val_accuracy']:.4f} (BN re-estimated on clean faces)", flush=True)
             acc = float(logs["val_accuracy"])
             if acc > state["best_val_accuracy"]:
                 state.update(best_val_accuracy=acc, best_epoch=epoch + 1, wait=0)
@@ -233,18 +402,30 @@ def train(args: argparse.Namespace) -> Path:
             state["epoch"] = epoch + 1
             state["time"] = time.strftime("%Y-%m-%dT%H:%M:%S")
             state_path.write_text(json.dumps(state, indent=2))
-            _plot(out / "log.csv", out / "curves.png")
+            _append_log(out / "log.csv", epoch + 1, logs)
+            elapsed = time.monotonic() - t_start
+            per = elapsed / (epoch + 1 - first_epoch)
+            print(f"epoch {epoch + 1}/{args.epochs}: loss {logs.get('loss', float('nan')):.4f}, accuracy "
+                  f"{logs.get('accuracy', float('nan')):.4f} | PublicTest accuracy {acc:.4f} (best "
+                  f"{state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}) | elapsed {_hms(elapsed)}, "
+                  f"ETA {_hms(per * (args.epochs - epoch - 1))}", flush=True)
+            _plot(out / "log.csv", out / "curves.png")  # after the row is written: the curve ends at this epoch
             if state["wait"] >= args.patience:
                 print(f"early stop: no better PublicTest accuracy for {args.patience} epochs", flush=True)
                 self.model.stop_training = True
 
     bn_n = getattr(args, "bn_images", 4096)
     bn_x = x_tr[np.random.default_rng(args.seed).permutation(len(x_tr))[:bn_n]] if bn_n else None
-    # Checkpoint runs first: it re-estimates BN, evaluates PublicTest and fills val_* for the CSV log.
-    model.fit(train_ds, batch_size=args.batch_size, epochs=args.epochs,
-              initial_epoch=state["epoch"], class_weight=cw, verbose=args.verbose,
-              callbacks=[Checkpoint(), keras.callbacks.CSVLogger(str(out / "log.csv"), append=True)])
-    print(f"best PublicTest accuracy {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}: {best}", flush=True)
+    # The progress bar first (it ends its line before anything else prints), then Checkpoint: it
+    # re-estimates BN, evaluates PublicTest and fills val_* for the log and TensorBoard.
+    callbacks = ([keras.callbacks.ProgbarLogger()] if args.verbose else []) + [Checkpoint()]
+    if tb:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tb)))
+    model.fit(train_ds, epochs=args.epochs, initial_epoch=state["epoch"], class_weight=cw,
+              verbose=args.verbose, shuffle=False, callbacks=callbacks)  # the tf.data pipeline shuffles
+    print(f"done in {_hms(time.monotonic() - t_start)}: best PublicTest accuracy {state['best_val_accuracy']:.4f} "
+          f"at epoch {state['best_epoch']}: {best}", flush=True)
+    print(_next_command(args, best), flush=True)
     return best
 
 

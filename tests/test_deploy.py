@@ -161,3 +161,34 @@ def test_failed_step_is_named_exit_2(tmp_path, fake, monkeypatch):
     assert r.returncode == 2
     assert "emotion-export: error: copy model failed (exit 1)" in r.stderr
     assert not (fake["remote"] / "emotion.tflite").exists()
+
+
+def test_dry_run_summary_steps_and_model_setting(tmp_path, fake, capsys):
+    """Issue 12: one summary line first, each step named, and the classify.model advice that docs/PI.md gives."""
+    model = _model(tmp_path)
+    meta = json.loads(model.with_suffix(".json").read_text())
+    meta["labels"][5] = "contempt"  # a label of its own: the spare LED colour is named
+    model.with_suffix(".json").write_text(json.dumps(meta))
+    assert main(["deploy", str(model), "pi@raspberrypi", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("dry run: would copy"))
+    assert "tiny_int8.tflite (7 labels: angry,disgust,fear,happy,sad,contempt,neutral" in lines[first]
+    assert "pi@raspberrypi:/var/lib/emotion-edge/models/emotion.tflite" in lines[first]
+    assert "leave classify.model unset" in lines[first]
+    assert [line.split(":")[0] for line in lines[first + 1:]] == [f"step {i}/5" for i in range(1, 6)]
+    assert "contempt (LED #00ffff)" in err
+    assert len(out.strip().splitlines()) == 5  # stdout: the commands only
+    assert main(["deploy", str(model), "pi@raspberrypi", "--dry-run", "--remote-dir", "/opt/m", "--name", "x"]) == 0
+    assert 'set classify.model = "/opt/m/x.tflite"' in capsys.readouterr().err
+
+
+def test_help_shows_defaults():
+    from model_export.cli import build_parser
+
+    p = build_parser()
+    sub = next(a for a in p._actions if a.dest == "command").choices  # noqa: SLF001
+    assert "(default: 30)" in " ".join(sub["train"].format_help().split())
+    assert "(default: /var/lib/emotion-edge/models)" in " ".join(sub["deploy"].format_help().split())
+    assert "(default: PrivateTest)" in " ".join(sub["evaluate"].format_help().split())
+    assert "(default: 500)" in " ".join(sub["export"].format_help().split())

@@ -13,6 +13,7 @@ import pytest
 from edge.classify import EmotionClassifier
 from model_export.cli import main
 from model_export.data import load_dataset
+from edge.contract import FER_LABELS
 from model_export.evaluate import agreement, map_labels, metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,12 +84,12 @@ def test_evaluate_json_equals_direct_computation(tmp_path, capsys):
     assert got["split"] == "PublicTest" and got["n"] == len(y) == 7
     for key, v in ref.items():
         assert got[key] == pytest.approx(v, rel=1e-5, abs=1e-6), key
-    # reports next to --report-dir
-    md = (tmp_path / "tiny_int8.report.md").read_text()
+    # reports next to --report-dir, named after the split (another split does not overwrite them)
+    md = (tmp_path / "tiny_int8.report.PublicTest.md").read_text()
     assert "PublicTest" in md and "| angry |" in md
-    png = cv2.imread(str(tmp_path / "tiny_int8.confusion.png"))
+    png = cv2.imread(str(tmp_path / "tiny_int8.confusion.PublicTest.png"))
     assert png is not None and png.shape[0] > 100
-    cm = json.loads((tmp_path / "tiny_int8.confusion.json").read_text())
+    cm = json.loads((tmp_path / "tiny_int8.confusion.PublicTest.json").read_text())
     assert np.array(cm["matrix"]).sum() == 7
 
 
@@ -121,3 +122,75 @@ def test_evaluate_errors_are_one_line_exit_2(tmp_path):
     assert r.returncode == 2 and "nope.csv: no such file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = cli("--model", str(INT8), "--data", str(FOLDER), "--input-range", "0,2")
     assert r.returncode == 2 and "--input-range '0,2': must be one of" in r.stderr
+
+
+def _relabelled(tmp_path: Path, labels: list[str]) -> Path:
+    """The tiny int8 model with other label names in its metadata (the sha256 is the .tflite's)."""
+    model = tmp_path / "own.tflite"
+    model.write_bytes(INT8.read_bytes())
+    meta = json.loads(INT8.with_suffix(".json").read_text())
+    meta["labels"] = labels
+    model.with_suffix(".json").write_text(json.dumps(meta))
+    return model
+
+
+def test_label_synonyms_are_mapped_and_drops_are_told(tmp_path, capsys):
+    """Issue 12 (4): a model saying anger/happiness/sadness lost those faces silently."""
+    y, keep = map_labels(np.arange(7), ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"))
+    assert y.tolist() == list(range(7)) and keep.all()
+    model = _relabelled(tmp_path, ["anger", "disgust", "fear", "happiness", "sadness", "surprise", "contempt"])
+    rc = main(["evaluate", "--model", str(model), "--data", str(FOLDER), "--split", "PublicTest", "--json",
+               "--no-report"])
+    captured = capsys.readouterr()
+    got = json.loads(captured.out)
+    assert rc == 0 and got["n"] == 6 and got["dropped"] == 1  # only neutral, which the model lacks
+    assert "left out 1 of 7 faces: the model has no label for neutral (1)" in captured.err
+    # the same numbers as the edge classifier on the faces it can name
+    x, y_fer = load_dataset(FOLDER).split("PublicTest")
+    keep = y_fer != 6
+    ref = _direct(y_fer[keep], _edge_probs(model, x[keep]), 7)
+    assert got["accuracy"] == pytest.approx(ref["accuracy"])
+
+
+def test_no_matching_label_says_why(tmp_path):
+    model = _relabelled(tmp_path, list("abcdefg"))
+    r = subprocess.run([sys.executable, "-m", "model_export.cli", "evaluate", "--model", str(model), "--data",
+                        str(FOLDER), "--no-report"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "none of the model's labels (a,b,c,d,e,f,g) names a class of folder" in r.stderr
+    assert "pass --labels" in r.stderr
+
+
+def test_one_class_warning_and_confusion_title(tmp_path):
+    from model_export.evaluate import one_class_warning
+
+    probs = np.tile(np.eye(7, dtype=np.float32)[3], (20, 1))
+    assert "predicts happy for 100% of faces" in one_class_warning(probs, FER_LABELS)
+    probs[:3] = np.eye(7, dtype=np.float32)[0]
+    assert one_class_warning(probs, FER_LABELS) == ""  # 85 %: a skewed model, not a broken one
+    from model_export.evaluate import evaluate
+
+    titles = []
+    import model_export.evaluate as ev
+
+    orig = ev.plot_confusion
+    ev.plot_confusion = lambda cm, labels, title, png: titles.append(title) or orig(cm, labels, title, png)
+    try:
+        evaluate(INT8, FOLDER, "PrivateTest", report_dir=tmp_path)
+    finally:
+        ev.plot_confusion = orig
+    assert titles == [f"tiny_int8.tflite on folder PrivateTest, n=7 (accuracy {titles[0].split()[-1]}"]
+    assert "n=7" in titles[0] and (tmp_path / "tiny_int8.report.PrivateTest.md").is_file()
+
+
+def test_quiet_stderr_drops_only_tensorflow_noise(capfd):
+    import os
+
+    from model_export.quiet import quiet_stderr
+
+    with quiet_stderr():
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+        os.write(2, b"I0000 00:00:1 port.cc:153] oneDNN custom operations are on. You may see ...\n")
+        os.write(2, b"F0000 converter.cc:1] something real went wrong\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "F0000 converter.cc:1] something real went wrong\nafter\n"

@@ -21,7 +21,7 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("tensorflow")
 
 from edge.classify import EmotionClassifier  # noqa: E402
-from edge.contract import read_model_info  # noqa: E402
+from edge.contract import FER_LABELS, read_model_info  # noqa: E402
 from edge.errors import DataError, ModelError  # noqa: E402
 from model_export.cli import main  # noqa: E402
 from model_export.data import load_dataset  # noqa: E402
@@ -176,8 +176,14 @@ def test_export_without_fer_on_the_fixture_folder(tmp_path):
     src = tmp_path / "logits.keras"
     _tiny(softmax=False).save(src)
     out = tmp_path / "sub" / "small.tflite"
-    res = export_model(src, out, input_range=(0.0, 255.0), calibration_data=FOLDER, calibration_size=7,
-                       min_calibration=5, log=QUIET)
+    said: list[str] = []
+    res = export_model(src, out, input_range=(0.0, 255.0), calibration_data=FOLDER, calibration_size=10,
+                       min_calibration=5, log=said.append)
+    said_all = "\n".join(said)
+    assert "calibrating on 7 Training faces of folder (asked for 10; the Training split has only 7)" in said_all
+    assert "evaluating float vs int8 on 7 PrivateTest faces" in said_all
+    assert re.search(r"^\[ *\d+\.\ds\] converting", said_all, re.M)  # each step with the elapsed time
+    assert said[-1].endswith(f"next: emotion-edge run --model {out}   (or: emotion-export deploy {out} pi@HOST --dry-run)")
     info = read_model_info(out)
     assert info.made_by["softmax_added"] is True  # logits get a Softmax so the edge sees probabilities
     assert info.metrics["n"] == 7 and 0.0 <= info.metrics["agreement"] <= 1.0
@@ -204,7 +210,7 @@ def test_refusals(tmp_path):
     with pytest.raises(ModelError, match="input is uint8, not int8"):
         check_int8(FIX / "models" / "tiny_uint8.tflite")
     (tmp_path / "junk.h5").write_bytes(b"junk")
-    with pytest.raises(ModelError, match="junk.h5: cannot load Keras model"):
+    with pytest.raises(ModelError, match="junk.h5: damaged or not a Keras model"):
         load_keras(tmp_path / "junk.h5")
     assert not list(tmp_path.glob("*.tflite"))
 
@@ -212,9 +218,124 @@ def test_refusals(tmp_path):
 def test_cli_export_error_is_one_line(tmp_path, capsys):
     src = tmp_path / "m.keras"
     _tiny().save(src)
-    rc = main(["export", str(src), "--calibration-data", str(FOLDER), "--out", str(tmp_path / "m.tflite")])
+    rc = main(["export", str(src), "--input-range", "0,1", "--calibration-data", str(FOLDER),
+               "--out", str(tmp_path / "m.tflite")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("emotion-export: error: ") and "only 7 Training faces" in err[-1]
+
+
+def test_failed_export_leaves_no_model_behind(tmp_path):
+    """Issue 12 (1): labels matching none of the data's classes used to leave a .tflite + empty .json that
+    run/check/deploy accepted. Now both appear only after everything succeeded, and the error says why."""
+    src = tmp_path / "m.keras"
+    _tiny().save(src)
+    out = tmp_path / "m.tflite"
+    old = (b"the working model from before", b'{"old": true}')
+    out.write_bytes(old[0])
+    out.with_suffix(".json").write_bytes(old[1])
+    with pytest.raises(DataError) as e:
+        export_model(src, out, input_range=(0.0, 1.0), labels=tuple("abcdefg"), calibration_data=FOLDER,
+                     calibration_size=7, min_calibration=5, log=QUIET)
+    msg = str(e.value)
+    assert "none of the model's labels (a,b,c,d,e,f,g) names a class of folder" in msg and "--labels" in msg
+    assert (out.read_bytes(), out.with_suffix(".json").read_bytes()) == old  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.keras", "m.tflite"]  # no temporary files
+    # without an earlier model, nothing at all appears
+    out.unlink()
+    out.with_suffix(".json").unlink()
+    with pytest.raises(DataError, match="no PrivateTest faces to evaluate the int8 model on"):
+        _no_eval_split(src, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
+
+
+def _no_eval_split(src: Path, out: Path) -> None:
+    """Export with evaluation data that has no PrivateTest split (only train/ and val/)."""
+    import shutil
+
+    data = out.parent / "noprivate"
+    for part, to in (("train", "train"), ("test", "val")):
+        shutil.copytree(FOLDER / part, data / to)
+    try:
+        export_model(src, out, input_range=(0.0, 1.0), calibration_data=data, calibration_size=7, min_calibration=5,
+                     log=QUIET)
+    finally:
+        shutil.rmtree(data)
+
+
+def test_input_range_is_required_or_read_from_the_run_folder(tmp_path, capsys):
+    """Issue 12 (6): export silently assumed 0,1 while evaluate refused; a Keras file records no range."""
+    from edge.errors import ConfigError
+    from model_export.evaluate import evaluate
+
+    src = tmp_path / "m.keras"
+    _tiny(n_out=6, softmax=False).save(src)
+    rc = main(["export", str(src), "--calibration-data", str(FOLDER), "--out", str(tmp_path / "m.tflite")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "does not record the input range" in err and "--input-range 0,1 | -1,1 | 0,255" in err
+    with pytest.raises(ConfigError, match="--input-range"):
+        evaluate(src, FOLDER, write_report=False)
+    assert not list(tmp_path.glob("*.tflite")) and not list(tmp_path.glob("*.json"))
+    # a model in the run folder of `emotion-export train`: its state.json says range and labels
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.keras").write_bytes(src.read_bytes())
+    labels = ["angry", "fear", "happy", "sad", "surprise", "neutral"]
+    (run / "state.json").write_text(json.dumps({"epoch": 1, "args": {"epochs": 1}, "labels": labels,
+                                                "input_range": [-1.0, 1.0]}))
+    res = export_model(run / "best.keras", tmp_path / "r.tflite", calibration_data=FOLDER, calibration_size=7,
+                       min_calibration=5, log=QUIET)
+    assert res.info.labels == tuple(labels) and res.info.input.range == (-1.0, 1.0)
+    assert res.info.metrics["n"] == 6  # disgust's face left out: the model has no such class
+    assert "no label for disgust (1)" in res.info.metrics["dropped"]
+    got = evaluate(run / "best.keras", FOLDER, write_report=False)
+    assert got["n"] == 6 and got["dropped"] == 1
+
+
+def test_json_only_writes_the_contract_for_an_int8_tflite(tmp_path, capsys):
+    model = tmp_path / "theirs.tflite"
+    model.write_bytes((FIX / "models" / "tiny_int8.tflite").read_bytes())
+    rc = main(["export", str(model), "--json-only", "--input-range", "0,1", "--eval-data", str(FOLDER)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    info = read_model_info(model)  # sha256 matches, contract parses
+    assert info.labels == tuple(FER_LABELS) and info.input.range == (0.0, 1.0) and info.metrics["n"] == 7
+    assert info.made_by["json_only"] is True and "next: emotion-edge run --model" in err
+    with EmotionClassifier(model) as clf:
+        assert clf.classify_face(load_dataset(FOLDER).images[0]).probs.sum() == pytest.approx(1.0, abs=1e-5)
+    # FER+-style names: matched to the data's classes (all 7 faces count) and told about the LED colours
+    assert main(["export", str(model), "--json-only", "--input-range", "0,1", "--eval-data", str(FOLDER),
+                 "--labels", "anger,disgust,fear,happiness,sadness,surprise,neutral"]) == 0
+    err = capsys.readouterr().err
+    assert "note: anger is FER angry, happiness is FER happy, sadness is FER sad" in err
+    assert read_model_info(model).metrics["n"] == 7
+    float_model = tmp_path / "float.tflite"
+    float_model.write_bytes((FIX / "models" / "tiny_float32.tflite").read_bytes())
+    assert main(["export", str(float_model), "--json-only", "--input-range", "0,1"]) == 2
+    assert "not int8" in capsys.readouterr().err and not float_model.with_suffix(".json").exists()
+
+
+def test_model_file_problems_have_their_own_messages(tmp_path):
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "saved_model.pb").write_bytes(b"x")
+    with pytest.raises(ModelError, match="a TensorFlow SavedModel folder, not a Keras file.*save it as .keras"):
+        load_keras(saved)
+    with pytest.raises(ModelError, match="missing.keras: no such model file"):
+        load_keras(tmp_path / "missing.keras")
+    good = tmp_path / "m.keras"
+    _tiny().save(good)
+    bad = tmp_path / "cut.keras"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])  # a truncated download: still a zip start
+    with pytest.raises(ModelError, match="cut.keras: cannot load Keras model"):
+        load_keras(bad)
+    (tmp_path / "text.keras").write_text("<html>404</html>")
+    with pytest.raises(ModelError, match="text.keras: damaged or not a Keras model .* not a zip archive"):
+        load_keras(tmp_path / "text.keras")
+
+
+def test_unbuilt_model_is_refused_clearly():
+    with pytest.raises(ModelError, match="no defined input; build it with keras.Input"):
+        keras_input_hw(keras.Sequential([keras.layers.Dense(3)]), "seq")
 
 
 def test_h5_legacy_model_loads(tmp_path):

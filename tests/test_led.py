@@ -11,7 +11,8 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 from edge.config import LedConfig
 from edge.contract import FER_LABELS
 from edge.errors import EdgeError
-from edge.led import ConsoleLed, GpioLed, LedError, NullLed, blend_color, make_led, on_raspberry_pi, rgb_to_hex
+from edge.led import (ConsoleLed, GpioLed, LedError, NullLed, blend_color, make_led, on_raspberry_pi, rgb_to_hex,
+                      spare_colors)
 from edge.types import Mood
 
 R, G, B = 17, 27, 22
@@ -36,13 +37,62 @@ def pins(f) -> tuple[float, float, float]:
     return (f.pin(R).state, f.pin(G).state, f.pin(B).state)
 
 
-def test_blend_color_weights_and_missing_labels_are_white():
+def test_blend_color_weights_and_missing_labels_get_spare_colors():
     colors = {"a": "#ff0000", "b": "#0000ff"}
     assert blend_color([1, 0], ("a", "b"), colors) == pytest.approx((1, 0, 0))
     assert blend_color([0.5, 0.5], ("a", "b"), colors) == pytest.approx((0.5, 0, 0.5))
-    assert blend_color([0, 1], ("a", "zzz"), colors) == pytest.approx((1, 1, 1))
+    assert blend_color([0, 1], ("a", "zzz"), colors) == pytest.approx((0, 1, 1))  # the first spare: cyan
     with pytest.raises(ValueError):
         blend_color([1, 0, 0], ("a", "b"), colors)
+
+
+def test_unknown_labels_get_distinct_colors_never_neutral_white(caplog):
+    """Issue 12 (7): a model's own labels (contempt, ...) used to light white, which is neutral's colour."""
+    labels = ("angry", "contempt", "happy", "neutral", "bored", "confused")
+    colors = dict(LedConfig().colors)
+    shown = [rgb_to_hex(blend_color(np.eye(len(labels))[i], labels, colors)) for i in range(len(labels))]
+    assert len(set(shown)) == len(labels)  # every label its own colour
+    assert shown[labels.index("neutral")] == "#ffffff"
+    assert all(c not in colors.values() for c in (shown[1], shown[4], shown[5]))  # none borrows an emotion's colour
+    assert spare_colors(labels, colors) == {"contempt": "#00ffff", "bored": "#ff6600", "confused": "#008080"}
+    # the light says so once per label set, not per frame
+    led = NullLed(LedConfig(brightness=1.0))
+    probs = np.eye(len(labels), dtype=np.float32)[1]
+    with caplog.at_level("WARNING", logger="edge.led"):
+        for i in range(50):
+            led.show(Mood("contempt", 1.0, probs, labels, float(i)), float(i))
+    assert led.target_for(Mood("contempt", 1.0, probs, labels, 0.0)) == pytest.approx((0.0, 1.0, 1.0))
+    said = [r.getMessage() for r in caplog.records if "spare colours" in r.getMessage()]
+    assert said == ["LED: labels with no configured colour get spare colours: contempt #00ffff, bored #ff6600, "
+                    "confused #008080 (set [led] colors to choose)"]
+
+
+def test_check_and_run_name_the_spare_colors(tmp_path):
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    src = root / "tests" / "fixtures" / "models" / "tiny_int8"
+    model = tmp_path / "own.tflite"
+    shutil.copy(src.with_suffix(".tflite"), model)
+    meta = json.loads(src.with_suffix(".json").read_text())
+    meta["labels"] = ["angry", "contempt", "fear", "happy", "sad", "surprise", "neutral"]
+    model.with_suffix(".json").write_text(json.dumps(meta))
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "edge.cli", *args], cwd=root, capture_output=True, text=True,
+                              timeout=120)
+
+    r = cli("check", "--json", "--model", str(model), "--led", "none")
+    detail = json.loads(r.stdout)["model"]["detail"]
+    assert "no configured colour for contempt (shown #00ffff)" in detail, detail
+    r = cli("run", "--source", str(root / "tests" / "fixtures" / "faces"), "--model", str(model), "--led", "console",
+            "--db", str(tmp_path / "l.db"), "--max-frames", "7", "--no-calibration")
+    assert r.returncode == 0, r.stderr
+    assert "spare colours: contempt #00ffff" in r.stderr
 
 
 def test_gpio_shows_blend_times_brightness(factory):

@@ -15,15 +15,17 @@ pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from model_export.cli import main  # noqa: E402
-from model_export.data import load_dataset  # noqa: E402
+from model_export.data import FER_LABELS, load_dataset  # noqa: E402
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "export"
 
 
-def _tiny_npz(path: Path) -> Path:
-    """300 Training + 80 PublicTest faces: the committed real faces with small random shifts."""
+def _tiny_npz(path: Path, drop: tuple[int, ...] = ()) -> Path:
+    """300 Training + 80 PublicTest faces: the committed real faces with small random shifts
+    (classes in `drop` left out, as in a folder that lacks them)."""
     base = load_dataset(FIX / "folder")
-    faces, labels = base.images, base.labels
+    keep = ~np.isin(base.labels, drop)
+    faces, labels = base.images[keep], base.labels[keep]
     rng = np.random.default_rng(0)
     n = 380
     pick = rng.integers(0, len(faces), n)
@@ -36,33 +38,65 @@ def _tiny_npz(path: Path) -> Path:
     return path
 
 
-def test_tiny_run_saves_and_resumes(tmp_path, capsys):
+def _epochs(log_csv: Path) -> list[int]:
+    with open(log_csv) as f:
+        return [int(r["epoch"]) for r in csv.DictReader(f)]
+
+
+def test_tiny_run_interrupted_resumes_refuses_a_longer_schedule_and_restarts_warm(tmp_path, capsys, monkeypatch):
+    import model_export.train as train_mod
+
     data = _tiny_npz(tmp_path / "tiny.npz")
     run = tmp_path / "run"
     common = ["train", "--data", str(data), "--out", str(run), "--limit", "300", "--batch-size", "64",
-              "--width", "0.5", "--verbose", "0"]
-    assert main(common + ["--epochs", "1"]) == 0
+              "--width", "0.5", "--verbose", "0", "--epochs", "2"]
+    # Ctrl-C after the first epoch's checkpoint; every plot must see the epoch it was drawn for
+    plotted: list[list[int]] = []
+    real_plot = train_mod._plot
+
+    def plot(log_csv, png):
+        plotted.append(_epochs(log_csv))
+        real_plot(log_csv, png)
+        if len(plotted) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "_plot", plot)
+    assert main(common) == 130
+    out = capsys.readouterr().out
+    # the opening summary: counts, selection split, classes in order, model size
+    assert "data " in out and "Training 300, PublicTest 80" in out and "selection split" in out
+    assert "classes (7, in this order = the model's outputs and labels): angry " in out
+    assert "parameters" in out and "batch size 64" in out
+    assert "epoch 1/2:" in out and "ETA" in out
     state = json.loads((run / "state.json").read_text())
-    assert state["epoch"] == 1 and (run / "last.keras").is_file() and (run / "best.keras").is_file()
+    assert state["epoch"] == 1 and state["labels"] == list(FER_LABELS) and state["input_range"] == [0.0, 1.0]
     first = keras.models.load_model(run / "last.keras")
     assert first.optimizer.iterations.numpy() == 5  # ceil(300 / 64) steps
 
-    assert main(common + ["--epochs", "2"]) == 0
+    assert main(common) == 0
     out = capsys.readouterr().out
     assert "resuming" in out and "after epoch 1" in out
+    assert "best PublicTest accuracy" in out and "next: emotion-export export " in out
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 2
-    with open(run / "log.csv") as f:
-        epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
-    assert epochs == [0, 1]  # one row per epoch, the second appended by the resumed run
+    # issue 12 (3): one row per epoch counted from 1 like the console, and each plot includes its own epoch
+    assert _epochs(run / "log.csv") == [1, 2]
+    assert plotted == [[1], [1, 2]]
+    assert (run / "curves.png").is_file()
     resumed = keras.models.load_model(run / "last.keras")
     assert resumed.optimizer.iterations.numpy() == 10  # optimizer state carried over
     assert resumed.input_shape == (None, 48, 48, 1) and resumed.output_shape == (None, 7)
 
-    assert main(common + ["--epochs", "2"]) == 0  # finished: nothing to do
+    # issue 12 (2): more epochs on the same run would train at the floor learning rate: refused, with the way on
+    assert main(common[:-1] + ["4"]) == 2
+    err = capsys.readouterr().err
+    assert "planned for 2 epochs (finished)" in err and "--init-from" in err and str(run / "best.keras") in err
+    assert json.loads((run / "state.json").read_text())["epoch"] == 2  # nothing trained
+
+    assert main(common) == 0  # finished: nothing to do
     assert "nothing to do" in capsys.readouterr().out
 
-    # a warm restart: a new run folder starts from that run's weights with a fresh optimizer
+    # the warm restart the refusal points to: a new run folder from that run's weights, a fresh schedule
     warm = tmp_path / "warm"
     assert main(["train", "--data", str(data), "--out", str(warm), "--limit", "300", "--batch-size", "64",
                  "--epochs", "1", "--lr", "1e-9", "--bn-images", "0", "--verbose", "0",
@@ -73,3 +107,69 @@ def test_tiny_run_saves_and_resumes(tmp_path, capsys):
     conv = next(w for w in resumed.weights if "stem_conv" in w.path)
     conv2 = next(w for w in restarted.weights if w.path == conv.path)
     assert np.allclose(conv.numpy(), conv2.numpy(), atol=1e-4)  # lr ~0: the weights came over
+
+
+def test_six_class_data_gives_a_six_output_model_and_its_labels(tmp_path, capsys):
+    """Issue 12 (5): a folder without disgust used to give 7 outputs, one never trained."""
+    from model_export.export import export_model
+
+    data = _tiny_npz(tmp_path / "six.npz", drop=(1,))
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--limit", "300", "--batch-size", "100",
+                 "--width", "0.5", "--verbose", "1", "--epochs", "1", "--bn-images", "0"] + _tensorboard(tmp_path)) == 0
+    if _tensorboard(tmp_path):
+        assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))  # the TensorBoard log option
+    out = capsys.readouterr().out
+    assert "\nepoch 1/1: loss " in out  # its own line, not glued to the end of Keras' progress bar
+    six = ["angry", "fear", "happy", "sad", "surprise", "neutral"]
+    assert f"classes (6, in this order = the model's outputs and labels): {six[0]} " in out
+    assert "not in the data, so not in the model: disgust" in out
+    assert json.loads((run / "state.json").read_text())["labels"] == six
+    assert keras.models.load_model(run / "best.keras").output_shape == (None, 6)
+    # export takes labels and input range from the run folder
+    res = export_model(run / "best.keras", tmp_path / "six.tflite", calibration_data=data, calibration_size=100,
+                       min_calibration=100, eval_split="PublicTest", log=lambda m: None)
+    assert res.info.labels == tuple(six) and res.info.input.range == (0.0, 1.0)
+
+
+def _tensorboard(tmp_path: Path) -> list[str]:
+    """--tensorboard where the tensorboard package is installed (tensorflow-cpu does not bring it)."""
+    import importlib.util
+
+    return ["--tensorboard", str(tmp_path / "tb")] if importlib.util.find_spec("tensorboard") else []
+
+
+def test_failed_train_leaves_no_run_folder(tmp_path, capsys):
+    import importlib.util
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "missing.npz"), "--out", str(run)]) == 2
+    assert "missing.npz: no such file" in capsys.readouterr().err
+    assert not run.exists()
+    if importlib.util.find_spec("tensorboard") is None:  # refused before anything starts, not after an epoch
+        assert main(["train", "--data", str(tmp_path / "missing.npz"), "--out", str(run), "--tensorboard",
+                     str(tmp_path / "tb")]) == 2
+        assert "pip install tensorboard" in capsys.readouterr().err and not run.exists()
+
+
+def test_targets_for_a_class_subset_and_old_logs_renumbered(tmp_path):
+    from model_export.data import FERPLUS_COLUMNS
+    from model_export.train import _plot, _renumber_old_log, class_targets
+
+    classes = np.array([0, 2, 3, 4, 5, 6])  # no disgust
+    votes = np.zeros((2, len(FERPLUS_COLUMNS)), np.uint8)
+    votes[0, FERPLUS_COLUMNS.index("happiness")] = 5
+    votes[0, FERPLUS_COLUMNS.index("disgust")] = 5  # half the votes name the class the model lacks
+    t = class_targets(np.array([3, 0]), votes, classes, 0.5)
+    np.testing.assert_allclose(t.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(t[0], [0, 0, 1, 0, 0, 0], atol=1e-6)  # happy: label + the happy votes
+    np.testing.assert_allclose(t[1], [1, 0, 0, 0, 0, 0], atol=1e-6)  # no votes: the one-hot label
+    # a run made before epochs were counted from 1 is renumbered once when it resumes
+    log = tmp_path / "log.csv"
+    log.write_text("epoch,accuracy,loss,val_accuracy,val_loss\n0,0.2,2.0,0.3,1.9\n1,0.3,1.8,0.35,1.7\n")
+    _renumber_old_log(log, 2)
+    assert _epochs(log) == [1, 2]
+    _renumber_old_log(log, 2)  # already 1-based: left alone
+    assert _epochs(log) == [1, 2]
+    _plot(log, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 1000

@@ -60,9 +60,14 @@ def _model(cfg) -> tuple[bool, str]:
         p = clf.classify(face, (w, h, w, h))
         ok = abs(float(p.probs.sum()) - 1.0) < 1e-3
         acc = clf.info.metrics.get("accuracy")
+        from edge.led import spare_colors
+
+        spare = spare_colors(clf.labels, cfg.led.colors)
         return ok, (f"{path} ({h}x{w} {clf.info.input.dtype}, {len(clf.labels)} labels"
                     + (f", PrivateTest accuracy {acc:.3f}" if isinstance(acc, (int, float)) else "")
-                    + f"): answers, probabilities sum to {p.probs.sum():.3f}")
+                    + f"): answers, probabilities sum to {p.probs.sum():.3f}"
+                    + (f"; LED: no configured colour for {', '.join(f'{k} (shown {v})' for k, v in spare.items())}, "
+                       "set [led] colors to choose" if spare else ""))
     finally:
         clf.close()
 
