@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from urllib.parse import quote
 import numpy as np
 
 from edge.config import LogConfig
-from edge.errors import LogError
+from edge.errors import ConfigError, LogError
 from edge.types import Box, Mood, Prediction
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,39 @@ def _is_corrupt(e: BaseException) -> bool:
 
 
 class _Foreign(Exception):
-    """The file is SQLite but not an emotion-edge log (or fails its integrity check)."""
+    """The file is our log (its header says so) but is damaged: it is moved aside, never overwritten."""
+
+
+class NotOurLog(LogError, ConfigError):
+    """log.db / --db names a file that is not an emotion-edge log: refused untouched (exit 2, like a bad config)."""
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+V1_COLUMNS = {"id", "time", "kind", "mood", "confidence", "probs", "faces", "box_x", "box_y", "box_w", "box_h"}
+
+
+def identify(path: Path) -> str | None:
+    """None when `path` is missing, empty or carries our application id; else why it is someone else's.
+
+    Only the header is read: a text file, another program's SQLite file, a FIFO or a device is
+    never opened by SQLite (which would write a journal beside it) let alone moved.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_size == 0:
+        return None
+    with open(path, "rb") as f:
+        head = f.read(100)
+    if not head.startswith(SQLITE_MAGIC):
+        return "not an SQLite database"
+    if len(head) < 72 or int.from_bytes(head[68:72], "big") != APPLICATION_ID:
+        app_id = int.from_bytes(head[68:72], "big") if len(head) >= 72 else 0
+        return f"an SQLite database of another program (application_id {app_id:#x})"
+    return None
 
 
 def _probs_json(labels: tuple[str, ...], probs: np.ndarray | None) -> str | None:
@@ -111,7 +144,11 @@ class EventLog:
         self._commit_t0: float | None = None
         self._retention_t0: float | None = None
         self._checked: tuple[int, int] | None = None  # (dev, inode) of the file that passed quick_check
+        self._refused: str | None = None
         self._try_open()
+        if self._refused:
+            raise NotOurLog(f"{self.path}: {self._refused}; not an emotion-edge event log, left untouched "
+                            "(set log.db or --db to a new file)")
 
     # -- context manager ------------------------------------------------------------------
     def __enter__(self) -> "EventLog":
@@ -237,6 +274,9 @@ class EventLog:
     def _try_open(self) -> bool:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._refused = identify(self.path)
+            if self._refused:
+                raise OSError(f"{self._refused}; left untouched")
             try:
                 self._conn = self._connect()
             except _Foreign as e:
@@ -259,8 +299,12 @@ class EventLog:
         try:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]  # reads the header: NOTADB here
             n_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if n_tables and app_id != APPLICATION_ID:
-                raise _Foreign(f"not an emotion-edge log (application_id {app_id:#x}, {n_tables} schema objects)")
+            if n_tables and app_id != APPLICATION_ID:  # changed since identify(): still not ours to move
+                self._refused = f"an SQLite database of another program (application_id {app_id:#x})"
+                raise OSError(f"{self._refused}; left untouched")
+            if n_tables and not self._our_tables(conn):
+                self._refused = "carries our application id but not our tables"
+                raise OSError(f"{self._refused}; left untouched")
             st = os.stat(self.path)
             if n_tables and (st.st_dev, st.st_ino) != self._checked:  # check each file once per run
                 check = conn.execute("PRAGMA quick_check").fetchone()[0]
@@ -284,6 +328,14 @@ class EventLog:
         except BaseException:
             conn.close()
             raise
+
+    @staticmethod
+    def _our_tables(conn: sqlite3.Connection) -> bool:
+        """meta and events with at least the version-1 columns: only then may a column be added."""
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"meta", "events"} <= names:
+            return False
+        return V1_COLUMNS <= {r[1] for r in conn.execute("PRAGMA table_info(events)")}
 
     def _move_aside(self, reason: str) -> Path:
         """Rename a damaged/foreign file to NAME.corrupt-YYYYmmddTHHMMSS (UTC), never overwriting."""
