@@ -145,7 +145,7 @@ class EventLog:
         self._retention_t0: float | None = None
         self._checked: tuple[int, int] | None = None  # (dev, inode) of the file that passed quick_check
         self._refused: str | None = None
-        self._try_open()
+        self._try_open(first=True)
         if self._refused:
             raise NotOurLog(f"{self.path}: {self._refused}; not an emotion-edge event log, left untouched "
                             "(set log.db or --db to a new file)")
@@ -271,7 +271,7 @@ class EventLog:
                       self.path, type(e).__name__, e, BUFFER_CAP)
 
     # -- opening --------------------------------------------------------------------------
-    def _try_open(self) -> bool:
+    def _try_open(self, first: bool = False) -> bool:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._refused = identify(self.path)
@@ -291,7 +291,8 @@ class EventLog:
             return True
         except (sqlite3.Error, OSError, _Foreign) as e:
             self._drop_conn()
-            self._report(e)
+            if not (first and self._refused):  # at start a refusal is raised (one line), not logged too
+                self._report(e)
             return False
 
     def _connect(self) -> sqlite3.Connection:
