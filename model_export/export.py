@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.argtypes import float_in, int_in, label_list
 from edge.contract import FER_LABELS, InputSpec, ModelInfo, sha256_file, write_model_info
 from edge.errors import DataError, ModelError
 from model_export import __version__
@@ -192,14 +193,14 @@ def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="MODEL.keras or legacy MODEL.h5: single grayscale input (H, W, 1)")
     p.add_argument("--input-range", default="0,1", help="float range the model was trained on: 0,1 (default)  -1,1  0,255")
-    p.add_argument("--labels", default=",".join(FER_LABELS), help="comma-separated output order (default FER2013)")
+    p.add_argument("--labels", type=label_list, default=",".join(FER_LABELS), help="comma-separated output order (default FER2013)")
     p.add_argument("--calibration-data", required=True, help="FER2013 .npz, fer2013.csv or image folder (Training split is sampled)")
     p.add_argument("--calibration-size", type=int, default=500, help=f"faces for int8 calibration (at least {MIN_CALIBRATION})")
     p.add_argument("--eval-data", help="data for the float vs int8 numbers in the metadata (default: calibration data)")
     p.add_argument("--eval-split", default="PrivateTest")
-    p.add_argument("--eval-limit", type=int, default=0, help="evaluate only the first N faces (0 = all)")
+    p.add_argument("--eval-limit", type=int_in(0), default=0, help="evaluate only the first N faces (0 = all)")
     p.add_argument("--labels-from", default="fer2013", choices=LABEL_SOURCES)
-    p.add_argument("--crop-margin", type=float, default=0.0, help="fraction added around the Haar box on the device")
+    p.add_argument("--crop-margin", type=float_in(0, 1), default=0.0, help="fraction added around the Haar box on the device")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="OUT.tflite (OUT.json is written beside it)")
 

@@ -48,11 +48,30 @@ def load_keras(path: str | Path):
         raise ModelError(f"{path}: model file not found")
     if path.suffix.lower() not in KERAS_SUFFIXES:
         raise ModelError(f"{path}: not a Keras model (expected .keras or .h5)")
+    problem = _keras_container_problem(path)
+    if problem:  # Keras itself says "File not found" for a damaged .keras zip
+        raise ModelError(f"{path}: not a readable Keras model ({problem})")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:  # Keras raises many types; the user needs the file and the first line
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{path}: cannot load Keras model ({first})") from None
+        raise ModelError(f"{path}: not a readable Keras model ({first})") from None
+
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def _keras_container_problem(path: Path) -> str | None:
+    """Why the file cannot be a Keras model (.keras is a zip, .h5 an HDF5 file), or None."""
+    import zipfile
+
+    if path.suffix.lower() == ".keras":
+        return None if zipfile.is_zipfile(path) else "a .keras file is a zip archive and this one is not, or it is damaged"
+    with open(path, "rb") as f:
+        head = f.read(2056)
+    if not any(head[o:o + 8] == HDF5_MAGIC for o in (0, 512, 1024, 2048)):  # HDF5 may follow a user block
+        return "a .h5 file is HDF5 and this one is not"
+    return None
 
 
 def keras_input_hw(model, where: str) -> tuple[int, int]:

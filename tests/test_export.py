@@ -204,8 +204,11 @@ def test_refusals(tmp_path):
     with pytest.raises(ModelError, match="input is uint8, not int8"):
         check_int8(FIX / "models" / "tiny_uint8.tflite")
     (tmp_path / "junk.h5").write_bytes(b"junk")
-    with pytest.raises(ModelError, match="junk.h5: cannot load Keras model"):
+    with pytest.raises(ModelError, match="junk.h5: not a readable Keras model"):
         load_keras(tmp_path / "junk.h5")
+    (tmp_path / "junk.keras").write_bytes(b"junk")  # issue 11 row 14: Keras itself says "File not found"
+    with pytest.raises(ModelError, match=r"junk.keras: not a readable Keras model \(a .keras file is a zip"):
+        load_keras(tmp_path / "junk.keras")
     assert not list(tmp_path.glob("*.tflite"))
 
 

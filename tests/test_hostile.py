@@ -472,3 +472,112 @@ def test_image_limits_refuse_before_decoding():
     with pytest.raises(ImageRefused, match="not an image"):
         check_image(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 60000 +X 60000\n")
     assert check_image(png_bytes(4000, 4000)).pixels <= MAX_IMAGE_PIXELS
+
+
+# ---------------------------------------------------------------------------------------------
+# row 15: install.sh
+def _staged_root(tmp_path: Path, os_release: str) -> Path:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "os-release").write_text(os_release)
+    return root
+
+
+def test_install_parses_os_release_never_runs_it(tmp_path):
+    pwned = tmp_path / "pwned"
+    root = _staged_root(tmp_path, f'PRETTY_NAME="Raspbian $(touch {pwned})"\nID=raspbian\n'
+                                  f"VERSION_CODENAME=bookworm\n`touch {pwned}`\n")
+    p = subprocess.run(["bash", str(REPO / "install.sh"), "--root", str(root), "--no-venv", "--dry-run"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert not pwned.exists(), "install.sh executed a line of DIR/etc/os-release"
+
+
+def test_install_ignores_the_callers_umask(tmp_path):
+    root = _staged_root(tmp_path, 'PRETTY_NAME="Raspbian GNU/Linux 12 (bookworm)"\nID=raspbian\nVERSION_CODENAME=bookworm\n')
+    p = subprocess.run(["bash", "-c", 'umask 000 && exec bash "$0" --root "$1" --no-venv', str(REPO / "install.sh"),
+                        str(root)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    writable = [str(x.relative_to(root)) for x in root.rglob("*")
+                if not x.is_symlink() and x.stat().st_mode & stat.S_IWOTH and x.name != "os-release" and x != root / "etc"]
+    assert not writable and (root / "etc/emotion-edge/config.toml.default").is_file(), writable
+
+
+# ---------------------------------------------------------------------------------------------
+# rows 9, 12, 14: the model tool and bench; numbers that make no sense, unsafe names
+def _export_cases() -> list[Case]:
+    ev = ["evaluate", "--model", str(MODELS / "tiny_int8.tflite"), "--data", "{s}/none.npz"]
+    ex = ["export", "{s}/m.keras", "--calibration-data", "{s}/none.npz", "--out", "{s}/o.tflite"]
+    tr = ["train", "--data", "{s}/none.npz", "--out", "{s}/run"]
+    bench = ["bench", "--source", str(CLIP), "--led", "none"]
+    argparse_refusals = [
+        ("evaluate-limit-neg", ev + ["--limit", "-5"], "--limit"),
+        ("evaluate-latency-n-neg", ev + ["--latency-n", "-3"], "--latency-n"),
+        ("evaluate-latency-n-zero", ev + ["--latency-n", "0"], "--latency-n"),
+        ("evaluate-labels-dup", ev + ["--labels", "a,b,a"], "appears more than once"),
+        ("export-eval-limit-neg", ex + ["--eval-limit", "-3000"], "--eval-limit"),
+        ("export-labels-dup", ex + ["--labels", "happy,happy"], "appears more than once"),
+        ("export-crop-margin-nan", ex + ["--crop-margin", "nan"], "--crop-margin"),
+        *[(f"train-{flag[2:]}-{v}", tr + [flag, v], flag) for flag, v in
+          (("--epochs", "0"), ("--epochs", "-2"), ("--width", "0"), ("--lr", "nan"), ("--lr", "inf"),
+           ("--input-size", "4"), ("--batch-size", "0"), ("--limit", "-1"))],
+    ]
+    cases = [Case(f"export-{name}", argv, words=words, err_lines=USAGE, module="model_export.cli")
+             for name, argv, words in argparse_refusals]
+    cases += [Case(f"bench-{name}", bench + flag, words=words, err_lines=USAGE) for name, flag, words in (
+        ("sweep-abc", ["--sweep", "1,abc"], "not a whole number"), ("sweep-zero", ["--sweep", "0,2"], "between 1"),
+        ("sweep-comma", ["--sweep", ","], "comma list"), ("cores-neg", ["--cores", "-1"], "--cores"),
+        ("cores-99", ["--cores", "99999"], "--cores"))]
+    cases += [
+        Case("export-train-out-file", tr[:-1] + ["{s}/file"], write("file", "x"), 2, "not a folder",
+             module="model_export.cli"),
+        Case("export-train-init-missing", tr + ["--init-from", "{s}/nope.keras"], code=2, words="no such file",
+             module="model_export.cli"),
+        Case("export-evaluate-report-dir-file", ev + ["--report-dir", "{s}/file"], write("file", "x"), 2,
+             "not a folder", module="model_export.cli"),
+        Case("export-deploy-host-newline", ["deploy", str(MODELS / "tiny_int8.tflite"), "pi@host\n", "--dry-run"],
+             code=2, words="expected user@host", module="model_export.cli"),
+        Case("export-deploy-name-newline", ["deploy", str(MODELS / "tiny_int8.tflite"), "pi@host", "--name",
+                                            "emotion\n", "--dry-run"], code=2, words="--name",
+             module="model_export.cli"),
+        Case("export-deploy-service-newline", ["deploy", str(MODELS / "tiny_int8.tflite"), "pi@host", "--service",
+                                               "emotion-edge\n", "--dry-run"], code=2, words="--service",
+             module="model_export.cli"),
+    ]
+    return cases
+
+
+EXPORT_CASES = _export_cases()
+
+
+@pytest.mark.parametrize("case", EXPORT_CASES, ids=[c.id for c in EXPORT_CASES])
+def test_hostile_tool_input(case: Case, tmp_path: Path) -> None:
+    check(case, run_case(case, tmp_path))
+
+
+def test_deploy_passes_scp_a_path_it_cannot_take_for_a_host(tmp_path):
+    """Row 12: a model named `evil:x.tflite` goes to scp as ./evil:x.tflite."""
+    model = model_with(tmp_path, name="evil:x")
+    r = run_child(["deploy", model.name, "pi@host", "--dry-run"], tmp_path, child_env(tmp_path), "model_export.cli")
+    assert r.code == 0, r.err
+    scp = [ln for ln in r.out.splitlines() if ln.startswith("scp")]
+    assert len(scp) == 2 and all(" ./evil:x." in ln for ln in scp), r.out
+
+
+def test_train_init_from_another_architecture_is_refused(tmp_path):
+    """Row 9: --init-from a model of another input size or class count: one line, before training."""
+    pytest.importorskip("keras")
+    import keras
+    import numpy as np
+
+    from edge.errors import ModelError
+    from model_export.train import _init_model
+
+    inp = keras.Input((32, 32, 1))
+    other = keras.Model(inp, keras.layers.Dense(7)(keras.layers.Flatten()(inp)))
+    other.save(tmp_path / "other.keras")
+    with pytest.raises(ModelError, match="do not match this run"):
+        _init_model(tmp_path / "other.keras", 48, 7)
+    (tmp_path / "junk.keras").write_bytes(np.zeros(100, np.uint8).tobytes())
+    with pytest.raises(ModelError, match="not a readable Keras model"):
+        _init_model(tmp_path / "junk.keras", 48, 7)
