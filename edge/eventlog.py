@@ -1,13 +1,16 @@
 """The local event log: SQLite (WAL) rows on mood changes plus a periodic summary, never per frame.
 
 Writes are buffered and committed in batches; I/O trouble (disk full, read-only, locked) is
-reported once and retried, so the mood light keeps running. A corrupt or foreign file is moved
-aside, never overwritten. Readers open the file read-only and work while the service writes.
+reported once and retried, so the mood light keeps running. Our own log (application id in the
+header) when damaged is moved aside, never overwritten; any other file (text, another program's
+SQLite database, a FIFO) is refused untouched. Readers open the file read-only and work while the
+service writes.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sqlite3
 import stat
@@ -339,7 +342,7 @@ class EventLog:
         return V1_COLUMNS <= {r[1] for r in conn.execute("PRAGMA table_info(events)")}
 
     def _move_aside(self, reason: str) -> Path:
-        """Rename a damaged/foreign file to NAME.corrupt-YYYYmmddTHHMMSS (UTC), never overwriting."""
+        """Rename our damaged log to NAME.corrupt-YYYYmmddTHHMMSS (UTC), never overwriting."""
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         dest = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         n = 1
@@ -439,10 +442,24 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
         raise LogError(f"cannot read event log {p}: {e}") from None
 
 
+MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: the latest time iso_utc() can print
+
+
+def _num(v: Any, lo: float = -math.inf, hi: float = math.inf) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
+
+
 def _row(r: tuple) -> LogRow:
+    """A row as written by EventLog; ValueError for values another writer put there (wrong types, NaN...)."""
     box = (r[6], r[7], r[8], r[9]) if r[6] is not None else None
-    return LogRow(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None, r[5], box,
-                  json.loads(r[10]) if len(r) > 10 and r[10] else None)
+    probs = json.loads(r[4]) if r[4] else None
+    detail = json.loads(r[10]) if len(r) > 10 and r[10] else None
+    if not (_num(r[0], 0.0, MAX_TIME) and isinstance(r[1], str) and isinstance(r[2], str) and _num(r[3]) and _num(r[5])
+            and (box is None or all(isinstance(v, int) for v in box))
+            and (probs is None or (isinstance(probs, dict) and all(_num(v) for v in probs.values())))
+            and (detail is None or isinstance(detail, list))):
+        raise ValueError("values of the wrong type")
+    return LogRow(r[0], r[1], r[2], r[3], probs, r[5], box, detail)
 
 
 def read_rows(path: str | Path, since: float | None = None, limit: int | None = None) -> list[LogRow]:
@@ -457,6 +474,8 @@ def read_rows(path: str | Path, since: float | None = None, limit: int | None = 
         rows = [_row(r) for r in conn.execute(q, args)]
     except sqlite3.Error as e:
         raise LogError(f"cannot read event log {path}: {e}") from None
+    except (ValueError, TypeError, RecursionError):  # JSON errors are ValueErrors too
+        raise LogError(f"event log {path} holds a row emotion-edge did not write (bad JSON or values of the wrong type)") from None
     finally:
         conn.close()
     rows.reverse()
@@ -499,8 +518,12 @@ def summarize(path: str | Path, since: float | None = None, now: float | None = 
         cap = 2 * float(got[0]) if got else 120.0
         rows = conn.execute("SELECT time, kind, mood FROM events WHERE time >= ? ORDER BY time, id",
                             (since if since is not None else float("-inf"),)).fetchall()
+        if not (math.isfinite(cap) and all(_num(t, 0.0, MAX_TIME) and isinstance(m, str) for t, _, m in rows)):
+            raise ValueError("values of the wrong type")
     except sqlite3.Error as e:
         raise LogError(f"cannot read event log {path}: {e}") from None
+    except (ValueError, TypeError):
+        raise LogError(f"event log {path} holds values emotion-edge did not write (wrong types)") from None
     finally:
         conn.close()
     now = time.time() if now is None else now

@@ -91,6 +91,22 @@ def sqlite_of_another_program(path: Path) -> None:
     c.close()
 
 
+def our_log_with(**row) -> Callable[[Path], None]:
+    """An emotion-edge log (made by EventLog) holding one extra row with the given column values."""
+    def _make(s: Path) -> None:
+        from edge.config import LogConfig
+        from edge.eventlog import EventLog
+
+        EventLog(s / "ours.db", LogConfig()).close()
+        vals = {"time": time.time(), "kind": "change", "mood": "happy", "confidence": 0.9, "probs": None,
+                "faces": 1.0, **row}
+        c = sqlite3.connect(s / "ours.db")
+        c.execute(f"INSERT INTO events ({', '.join(vals)}) VALUES ({', '.join('?' * len(vals))})", list(vals.values()))
+        c.commit()
+        c.close()
+    return _make
+
+
 # ---------------------------------------------------------------------------------------------
 # the harness
 @dataclass
@@ -231,6 +247,16 @@ CASES = [
     Case("log-since-year-1", ["log", "--db", "{s}/none.db", "--since", "0001-01-01"], words="--since"),
     Case("log-since-inf", ["log", "--db", "{s}/none.db", "--since", "9" * 400 + "w"], words="--since"),
     Case("log-db-text", ["log", "--db", "{s}/notes.txt"], write("notes.txt", "hello\n"), 2, "notes.txt"),
+    # rows another writer put into our log (found beyond the issue's list)
+    *[Case(f"log-row-{name}", ["log", "--db", "{s}/ours.db", *extra], our_log_with(**row), 2, "did not write",
+           outputs=("ours.db-*",))
+      for name, row, extra in (("confidence-text", {"confidence": "high"}, []),
+                               ("probs-nested", {"probs": "[" * 100_000 + "]" * 100_000}, []),
+                               ("time-huge", {"time": 1e300}, []),
+                               ("time-huge-summary", {"time": 1e300}, ["--summary"]),
+                               ("mood-blob", {"mood": b"\x00\x01"}, ["--summary"]))],
+    Case("log-row-escapes", ["log", "--db", "{s}/ours.db"], our_log_with(mood="\x1b[2Jhappy\nfake"), 0,
+         "\\x1b[2Jhappy", stream="stdout", outputs=("ours.db-*",), forbid=("\x1b", "\nfake")),
 ]
 
 
