@@ -12,6 +12,8 @@ import re
 import struct
 from dataclasses import dataclass
 
+from edge.frames import MAX_SIDE  # the longest side any frame may have: a 1000000x16 strip is refused too
+
 MAX_IMAGE_PIXELS = 16_000_000
 """Largest image accepted (width x height): 4900x3265, above any Pi camera (HQ: 12.3 MP) and 12 MP phones."""
 MAX_DECODED_BYTES = 64_000_000
@@ -52,6 +54,9 @@ def check_image(data: bytes | memoryview, max_pixels: int = MAX_IMAGE_PIXELS,
         raise ImageRefused(f"not an image this program reads ({FORMATS}), or its header is damaged")
     if h.width <= 0 or h.height <= 0:
         raise ImageRefused(f"{h.format} header declares {h.width}x{h.height} pixels")
+    if max(h.width, h.height) > MAX_SIDE:
+        raise ImageRefused(f"{h.format} of {h.width}x{h.height} pixels is larger than {MAX_SIDE} px a side; "
+                           "scale it down first")
     if h.pixels > max_pixels or h.decoded_bytes > max_bytes:
         raise ImageRefused(f"{h.format} of {h.width}x{h.height} pixels ({h.channels} channel(s), "
                            f"{8 * h.sample_bytes}-bit) is larger than the {max_pixels / 1e6:g} megapixel / "

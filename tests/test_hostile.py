@@ -65,7 +65,8 @@ def bomb(name: str) -> bytes:
     if name not in _BOMBS:
         _BOMBS[name] = {"rgba16": lambda: png_bytes(12000, 12000, 16, 6),
                         "gray20k": lambda: png_bytes(20000, 20000, 8, 0),
-                        "jpeg65k": jpeg_header_bomb}[name]()
+                        "jpeg65k": jpeg_header_bomb,
+                        "strip": lambda: png_bytes(1_000_000, 16, 8, 6)}[name]()
     return _BOMBS[name]
 
 
@@ -181,8 +182,10 @@ CASES = [
          code=1, words="not a number"),
     # 2. decompression bombs, refused from the header
     *[Case(f"bomb-{b}-photo", ["photo", "{s}/in/bomb.png", "--annotate", "{s}/ann"],
-           lambda s, b=b: write("in/bomb.png", bomb(b))(s), 1, "megapixel", outputs=("ann",))
+           lambda s, b=b: write("in/bomb.png", bomb(b))(s), 1, "larger than", outputs=("ann",))
       for b in ("rgba16", "gray20k", "jpeg65k")],
+    Case("bomb-strip-photo", ["photo", "{s}/in/strip.png"], lambda s: write("in/strip.png", bomb("strip"))(s), 1,
+         "px a side"),
     Case("bomb-gray20k-run-dir", ["run", "--source", "{s}/in", "--led", "none", "--db", "{s}/log.db"],
          lambda s: write("in/bomb.png", bomb("gray20k"))(s), 2, "no usable frames", outputs=LOG_OUT, err_lines=2),
     Case("bomb-rgba16-check-dir", ["check", "--source", "{s}/in", "--led", "none"],
@@ -491,10 +494,14 @@ def test_image_header_gives_the_size_opencv_decodes(ext, shape):
 def test_image_limits_refuse_before_decoding():
     from edge.imagecheck import MAX_IMAGE_PIXELS, ImageRefused, check_image
 
-    with pytest.raises(ImageRefused, match="megapixel"):
+    with pytest.raises(ImageRefused, match="8192 px a side"):
         check_image(bomb("rgba16"))
-    with pytest.raises(ImageRefused, match="megapixel"):
+    with pytest.raises(ImageRefused, match="8192 px a side"):
         check_image(bomb("jpeg65k"))
+    with pytest.raises(ImageRefused, match="16 megapixel"):
+        check_image(png_bytes(8000, 8000))  # 64 MP of gray: too many pixels
+    with pytest.raises(ImageRefused, match="64 MB limit"):
+        check_image(png_bytes(4000, 3000, 16, 6))  # 12 MP, but 96 MB as 16-bit RGBA
     with pytest.raises(ImageRefused, match="not an image"):
         check_image(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 60000 +X 60000\n")
     assert check_image(png_bytes(4000, 4000)).pixels <= MAX_IMAGE_PIXELS
