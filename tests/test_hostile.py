@@ -2,7 +2,7 @@
 
 Each case of the table runs the real console entry point in a child process inside its own
 sandbox folder and asserts: the exit status, one clear error line (no 'Traceback'), no hang (a
-timeout), a peak memory under 300 MB (the child's own ru_maxrss from wait4), and that no file
+timeout), a peak memory under 300 MB (the child's own VmHWM), and that no file
 in the sandbox other than the case's declared outputs was created, changed, moved or deleted.
 Add a row whenever a new bad input is found; the harness does the rest.
 """
@@ -289,11 +289,28 @@ class Result:
     changed: list[str] = field(default_factory=list)
 
 
+# `python -m module args`, writing its own peak RSS (VmHWM) at exit: the child's ru_maxrss from wait4
+# would include the pytest process it was forked from (Linux keeps the pre-exec high-water mark).
+LAUNCHER = """
+import atexit, os, runpy, sys
+def _hwm():
+    with open("/proc/self/status") as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    with open(os.environ["HOSTILE_HWM_FILE"], "w") as f:
+        f.write(str(kb))
+atexit.register(_hwm)
+mod = sys.argv.pop(1)
+runpy.run_module(mod, run_name="__main__", alter_sys=True)
+"""
+
+
 def run_child(argv: list[str], cwd: Path, env: dict[str, str], module: str = "edge.cli",
               timeout: float = TIMEOUT_S) -> Result:
-    """Run `python -m module argv`; its exit status and peak RSS come from wait4 (per child)."""
+    """Run `python -m module argv` with a timeout; exit status from wait4, peak RSS from the child itself."""
+    hwm = cwd.parent / f"{cwd.name}.hwm"
+    env = {**env, "HOSTILE_HWM_FILE": str(hwm)}
     with open(cwd.parent / f"{cwd.name}.out", "w+b") as fo, open(cwd.parent / f"{cwd.name}.err", "w+b") as fe:
-        p = subprocess.Popen([sys.executable, "-m", module, *argv], cwd=cwd, env=env, stdout=fo, stderr=fe,
+        p = subprocess.Popen([sys.executable, "-c", LAUNCHER, module, *argv], cwd=cwd, env=env, stdout=fo, stderr=fe,
                              stdin=subprocess.DEVNULL, start_new_session=True)
         end = time.monotonic() + timeout
         while True:
@@ -310,8 +327,9 @@ def run_child(argv: list[str], cwd: Path, env: dict[str, str], module: str = "ed
         p.returncode = os.waitstatus_to_exitcode(status)
         fo.seek(0)
         fe.seek(0)
+        peak_kb = int(hwm.read_text()) if hwm.exists() else usage.ru_maxrss  # no file: killed, count the worst
         return Result(p.returncode, fo.read().decode(errors="replace"), fe.read().decode(errors="replace"),
-                      usage.ru_maxrss / 1024)
+                      peak_kb / 1024)
 
 
 def child_env(sandbox: Path) -> dict[str, str]:
