@@ -55,8 +55,8 @@ def check_image(data: bytes | memoryview, max_pixels: int = MAX_IMAGE_PIXELS,
     if h.width <= 0 or h.height <= 0:
         raise ImageRefused(f"{h.format} header declares {h.width}x{h.height} pixels")
     if max(h.width, h.height) > MAX_SIDE:
-        raise ImageRefused(f"{h.format} of {h.width}x{h.height} pixels is larger than {MAX_SIDE} px a side; "
-                           "scale it down first")
+        # the same words as edge.frames.as_gray, which refused these after decoding before
+        raise ImageRefused(f"image is too large ({h.width}x{h.height}; at most {MAX_SIDE} px a side; scale it down first)")
     if h.pixels > max_pixels or h.decoded_bytes > max_bytes:
         raise ImageRefused(f"{h.format} of {h.width}x{h.height} pixels ({h.channels} channel(s), "
                            f"{8 * h.sample_bytes}-bit) is larger than the {max_pixels / 1e6:g} megapixel / "
