@@ -12,6 +12,7 @@
 #                                      (apt, useradd, systemctl) are only printed
 #   ./install.sh --dry-run            print what would happen, change nothing
 set -euo pipefail
+umask 022  # the code systemd runs must not be world-writable, whatever the caller's umask
 
 APP=emotion-edge
 SRC_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
@@ -124,18 +125,29 @@ remove() {
 }
 
 # ------------------------------------------------------------------ checks (before any change)
+os_release_value() {  # KEY FILE: KEY's value with its quotes removed; the file is parsed, never run
+    local key=$1 file=$2 line value=""
+    [[ -f $file ]] || return 0
+    while IFS= read -r line || [[ -n $line ]]; do
+        if [[ $line == "$key="* ]]; then
+            value=${line#"$key="}
+            value=${value#[\"\']}
+            value=${value%[\"\']}
+        fi
+    done < <(head -c 65536 -- "$file")
+    printf '%s' "${value//[^[:print:]]/?}"
+}
+
 check_os() {
     local file=${ROOT:-}/etc/os-release id="" codename="" version=""
     if [[ ! -r $file ]]; then
         [[ -n $ROOT ]] && return 0  # a bare staging root: nothing to check
         die "cannot read /etc/os-release; emotion-edge supports Raspberry Pi OS Bookworm or Trixie (use --dev on a desktop)"
     fi
-    # shellcheck disable=SC1090
-    id=$(. "$file" && printf '%s' "${ID:-}")
-    # shellcheck disable=SC1090
-    codename=$(. "$file" && printf '%s' "${VERSION_CODENAME:-}")
-    # shellcheck disable=SC1090
-    version=$(. "$file" && printf '%s' "${PRETTY_NAME:-$id}")
+    id=$(os_release_value ID "$file")
+    codename=$(os_release_value VERSION_CODENAME "$file")
+    version=$(os_release_value PRETTY_NAME "$file")
+    version=${version:-$id}
     case $id in
         raspbian | debian) ;;
         *) die "unsupported OS '$version': emotion-edge installs on Raspberry Pi OS (Debian) Bookworm or Trixie; on a desktop use ./install.sh --dev" ;;

@@ -33,7 +33,7 @@ def apply_calibration(classifier: Any, cal: Any, cfg: Config) -> None:
     classifier.set_calibration(cal, cfg.calibrate.strength, cfg.calibrate.neutral_margin)
 
 
-def build_calibrator(cfg: Config, parts: Parts, state_dir: Path):
+def build_calibrator(cfg: Config, parts: Parts, state_dir: Path, requests: bool = True):
     """The loop's calibration part; it always works on the classifier the parts hold now (reloads swap it)."""
     from edge.calibrate import CalibrationController
 
@@ -42,7 +42,8 @@ def build_calibrator(cfg: Config, parts: Parts, state_dir: Path):
 
     return CalibrationController(state_dir, calibration_path(cfg), seconds=cfg.calibrate.seconds,
                                  min_frames=cfg.calibrate.min_frames,
-                                 apply=lambda cal: apply_calibration(parts.classifier, cal, cfg), model=model)
+                                 apply=lambda cal: apply_calibration(parts.classifier, cal, cfg), model=model,
+                                 requests=requests)
 
 
 def build_smoother(cfg: Config, labels: tuple[str, ...]):
@@ -79,7 +80,7 @@ def build_parts(cfg: Config, *, pin_factory: Any = None, camera_factory: Any = N
         raise
     parts = Parts(source, detector, classifier, smoother, led, log)
     if with_log:  # a loop that logs is one a calibration can be asked of (the service, `run`)
-        parts.calibrate = build_calibrator(cfg, parts, state_dir or db_path(cfg).parent)
+        parts.calibrate = build_calibrator(cfg, parts, state_dir or db_path(cfg).parent, requests=state_dir is not None)
         if cfg.calibrate.button_pin >= 0:
             from edge.button import CalibrateButton
 

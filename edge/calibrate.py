@@ -162,7 +162,7 @@ class CalibrationController:
 
     def __init__(self, state_dir: Path, cal_path: Path, *, seconds: float, min_frames: int,
                  apply: Callable[[Calibration | None], None], model: Callable[[], tuple[str, tuple[str, ...]]],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, requests: bool = True) -> None:
         self.state_dir = Path(state_dir)
         self.cal_path = Path(cal_path)
         self.seconds, self.min_frames = seconds, min_frames
@@ -174,11 +174,12 @@ class CalibrationController:
         self._show_state = ""
         self._next_poll = 0.0
         self._asked = threading.Event()  # set from the button's thread; acted on by the loop's thread
-        try:
-            self._dir: Path | None = ensure_requests_dir(self.state_dir)
-        except OSError as e:
-            log.warning("calibration requests disabled: cannot create %s (%s)", requests_dir(self.state_dir), e)
-            self._dir = None
+        self._dir: Path | None = None  # requests only for the service: `calibrate` asks a service, not a `run`
+        if requests:
+            try:
+                self._dir = ensure_requests_dir(self.state_dir)
+            except OSError as e:
+                log.warning("calibration requests disabled: cannot create %s (%s)", requests_dir(self.state_dir), e)
 
     def start(self, seconds: float | None = None, request_id: str = "") -> None:
         """Begin a session now (a request, the button, or `calibrate` without a service)."""

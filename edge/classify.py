@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from edge.calibration import Calibration, CalibrationApplier, for_model
-from edge.contract import check_tensors, read_model_info
+from edge.contract import check_input_quantization, check_tensors, read_model_info
 from edge.errors import FrameError, ModelError
 from edge.frames import as_gray
 from edge.preprocess import crop_face, quant_lut, resize_face, to_float
@@ -108,6 +108,7 @@ class EmotionClassifier:
             scale, zp = inp["quantization"]
             if not scale or scale <= 0:
                 raise ModelError(f"{where}: {in_dtype} input tensor has no quantization scale")
+            check_input_quantization(self.info, float(scale), int(zp), where)
             self._lut = quant_lut(spec.range, float(scale), int(zp), np.dtype(in_dtype))
         out_scale, out_zp = out.get("quantization", (0.0, 0))
         self._out_quant = np.dtype(out["dtype"]).kind in "iu"
@@ -178,9 +179,12 @@ class EmotionClassifier:
         else:
             p[...] = raw
         del raw
+        total = float(p.sum())
+        if not np.isfinite(total):  # NaN/inf: a broken model must not steer the mood or the LED
+            raise FrameError(f"{self.path}: model output is not a number (NaN or infinity)")
         np.clip(p, 0.0, None, out=p)
         total = float(p.sum())
-        if not np.isfinite(total) or total <= 0.0:
+        if total <= 0.0:
             p.fill(1.0 / p.size)  # degenerate output: say "no idea" rather than crash
         else:
             p /= np.float32(total)

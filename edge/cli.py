@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(mains[args.command](args) or 0)
     except EdgeError as e:
-        print(f"emotion-edge: error: {e}", file=sys.stderr)
+        from edge.text import printable
+        print(f"emotion-edge: error: {printable(e)}", file=sys.stderr)  # one line, whatever a path holds
         return 2
     except KeyboardInterrupt:
         return 130

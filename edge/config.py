@@ -5,6 +5,7 @@ Precedence: defaults < file (/etc/emotion-edge/config.toml or --config) < comman
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -14,9 +15,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge.errors import ConfigError
+from edge.safeio import CONFIG_MAX_BYTES, read_text
 
 DEFAULT_CONFIG_PATH = Path("/etc/emotion-edge/config.toml")
 COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _opt(default: Any, doc: str, check: Callable[[Any], str | None] | None = None, **kw: Any) -> Any:
@@ -219,13 +222,13 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if path is not None:
         p = Path(path)
         try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
+            data = tomllib.loads(read_text(p, CONFIG_MAX_BYTES))  # no FIFO, device or giant file
         except FileNotFoundError:
             raise ConfigError(f"{p}: config file not found") from None
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{p}: cannot read config ({e})") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{p}: not valid TOML ({e})") from None
+        except (tomllib.TOMLDecodeError, RecursionError) as e:
+            raise ConfigError(f"{p}: not valid TOML ({e or 'nested too deeply'})") from None
         apply(cfg, data, str(p))
     if overrides:
         apply(cfg, overrides, "command line")
@@ -236,8 +239,13 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # JSON string escapes (\n, \uXXXX) are valid TOML; DEL is the one control JSON leaves raw
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
     return repr(v)
+
+
+def _toml_key(k: str) -> str:
+    return k if BARE_KEY_RE.fullmatch(k) else _toml_value(k)
 
 
 def dump_config(cfg: Config, with_docs: bool = True, commented: bool = False) -> str:
@@ -262,7 +270,7 @@ def dump_config(cfg: Config, with_docs: bool = True, commented: bool = False) ->
                 doc = next(f.metadata.get("doc", "") for f in dataclasses.fields(obj) if f.name == name)
                 out.append(f"# {doc}")
             out.append(f"{pre}[{sec.name}.{name}]")
-            out.extend(f"{pre}{k} = {_toml_value(c)}" for k, c in d.items())
+            out.extend(f"{pre}{_toml_key(k)} = {_toml_value(c)}" for k, c in d.items())
         out.append("")
     return "\n".join(out)
 

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import ModelError
+from edge.safeio import METADATA_MAX_BYTES, read_text
 
 FORMAT = 1
 FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 RANGES = {(0.0, 1.0), (-1.0, 1.0), (0.0, 255.0)}
 DTYPES = ("int8", "uint8", "float32")
+MAX_LABELS = 64
 
 
 @dataclass(frozen=True)
@@ -81,18 +83,23 @@ def parse_model_info(data: Any, where: str) -> ModelInfo:
     labels = _need(data, "labels", list, where)
     if len(labels) < 2 or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels):
         raise ModelError(f"{where}: 'labels' must be a list of at least 2 distinct names")
+    if len(labels) > MAX_LABELS or not all(x.isprintable() and x.strip() == x and len(x) <= 64 for x in labels):
+        # labels reach terminals, the journal and the LED colour table: no newlines or escapes
+        raise ModelError(f"{where}: 'labels' must be at most {MAX_LABELS} printable names of up to 64 characters, "
+                         "without control characters or surrounding spaces")
     if "none" in labels:
         raise ModelError(f"{where}: 'none' is reserved for 'no face' and cannot be a label")
     inp = _need(data, "input", dict, where)
     h, w = _need(inp, "height", int, where + " input"), _need(inp, "width", int, where + " input")
     ch = inp.get("channels", 1)
-    if not (8 <= h <= 512 and 8 <= w <= 512) or ch != 1:
+    if not (8 <= h <= 512 and 8 <= w <= 512) or ch != 1 or isinstance(ch, bool):
         raise ModelError(f"{where}: input must be grayscale (channels 1), 8..512 px; got {h}x{w}x{ch}")
     dtype = inp.get("dtype", "int8")
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         raise ModelError(f"{where}: input dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     rng = inp.get("range", [0, 1])
-    if not (isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, (int, float)) for v in rng)):
+    if not (isinstance(rng, list) and len(rng) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rng)):
         raise ModelError(f"{where}: input 'range' must be [low, high]")
     rng_t = (float(rng[0]), float(rng[1]))
     if rng_t not in RANGES:
@@ -101,14 +108,18 @@ def parse_model_info(data: Any, where: str) -> ModelInfo:
     if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not (0.0 <= margin <= 1.0) or math.isnan(margin):
         raise ModelError(f"{where}: input 'crop_margin' must be between 0 and 1")
     sha = _need(data, "sha256", str, where)
+    extra = {}
+    for key in ("quantization", "metrics", "made_by"):  # optional, but objects when present
+        v = data.get(key)
+        if v is not None and not isinstance(v, dict):
+            raise ModelError(f"{where}: key {key!r} must be a JSON object, not {type(v).__name__}")
+        extra[key] = dict(v or {})
     return ModelInfo(
         labels=tuple(labels),
         input=InputSpec(h, w, 1, dtype, rng_t, float(margin)),
         sha256=sha,
-        quantization=dict(data.get("quantization") or {}),
-        metrics=dict(data.get("metrics") or {}),
-        made_by=dict(data.get("made_by") or {}),
         format=fmt,
+        **extra,
     )
 
 
@@ -121,8 +132,8 @@ def read_model_info(model_path: str | Path, check_sha: bool = True) -> ModelInfo
     if not meta.is_file():
         raise ModelError(f"{meta}: model metadata not found (every .tflite needs its .json from emotion-export)")
     try:
-        data = json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = json.loads(read_text(meta, METADATA_MAX_BYTES))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ModelError(f"{meta}: unreadable metadata ({e})") from None
     info = parse_model_info(data, str(meta))
     if check_sha:
@@ -153,3 +164,20 @@ def check_tensors(info: ModelInfo, input_shape: tuple[int, ...], input_dtype: st
         raise ModelError(f"{where}: model input dtype {input_dtype} does not match metadata {info.input.dtype}")
     if n_outputs != len(info.labels):
         raise ModelError(f"{where}: model has {n_outputs} outputs but metadata lists {len(info.labels)} labels")
+
+
+def check_input_quantization(info: ModelInfo, scale: float, zero_point: int, where: str) -> None:
+    """An int8/uint8 input must be quantized for the metadata's range, or every pixel is scaled wrong.
+
+    The values the tensor can hold, (q - zero_point) * scale over the dtype's range, must span the
+    declared range (to within a tenth of it): [0,255] in the JSON of a model quantized for 0..1 is refused.
+    """
+    if info.input.dtype not in ("int8", "uint8"):
+        return
+    qmin, qmax = (-128, 127) if info.input.dtype == "int8" else (0, 255)
+    lo, hi = info.input.range
+    got_lo, got_hi = (qmin - zero_point) * scale, (qmax - zero_point) * scale
+    tol = 0.1 * (hi - lo)
+    if not (math.isfinite(got_lo) and math.isfinite(got_hi)) or abs(got_lo - lo) > tol or abs(got_hi - hi) > tol:
+        raise ModelError(f"{where}: input is quantized for {got_lo:.4g}..{got_hi:.4g} but the metadata says "
+                         f"range [{lo:g}, {hi:g}]; re-export the model or fix 'range' in its .json")

@@ -1,15 +1,19 @@
 """The local event log: SQLite (WAL) rows on mood changes plus a periodic summary, never per frame.
 
 Writes are buffered and committed in batches; I/O trouble (disk full, read-only, locked) is
-reported once and retried, so the mood light keeps running. A corrupt or foreign file is moved
-aside, never overwritten. Readers open the file read-only and work while the service writes.
+reported once and retried, so the mood light keeps running. Our own log (application id in the
+header) when damaged is moved aside, never overwritten; any other file (text, another program's
+SQLite database, a FIFO) is refused untouched. Readers open the file read-only and work while the
+service writes.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sqlite3
+import stat
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,7 +26,7 @@ import numpy as np
 
 from edge.affect import Affect, affect_of, affect_of_dict
 from edge.config import LogConfig
-from edge.errors import LogError
+from edge.errors import ConfigError, LogError
 from edge.types import Box, Mood, Prediction
 
 log = logging.getLogger(__name__)
@@ -93,7 +97,39 @@ def _is_corrupt(e: BaseException) -> bool:
 
 
 class _Foreign(Exception):
-    """The file is SQLite but not an emotion-edge log (or fails its integrity check)."""
+    """The file is our log (its header says so) but is damaged: it is moved aside, never overwritten."""
+
+
+class NotOurLog(LogError, ConfigError):
+    """log.db / --db names a file that is not an emotion-edge log: refused untouched (exit 2, like a bad config)."""
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+V1_COLUMNS = {"id", "time", "kind", "mood", "confidence", "probs", "faces", "box_x", "box_y", "box_w", "box_h"}
+
+
+def identify(path: Path) -> str | None:
+    """None when `path` is missing, empty or carries our application id; else why it is someone else's.
+
+    Only the header is read: a text file, another program's SQLite file, a FIFO or a device is
+    never opened by SQLite (which would write a journal beside it) let alone moved.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_size == 0:
+        return None
+    with open(path, "rb") as f:
+        head = f.read(100)
+    if not head.startswith(SQLITE_MAGIC):
+        return "not an SQLite database"
+    if len(head) < 72 or int.from_bytes(head[68:72], "big") != APPLICATION_ID:
+        app_id = int.from_bytes(head[68:72], "big") if len(head) >= 72 else 0
+        return f"an SQLite database of another program (application_id {app_id:#x})"
+    return None
 
 
 def _probs_json(labels: tuple[str, ...], probs: np.ndarray | None) -> str | None:
@@ -129,7 +165,11 @@ class EventLog:
         self._commit_t0: float | None = None
         self._retention_t0: float | None = None
         self._checked: tuple[int, int] | None = None  # (dev, inode) of the file that passed quick_check
-        self._try_open()
+        self._refused: str | None = None
+        self._try_open(first=True)
+        if self._refused:
+            raise NotOurLog(f"{self.path}: {self._refused}; not an emotion-edge event log, left untouched "
+                            "(set log.db or --db to a new file)")
 
     # -- context manager ------------------------------------------------------------------
     def __enter__(self) -> "EventLog":
@@ -254,9 +294,12 @@ class EventLog:
                       self.path, type(e).__name__, e, BUFFER_CAP)
 
     # -- opening --------------------------------------------------------------------------
-    def _try_open(self) -> bool:
+    def _try_open(self, first: bool = False) -> bool:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._refused = identify(self.path)
+            if self._refused:
+                raise OSError(f"{self._refused}; left untouched")
             try:
                 self._conn = self._connect()
             except _Foreign as e:
@@ -271,7 +314,8 @@ class EventLog:
             return True
         except (sqlite3.Error, OSError, _Foreign) as e:
             self._drop_conn()
-            self._report(e)
+            if not (first and self._refused):  # at start a refusal is raised (one line), not logged too
+                self._report(e)
             return False
 
     def _connect(self) -> sqlite3.Connection:
@@ -279,8 +323,12 @@ class EventLog:
         try:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]  # reads the header: NOTADB here
             n_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if n_tables and app_id != APPLICATION_ID:
-                raise _Foreign(f"not an emotion-edge log (application_id {app_id:#x}, {n_tables} schema objects)")
+            if n_tables and app_id != APPLICATION_ID:  # changed since identify(): still not ours to move
+                self._refused = f"an SQLite database of another program (application_id {app_id:#x})"
+                raise OSError(f"{self._refused}; left untouched")
+            if n_tables and not self._our_tables(conn):
+                self._refused = "carries our application id but not our tables"
+                raise OSError(f"{self._refused}; left untouched")
             st = os.stat(self.path)
             if n_tables and (st.st_dev, st.st_ino) != self._checked:  # check each file once per run
                 check = conn.execute("PRAGMA quick_check").fetchone()[0]
@@ -307,8 +355,16 @@ class EventLog:
             conn.close()
             raise
 
+    @staticmethod
+    def _our_tables(conn: sqlite3.Connection) -> bool:
+        """meta and events with at least the version-1 columns: only then may a column be added."""
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"meta", "events"} <= names:
+            return False
+        return V1_COLUMNS <= {r[1] for r in conn.execute("PRAGMA table_info(events)")}
+
     def _move_aside(self, reason: str) -> Path:
-        """Rename a damaged/foreign file to NAME.corrupt-YYYYmmddTHHMMSS (UTC), never overwriting."""
+        """Rename our damaged log to NAME.corrupt-YYYYmmddTHHMMSS (UTC), never overwriting."""
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         dest = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         n = 1
@@ -410,15 +466,29 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
         raise LogError(f"cannot read event log {p}: {e}") from None
 
 
+MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: the latest time iso_utc() can print
+
+
+def _num(v: Any, lo: float = -math.inf, hi: float = math.inf) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
+
+
 def _row(r: tuple) -> LogRow:
+    """A row as written by EventLog; ValueError for values another writer put there (wrong types, NaN...)."""
     box = (r[6], r[7], r[8], r[9]) if r[6] is not None else None
     probs = json.loads(r[4]) if r[4] else None
+    detail = json.loads(r[10]) if len(r) > 10 and r[10] else None
     v, a = (r[11], r[12]) if len(r) > 12 else (None, None)
+    if not (_num(r[0], 0.0, MAX_TIME) and isinstance(r[1], str) and isinstance(r[2], str) and _num(r[3]) and _num(r[5])
+            and (box is None or all(isinstance(x, int) for x in box))
+            and (probs is None or (isinstance(probs, dict) and all(_num(x) for x in probs.values())))
+            and (detail is None or isinstance(detail, list))
+            and (v is None or _num(v, -1.0, 1.0)) and (a is None or _num(a, -1.0, 1.0))):
+        raise ValueError("values of the wrong type")
     if v is None and probs:  # a row written before schema 3
         va = affect_of_dict(probs)
         v, a = (va.valence, va.arousal) if va is not None else (None, None)
-    return LogRow(r[0], r[1], r[2], r[3], probs, r[5], box,
-                  json.loads(r[10]) if len(r) > 10 and r[10] else None, v, a)
+    return LogRow(r[0], r[1], r[2], r[3], probs, r[5], box, detail, v, a)
 
 
 def select_columns(conn: sqlite3.Connection) -> str:
@@ -439,6 +509,8 @@ def read_rows(path: str | Path, since: float | None = None, limit: int | None = 
         rows = [_row(r) for r in conn.execute(q, args)]
     except sqlite3.Error as e:
         raise LogError(f"cannot read event log {path}: {e}") from None
+    except (ValueError, TypeError, RecursionError):  # JSON errors are ValueErrors too
+        raise LogError(f"event log {path} holds a row emotion-edge did not write (bad JSON or values of the wrong type)") from None
     finally:
         conn.close()
     rows.reverse()
@@ -481,8 +553,12 @@ def summarize(path: str | Path, since: float | None = None, now: float | None = 
         cap = 2 * float(got[0]) if got else 120.0
         rows = conn.execute("SELECT time, kind, mood FROM events WHERE time >= ? ORDER BY time, id",
                             (since if since is not None else float("-inf"),)).fetchall()
+        if not (math.isfinite(cap) and all(_num(t, 0.0, MAX_TIME) and isinstance(m, str) for t, _, m in rows)):
+            raise ValueError("values of the wrong type")
     except sqlite3.Error as e:
         raise LogError(f"cannot read event log {path}: {e}") from None
+    except (ValueError, TypeError):
+        raise LogError(f"event log {path} holds values emotion-edge did not write (wrong types)") from None
     finally:
         conn.close()
     now = time.time() if now is None else now

@@ -14,8 +14,11 @@ import numpy as np
 
 from edge.errors import ConfigError, SourceError
 from edge.frames import as_gray
+from edge.imagecheck import ImageRefused, check_image
 from edge.led import hex_to_rgb
 from edge.preprocess import crop_face, resize_face
+from edge.safeio import IMAGE_MAX_BYTES, read_bytes, write_output
+from edge.text import printable
 from edge.types import Box, Prediction
 
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
@@ -63,7 +66,7 @@ class PhotoResult:
     def to_text(self) -> str:
         """`photo.jpg: 2 faces` then one indented line per face with every probability."""
         n = len(self.faces)
-        head = f"{self.file}: {'no' if n == 0 else n} face{'' if n == 1 else 's'}"
+        head = f"{printable(self.file)}: {'no' if n == 0 else n} face{'' if n == 1 else 's'}"
         lines = [head]
         for f in self.faces:
             x, y, w, h = f.box
@@ -108,18 +111,31 @@ def _to_uint8(img: np.ndarray, path: Path) -> np.ndarray:
     """16-bit and float images scaled to 8 bits (PNG/TIFF from scanners and raw converters)."""
     if img.dtype == np.uint8:
         return img
-    if img.dtype == np.uint16:
-        return ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    if img.dtype.kind == "f":
-        return np.clip(np.nan_to_num(img) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    raise SourceError(f"{path}: unsupported pixel type {img.dtype} (use 8- or 16-bit JPEG, PNG or BMP)")
+    if img.dtype != np.uint16 and img.dtype.kind != "f":
+        raise SourceError(f"{path}: unsupported pixel type {img.dtype} (use 8- or 16-bit JPEG, PNG or BMP)")
+    out = np.empty(img.shape, np.uint8)
+    for rows in _row_blocks(img):  # in blocks: a wide temporary of the whole image could exceed the RAM
+        if img.dtype == np.uint16:
+            out[rows] = (img[rows].astype(np.uint32) + 128) // 257
+        else:
+            out[rows] = np.clip(np.nan_to_num(img[rows]) * 255.0 + 0.5, 0, 255)
+    return out
 
 
 def _flatten_alpha(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Composite over white: transparent areas hold arbitrary colour (often black) a viewer never shows."""
-    a = alpha.astype(np.float32)[:, :, None] / 255.0
-    out = color.astype(np.float32) * a + 255.0 * (1.0 - a)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    res = np.empty(color.shape, np.uint8)
+    for rows in _row_blocks(color):  # float32 temporaries one block at a time, not 12 bytes per pixel
+        a = alpha[rows].astype(np.float32)[:, :, None] / 255.0
+        out = color[rows].astype(np.float32) * a + 255.0 * (1.0 - a)
+        res[rows] = np.clip(out + 0.5, 0, 255)
+    return res
+
+
+def _row_blocks(img: np.ndarray, pixels: int = 1 << 20) -> list[slice]:
+    """Row slices of about `pixels` pixels each, so per-pixel temporaries stay a few MB."""
+    step = max(1, pixels // max(1, img.shape[1] if img.ndim > 1 else 1))
+    return [slice(i, i + step) for i in range(0, img.shape[0], step)]
 
 
 def read_image(path: str | Path) -> LoadedImage:
@@ -129,11 +145,15 @@ def read_image(path: str | Path) -> LoadedImage:
     """
     path = Path(path)
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        data = np.frombuffer(read_bytes(path, IMAGE_MAX_BYTES), dtype=np.uint8)  # no FIFO, no device
     except (OSError, ValueError) as e:
         raise SourceError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
     if data.size == 0:
         raise SourceError(f"{path}: empty file")
+    try:
+        check_image(data)  # dimensions from the header before decoding: no decompression bombs
+    except ImageRefused as e:
+        raise SourceError(f"{path}: {e}") from None
     # IMREAD_UNCHANGED keeps alpha and 16 bits but ignores EXIF orientation; JPEG has no alpha, so
     # ANYCOLOR|ANYDEPTH there gets the orientation applied.
     is_jpeg = data[:3].tobytes() == JPEG_MAGIC
@@ -231,7 +251,7 @@ def write_image(path: Path, image: np.ndarray) -> None:
     if not ok:
         raise SourceError(f"{path}: cannot encode a {path.suffix or 'suffix-less'} image")
     try:
-        path.write_bytes(buf.tobytes())
+        write_output(path, buf.tobytes())  # temp file + rename: never writes through a symlink
     except OSError as e:
         raise SourceError(f"{path}: cannot write ({e.strerror or e})") from None
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from edge.config import SourceConfig
 from edge.errors import CameraNotFound, SourceError
+from edge.imagecheck import ImageRefused, load_checked
 from edge.types import Frame
 
 log = logging.getLogger(__name__)
@@ -268,10 +269,13 @@ class ImageFolderSource(FrameSource):
         while not self._closed and self._next < len(self._files):
             path = self._files[self._next]
             self._next += 1
-            img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-            if img is None or img.size == 0:
+            try:  # header checked first: a decompression bomb is skipped, not decoded
+                img, why = load_checked(path, cv2.IMREAD_GRAYSCALE), "OpenCV cannot decode it"
+            except (OSError, ImageRefused) as e:
+                img, why = None, str(e)
+            if img is None:
                 self.skipped += 1
-                log.warning("%s: unreadable image skipped (%d so far)", path, self.skipped)
+                log.warning("%s: unreadable image skipped (%s; %d so far)", path, why, self.skipped)
                 continue
             t = self._index / self.fps
             self._pacer.wait(t)

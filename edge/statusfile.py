@@ -6,12 +6,14 @@ its `updated` time shows a stalled service even when systemd still calls it acti
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edge.config import Config, db_path, state_dir
+from edge.safeio import STATUS_MAX_BYTES, read_text
 
 STATUS_NAME = "status.json"
 SYSTEM_STATE_DIR = Path("/var/lib/emotion-edge")
@@ -62,15 +64,56 @@ def write_status(path: Path, data: dict[str, Any]) -> None:
 
 
 def read_status(path: Path) -> dict[str, Any] | None:
-    """The parsed file, or None when it does not exist; a corrupt file reads as an error entry."""
+    """The parsed file, or None when it does not exist; a corrupt file reads as an error entry.
+
+    Corrupt includes: not a regular file (FIFO, device), over STATUS_MAX_BYTES, not UTF-8, not
+    JSON, nested too deeply, or a known field of the wrong type (the readers format them).
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, STATUS_MAX_BYTES)
     except FileNotFoundError:
         return None
     except OSError as e:
-        return {"last_error": f"cannot read {path}: {e}"}
+        return {"last_error": f"cannot read {path}: {e.strerror or e}"}
+    except UnicodeDecodeError:
+        return {"last_error": f"{path} is not UTF-8 text"}
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         return {"last_error": f"{path} is not valid JSON ({e})"}
-    return data if isinstance(data, dict) else {"last_error": f"{path} does not hold a JSON object"}
+    except (ValueError, RecursionError):
+        return {"last_error": f"{path} is not valid JSON (nested too deeply or a number too large)"}
+    if not isinstance(data, dict):
+        return {"last_error": f"{path} does not hold a JSON object"}
+    problem = _type_problem(data)
+    return data if problem is None else {"last_error": f"{path}: {problem}"}
+
+
+def _is_number(v: Any) -> bool:
+    try:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "state": lambda v: isinstance(v, str), "mood": lambda v: isinstance(v, str),
+    "source": lambda v: v is None or isinstance(v, str), "led": lambda v: v is None or isinstance(v, str),
+    "stop_reason": lambda v: v is None or isinstance(v, str), "config": lambda v: v is None or isinstance(v, str),
+    "updated": lambda v: v is None or _is_number(v), "started": lambda v: v is None or _is_number(v),
+    "confidence": _is_number, "face_ratio": _is_number, "fps": _is_number,
+    "frames": lambda v: _is_number(v) and isinstance(v, int), "pid": lambda v: v is None or isinstance(v, int),
+    "model": lambda v: v is None or (isinstance(v, dict) and all(
+        isinstance(v.get(k, ""), str) for k in ("path", "sha256"))),
+    "last_error": lambda v: v is None or isinstance(v, str) or (isinstance(v, dict) and isinstance(
+        v.get("message", ""), str) and (v.get("time") is None or _is_number(v.get("time")))),
+    "stats": lambda v: v is None or isinstance(v, dict),
+}
+
+
+def _type_problem(data: dict[str, Any]) -> str | None:
+    """The first known field whose type is not what the service writes (None: all fine)."""
+    for key, ok in _FIELDS.items():
+        if key in data and not ok(data[key]):
+            return f"field {key!r} has an unexpected value ({type(data[key]).__name__}); not a status file written by emotion-edge"
+    return None

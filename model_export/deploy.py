@@ -66,18 +66,19 @@ def plan(model: str | Path, host: str, remote_dir: str = DEFAULT_REMOTE_DIR, nam
          ssh_opts: list[str] | None = None, service: str = "emotion-edge", sudo: bool = False,
          reload: bool = True) -> list[Step]:
     """The commands a deploy runs, in order (what --dry-run prints)."""
-    if not HOST_RE.match(host):
+    if not HOST_RE.fullmatch(host):  # fullmatch: `$` would let a trailing newline through
         raise DeployError(f"host {host!r}: expected user@host (letters, digits, '.', '-', '_')")
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise DeployError(f"--name {name!r}: use letters, digits, '-' and '_' only")
     remote_dir = remote_dir.rstrip("/") or "/"
-    if not DIR_RE.match(remote_dir) or "/../" in remote_dir + "/":
+    if not DIR_RE.fullmatch(remote_dir) or "/../" in remote_dir + "/":
         raise DeployError(f"--remote-dir {remote_dir!r}: must be an absolute path of letters, digits, '.', '-', '_', '/'")
-    if not re.match(r"^[A-Za-z0-9@._-]+$", service):
+    if not re.fullmatch(r"[A-Za-z0-9@._-]+", service):
         raise DeployError(f"--service {service!r}: not a systemd unit name")
     model = Path(model)
     meta = metadata_path(model)
     sha = read_model_info(model, check_sha=False).sha256
+    local = _local_path  # scp reads `evil:x.tflite` as a remote host: always ./relative or /absolute
     opts = list(ssh_opts or [])
     ssh = ["ssh", *opts, "--", host]
     scp = ["scp", "-q", *opts, "--"]
@@ -87,22 +88,28 @@ def plan(model: str | Path, host: str, remote_dir: str = DEFAULT_REMOTE_DIR, nam
     steps: list[Step] = []
     if sudo:
         stage_t, stage_j = f".emotion-export.{name}.tflite", f".emotion-export.{name}.json"  # in the login home
-        steps.append(Step("copy model", scp + [str(model), f"{host}:{stage_t}"]))
-        steps.append(Step("copy metadata", scp + [str(meta), f"{host}:{stage_j}"]))
+        steps.append(Step("copy model", scp + [local(model), f"{host}:{stage_t}"]))
+        steps.append(Step("copy metadata", scp + [local(meta), f"{host}:{stage_j}"]))
         check = f"echo {q(sha + '  ' + stage_t)} | sha256sum -c --status"
         swap = (f"set -e; {check}; sudo mkdir -p {q(remote_dir)}; "
                 f"sudo install -m 0644 {q(stage_t)} {q(new_t)}; sudo install -m 0644 {q(stage_j)} {q(new_j)}; "
                 f"sudo mv -f {q(new_t)} {q(final_t)}; sudo mv -f {q(new_j)} {q(final_j)}; rm -f {q(stage_t)} {q(stage_j)}")
     else:
         steps.append(Step("make remote folder", ssh + [f"mkdir -p {q(remote_dir)}"]))
-        steps.append(Step("copy model", scp + [str(model), f"{host}:{new_t}"]))
-        steps.append(Step("copy metadata", scp + [str(meta), f"{host}:{new_j}"]))
+        steps.append(Step("copy model", scp + [local(model), f"{host}:{new_t}"]))
+        steps.append(Step("copy metadata", scp + [local(meta), f"{host}:{new_j}"]))
         check = f"echo {q(sha + '  ' + new_t)} | sha256sum -c --status"
         swap = f"set -e; {check}; mv -f {q(new_t)} {q(final_t)}; mv -f {q(new_j)} {q(final_j)}"
     steps.append(Step("swap in (sha256 checked)", ssh + [swap]))
     if reload:
         steps.append(Step("reload service", ssh + [f"sudo systemctl reload {q(service)}"]))
     return steps
+
+
+def _local_path(p: Path) -> str:
+    """A local file as scp must see it: a name with ':' before any '/' would be taken as HOST:PATH."""
+    s = str(p)
+    return s if s.startswith("/") else "./" + s
 
 
 def deploy(model: str | Path, host: str, *, remote_dir: str = DEFAULT_REMOTE_DIR, name: str = "emotion",

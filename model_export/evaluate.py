@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from edge.argtypes import int_in, label_list
 from edge.contract import FER_LABELS
-from edge.errors import DataError
+from edge.errors import ConfigError, DataError
 from model_export.data import LABEL_SOURCES, SPLITS, fer_index, load_dataset
 from model_export.quiet import quiet_stderr
 
@@ -252,13 +253,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="FER2013 .npz, fer2013.csv or image folder")
     p.add_argument("--split", default="PrivateTest", choices=SPLITS)
     p.add_argument("--input-range", help="Keras models only: 0,1  -1,1  or 0,255 (a .tflite's metadata says it)")
-    p.add_argument("--labels", help="Keras models only: comma-separated label order (default FER2013)")
+    p.add_argument("--labels", type=label_list, help="Keras models only: comma-separated label order (default FER2013)")
     p.add_argument("--labels-from", default="fer2013", choices=LABEL_SOURCES)
     p.add_argument("--compare", help="a second model on the same faces (e.g. the float Keras model vs the int8 .tflite)")
     p.add_argument("--compare-input-range", help="input range of --compare if it is a Keras model and differs")
     p.add_argument("--latency", action="store_true", help="time per face, one thread: LiteRT invoke vs Keras predict")
-    p.add_argument("--latency-n", type=int, default=200)
-    p.add_argument("--limit", type=int, default=0, help="only the first N faces of the split")
+    p.add_argument("--latency-n", type=int_in(1, 100_000), default=200)
+    p.add_argument("--limit", type=int_in(0), default=0, help="only the first N faces of the split")
     p.add_argument("--report-dir", help="where NAME.report.SPLIT.md / NAME.confusion.SPLIT.png go (default: next to the model)")
     p.add_argument("--no-report", action="store_true")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
@@ -270,6 +271,8 @@ def run(args: argparse.Namespace) -> int:
     if args.latency and any(str(m).lower().endswith(KERAS_SUFFIXES) for m in (args.model, args.compare or "")):
         _one_thread()
     labels = tuple(s.strip() for s in args.labels.split(",")) if args.labels else None
+    if args.report_dir and not args.no_report and Path(args.report_dir).exists() and not Path(args.report_dir).is_dir():
+        raise ConfigError(f"--report-dir {args.report_dir}: exists and is not a folder")
     result = evaluate(args.model, args.data, args.split, input_range=parse_range(args.input_range), labels=labels,
                       compare=args.compare, compare_range=parse_range(args.compare_input_range),
                       with_latency=args.latency, latency_n=args.latency_n, labels_from=args.labels_from,

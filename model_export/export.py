@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.contract import FER_LABELS, InputSpec, ModelInfo, metadata_path, sha256_file
+from edge.argtypes import float_in, int_in, label_list
+from edge.contract import FER_LABELS, InputSpec, ModelInfo, metadata_path, sha256_file, write_model_info
 from edge.errors import DataError, ModelError
 from model_export import __version__
 from model_export.calibration import MIN_CALIBRATION, calibration_images, prepare_float, representative
@@ -327,15 +328,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                  "with --json-only an int8 MODEL.tflite")
     p.add_argument("--input-range", help="float range the model was trained on: 0,1  -1,1  0,255; required unless "
                                          "the model is in an `emotion-export train` run folder (its state.json says it)")
-    p.add_argument("--labels", help="comma-separated output order (default: the run folder's labels, else FER2013's 7)")
+    p.add_argument("--labels", type=label_list,
+                   help="comma-separated output order (default: the run folder's labels, else FER2013's 7)")
     p.add_argument("--calibration-data", help="FER2013 .npz, fer2013.csv or image folder (Training split is sampled); "
                                               "required except with --json-only")
     p.add_argument("--calibration-size", type=int, default=500, help=f"faces for int8 calibration (at least {MIN_CALIBRATION})")
     p.add_argument("--eval-data", help="data for the float vs int8 numbers in the metadata (default: calibration data)")
     p.add_argument("--eval-split", default="PrivateTest")
-    p.add_argument("--eval-limit", type=int, default=0, help="evaluate only the first N faces (0 = all)")
+    p.add_argument("--eval-limit", type=int_in(0), default=0, help="evaluate only the first N faces (0 = all)")
     p.add_argument("--labels-from", default="fer2013", choices=LABEL_SOURCES)
-    p.add_argument("--crop-margin", type=float, default=0.0, help="fraction added around the Haar box on the device")
+    p.add_argument("--crop-margin", type=float_in(0, 1), default=0.0, help="fraction added around the Haar box on the device")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="OUT.tflite (OUT.json is written beside it); required except with --json-only")
     p.add_argument("--json-only", action="store_true",

@@ -104,26 +104,34 @@ def load_keras(path: str | Path):
     if path.suffix.lower() not in KERAS_SUFFIXES:
         raise ModelError(f"{path}: not a Keras model (expected .keras or .h5)")
     try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError as e:
-        raise ModelError(f"{path}: cannot read ({e.strerror})") from None
-    magic, kind = (ZIP_MAGIC, "zip archive") if path.suffix.lower() == ".keras" else (HDF5_MAGIC, "HDF5 file")
-    if not head.startswith(magic):
-        raise ModelError(f"{path}: damaged or not a Keras model ({path.stat().st_size} bytes, "
-                         f"not a {kind}); copy or download it again")
-    try:
         from model_export.quiet import import_tensorflow
 
         import_tensorflow()
         import keras
     except ImportError:
         raise ModelError("TensorFlow/Keras is not installed: pip install 'emotion-edge[export]'") from None
+    problem = _keras_container_problem(path)
+    if problem:  # Keras itself says "File not found" for a damaged .keras zip
+        raise ModelError(f"{path}: not a readable Keras model ({problem})")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:  # Keras raises many types; the user needs the file and the first line
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{path}: cannot load Keras model ({first})") from None
+        raise ModelError(f"{path}: not a readable Keras model ({first})") from None
+
+
+
+def _keras_container_problem(path: Path) -> str | None:
+    """Why the file cannot be a Keras model (.keras is a zip, .h5 an HDF5 file), or None."""
+    import zipfile
+
+    if path.suffix.lower() == ".keras":
+        return None if zipfile.is_zipfile(path) else "a .keras file is a zip archive and this one is not, or it is damaged"
+    with open(path, "rb") as f:
+        head = f.read(2056)
+    if not any(head[o:o + 8] == HDF5_MAGIC for o in (0, 512, 1024, 2048)):  # HDF5 may follow a user block
+        return "a .h5 file is HDF5 and this one is not"
+    return None
 
 
 def keras_input_hw(model, where: str) -> tuple[int, int]:

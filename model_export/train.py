@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.argtypes import float_in, int_in
+from edge.errors import ConfigError, ModelError
 from model_export.data import FER_LABELS, load_dataset
 
 STATE = "state.json"
@@ -24,22 +26,22 @@ STATE = "state.json"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="FER2013 .npz, fer2013.csv or image folder")
     p.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, log, curves)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--input-size", type=int, default=48)
-    p.add_argument("--width", type=float, default=0.75, help="channel multiplier")
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--ferplus-weight", type=float, default=0.0,
+    p.add_argument("--epochs", type=int_in(1, 100_000), default=30)
+    p.add_argument("--batch-size", type=int_in(1, 65_536), default=128)
+    p.add_argument("--input-size", type=int_in(16, 512), default=48)
+    p.add_argument("--width", type=float_in(0, 8, above=True), default=0.75, help="channel multiplier")
+    p.add_argument("--lr", type=float_in(0, 10, above=True), default=3e-3)
+    p.add_argument("--weight-decay", type=float_in(0, 1), default=5e-4)
+    p.add_argument("--label-smoothing", type=float_in(0, 0.99), default=0.1)
+    p.add_argument("--ferplus-weight", type=float_in(0, 1), default=0.0,
                    help="mix this share of the FER+ vote distribution into each face's target (0 = FER2013 labels only); "
                         "faces without emotion votes keep their FER2013 label")
-    p.add_argument("--class-weight-power", type=float, default=0.3,
+    p.add_argument("--class-weight-power", type=float_in(0, 5), default=0.3,
                    help="class weight = (mean count / count) ** power; 0 turns balancing off")
-    p.add_argument("--patience", type=int, default=10, help="early stop after this many epochs without a better PublicTest accuracy")
-    p.add_argument("--limit", type=int, default=0, help="use only the first N training images (smoke tests)")
+    p.add_argument("--patience", type=int_in(1), default=10, help="early stop after this many epochs without a better PublicTest accuracy")
+    p.add_argument("--limit", type=int_in(0), default=0, help="use only the first N training images (smoke tests)")
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--bn-images", type=int, default=4096,
+    p.add_argument("--bn-images", type=int_in(0), default=4096,
                    help="clean training faces used to re-estimate BatchNorm statistics each epoch (0 = off)")
     p.add_argument("--no-resume", action="store_true", help="start fresh even if the run folder has a checkpoint")
     p.add_argument("--init-from", type=Path, help="start a new run from this checkpoint's weights (a warm restart "
@@ -211,6 +213,18 @@ def _next_command(args: argparse.Namespace, best: Path) -> str:
             "   (input range and labels are read from the run folder)")
 
 
+def _init_model(path: Path, input_size: int, n_cls: int):
+    """--init-from: a readable Keras model with this run's input size and class count, else ModelError."""
+    from model_export.predictors import load_keras
+
+    model = load_keras(path)  # names the file: missing, not Keras, unreadable
+    shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
+    if shape != (None, input_size, input_size, 1) or tuple(model.output_shape) != (None, n_cls):
+        raise ModelError(f"--init-from {path}: input {shape} / output {model.output_shape} do not match this run "
+                         f"(input (None, {input_size}, {input_size}, 1), {n_cls} classes); pass the same --input-size")
+    return model
+
+
 def train(args: argparse.Namespace) -> Path:
     """Run (or resume) training; returns the path of the best checkpoint.
 
@@ -218,6 +232,11 @@ def train(args: argparse.Namespace) -> Path:
     so a typo in --data leaves nothing behind.
     """
     out: Path = args.out
+    init = getattr(args, "init_from", None)  # checked before TensorFlow loads: fail in a second, not a minute
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder (train writes a run folder)")
+    if init and not Path(init).is_file():
+        raise ModelError(f"--init-from {init}: no such file")
     created = not out.exists()
     try:
         return _train(args, out)
@@ -340,12 +359,7 @@ def _train(args: argparse.Namespace, out: Path) -> Path:
     else:
         init = getattr(args, "init_from", None)
         if init:
-            from model_export.predictors import load_keras
-
-            model = load_keras(init)
-            if int(model.outputs[0].shape[-1]) != n_cls:
-                raise ConfigError(f"--init-from {init}: has {int(model.outputs[0].shape[-1])} outputs, "
-                                  f"the data has {n_cls} classes ({','.join(labels)})")
+            model = _init_model(init, args.input_size, n_cls)
             print(f"new run from the weights of {init}", flush=True)
         else:
             model = build_model(args.input_size, args.width, n_cls)
@@ -358,7 +372,10 @@ def _train(args: argparse.Namespace, out: Path) -> Path:
             optimizer=keras.optimizers.AdamW(sched, weight_decay=args.weight_decay),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
             metrics=["accuracy"])
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"--out {out}: cannot create the run folder ({e.strerror or e})") from None
         state["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("func", "module")}
         state["labels"] = list(labels)
         state["input_range"] = [0.0, 1.0]  # _prepare feeds to_float(pixels, (0, 1)); export reads this

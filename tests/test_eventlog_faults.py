@@ -18,7 +18,7 @@ import pytest
 
 from edge.config import LogConfig
 from edge.contract import FER_LABELS
-from edge.eventlog import EventLog, read_rows
+from edge.eventlog import APPLICATION_ID, EventLog, NotOurLog, read_rows
 from edge.types import Mood
 
 RATE = 200  # events per second the killed writer logs
@@ -214,22 +214,32 @@ def _aside(db: Path) -> list[Path]:
     return sorted(db.parent.glob(db.name + ".corrupt-*[0-9]"))
 
 
-def test_text_file_is_moved_aside_never_overwritten(tmp_path, caplog):
+def test_text_file_is_refused_untouched_never_moved(tmp_path):
+    """Issue 11 row 4: --db naming someone else's file is an error; the file is neither moved nor opened."""
     db = tmp_path / "ev.db"
     db.write_text("my notes\n" * 200)
+    before = db.stat().st_mtime_ns
+    with pytest.raises(NotOurLog, match="not an SQLite database.*left untouched"):
+        EventLog(db, LogConfig())
+    assert db.read_text() == "my notes\n" * 200 and db.stat().st_mtime_ns == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ev.db"]  # no -wal, -journal or .corrupt-*
+
+
+def test_damaged_log_of_ours_is_moved_aside_never_overwritten(tmp_path, caplog):
+    """Moving aside is right for our own (application id) log when it is damaged."""
+    db = tmp_path / "ev.db"
+    with EventLog(db, LogConfig(commit_interval=0.05, summary_interval=3600)) as log:
+        _changes(log, 0, 3000, 0.0)
+    with open(db, "r+b") as f:  # our header, garbage pages
+        f.seek(4096)
+        f.write(b"\xab" * 200_000)
+    damaged = db.read_bytes()
     with caplog.at_level(logging.WARNING, logger="edge.eventlog"):
         _fresh_log_works(db)
     aside = _aside(db)
-    assert len(aside) == 1 and aside[0].read_text() == "my notes\n" * 200
+    assert len(aside) == 1 and aside[0].read_bytes() == damaged
     assert aside[0].name.startswith("ev.db.corrupt-20")
     assert len([r for r in caplog.records if "moved it aside" in r.getMessage()]) == 1
-    # a second foreign file in the same second gets its own name
-    db.unlink()
-    db.with_suffix(".db-wal").unlink(missing_ok=True)
-    db.write_text("second\n")
-    _fresh_log_works(db)
-    texts = sorted(p.read_text()[:6] for p in _aside(db))
-    assert len(texts) == 2 and texts == ["my not", "second"]
 
 
 def test_truncated_database_is_moved_aside(tmp_path):
@@ -245,16 +255,34 @@ def test_truncated_database_is_moved_aside(tmp_path):
     assert len(aside) == 1 and aside[0].stat().st_size == size // 2
 
 
-def test_foreign_sqlite_database_is_moved_aside(tmp_path):
+def test_foreign_sqlite_database_is_refused_untouched(tmp_path):
     db = tmp_path / "ev.db"
     c = sqlite3.connect(db)
     c.execute("CREATE TABLE photos (name TEXT)")
     c.execute("INSERT INTO photos VALUES ('keep me')")
     c.commit()
     c.close()
-    _fresh_log_works(db)
-    (aside,) = _aside(db)
-    assert sqlite3.connect(aside).execute("SELECT name FROM photos").fetchone()[0] == "keep me"
+    before = db.read_bytes()
+    with pytest.raises(NotOurLog, match="another program"):
+        EventLog(db, LogConfig())
+    assert db.read_bytes() == before and not _aside(db)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ev.db"]
+
+
+def test_our_application_id_on_foreign_tables_gets_no_column_added(tmp_path):
+    db = tmp_path / "ev.db"
+    c = sqlite3.connect(db)
+    c.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    c.execute("CREATE TABLE events (name TEXT)")
+    c.commit()
+    c.close()
+    before = db.read_bytes()
+    with pytest.raises(NotOurLog, match="not our tables"):
+        EventLog(db, LogConfig())
+    assert db.read_bytes() == before and not _aside(db)
+    c = sqlite3.connect(db)
+    assert [r[1] for r in c.execute("PRAGMA table_info(events)")] == ["name"]
+    c.close()
 
 
 # -- a reader in another process while the service writes ---------------------------------------

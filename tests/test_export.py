@@ -210,8 +210,11 @@ def test_refusals(tmp_path):
     with pytest.raises(ModelError, match="input is uint8, not int8"):
         check_int8(FIX / "models" / "tiny_uint8.tflite")
     (tmp_path / "junk.h5").write_bytes(b"junk")
-    with pytest.raises(ModelError, match="junk.h5: damaged or not a Keras model"):
+    with pytest.raises(ModelError, match="junk.h5: not a readable Keras model"):
         load_keras(tmp_path / "junk.h5")
+    (tmp_path / "junk.keras").write_bytes(b"junk")  # issue 11 row 14: Keras itself says "File not found"
+    with pytest.raises(ModelError, match=r"junk.keras: not a readable Keras model \(a .keras file is a zip"):
+        load_keras(tmp_path / "junk.keras")
     assert not list(tmp_path.glob("*.tflite"))
 
 
@@ -326,10 +329,10 @@ def test_model_file_problems_have_their_own_messages(tmp_path):
     _tiny().save(good)
     bad = tmp_path / "cut.keras"
     bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])  # a truncated download: still a zip start
-    with pytest.raises(ModelError, match="cut.keras: cannot load Keras model"):
+    with pytest.raises(ModelError, match="cut.keras: not a readable Keras model"):
         load_keras(bad)
     (tmp_path / "text.keras").write_text("<html>404</html>")
-    with pytest.raises(ModelError, match="text.keras: damaged or not a Keras model .* not a zip archive"):
+    with pytest.raises(ModelError, match="text.keras: not a readable Keras model .*zip archive"):
         load_keras(tmp_path / "text.keras")
 
 

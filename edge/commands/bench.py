@@ -12,6 +12,7 @@ import os
 import resource
 import time
 
+from edge.argtypes import int_in, int_list
 from edge.commands.common import add_pipeline_flags, config_from_args
 from edge.errors import SourceError
 from edge.types import Frame
@@ -21,8 +22,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="measure frames/s and per-stage ms over a clip (default: the bundled sample)")
     add_pipeline_flags(p)
     p.add_argument("--loops", type=int, default=3, help="replay the clip this many times")
-    p.add_argument("--cores", type=int, default=1, help="CPU cores to run on (0 = all)")
-    p.add_argument("--sweep", help="comma list of detect_every values to compare, e.g. 1,2,3,5")
+    p.add_argument("--cores", type=int_in(0, len(os.sched_getaffinity(0))), default=1, help="CPU cores to run on (0 = all)")
+    p.add_argument("--sweep", type=int_list(1, 1000), help="comma list of detect_every values to compare, e.g. 1,2,3,5")
     p.add_argument("--json", action="store_true", help="print one JSON object (a list with --sweep)")
 
 
@@ -96,12 +97,12 @@ def main(args: argparse.Namespace) -> int:
     if args.cores:
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:args.cores]))
         cv2.setNumThreads(args.cores)
-    values = [int(v) for v in args.sweep.split(",")] if args.sweep else [cfg.detect.detect_every]
+    values = args.sweep or [cfg.detect.detect_every]
     results = []
     for every in values:
         cfg.detect.detect_every = every
         r = bench_once(cfg, args.loops)
-        r.update(cores=args.cores or os.cpu_count(), model=str(cfg.classify.model or "bundled"))
+        r.update(cores=len(os.sched_getaffinity(0)), model=str(cfg.classify.model or "bundled"))
         r["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         results.append(r)
     if args.json:

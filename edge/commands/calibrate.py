@@ -120,7 +120,7 @@ def _with_camera(cfg: Any, out: Path) -> int:
     try:
         if cfg.source.source.strip() == "auto" and Path(getattr(parts.source, "path", "")) == SAMPLE_CLIP:
             raise EdgeError("no camera found to calibrate with (connect one, or pass --source /dev/video0)")
-        ctl = parts.calibrate = build_calibrator(cfg, parts, out.parent)
+        ctl = parts.calibrate = build_calibrator(cfg, parts, out.parent, requests=False)
         control = Control()
         ctl.start()
         print(f"calibrating: look at the camera with a relaxed face for {cfg.calibrate.seconds:g} s …", flush=True)

@@ -9,6 +9,7 @@ import json
 import numpy as np
 
 from edge.commands.common import add_pipeline_flags, config_from_args
+from edge.text import printable
 
 
 def add_parser(sub) -> None:
@@ -31,6 +32,22 @@ def _camera() -> tuple[bool, str]:
     devices = sorted(glob.glob("/dev/video*"))
     found.append(f"video devices: {', '.join(devices) if devices else 'none'}")
     return True, "; ".join(found)
+
+
+def _source(cfg) -> tuple[bool, str]:
+    """The configured source (--source or source.source) opened and one frame read from it."""
+    from edge.sources import open_source
+
+    spec = cfg.source.source
+    src = open_source(cfg.source)
+    try:
+        frame = src.read()
+    finally:
+        src.close()
+    if frame is None:
+        return False, f"{spec}: opened, but it gave no usable frame"
+    h, w = frame.image.shape[:2]
+    return True, f"{spec}: read a {w}x{h} frame"
 
 
 def _runtime() -> tuple[bool, str]:
@@ -126,6 +143,8 @@ def main(args: argparse.Namespace) -> int:
         results["config"] = (False, str(e))
         cfg = None
     checks = [("camera", _camera), ("runtime", _runtime)]
+    if cfg is not None and cfg.source.source.strip() not in ("", "auto"):  # check the source it was given
+        checks[0] = ("source", lambda: _source(cfg))
     if cfg is not None:
         checks += [("cascade", lambda: _cascade(cfg)), ("model", lambda: _model(cfg)),
                    ("calibration", lambda: _calibration(cfg)), ("led", lambda: _led(cfg))]
@@ -139,5 +158,5 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps({"ok": ok, **{k: {"ok": v[0], "detail": v[1]} for k, v in results.items()}}))
     else:
         for name, (good, detail) in results.items():
-            print(f"{'ok ' if good else 'FAIL'} {name:11s} {detail}")
+            print(f"{'ok ' if good else 'FAIL'} {name:11s} {printable(detail)}")
     return 0 if ok else 1

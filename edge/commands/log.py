@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import re
 import sys
 import time
@@ -15,7 +16,10 @@ from edge.affect import fmt_signed
 from edge.config import db_path, load_config
 from edge.errors import ConfigError
 from edge.eventlog import LogRow, Summary, iso_utc, read_rows, summarize
+from edge.text import printable
 
+EARLIEST = 0.0  # the log's times are epoch seconds: nothing before 1970
+MAX_LAST = 1_000_000_000
 SPAN_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 SPAN_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 BOX_COLS = ("box_x", "box_y", "box_w", "box_h")
@@ -44,14 +48,18 @@ def parse_since(text: str, now: float | None = None) -> float:
     """'2h' / '30m' / '7d' back from now, or an ISO date/time (naive = local time) -> epoch seconds."""
     now = time.time() if now is None else now
     m = SPAN_RE.match(text)
-    if m:
-        return now - float(m.group(1)) * SPAN_S[m.group(2)]
     try:
-        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "T"))
-    except ValueError:
-        raise ConfigError(f"--since {text!r}: use a date/time like 2025-01-31 or 2025-01-31T08:00, "
-                          f"or a span like 30m, 2h, 7d") from None
-    return dt.astimezone().timestamp() if dt.tzinfo is None else dt.timestamp()
+        if m:
+            t = now - float(m.group(1)) * SPAN_S[m.group(2)]
+        else:
+            dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "T"))
+            t = dt.astimezone().timestamp() if dt.tzinfo is None else dt.timestamp()
+    except (ValueError, OverflowError, OSError):  # OverflowError: year 1 in a zone east of UTC
+        t = math.nan
+    if not (EARLIEST <= t <= now + 86400 * 366 * 100):
+        raise ConfigError(f"--since {text!r}: use a date/time from 1970 on like 2025-01-31 or 2025-01-31T08:00, "
+                          f"or a span like 30m, 2h, 7d")
+    return t
 
 
 def resolve_db(args: argparse.Namespace) -> Path:
@@ -64,8 +72,8 @@ def main(args: argparse.Namespace) -> int:
     db = resolve_db(args)
     since = parse_since(args.since) if getattr(args, "since", None) else None
     last = getattr(args, "last", None)
-    if last is not None and last < 0:
-        raise ConfigError(f"--last {last}: must be 0 (all) or more")
+    if last is not None and not 0 <= last <= MAX_LAST:
+        raise ConfigError(f"--last {last}: must be 0 (all) to {MAX_LAST}")
     out = sys.stdout
     if getattr(args, "chart", False):
         from edge.chart import chart_main
@@ -120,7 +128,7 @@ def write_text(rows: list[LogRow], out: TextIO) -> None:
     out.write(f"{'time (UTC)':<25} {'kind':<8} {'mood':<9} {'conf':>5} {'faces':>5} {'val':>5} {'aro':>5}  box\n")
     for r in rows:
         box = ",".join(str(v) for v in r.box) if r.box else "-"
-        out.write(f"{iso_utc(r.time):<25} {r.kind:<8} {r.mood:<9} {r.confidence:5.2f} {r.faces:5g} "
+        out.write(f"{iso_utc(r.time):<25} {printable(r.kind):<8} {printable(r.mood):<9} {r.confidence:5.2f} {r.faces:5g} "
                   f"{fmt_signed(r.valence):>5} {fmt_signed(r.arousal):>5}  {box}\n")
 
 
@@ -130,16 +138,16 @@ def _dur(s: float) -> str:
 
 def write_summary_text(s: Summary, db: Path, out: TextIO) -> None:
     since = f" since {iso_utc(s.since)}" if s.since is not None else ""
-    out.write(f"{db}: {s.rows} rows{since}, {_dur(s.seconds)} covered\n")
+    out.write(f"{printable(db)}: {s.rows} rows{since}, {_dur(s.seconds)} covered\n")
     if not s.rows:
         return
     out.write(f"\n{'mood':<10} {'changes':>7} {'time':>7} {'share':>6}\n")
     for mood, t in sorted(s.moods.items(), key=lambda kv: -kv[1].seconds):
-        out.write(f"{mood:<10} {t.changes:>7} {_dur(t.seconds):>7} {t.share:>6.0%}\n")
+        out.write(f"{printable(mood):<10} {t.changes:>7} {_dur(t.seconds):>7} {t.share:>6.0%}\n")
     out.write(f"\n{'hour (UTC)':<14} {'changes':>7}  moods by time share\n")
     for hour, moods in s.hours.items():
         total = sum(moods.values()) or 1.0
-        shares = "  ".join(f"{m} {v / total:.0%}" for m, v in sorted(moods.items(), key=lambda kv: -kv[1]) if v > 0)
+        shares = "  ".join(f"{printable(m)} {v / total:.0%}" for m, v in sorted(moods.items(), key=lambda kv: -kv[1]) if v > 0)
         out.write(f"{hour:<14} {s.hour_changes.get(hour, 0):>7}  {shares or '-'}\n")
 
 

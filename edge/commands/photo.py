@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
 
 
 def _say(msg: str) -> None:
-    print(f"emotion-edge: photo: {msg}", file=sys.stderr)
+    from edge.text import printable
+    print(f"emotion-edge: photo: {printable(msg)}", file=sys.stderr)  # names may hold newlines or escapes
 
 
 def main(args: argparse.Namespace) -> int:

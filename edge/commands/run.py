@@ -39,5 +39,8 @@ def main(args: argparse.Namespace) -> int:
         parts.close()
         for s, h in old.items():
             signal.signal(s, h)
+    if why == "end" and stats.frames == 0:  # a folder of unreadable files is an error, as in `bench`
+        from edge.errors import SourceError
+        raise SourceError(f"{cfg.source.source}: no usable frames (every file was unreadable or refused)")
     print(f"stopped ({why}) after {stats.frames} frames: {format_stats(stats.snapshot(), mood)}")
     return 0

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from edge.errors import EdgeError
 from edge.statusfile import candidate_paths, read_status
+from edge.text import printable
 
 UNIT = "emotion-edge"
 SHOW_PROPS = ("ActiveState", "SubState", "MainPID", "NRestarts", "Result", "StatusText",
@@ -47,7 +48,7 @@ def service_state(unit: str = UNIT, run: Callable[..., Any] = subprocess.run) ->
     if shutil.which("systemctl") is None:
         return None
     try:
-        p = run(["systemctl", "show", unit, "--property=" + ",".join(SHOW_PROPS)],
+        p = run(["systemctl", "show", "--property=" + ",".join(SHOW_PROPS), "--", unit],  # a unit is never an option
                 capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
@@ -196,5 +197,5 @@ def main(args: argparse.Namespace) -> int:
         json.dump(obj, sys.stdout, indent=1, sort_keys=True)
         sys.stdout.write("\n")
     else:
-        print("\n".join(lines))
+        print("\n".join(printable(line) for line in lines))  # fields may hold escapes or newlines
     return code
