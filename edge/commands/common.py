@@ -12,6 +12,7 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="NAME.tflite (with NAME.json beside it)")
     p.add_argument("--num-threads", type=int, help="LiteRT interpreter threads")
     p.add_argument("--detect-every", type=int, help="run Haar every N frames")
+    p.add_argument("--detect-mode", choices=("track", "skip"), help="track faces with region searches, or skip: Haar every --detect-every frames")
     p.add_argument("--led", choices=("auto", "gpio", "console", "none"), help="LED backend")
     p.add_argument("--db", help="SQLite event log path")
 
@@ -29,6 +30,7 @@ def overrides(args: argparse.Namespace) -> dict:
     put("classify", "model", getattr(args, "model", None))
     put("classify", "num_threads", getattr(args, "num_threads", None))
     put("detect", "detect_every", getattr(args, "detect_every", None))
+    put("detect", "mode", getattr(args, "detect_mode", None))
     put("led", "backend", getattr(args, "led", None))
     put("log", "db", getattr(args, "db", None))
     return o
