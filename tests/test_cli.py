@@ -65,6 +65,7 @@ def test_bench_json_has_the_promised_keys():
     assert out["detect_mode"] == "track" and not out["realtime"] and out["clip_fps"] == 10
     assert 0 < out["cpu_percent"] and 0 <= out["decode_cpu_percent"] <= out["cpu_percent"]
     assert 0 < out["full_scan_share"] < 1 and out["detect_ms_per_frame"] <= out["detect_ms_mean"]
+    assert 0 < out["cpu_ms_per_frame"] < 1000
 
 
 def test_bench_sweep_compares_skip_and_track():
