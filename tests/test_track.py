@@ -122,6 +122,38 @@ def test_region_search_is_cheaper_than_full_scans(moving_frames):
     assert np.median(region_t) < 0.5 * np.median(full_t), (np.median(region_t), np.median(full_t))
 
 
+def test_newcomer_scan_paints_out_tracked_faces(moving_frames):
+    """The periodic scan keeps the tracked face (no duplicate) and costs far less than an unmasked one."""
+    import time
+
+    cfg = DetectConfig()
+    trk = TrackingDetector(FaceDetector(cfg), cfg)
+    trk.boxes(moving_frames[0])
+    masked_t, full_t = [], []
+    for k, f in enumerate(moving_frames[1:11], 1):
+        trk.boxes(f)                       # region search
+        n = len(trk.tracks)
+        t0 = time.process_time()
+        trk._newcomers(f.image, f.timestamp)
+        masked_t.append(time.process_time() - t0)
+        assert len(trk.tracks) == n == 1, k
+        t0 = time.process_time()
+        assert len(trk.detector.detect(f.image)) == 1
+        full_t.append(time.process_time() - t0)
+    assert np.median(masked_t) < 0.5 * np.median(full_t), (np.median(masked_t), np.median(full_t))
+
+
+def test_a_false_track_is_dropped_on_the_next_frame(noface_image):
+    from edge.track import _Track
+
+    cfg = DetectConfig()
+    trk = TrackingDetector(FaceDetector(cfg), cfg)
+    assert trk.boxes(Frame(noface_image, 0.0, 0))[0] == []
+    trk.tracks = [_Track(100.0, 60.0, 80.0, 80.0)]     # as if a scan had fired on the background
+    boxes, ran = trk.boxes(Frame(noface_image, 0.05, 1))
+    assert ran and boxes == [] and trk.lost == 1 and trk.full_scans == 2
+
+
 def test_idle_room_scans_every_idle_period(noface_image):
     cfg = DetectConfig(idle_period=0.5)
     trk = TrackingDetector(FaceDetector(cfg), cfg)
