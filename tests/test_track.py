@@ -154,6 +154,17 @@ def test_a_false_track_is_dropped_on_the_next_frame(noface_image):
     assert ran and boxes == [] and trk.lost == 1 and trk.full_scans == 2
 
 
+def test_a_face_that_jumps_is_found_again_on_the_same_frame(two_faces_image):
+    """Further than the region reaches in one frame: the region search fails, the full scan finds it."""
+    cfg = DetectConfig(max_faces=1)
+    trk = TrackingDetector(FaceDetector(cfg), cfg)
+    (box,) = trk.boxes(Frame(two_faces_image, 0.0, 0))[0]
+    jumped = np.roll(two_faces_image, 300, axis=1)        # the large face moves 300 px right
+    (moved,), ran = trk.boxes(Frame(jumped, 0.05, 1))
+    assert ran and trk.lost == 1 and trk.full_scans == 2
+    assert iou(moved, (box[0] + 300, box[1], box[2], box[3])) > 0.7
+
+
 def test_idle_room_scans_every_idle_period(noface_image):
     cfg = DetectConfig(idle_period=0.5)
     trk = TrackingDetector(FaceDetector(cfg), cfg)
