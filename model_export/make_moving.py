@@ -4,7 +4,7 @@ Made the way `make_sample.py` makes the bundled demo (PrivateTest faces, upscale
 synthetic 'room'), but short and busy, to check the tracking detector against full-frame scans:
 face A drifts across the frame the whole time, growing and shrinking; face B slides in from the
 right at `B_IN` s, moves about, and slides out again at `B_OUT` s. The JSON beside the clip has
-each face's pasted box per frame. Small (about 8 s at 15 fps, ~0.2 MB) and committed as a fixture.
+each face's pasted box per frame. Small (8 s at 15 fps, 0.13 MB) and committed as a fixture.
 Usage: python -m model_export.make_moving --data ../shared/data/fer2013/fer2013.npz [--out tests/fixtures/moving.mp4] [--fps 15]
 """
 from __future__ import annotations
