@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +19,6 @@ from .conftest import FIXTURES, iou
 
 MOVING = FIXTURES / "moving.mp4"       # made by model_export/make_moving.py
 META = json.loads(MOVING.with_suffix(".json").read_text())
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
