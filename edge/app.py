@@ -55,6 +55,10 @@ def build_smoother(cfg: Config, labels: tuple[str, ...]):
 def build_detector(cfg: Config):
     from edge.detect import FaceDetector, SkippingDetector
 
+    if cfg.detect.mode == "track":
+        from edge.track import TrackingDetector
+
+        return TrackingDetector(FaceDetector(cfg.detect), cfg.detect)
     return SkippingDetector(FaceDetector(cfg.detect), cfg.detect.detect_every)
 
 

@@ -50,6 +50,7 @@ class FaceDetector:
             raise DetectorError(f"{self.path}: cannot load Haar cascade (not a cascade XML?)") from e
         if self._casc.empty():
             raise DetectorError(f"{self.path}: cannot load Haar cascade (not a cascade XML?)")
+        self.cascade = self._casc  # the region search in edge/track.py runs the same cascade
         self.calls = 0
         self._small: np.ndarray | None = None  # reused downscale buffer
 

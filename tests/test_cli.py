@@ -61,7 +61,34 @@ def test_bench_json_has_the_promised_keys():
     for key in ("frames", "fps", "detect_ms_p50", "detect_ms_p95", "classify_ms_p50", "classify_ms_p95", "rss_mb"):
         assert key in out
     assert out["frames"] == 2 * 30 and out["fps"] > 0 and 0 < out["rss_mb"] < 2000
-    assert out["detections"] < out["frames"]  # default skipping
+    assert out["detections"] < out["frames"]  # no Haar on empty frames between idle scans
+    assert out["detect_mode"] == "track" and not out["realtime"] and out["clip_fps"] == 10
+    assert 0 < out["cpu_percent"] and 0 <= out["decode_cpu_percent"] <= out["cpu_percent"]
+    assert 0 < out["full_scan_share"] < 1 and out["detect_ms_per_frame"] <= out["detect_ms_mean"]
+    assert 0 < out["cpu_ms_per_frame"] < 1000
+
+
+def test_bench_sweep_compares_skip_and_track():
+    r = edge_cli("bench", "--source", str(CLIP), "--loops", "1", "--sweep", "3,track", "--json")
+    assert r.returncode == 0, r.stderr
+    skip, track = json.loads(r.stdout)
+    assert (skip["detect_mode"], skip["detect_every"], track["detect_mode"]) == ("skip", 3, "track")
+    assert skip["full_scan_share"] == round(10 / 30, 3)       # frames 0, 3, ... 27
+    assert track["full_scan_share"] < skip["full_scan_share"]  # one scan per face appearance + idle scans
+
+
+def test_bench_realtime_runs_at_the_clip_rate():
+    """30 frames at 10 fps: about 3 s of wall time, so frames/s is the clip's 10, and CPU is well under a core."""
+    r = edge_cli("bench", "--source", str(CLIP), "--loops", "1", "--realtime", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["realtime"] and 9.0 <= out["fps"] <= 10.5, out
+    assert out["cpu_percent"] < 80, out
+
+
+def test_bench_bad_sweep_is_one_clear_line():
+    r = edge_cli("bench", "--source", str(CLIP), "--sweep", "3,fast")
+    assert r.returncode == 2 and "--sweep: 'fast'" in r.stderr and "not a whole number" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_check_finds_runtime_cascade_and_a_working_model():

@@ -93,7 +93,7 @@ def _replay(cfg: Config, with_log: bool = False) -> tuple[Parts, Stats]:
 
 
 def test_frame_skipping_really_skips(tmp_path):
-    parts, stats = _replay(_cfg(tmp_path, detect={"detect_every": 4}, led={"backend": "none"}))
+    parts, stats = _replay(_cfg(tmp_path, detect={"mode": "skip", "detect_every": 4}, led={"backend": "none"}))
     n = stats.frames
     assert n > 10
     assert parts.detector.detector.calls == stats.detections == -(-n // 4)
