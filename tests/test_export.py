@@ -191,6 +191,22 @@ def test_export_without_fer_on_the_fixture_folder(tmp_path):
     with EmotionClassifier(res.tflite) as clf:
         p = clf.classify_face(load_dataset(FOLDER).images[0])
     assert p.probs.sum() == pytest.approx(1.0, abs=1e-5)
+    # int8 fidelity on the fixture faces, computed here: the Keras logits + softmax on the float input
+    # against the edge's int8 answer (this runs without ../shared, unlike the FER2013 fidelity tests)
+    from edge.preprocess import resize_face, to_float
+
+    x, _ = load_dataset(FOLDER).split("PrivateTest")
+    keras_model = keras.models.load_model(src, compile=False)
+    logits = keras_model.predict(np.stack([to_float(resize_face(im, 48, 48), (0.0, 255.0)) for im in x])[..., None],
+                                 verbose=0)
+    pf = np.exp(logits - logits.max(1, keepdims=True))
+    pf /= pf.sum(1, keepdims=True)
+    with EmotionClassifier(res.tflite) as clf:
+        pq = np.stack([clf.classify_face(im).probs for im in x])
+    # 7 calibration faces only: a few outputs are off by up to ~0.08, the typical one by a step (1/256)
+    assert np.abs(pf - pq).max() < 0.15 and np.abs(pf - pq).mean() < 0.015, np.abs(pf - pq)
+    assert np.corrcoef(pf.ravel(), pq.ravel())[0, 1] > 0.95, "int8 must follow the float model's answers"
+    assert info.metrics["agreement"] == pytest.approx(float(np.mean(pf.argmax(1) == pq.argmax(1))))
 
 
 def test_refusals(tmp_path):
