@@ -198,6 +198,7 @@ class TFLitePredictor:
         self.labels = self.info.labels
         self.height, self.width = self.info.input.height, self.info.input.width
         self.range = self.info.input.range
+        self.num_threads = int(num_threads)
         self.interp = load_interpreter(self.path, num_threads)
         inp, out = self.interp.get_input_details()[0], self.interp.get_output_details()[0]
         from edge.contract import check_tensors

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -201,3 +202,22 @@ def test_quiet_stderr_drops_only_tensorflow_noise(capfd):
         os.write(2, b"F0000 converter.cc:1] something real went wrong\n")
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "F0000 converter.cc:1] something real went wrong\nafter\n"
+
+
+def test_latency_reports_the_threads_keras_really_used(tmp_path):
+    """Keras can be held to one thread only before TensorFlow starts: the figure says what it ran on."""
+    import keras
+
+    from model_export.evaluate import latency
+    from model_export.predictors import open_predictor
+
+    inp = keras.Input((48, 48, 1))
+    m = keras.Model(inp, keras.layers.Dense(7, activation="softmax")(keras.layers.Flatten()(inp)))
+    m.save(tmp_path / "m.keras")
+    x, _ = load_dataset(FOLDER).split("Training")
+    lat_k = latency(open_predictor(tmp_path / "m.keras", (0.0, 1.0)), x[:3])
+    import tensorflow as tf
+
+    n = tf.config.threading.get_intra_op_parallelism_threads()
+    assert lat_k["threads"] == (n if n > 0 else len(os.sched_getaffinity(0)))
+    assert latency(open_predictor(INT8), x[:3])["threads"] == 1
