@@ -71,9 +71,6 @@ class _Ring:
         k = min(self.n, len(self.buf))
         return float(np.percentile(self.buf[:k], q)) if k else 0.0
 
-    def all(self) -> np.ndarray:
-        return self.buf[:min(self.n, len(self.buf))].copy()
-
 
 @dataclass
 class Stats:

@@ -26,13 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.contract import FER_LABELS  # the one list of FER2013's labels, shared with edge/
 from edge.errors import DataError
 
-FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 SPLITS = ("Training", "PublicTest", "PrivateTest")
+TRAINING, PUBLIC_TEST, PRIVATE_TEST = range(len(SPLITS))  # the npz's `usage` codes
 LABEL_SOURCES = ("fer2013", "ferplus-majority", "ferplus-soft")
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
 # FER order index -> FER+ vote column index
+_NOT_EMOTION = [FERPLUS_COLUMNS.index(c) for c in ("contempt", "unknown", "NF")]
 _FER_FROM_FERPLUS = np.array([FERPLUS_COLUMNS.index(c) for c in
                               ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")])
 _CLASS_ALIASES = {
@@ -96,7 +98,7 @@ def apply_labels(ds: Dataset, labels_from: str) -> Dataset:
     top_votes = emo.max(axis=1)
     tied = (emo == top_votes[:, None]).sum(axis=1) > 1
     # the most-voted of all 10 columns must be an emotion (not contempt/unknown/NF)
-    other_max = ds.votes[:, [7, 8, 9]].max(axis=1)
+    other_max = ds.votes[:, _NOT_EMOTION].max(axis=1)
     keep = (total > 0) & ~tied & (top_votes >= other_max)
     soft = emo[keep] / total[keep, None] if labels_from == "ferplus-soft" else None
     return Dataset(ds.images[keep], top[keep].astype(np.int64), ds.usage[keep], ds.source,
