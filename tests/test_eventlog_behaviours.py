@@ -1,0 +1,94 @@
+"""EventLog behaviours the other log tests leave out, on real SQLite files: buffer overflow while the
+disk refuses, hourly retention driven by record(), corruption found mid-run, the exit-time error."""
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import numpy as np
+
+import edge.eventlog as ev
+from edge.config import LogConfig
+from edge.contract import FER_LABELS
+from edge.eventlog import EventLog, read_rows
+from edge.types import Mood
+
+
+def mood(label: str) -> Mood:
+    p = np.full(len(FER_LABELS), 0.01, np.float32)
+    p[FER_LABELS.index(label)] = 0.94
+    return Mood(label, 0.94, p, FER_LABELS, 0.0)
+
+
+ALT = ("happy", "sad")
+
+
+def test_buffer_overflow_drops_the_oldest_rows_and_counts_them(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(ev, "BUFFER_CAP", 20)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")  # the log's folder is a file: every open fails
+    with caplog.at_level(logging.ERROR):
+        log = EventLog(blocker / "log.db", LogConfig(commit_interval=0.05))
+        for i in range(50):  # 50 mood changes, a row each
+            log.record(mood(ALT[i % 2]), 1, (0, 0, 10, 10), i * 0.1)
+    assert log.pending == 20 and log.dropped == 30
+    kept = [row[0] for row in log._buf]
+    assert kept == sorted(kept) and list(log._buf)[-1][2] == ALT[49 % 2], "the newest rows are the ones kept"
+    assert len([r for r in caplog.records if "cannot write" in r.getMessage()]) == 1
+    log._closed = True  # nothing to write at exit: the folder never appears
+
+
+def test_record_runs_retention_every_hour(tmp_path):
+    wall = [1_000_000.0]
+    db = tmp_path / "log.db"
+    log = EventLog(db, LogConfig(keep_days=1.0, commit_interval=0.1), clock=lambda: wall[0])
+    log.record(mood("happy"), 1, None, 0.0)
+    log.record(mood("sad"), 1, None, 0.2)  # committed
+    assert len(read_rows(db)) == 2
+    wall[0] += 2 * 86400  # two days later both rows are past keep_days ...
+    log.record(mood("happy"), 1, None, 1.0)
+    assert len(read_rows(db)) == 3, "... but retention waits for its hourly pass"
+    log.record(mood("sad"), 1, None, ev.RETENTION_EVERY + 1.0)
+    rows = read_rows(db)
+    assert rows and all(r.time == wall[0] for r in rows), "rows older than keep_days are gone"
+    assert "happy" in [r.mood for r in rows if r.kind == "change"], "the rows of today stay"
+    log.close()
+
+
+def test_corruption_found_mid_run_moves_the_log_aside_with_its_side_files(tmp_path, caplog):
+    db = tmp_path / "log.db"
+    log = EventLog(db, LogConfig(commit_interval=0.05))
+    for i in range(10):
+        log.record(mood(ALT[i % 2]), 1, None, i * 0.1)
+    assert log.written >= 5
+    log._drop_conn()  # the running writer's connection lost (as after a failed write) ...
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page = con.execute("PRAGMA page_size").fetchone()[0]
+    con.close()
+    with open(db, "r+b") as f:  # ... and its pages damaged (the header, with our application id, intact)
+        f.seek(page)
+        f.write(b"\xa5" * page * 2)
+    with caplog.at_level(logging.WARNING):
+        for i in range(10, 14):  # the next write meets the damage (checked at open: not again) ...
+            log.record(mood(ALT[i % 2]), 1, None, i * 0.1)
+        log.flush()  # ... and the reopen after it checks, finds it and moves the file aside
+    aside = sorted(tmp_path.glob("log.db.corrupt-*"))
+    assert [p.name for p in aside if not p.name.endswith(("-wal", "-shm"))], [p.name for p in tmp_path.iterdir()]
+    assert any("moved it aside" in r.getMessage() for r in caplog.records)
+    fresh = read_rows(db)
+    assert fresh and all(r.mood in ALT for r in fresh), "new rows land in a fresh log"
+    log.close()
+
+
+def test_rows_that_cannot_be_written_at_exit_are_reported(tmp_path, caplog):
+    db = tmp_path / "log.db"
+    log = EventLog(db, LogConfig(commit_interval=3600))
+    log.record(mood("happy"), 1, None, 0.0)
+    log.record(mood("sad"), 1, None, 0.1)
+    log._drop_conn()
+    db.unlink()
+    (tmp_path / "log.db").mkdir()  # the path is now a folder: the exit-time write must fail
+    with caplog.at_level(logging.ERROR):
+        log.close()
+    assert any("could not be written at exit" in r.getMessage() for r in caplog.records)
