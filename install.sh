@@ -280,7 +280,9 @@ install_service() {
     fi
     run systemctl daemon-reload
     run systemctl enable "$APP.service"
-    run systemctl restart "$APP.service"
+    # Installed either way: a start that fails (no camera yet) is retried by systemd every 30 s.
+    run systemctl restart "$APP.service" \
+        || say "warning: $APP did not start yet (no camera?): see '$APP status' and 'journalctl -u $APP'; systemd retries every 30 s"
 
     if ((DRY_RUN)); then
         say "dry run: nothing was changed"
