@@ -78,6 +78,16 @@ make_standins() {
     rm -rf "$tmp"
 }
 
+# Trust in ROOT what this machine trusts: CAs added locally (a TLS-inspecting egress proxy, as on
+# some CI networks) go into the root too, or pip there cannot reach PyPI. Nothing to do without any.
+trust_host_cas() {
+    local root=$1 crts=(/usr/local/share/ca-certificates/*.crt)
+    [[ -e ${crts[0]} ]] || return 0
+    mkdir -p "$root/usr/local/share/ca-certificates"
+    cp "${crts[@]}" "$root/usr/local/share/ca-certificates/"
+    chroot "$root" update-ca-certificates >/dev/null 2>&1 || fail "update-ca-certificates in $root"
+}
+
 # The checkout's tracked and new (not ignored) files, as install.sh would see them on a Pi.
 copy_source() {
     local dest=$1

@@ -22,15 +22,19 @@ trap cleanup EXIT
 need_tools mmdebstrap nspawn dpkg-deb
 mkdir -p "$WORK"
 if [[ -x $ROOT/usr/bin/python3 && $KEEP == --keep ]]; then
-    log "reusing $ROOT"
+    log "reusing $ROOT (without the last run's install)"
+    rm -rf "$ROOT"/etc/emotion-edge "$ROOT"/var/lib/emotion-edge "$ROOT"/opt/emotion-edge "$ROOT"/srv/ci-frames \
+        "$ROOT"/etc/systemd/system/emotion-edge.service* "$ROOT"/etc/systemd/system/multi-user.target.wants/emotion-edge.service
 else
     log "building the bookworm root (mmdebstrap)"
-    make_root bookworm "$(dpkg --print-architecture)" "$ROOT" systemd systemd-sysv dbus sudo ca-certificates \
+    # procps: /bin/kill for ExecReload (priority "important": on every Raspberry Pi OS, not in a minimal root)
+    make_root bookworm "$(dpkg --print-architecture)" "$ROOT" systemd systemd-sysv dbus sudo ca-certificates procps \
         python3-venv python3-numpy python3-opencv opencv-data
 fi
 log "root ready after $((SECONDS - T0)) s"
 
 make_standins "$ROOT/opt/ci-standins"
+trust_host_cas "$ROOT"
 echo "deb [trusted=yes] file:/opt/ci-standins ./" >"$ROOT/etc/apt/sources.list.d/ci-standins.list"
 rm -rf "$ROOT/home/pi/emotion-edge" "$ROOT/ci"
 chroot "$ROOT" id pi >/dev/null 2>&1 || chroot "$ROOT" useradd --create-home --shell /bin/bash pi
