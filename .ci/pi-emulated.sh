@@ -22,7 +22,7 @@ ROOT=$WORK/$SUITE-arm64
 # The tests the Pi's platform can change: NumPy/OpenCV/LiteRT/SQLite/gpiozero versions. No TF.
 TESTS=(tests/test_preprocess.py tests/test_classify.py tests/test_detect.py tests/test_sources.py
        tests/test_config.py tests/test_mood.py tests/test_led.py tests/test_eventlog.py
-       tests/test_eventlog_reader.py tests/test_contract.py)
+       tests/test_eventlog_reader.py tests/test_contract.py tests/test_pi_failures.py)
 T0=$SECONDS
 mounted=()
 
@@ -59,7 +59,9 @@ echo "deb [trusted=yes] file:/opt/ci-standins ./" >"$ROOT/etc/apt/sources.list.d
 rm -rf "$ROOT/src"
 copy_source "$ROOT/src"
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
-for m in proc sys dev dev/pts; do
+# No /sys: XNNPACK's cpuinfo reads the (x86) host's CPU topology there and crashes under qemu-user;
+# without it, it prints three "Error in cpuinfo" lines and runs on one core.
+for m in proc dev; do
     mkdir -p "$ROOT/$m"
     case $m in
         proc) mount -t proc proc "$ROOT/proc" ;;
@@ -109,7 +111,9 @@ log "service without camera: exit 1, no log ($((SECONDS - t)) s)"
 t=$SECONDS
 in_root /opt/emotion-edge/bin/python -m pip install --quiet --disable-pip-version-check \
     --constraint /opt/emotion-edge/constraints.txt "pytest>=8" >/dev/null || fail "pip install pytest"
-in_root bash -c "cd /src && /opt/emotion-edge/bin/python -m pytest -q -p no:cacheprovider -m 'not tf and not data and not slow' ${TESTS[*]}" \
+# Wall-clock pacing tests measure the emulator, not the code: left to the native run.
+in_root bash -c "cd /src && /opt/emotion-edge/bin/python -m pytest -q -p no:cacheprovider -m 'not tf and not data and not slow' \
+    --deselect tests/test_sources.py::test_video_file_realtime_sleeps_to_clip_pace ${TESTS[*]}" \
     || fail "tests"
 log "tests: $((SECONDS - t)) s"
 log "passed in $((SECONDS - T0)) s"

@@ -83,9 +83,14 @@ make_standins() {
 trust_host_cas() {
     local root=$1 crts=(/usr/local/share/ca-certificates/*.crt)
     [[ -e ${crts[0]} ]] || return 0
+    local bundle=$root/etc/ssl/certs/ca-certificates.crt crt
+    [[ -f $bundle ]] || fail "$bundle missing (ca-certificates not in the root?)"
     mkdir -p "$root/usr/local/share/ca-certificates"
-    cp "${crts[@]}" "$root/usr/local/share/ca-certificates/"
-    chroot "$root" update-ca-certificates >/dev/null 2>&1 || fail "update-ca-certificates in $root"
+    cp "${crts[@]}" "$root/usr/local/share/ca-certificates/"  # kept by later update-ca-certificates runs
+    # Appended here rather than by update-ca-certificates in the root, which takes minutes under qemu.
+    for crt in "${crts[@]}"; do
+        grep -qF -- "$(sed -n 2p "$crt")" "$bundle" || { cat "$crt"; echo; } >>"$bundle"
+    done
 }
 
 # The checkout's tracked and new (not ignored) files, as install.sh would see them on a Pi.

@@ -17,6 +17,8 @@ from edge.errors import ConfigError
 def no_system_config(tmp_path, monkeypatch):
     """Never read a real /etc/emotion-edge/config.toml in tests."""
     monkeypatch.setattr(config_mod, "DEFAULT_CONFIG_PATH", tmp_path / "absent" / "config.toml")
+    # `emotion-edge config` imported the name: on a Pi with the service installed it would read the real file.
+    monkeypatch.setattr(config_cmd, "DEFAULT_CONFIG_PATH", tmp_path / "absent" / "config.toml")
 
 
 def write(tmp_path, text: str):
