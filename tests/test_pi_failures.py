@@ -72,7 +72,8 @@ def test_service_with_auto_and_no_camera_exits_1_without_a_mood(notify, tmp_path
                         "--led", "console", "--db", str(db), "--status-file", str(status)],
                        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert p.returncode == 1, p.stderr
-    lines = [x for x in p.stderr.splitlines() if "XNNPACK" not in x]
+    # (LiteRT's own stderr: XNNPACK, and cpuinfo without /sys under the CI's arm64 emulation)
+    lines = [x for x in p.stderr.splitlines() if "XNNPACK" not in x and "Error in cpuinfo" not in x]
     assert len(lines) == 1 and "ERROR" in lines[0] and "no camera found" in lines[0], p.stderr
     assert "mood" not in p.stdout, p.stdout  # the console LED never showed a mood
     assert not db.exists()  # nothing written to the user's log
