@@ -47,7 +47,7 @@ make_root() {
     local include
     include=$(IFS=,; printf '%s' "$*")
     rm -rf "$dir"
-    mmdebstrap --quiet --variant=apt --architectures="$arch" --format=directory \
+    mmdebstrap --variant=apt --architectures="$arch" --format=directory \
         --include="$include" "$suite" "$dir" "$MIRROR" || fail "mmdebstrap $suite/$arch"
 }
 
