@@ -21,6 +21,9 @@ CONF_DIR=/etc/$APP
 STATE_DIR=/var/lib/$APP
 UNIT_DIR=/etc/systemd/system
 BIN_LINK=/usr/local/bin/$APP
+MODELS_DIR=$STATE_DIR/models
+# Members may write MODELS_DIR: `emotion-export deploy` logs in as them (the user who ran sudo).
+DEPLOY_GROUP=$APP-deploy
 APT_PACKAGES=(python3-picamera2 python3-opencv opencv-data python3-gpiozero python3-lgpio python3-venv)
 SUPPORTED_CODENAMES="bookworm trixie"
 
@@ -158,8 +161,21 @@ check_os() {
     esac
 }
 
+# ai-edge-litert has wheels for 64-bit userlands only. Ask dpkg, not uname: a 32-bit Raspberry Pi
+# OS on a 64-bit kernel reports aarch64 to uname (and to pip's platform_machine).
+check_arch() {
+    local arch
+    arch=$(dpkg --print-architecture 2>/dev/null) || die "cannot run dpkg --print-architecture: emotion-edge installs on Raspberry Pi OS (Debian)"
+    case $arch in
+        arm64 | amd64) ;;
+        armhf | armel) die "32-bit Raspberry Pi OS ($arch) is not supported: ai-edge-litert has no 32-bit ARM build; install Raspberry Pi OS (64-bit), then run this again" ;;
+        *) die "unsupported architecture '$arch': emotion-edge needs 64-bit Raspberry Pi OS (arm64)" ;;
+    esac
+}
+
 check_system() {
     [[ -n $ROOT ]] && return 0  # a staging root is not this machine; --dry-run still checks (read-only)
+    check_arch
     ((DRY_RUN || EUID == 0)) || die "installing the service needs root: sudo $0"
     command -v systemctl >/dev/null || die "systemctl not found: emotion-edge runs as a systemd service"
     if ! apt-cache show python3-picamera2 >/dev/null 2>&1; then
@@ -280,6 +296,17 @@ install_service() {
         run usermod -aG "$APP" "$SUDO_USER"
     fi
 
+    # The state folder belongs to the service user before systemd first sees it (else its first
+    # start chowns it recursively, models included); models/ is writable by the deploy group.
+    run groupadd --system -f "$DEPLOY_GROUP"
+    if [[ -n ${SUDO_USER:-} && $SUDO_USER != root ]]; then
+        run usermod -a -G "$DEPLOY_GROUP" "$SUDO_USER"
+    fi
+    if staged || [[ ! -d $STATE_DIR ]]; then
+        run install -d -o "$APP" -g "$APP" -m 0755 "$STATE_DIR"
+    fi
+    run install -d -o "$APP" -g "$DEPLOY_GROUP" -m 2775 "$MODELS_DIR"
+
     put_dir "$PREFIX"
     install_venv
     put_file "$PREFIX/share/PI.md" 0644 <"$SRC_DIR/docs/PI.md"
@@ -300,7 +327,9 @@ install_service() {
     put_file "$UNIT_DIR/$APP-mqtt.service" 0644 <"$SRC_DIR/systemd/$APP-mqtt.service"
     run systemctl daemon-reload
     run systemctl enable "$APP.service"
-    run systemctl restart "$APP.service"
+    # Installed either way: a start that fails (no camera yet) is retried by systemd every 30 s.
+    run systemctl restart "$APP.service" \
+        || say "warning: $APP did not start yet (no camera?): see '$APP status' and 'journalctl -u $APP'; systemd retries every 30 s"
     install_mqtt_unit
 
     if ((DRY_RUN)); then
@@ -318,6 +347,9 @@ emotion-edge is installed. Over ssh:
                                 ${SUDO_USER:-you} may ask the service after logging in again)
   sudo nano $CONF_DIR/config.toml && sudo systemctl reload $APP
 EOF
+    if [[ -n ${SUDO_USER:-} && $SUDO_USER != root ]]; then
+        say "  $SUDO_USER may now deploy models to $MODELS_DIR (group $DEPLOY_GROUP; log in again first)"
+    fi
 }
 
 uninstall_service() {
@@ -338,6 +370,9 @@ uninstall_service() {
         remove "$CONF_DIR" "$STATE_DIR"
         if staged || getent passwd "$APP" >/dev/null; then
             run userdel "$APP"
+        fi
+        if staged || getent group "$DEPLOY_GROUP" >/dev/null; then
+            run groupdel "$DEPLOY_GROUP"
         fi
         say "emotion-edge removed with its config, data and user"
     else

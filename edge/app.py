@@ -1,11 +1,15 @@
 """Builds the loop's parts from a Config; the service and the CLI share this one start-up order."""
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edge.config import Config, calibration_path, db_path
 from edge.loop import Parts
+
+_log = logging.getLogger("emotion-edge")
 
 
 def build_classifier(cfg: Config, calibration_required: bool = False):
@@ -63,10 +67,20 @@ def build_detector(cfg: Config):
 
 
 def build_parts(cfg: Config, *, pin_factory: Any = None, camera_factory: Any = None, with_log: bool = True,
-                calibration_required: bool = False, state_dir: Path | None = None) -> Parts:
-    """Model and detector first (cheap to fail, nothing to undo), then the LED, log and camera."""
+                calibration_required: bool = False, state_dir: Path | None = None,
+                sample_fallback: bool = True, no_camera_hold: float = 0.0,
+                on_error: Callable[[str], None] | None = None) -> Parts:
+    """Model and detector first (cheap to fail, nothing to undo), then the LED, camera and log.
+
+    An LED that cannot start (pin busy, no GPIO chip, lgpio error) is reported once through
+    `on_error` (else logged) and the loop runs without it: the mood log is still worth having.
+    `sample_fallback=False` (the service): `auto` with no camera raises CameraNotFound, after the
+    LED has shown the no-camera colour for `no_camera_hold` seconds. The camera opens before the
+    log, so a failed start never creates or touches the user's log.
+    """
+    from edge.errors import CameraNotFound
     from edge.eventlog import EventLog
-    from edge.led import make_led
+    from edge.led import GpioLed, LedError, NullLed, make_led
     from edge.resilient import wrap_camera
     from edge.sources import open_source
 
@@ -75,10 +89,20 @@ def build_parts(cfg: Config, *, pin_factory: Any = None, camera_factory: Any = N
     smoother = build_smoother(cfg, classifier.labels)
     led = log = source = None
     try:
-        led = make_led(cfg.led, pin_factory=pin_factory)
-        log = EventLog(db_path(cfg), cfg.log) if with_log else None
-        source = open_source(cfg.source, camera_factory=camera_factory)
+        try:
+            led = make_led(cfg.led, pin_factory=pin_factory)
+        except LedError as e:
+            msg = f"{e}; running without the LED (moods are still logged)"
+            (on_error or _log.error)(msg)
+            led = NullLed(cfg.led)
+        try:
+            source = open_source(cfg.source, camera_factory=camera_factory, sample_fallback=sample_fallback)
+        except CameraNotFound:
+            if no_camera_hold > 0 and isinstance(led, GpioLed):  # a light someone can see
+                _show_no_camera(led, no_camera_hold)
+            raise
         source = wrap_camera(source, cfg.source, camera_factory=camera_factory)  # cameras only: files still end
+        log = EventLog(db_path(cfg), cfg.log) if with_log else None
     except BaseException:
         Parts(source, detector, classifier, smoother, led, log).close()
         raise
@@ -86,11 +110,18 @@ def build_parts(cfg: Config, *, pin_factory: Any = None, camera_factory: Any = N
     if with_log:  # a loop that logs is one a calibration can be asked of (the service, `run`)
         parts.calibrate = build_calibrator(cfg, parts, state_dir or db_path(cfg).parent, requests=state_dir is not None)
         if cfg.calibrate.button_pin >= 0:
-            from edge.button import CalibrateButton
+            from edge.button import ButtonError, CalibrateButton
 
             try:
                 parts.button = CalibrateButton(cfg.calibrate.button_pin, parts.calibrate.start_soon, pin_factory)
-            except BaseException:
-                parts.close()
-                raise
+            except ButtonError as e:  # like the LED: the mood light is still worth running without it
+                (on_error or _log.error)(f"{e}; running without the calibration button")
     return parts
+
+
+def _show_no_camera(led: Any, hold: float) -> None:
+    """Light the no-camera colour (no fade) and keep it `hold` seconds, so the owner sees why it stopped."""
+    t = time.monotonic()
+    led.show_state("no_camera", t)
+    led.show_state("no_camera", t + led.cfg.fade + 1.0)  # past the fade: the full colour now
+    time.sleep(hold)

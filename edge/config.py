@@ -237,7 +237,15 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         apply(cfg, data, str(p))
     if overrides:
         apply(cfg, overrides, "command line")
+    _check_lores(cfg.source)
     return cfg
+
+
+def _check_lores(src: SourceConfig) -> None:
+    """picamera2 refuses a lores stream larger than main (at configure, long after start-up): say so now."""
+    if src.lores_width > src.width or src.lores_height > src.height:
+        raise ConfigError(f"config keys source.lores_width/lores_height: the lores stream {src.lores_width}x{src.lores_height} "
+                          f"may not be larger than the main stream source.width/height {src.width}x{src.height}")
 
 
 def _toml_value(v: Any) -> str:

@@ -455,9 +455,19 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
     p = Path(path)
     if not p.is_file():
         raise LogError(f"no event log at {p} (has the service run yet? pass --db PATH)")
+    uri = f"file:{quote(str(p.resolve()))}?mode=ro"
     try:
-        conn = sqlite3.connect(f"file:{quote(str(p.resolve()))}?mode=ro", uri=True, timeout=5.0)
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        conn = sqlite3.connect(uri, uri=True, timeout=5.0)
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        except sqlite3.OperationalError as e:
+            # The service has stopped: its -wal/-shm are gone and a non-owner may not create the
+            # -shm beside the log. With no writer, reading the file as immutable is safe.
+            if "readonly" not in str(e) and "unable to open" not in str(e):
+                raise
+            conn.close()
+            conn = sqlite3.connect(uri + "&immutable=1", uri=True, timeout=5.0)
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         if app_id != APPLICATION_ID:
             conn.close()
             raise LogError(f"{p} is not an emotion-edge log")

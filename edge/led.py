@@ -231,13 +231,12 @@ class GpioLed(MoodLight):
         super().__init__(cfg)
         try:
             from gpiozero import RGBLED
-            from gpiozero.exc import GPIOZeroError
         except ImportError as e:  # pragma: no cover - gpiozero is a dependency
             raise LedError(f"LED: gpiozero is not installed ({e}); use --led console or none") from None
         pins = (cfg.red_pin, cfg.green_pin, cfg.blue_pin)
         try:
             self.device = RGBLED(*pins, active_high=cfg.active_high, pwm=True, pin_factory=pin_factory)
-        except (GPIOZeroError, OSError, RuntimeError, ValueError) as e:
+        except Exception as e:  # GPIOZeroError, OSError, and lgpio.error (busy or missing pin: a bare Exception)
             raise LedError(
                 f"LED on BCM pins {pins[0]},{pins[1]},{pins[2]} cannot be used: "
                 f"{type(e).__name__}: {e} (check the pins, run on a Pi or set GPIOZERO_PIN_FACTORY, or use --led console)"

@@ -243,7 +243,8 @@ def wrap_camera(source: FrameSource, cfg: Any, *, camera_factory: Any = None, **
     """
     if not is_camera(source):
         return source
-    spec = "picamera2" if isinstance(source, Picamera2Source) else cfg.source
+    # A USB camera found by `auto` reopens its device node, never `auto` (which could pick another).
+    spec = "picamera2" if isinstance(source, Picamera2Source) else str(getattr(source, "device", cfg.source))
     reopen_cfg = dataclasses.replace(cfg, source=spec) if dataclasses.is_dataclass(cfg) else cfg
     for key in ("poll", "stall_after", "give_up_after"):
         if key not in opts and hasattr(cfg, key):

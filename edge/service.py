@@ -35,6 +35,7 @@ EXIT_OK, EXIT_RUNTIME, EXIT_BAD_INPUT = 0, 1, 2
 BAD_INPUT = (ConfigError, ModelError, DetectorError)
 STOP_GRACE = 3.0        # seconds after SIGTERM before a stuck read is interrupted (systemd waits 10)
 STATUS_INTERVAL = 5.0   # seconds between STATUS= / status.json updates
+NO_CAMERA_HOLD = 5.0    # seconds a GPIO LED shows the no-camera colour before exit 1 (systemd retries 30 s later)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,7 +228,8 @@ class Service:
             with _signals_blocked():  # threads started here (camera) inherit the mask: signals wake the main thread
                 self.parts = build_parts(self.cfg, pin_factory=self.pin_factory, camera_factory=self.camera_factory,
                                          calibration_required=bool(getattr(self.args, "calibration", None)),
-                                         state_dir=self.status_file.parent)
+                                         state_dir=self.status_file.parent,
+                                         sample_fallback=False, no_camera_hold=NO_CAMERA_HOLD, on_error=self._error)
         except BAD_INPUT as e:
             self.state = "failed"
             self._error(e)

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 SAMPLE_CLIP = Path(__file__).resolve().parent / "samples" / "sample.mp4"
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pbm", ".tif", ".tiff", ".webp"})
 _DEV_RE = re.compile(r"^/dev/video\d+$")
+V4L_SYSFS = Path("/sys/class/video4linux")  # where `auto` looks up the device node of a USB camera
+BUSY_HINT = ("the camera is probably busy (Device or resource busy): another program holds it, such as "
+             "rpicam-hello/rpicam-vid/rpicam-still, libcamera-*, or a second emotion-edge; stop it and try again")
 
 
 class FrameSource:
@@ -109,25 +112,40 @@ class Picamera2Source(FrameSource):
             raise CameraNotFound(f"no camera found: cannot list cameras ({e})") from None
         if not cameras:
             raise CameraNotFound("no camera found: Picamera2.global_camera_info() lists none; check the ribbon cable and `rpicam-hello --list-cameras`")
+        # libcamera also lists USB (UVC) cameras, which have no lores stream or FrameRate control.
+        pi_cams = [c for c in cameras if not _is_usb_camera(c)]
+        if not pi_cams:
+            raise CameraNotFound(f"no Pi camera found: only USB cameras ({_camera_names(cameras)}); use source = \"auto\" or /dev/videoN for those")
+        num = pi_cams[0].get("Num", 0) if isinstance(pi_cams[0], dict) else 0
         # YUV420 needs even sizes; the Y plane is the first lores_height rows of the array.
         self._lw, self._lh = cfg.lores_width & ~1, cfg.lores_height & ~1
         self._cam: Any = None
         self._closed = False
         self._index = 0
         try:
-            self._cam = factory()
+            self._cam = factory(num) if num else factory()
             config = self._cam.create_video_configuration(
                 main={"size": (cfg.width, cfg.height)},
                 lores={"size": (self._lw, self._lh), "format": "YUV420"},
                 controls={"FrameRate": float(cfg.fps)},
             )
             self._cam.configure(config)
+            self._lw, self._lh = self._configured_lores_size()
             self._cam.start()
         except Exception as e:
             self.close()
             if isinstance(e, SourceError):
                 raise
-            raise SourceError(f"picamera2: cannot start the camera ({type(e).__name__}: {e})") from e
+            raise SourceError(f"picamera2: cannot start the camera ({_describe_camera_error(e)})") from e
+
+    def _configured_lores_size(self) -> tuple[int, int]:
+        """The lores size libcamera actually set (it may adjust the request); the Y plane is sliced with it."""
+        try:
+            size = self._cam.stream_configuration("lores")["size"]
+            w, h = int(size[0]), int(size[1])
+        except Exception:  # a stand-in without stream_configuration: the requested size
+            return self._lw, self._lh
+        return (w, h) if w > 0 and h > 0 else (self._lw, self._lh)
 
     def read(self) -> Frame:
         if self._closed:
@@ -168,6 +186,50 @@ class Picamera2Source(FrameSource):
                 log.warning("picamera2 close failed: %s", e)
 
 
+def _is_usb_camera(info: Any) -> bool:
+    """picamera2 lists UVC webcams too; their libcamera id holds the USB path (".../usb@...")."""
+    return isinstance(info, dict) and "/usb" in str(info.get("Id", ""))
+
+
+def _camera_names(cameras: list[Any]) -> str:
+    return ", ".join(str(c.get("Model") or c.get("Id") or "?") if isinstance(c, dict) else str(c) for c in cameras)
+
+
+def _describe_camera_error(e: BaseException) -> str:
+    """One line for a failed camera start; picamera2 hides the cause of `__init__ sequence did not complete`."""
+    text = f"{type(e).__name__}: {e}"
+    if "did not complete" not in str(e):
+        return text
+    cause = e.__cause__ or e.__context__
+    while cause is not None and "did not complete" in str(cause):
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None and str(cause):
+        text += f"; cause: {cause}"
+    return f"{text}; {BUSY_HINT}"
+
+
+def usb_video_device(sysfs: Path | None = None) -> str | None:
+    """The capture node (/dev/videoN) of the first USB camera, from sysfs; None when there is none.
+
+    UVC makes two nodes per camera: the capture node has `index` 0, the metadata node 1.
+    """
+    root = V4L_SYSFS if sysfs is None else sysfs
+    try:
+        entries = [p for p in root.iterdir() if re.fullmatch(r"video\d+", p.name)]
+    except OSError:
+        return None
+    for entry in sorted(entries, key=lambda p: int(p.name[5:])):
+        try:
+            if "/usb" not in str((entry / "device").resolve()):
+                continue
+            if (entry / "index").read_text().strip() not in ("", "0"):
+                continue
+        except OSError:
+            continue
+        return f"/dev/{entry.name}"
+    return None
+
+
 # ------------------------------------------------------------------ OpenCV
 class _CvCapture(FrameSource):
     def __init__(self) -> None:
@@ -185,6 +247,7 @@ class OpenCvDeviceSource(_CvCapture):
 
     def __init__(self, device: str | int, cfg: SourceConfig) -> None:
         super().__init__()
+        self.device = device
         self.name = f"device {device}"
         if isinstance(device, str) and not os.path.exists(device):
             raise CameraNotFound(f"no camera found: {device} does not exist")
@@ -289,21 +352,36 @@ class ImageFolderSource(FrameSource):
 
 
 # ------------------------------------------------------------------ choosing
-def _pi_camera_present(camera_factory: Any) -> bool:
+def _list_cameras(camera_factory: Any) -> list[Any]:
     try:
         factory = camera_factory if camera_factory is not None else _import_picamera2()
-        return bool(factory.global_camera_info())
+        return list(factory.global_camera_info())
     except Exception:
-        return False
+        return []
 
 
-def open_source(cfg: SourceConfig, *, camera_factory: Any = None) -> FrameSource:
-    """Parse `cfg.source` and open it: auto | picamera2 | sample | /dev/videoN | index | file | folder."""
+def open_source(cfg: SourceConfig, *, camera_factory: Any = None, sample_fallback: bool = True) -> FrameSource:
+    """Parse `cfg.source` and open it: auto | picamera2 | sample | /dev/videoN | index | file | folder.
+
+    `auto`: a Pi camera through picamera2; a USB camera (listed by libcamera too) through OpenCV;
+    no camera at all: the bundled sample clip when `sample_fallback` (interactive `run`), else
+    CameraNotFound (the service must never show or log the sample's moods as the user's).
+    """
     spec = (cfg.source or "auto").strip()
     if spec == "auto":
-        if _pi_camera_present(camera_factory):
+        cameras = _list_cameras(camera_factory)
+        if any(not _is_usb_camera(c) for c in cameras):
             return Picamera2Source(cfg, camera_factory)
-        log.info("no Pi camera found; replaying the bundled sample clip")
+        if cameras:  # USB cameras only: picamera2 has no lores stream or FrameRate control for them
+            device = usb_video_device()
+            if device is None:
+                raise CameraNotFound(f"no camera found: libcamera lists USB cameras ({_camera_names(cameras)}) but {V4L_SYSFS} has no USB capture device")
+            log.info("USB camera found (%s); using %s through OpenCV", _camera_names(cameras), device)
+            return OpenCvDeviceSource(device, cfg)
+        if not sample_fallback:
+            raise CameraNotFound("no camera found: source = \"auto\" found no Pi or USB camera (loose ribbon cable? "
+                                 "check `rpicam-hello --list-cameras`); the service never falls back to the sample clip")
+        log.warning("no camera found; replaying the bundled sample clip instead (interactive run only: the service stops with an error)")
         spec = "sample"
     if spec == "picamera2":
         return Picamera2Source(cfg, camera_factory)

@@ -17,6 +17,8 @@ from edge.errors import ConfigError
 def no_system_config(tmp_path, monkeypatch):
     """Never read a real /etc/emotion-edge/config.toml in tests."""
     monkeypatch.setattr(config_mod, "DEFAULT_CONFIG_PATH", tmp_path / "absent" / "config.toml")
+    # `emotion-edge config` imported the name: on a Pi with the service installed it would read the real file.
+    monkeypatch.setattr(config_cmd, "DEFAULT_CONFIG_PATH", tmp_path / "absent" / "config.toml")
 
 
 def write(tmp_path, text: str):
@@ -133,3 +135,16 @@ def test_config_command_main_with_own_parser(tmp_path, capsys):
     assert not hasattr(args, "config")  # left to the global option when not given here
     assert config_cmd.main(args) == 0
     assert "defaults" in capsys.readouterr().out
+
+
+def test_lores_larger_than_main_is_a_config_error(tmp_path, capsys):
+    """picamera2 raises at configure (a runtime failure, retried for ever); the config must refuse it (exit 2)."""
+    p = tmp_path / "c.toml"
+    p.write_text("[source]\nwidth = 320\nheight = 240\nlores_width = 640\nlores_height = 480\n")
+    with pytest.raises(ConfigError, match=r"lores stream 640x480 may not be larger than the main stream .*320x240"):
+        load_config(p)
+    assert cli_main(["config", "--check", "--config", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "lores" in err
+    p.write_text("[source]\nlores_width = 640\nlores_height = 480\nwidth = 640\nheight = 480\n")
+    assert load_config(p).source.lores_width == 640  # equal sizes are fine

@@ -191,3 +191,51 @@ def test_missing_camera_stack_stops_a_dry_run_on_this_host():
     assert p.stderr.strip() == ("install.sh: error: camera stack missing: apt has no python3-picamera2 (is this "
                                 "Raspberry Pi OS with archive.raspberrypi.com?); on a desktop use ./install.sh --dev")
     assert "would run" not in p.stdout
+
+
+# ------------------------------------------------------------------ issue 14: 32-bit Pi OS, deploy folder
+def _with_fake_dpkg(tmp_path: Path, arch: str) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    dpkg = bin_dir / "dpkg"
+    dpkg.write_text(f'#!/bin/sh\n[ "$1" = --print-architecture ] && echo {arch} && exit 0\nexit 1\n')
+    dpkg.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+@pytest.mark.parametrize("arch,words", [("armhf", "32-bit Raspberry Pi OS (armhf) is not supported"),
+                                        ("i386", "unsupported architecture 'i386'")])
+def test_32bit_userland_is_refused_before_any_change(tmp_path, arch, words):
+    """A 32-bit userland on a 64-bit kernel reports aarch64 to uname; dpkg knows better. No apt, no user, no venv."""
+    p = subprocess.run(["bash", str(INSTALL), "--dry-run"], capture_output=True, text=True, timeout=60,
+                       env=_with_fake_dpkg(tmp_path, arch))
+    assert p.returncode == 1
+    assert words in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "would run" not in p.stdout and "would write" not in p.stdout
+
+
+def test_64bit_userland_passes_the_architecture_check(tmp_path):
+    p = subprocess.run(["bash", str(INSTALL), "--dry-run"], capture_output=True, text=True, timeout=60,
+                       env=_with_fake_dpkg(tmp_path, "arm64"))
+    assert "architecture" not in p.stderr and "32-bit" not in p.stderr, p.stderr
+
+
+def test_deploy_folder_is_writable_by_the_installing_user(tmp_path):
+    """`emotion-export deploy MODEL pi@HOST` logs in as pi: the models folder must take pi's files."""
+    root = staged(tmp_path)
+    p = subprocess.run(["bash", str(INSTALL), "--root", str(root), "--no-venv"], capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "SUDO_USER": "pi"})
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    lines = [ln for ln in out.splitlines() if ln.startswith("would run:")]
+    order = [next(i for i, ln in enumerate(lines) if cmd in ln) for cmd in (
+        "useradd --system", "groupadd --system -f emotion-edge-deploy", "usermod -a -G emotion-edge-deploy pi",
+        "install -d -o emotion-edge -g emotion-edge -m 0755 /var/lib/emotion-edge",
+        "install -d -o emotion-edge -g emotion-edge-deploy -m 2775 /var/lib/emotion-edge/models",
+        "systemctl restart emotion-edge.service")]
+    assert order == sorted(order), lines  # the state folder exists, owned, before systemd starts the unit
+    assert "pi may now deploy models to /var/lib/emotion-edge/models" in out
+    from model_export.deploy import DEFAULT_REMOTE_DIR
+    assert DEFAULT_REMOTE_DIR == "/var/lib/emotion-edge/models"
+    purge = install("--root", str(root), "--uninstall", "--purge").stdout
+    assert "would run: groupdel emotion-edge-deploy" in purge

@@ -239,3 +239,21 @@ def test_null_led_and_make_led(factory, tmp_path, monkeypatch):
     with NullLed(replace(LedConfig(), fade=0)) as n:
         n.show(mood("happy"), 0.0)
         assert n.shown == pytest.approx((0.6, 0.48, 0.0))
+
+
+class _LgpioError(Exception):
+    """What lgpio raises for a busy or missing pin: a bare Exception subclass, not OSError."""
+
+
+_LgpioError.__module__, _LgpioError.__name__, _LgpioError.__qualname__ = "lgpio", "error", "error"
+
+
+class BusyPinFactory(MockFactory):
+    def pin(self, spec, **kwargs):
+        raise _LgpioError("GPIO busy")
+
+
+def test_lgpio_error_is_a_clear_led_error():
+    with pytest.raises(LedError, match=r"BCM pins 17,27,22 cannot be used: error: GPIO busy") as e:
+        make_led(LedConfig(backend="gpio"), pin_factory=BusyPinFactory(pin_class=MockPWMPin))
+    assert "\n" not in str(e.value)

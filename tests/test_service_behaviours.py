@@ -62,7 +62,7 @@ def test_an_error_mid_run_exits_1_with_state_failed_and_reason_error(tmp_path, m
     import edge.sources
 
     src = BreaksAfter(5)
-    monkeypatch.setattr(edge.sources, "open_source", lambda cfg, camera_factory=None: src)
+    monkeypatch.setattr(edge.sources, "open_source", lambda cfg, camera_factory=None, **kw: src)
     rc = service.run_service(_args(tmp_path, "--source", "x"), notifier=Notifier(None))
     assert rc == service.EXIT_RUNTIME == 1
     st = json.loads((tmp_path / "status.json").read_text())

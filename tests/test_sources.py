@@ -27,7 +27,8 @@ class FakePicamera2:
     def global_camera_info(cls):
         return list(cls.cameras)
 
-    def __init__(self):
+    def __init__(self, camera_num=0):
+        self.camera_num = camera_num
         self.calls: list[tuple] = []
         self.n = 0
         FakePicamera2.instances.append(self)
@@ -225,3 +226,94 @@ def test_folder_of_only_broken_images_ends_cleanly(tmp_path):
     (tmp_path / "a.png").write_bytes(b"nope")
     with ImageFolderSource(tmp_path, SourceConfig()) as src:
         assert src.read() is None and src.skipped == 1
+
+
+# ------------------------------------------------------------------ what a Pi owner hits first (issue 14)
+USB_CAM = {"Model": "HD Pro Webcam C920", "Id": "/base/axi/pcie@120000/rp1/usb@200000-1:1.0-046d:082d", "Num": 0}
+PI_CAM = {"Model": "imx708", "Id": "/base/axi/pcie@120000/rp1/i2c@88000/imx708@1a", "Num": 1}
+
+
+def fake_v4l_sysfs(root, nodes):
+    """A /sys/class/video4linux stand-in: {name: (device path under root, index)}."""
+    cls = root / "class"
+    cls.mkdir(parents=True)
+    for name, (dev, index) in nodes.items():
+        d = root / "devices" / dev
+        d.mkdir(parents=True, exist_ok=True)
+        (cls / name).mkdir()
+        (cls / name / "device").symlink_to(d)
+        (cls / name / "index").write_text(f"{index}\n")
+    return cls
+
+
+def test_auto_with_only_a_usb_camera_uses_opencv_not_picamera2(fake_cam, monkeypatch, tmp_path):
+    """picamera2 lists UVC webcams too; picamera2's lores stream and FrameRate do not exist for them."""
+    fake_cam.cameras = [USB_CAM]
+    monkeypatch.setattr(sources, "V4L_SYSFS", fake_v4l_sysfs(tmp_path, {
+        "video19": ("platform/soc/codec", 0),                       # the Pi's own codec node: not a camera
+        "video57": ("platform/axi/usb1/1-1/1-1:1.0", 0),            # the webcam's capture node
+        "video58": ("platform/axi/usb1/1-1/1-1:1.0", 1),            # its metadata node
+    }))
+    assert sources.usb_video_device() == "/dev/video57"
+    with pytest.raises(CameraNotFound, match="/dev/video57 does not exist"):  # no such node here: OpenCV was asked
+        open_source(SourceConfig(source="auto"), camera_factory=fake_cam, sample_fallback=False)
+    assert fake_cam.instances == []  # picamera2 was never opened on the webcam
+    with pytest.raises(CameraNotFound, match="only USB cameras"):
+        open_source(SourceConfig(source="picamera2"), camera_factory=fake_cam)
+
+
+def test_auto_with_a_pi_and_a_usb_camera_opens_the_pi_camera(fake_cam):
+    fake_cam.cameras = [PI_CAM, USB_CAM]
+    with open_source(SourceConfig(source="auto"), camera_factory=fake_cam) as src:
+        assert isinstance(src, Picamera2Source)
+    assert fake_cam.instances[0].camera_num == 1  # libcamera's number of the Pi camera, not list position 0
+
+
+def test_usb_device_lookup_without_sysfs(tmp_path):
+    assert sources.usb_video_device(tmp_path / "missing") is None
+
+
+def test_auto_without_camera_never_falls_back_to_the_sample_when_told(fake_cam, monkeypatch, caplog):
+    fake_cam.cameras = []
+    with pytest.raises(CameraNotFound, match="^no camera found: .*never falls back to the sample"):
+        open_source(SourceConfig(source="auto"), camera_factory=fake_cam, sample_fallback=False)
+    monkeypatch.setattr(sources, "SAMPLE_CLIP", CLIP)
+    with caplog.at_level("WARNING"), open_source(SourceConfig(source="auto"), camera_factory=fake_cam) as src:
+        assert isinstance(src, VideoFileSource)
+    assert "replaying the bundled sample clip" in caplog.text and "service" in caplog.text
+
+
+class AdjustingPicamera2(FakePicamera2):
+    """libcamera may adjust the requested lores size; picamera2 writes the real one into the config."""
+
+    adjusted = (336, 240)
+
+    def configure(self, config):
+        super().configure(config)
+        config["cfg"]["lores"]["size"] = self.adjusted
+
+    def stream_configuration(self, name="main"):
+        return {"size": self.configured["cfg"][name]["size"]}
+
+
+def test_lores_y_plane_is_sliced_with_the_configured_size(fake_cam):
+    AdjustingPicamera2.instances = []
+    cfg = SourceConfig(source="picamera2", lores_width=320, lores_height=240)
+    with Picamera2Source(cfg, camera_factory=AdjustingPicamera2) as src:
+        frame = src.read()
+    assert frame.image.shape == (240, 336)
+    assert (frame.image == 0).all()  # Y only: no stride padding (7) in the frame
+
+
+def test_busy_camera_names_the_cause_and_who_holds_it():
+    class BusyPicamera2(FakePicamera2):
+        def __init__(self, camera_num=0):  # what picamera2.Picamera2.__init__ does when acquire() fails
+            try:
+                raise RuntimeError("Failed to acquire camera: Device or resource busy")
+            except Exception:
+                raise RuntimeError("Camera __init__ sequence did not complete.")
+
+    with pytest.raises(SourceError) as e:
+        Picamera2Source(SourceConfig(), camera_factory=BusyPicamera2)
+    msg = str(e.value)
+    assert "did not complete" in msg and "Device or resource busy" in msg and "rpicam-" in msg and "\n" not in msg

@@ -92,6 +92,16 @@ def test_hardening_keeps_camera_and_gpio(unit):
     assert "ProcSubset" not in s  # gpiozero reads /proc/cpuinfo and /proc/device-tree for the board
 
 
+def test_camera_device_modules_load_before_the_unit_starts(unit):
+    """DeviceAllow=char-video4linux/char-media resolve from /proc/devices at start; on a Pi those
+    majors appear only once udev loads videodev and mc, possibly after we start (boot race)."""
+    for mod in ("modprobe@videodev.service", "modprobe@mc.service"):
+        assert mod in " ".join(unit["Unit"].get("Wants", [])).split(), mod
+        assert mod in " ".join(unit["Unit"].get("After", [])).split(), mod
+        if SYSTEM_UNITS.is_dir():  # the template exists in systemd 252 (Bookworm) and later
+            assert (SYSTEM_UNITS / "modprobe@.service").exists() or not (SYSTEM_UNITS / "systemd-udevd.service").exists()
+
+
 def test_service_module_has_the_entry_point():
     assert callable(service.main)
     p = subprocess.run([str(REPO / ".venv/bin/python"), "-P", "-m", "edge.service", "--help"],

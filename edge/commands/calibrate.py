@@ -112,14 +112,11 @@ def _through_service(state_dir: Path, action: str, seconds: float) -> int:
 def _with_camera(cfg: Any, out: Path) -> int:
     from edge.app import build_calibrator, build_parts
     from edge.loop import Control, run_loop
-    from edge.sources import SAMPLE_CLIP
 
     cfg.calibrate.strength = max(cfg.calibrate.strength, 0.0)
     cfg.calibrate.file = str(out)
-    parts = build_parts(cfg, with_log=False)
+    parts = build_parts(cfg, with_log=False, sample_fallback=False)  # `auto` with no camera: an error, never the sample
     try:
-        if cfg.source.source.strip() == "auto" and Path(getattr(parts.source, "path", "")) == SAMPLE_CLIP:
-            raise EdgeError("no camera found to calibrate with (connect one, or pass --source /dev/video0)")
         ctl = parts.calibrate = build_calibrator(cfg, parts, out.parent, requests=False)
         control = Control()
         ctl.start()
