@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from edge.config import Config
 from edge.errors import ConfigError, DetectorError, EdgeError, ModelError
@@ -32,6 +32,8 @@ from edge.statusfile import status_path, write_status
 log = logging.getLogger("emotion-edge")
 
 EXIT_OK, EXIT_RUNTIME, EXIT_BAD_INPUT = 0, 1, 2
+State = Literal["starting", "running", "reloading", "stopping", "stopped", "failed"]
+"""What status.json's `state` says; `emotion-edge status` reads it."""
 BAD_INPUT = (ConfigError, ModelError, DetectorError)
 STOP_GRACE = 3.0        # seconds after SIGTERM before a stuck read is interrupted (systemd waits 10)
 STATUS_INTERVAL = 5.0   # seconds between STATUS= / status.json updates
@@ -83,7 +85,7 @@ class Service:
         self.cfg: Config | None = None
         self.parts: Any = None
         self.status_file: Path | None = None
-        self.state = "starting"
+        self.state: State = "starting"
         self.last_error: dict[str, Any] | None = None
         self.started = time.time()
         self._wd_interval = notifier.watchdog_interval
@@ -128,6 +130,15 @@ class Service:
         self._old_handlers.clear()
 
     # ---------------------------------------------------------------- status
+    def _fail(self, err: BaseException | str, code: int, reason: str | None = None) -> int:
+        """The one way the service fails: state `failed`, the error logged and in status.json, an exit code
+        (2: bad input, systemd does not retry; 1: a runtime failure, systemd restarts us)."""
+        self.state = "failed"
+        if reason is not None:
+            self.stop_reason = reason
+        self._error(err)
+        return code
+
     def _error(self, err: BaseException | str) -> None:
         msg = str(err)
         log.error("%s", msg)
@@ -215,15 +226,11 @@ class Service:
         try:
             self.cfg = config_from_args(self.args)
         except EdgeError as e:
-            self.state = "failed"
-            self._error(e)
-            return EXIT_BAD_INPUT
+            return self._fail(e, EXIT_BAD_INPUT)
         self.status_file = status_path(self.cfg, explicit)
         max_frames = getattr(self.args, "max_frames", None)
         if max_frames is not None and max_frames < 1:
-            self.state = "failed"
-            self._error(f"--max-frames must be at least 1 (got {max_frames})")
-            return EXIT_BAD_INPUT
+            return self._fail(f"--max-frames must be at least 1 (got {max_frames})", EXIT_BAD_INPUT)
         try:
             with _signals_blocked():  # threads started here (camera) inherit the mask: signals wake the main thread
                 self.parts = build_parts(self.cfg, pin_factory=self.pin_factory, camera_factory=self.camera_factory,
@@ -231,13 +238,9 @@ class Service:
                                          state_dir=self.status_file.parent,
                                          sample_fallback=False, no_camera_hold=NO_CAMERA_HOLD, on_error=self._error)
         except BAD_INPUT as e:
-            self.state = "failed"
-            self._error(e)
-            return EXIT_BAD_INPUT
-        except EdgeError as e:  # camera missing at boot, LED busy...: systemd retries after RestartSec
-            self.state = "failed"
-            self._error(e)
-            return EXIT_RUNTIME
+            return self._fail(e, EXIT_BAD_INPUT)
+        except EdgeError as e:  # camera missing at boot...: systemd retries after RestartSec
+            return self._fail(e, EXIT_RUNTIME)
         why = "stop"
         try:
             self.state = "running"
@@ -259,10 +262,8 @@ class Service:
             self._mood = self.parts.smoother.mood
             log.info("stopping (%s) after %d frames", why, stats.frames)
         except EdgeError as e:  # the camera failed for good: exit non-zero so systemd restarts us
-            self.state, self.stop_reason = "failed", "error"
-            self._error(e)
             self.notifier.stopping()
-            return EXIT_RUNTIME
+            return self._fail(e, EXIT_RUNTIME, reason="error")
         finally:
             self.parts.close()  # LED off first, then log flush + close, camera, interpreter
         return EXIT_OK
