@@ -52,6 +52,7 @@ class Notifier:
         self.watchdog_usec = watchdog
         self._sock: socket.socket | None = None
         self._warned = False
+        self._stopping = False
         if self.address is not None:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
@@ -89,6 +90,9 @@ class Notifier:
         return self.send(*fields)
 
     def watchdog(self) -> bool:
+        """No pings once STOPPING=1 went out (the stop signal's handler may run in the middle of a frame)."""
+        if self._stopping:
+            return False
         return self.send("WATCHDOG=1")
 
     def status(self, text: str) -> bool:
@@ -100,6 +104,7 @@ class Notifier:
         return self.send("RELOADING=1", f"MONOTONIC_USEC={usec}")
 
     def stopping(self) -> bool:
+        self._stopping = True
         return self.send("STOPPING=1")
 
     def close(self) -> None:

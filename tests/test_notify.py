@@ -5,6 +5,7 @@ import io
 import logging
 import os
 import socket
+import time
 
 import pytest
 
@@ -131,3 +132,18 @@ def test_setup_logging_plain_and_journal():
     finally:
         root.removeHandler(h)
         root.setLevel(saved)
+
+
+def test_no_watchdog_ping_after_stopping(tmp_path):
+    from .notify_socket import Collector
+
+    c = Collector(tmp_path / "n.sock")
+    try:
+        with Notifier(c.path, watchdog=1_000_000) as n:
+            assert n.watchdog() is True
+            n.stopping()
+            assert n.watchdog() is False
+        time.sleep(0.1)
+        assert [m for _, m in c.messages] == ["WATCHDOG=1", "STOPPING=1"]
+    finally:
+        c.close()
