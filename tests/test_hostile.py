@@ -143,7 +143,9 @@ def steps(*fns: Callable[[Path], None]) -> Callable[[Path], None]:
 
 
 def status_json(**fields) -> Callable[[Path], None]:
-    return write("status.json", json.dumps({"state": "running", "updated": time.time(), **fields}))
+    # An hour old: `status` exits 3 whether systemd runs here (the unit is not found) or not (the file
+    # is stale); with a fresh file and no systemd it would say running, exit 0.
+    return write("status.json", json.dumps({"state": "running", "updated": time.time() - 3600, **fields}))
 
 
 USAGE = -1  # argparse's own refusal: usage lines, then exactly one "error:" line
