@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import secrets
-import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edge.calibration import Calibration, CalibrationError, make_calibration, save
+from edge.safeio import read_bytes, write_atomic
 from edge.types import Box, Prediction
 
 log = logging.getLogger("emotion-edge")
@@ -106,22 +106,13 @@ def ensure_requests_dir(state_dir: Path) -> Path:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any], mode: int = 0o660) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-        f.write("\n")
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(data) + "\n").encode("utf-8"), mode, exact=True)
 
 
 def read_json_small(path: Path) -> dict[str, Any] | None:
     """A small JSON object from a regular file, or None if absent, not regular, too big or not JSON."""
     try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_REQUEST_BYTES:
-            return None
-        with open(path, "rb") as f:
-            data = json.loads(f.read(MAX_REQUEST_BYTES + 1).decode("utf-8"))
+        data = json.loads(read_bytes(path, MAX_REQUEST_BYTES).decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None

@@ -15,9 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import stat
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.safeio import UnsafeFileError, read_bytes, write_atomic
 
 log = logging.getLogger("emotion-edge")
 
@@ -121,19 +119,7 @@ def save(cal: Calibration, path: Path) -> None:
     """Atomic write (temp file + rename), mode 0644: readable by `status`, never half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".calibration-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(cal.to_json(), f, indent=1)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(path, (json.dumps(cal.to_json(), indent=1) + "\n").encode("utf-8"), 0o644, exact=True)
 
 
 def parse(data: Any, where: str) -> Calibration:
@@ -167,13 +153,11 @@ def load(path: Path) -> Calibration:
     """Read and validate a calibration file (regular file, at most 64 KiB)."""
     path = Path(path)
     try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_FILE_BYTES:  # a FIFO would hang, /dev/zero never end
-            raise CalibrationError(f"{path}: not a calibration file (not a regular file of at most 64 KiB)")
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
+        raw = read_bytes(path, MAX_FILE_BYTES)  # a FIFO would hang, /dev/zero never end
     except FileNotFoundError:
         raise CalibrationError(f"{path}: calibration file not found") from None
+    except (UnsafeFileError, IsADirectoryError):
+        raise CalibrationError(f"{path}: not a calibration file (not a regular file of at most 64 KiB)") from None
     except OSError as e:
         raise CalibrationError(f"{path}: cannot read calibration ({e.strerror or e})") from None
     try:

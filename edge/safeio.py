@@ -87,7 +87,15 @@ def write_output(path: str | Path, data: bytes, mode: int = 0o644) -> None:
             raise UnsafeFileError(f"{_kind(st.st_mode)} is in the way; not replacing it")
         if st.st_uid != os.geteuid():
             raise UnsafeFileError("a file of another user is in the way; not replacing it")
-    for _ in range(100):  # O_EXCL with the caller's umask (mkstemp would make it 0600)
+    write_atomic(path, data, mode)
+
+
+def write_atomic(path: str | Path, data: bytes, mode: int = 0o644, exact: bool = False) -> None:
+    """Temporary file beside `path` (O_EXCL, `mode` less the umask; `exact`: `mode` itself), then
+    rename over it: a reader never sees half a file and the name is replaced, never followed. The
+    one atomic writer (photo outputs, status.json, calibration and its request files)."""
+    path = Path(path)
+    for _ in range(100):
         tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
@@ -99,6 +107,8 @@ def write_output(path: str | Path, data: bytes, mode: int = 0o644) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        if exact:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:

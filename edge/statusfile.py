@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 from edge.config import Config, db_path, state_dir
-from edge.safeio import STATUS_MAX_BYTES, read_text
+from edge.safeio import STATUS_MAX_BYTES, read_text, write_atomic
 
 STATUS_NAME = "status.json"
 SYSTEM_STATE_DIR = Path("/var/lib/emotion-edge")
@@ -48,19 +47,7 @@ def candidate_paths(cfg: Config | None = None) -> list[Path]:
 def write_status(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically (temp file + rename) so a reader never sees half a file; mode 0644."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".status-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode("utf-8"), 0o644, exact=True)
 
 
 def read_status(path: Path) -> dict[str, Any] | None:
