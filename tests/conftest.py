@@ -77,6 +77,29 @@ def copy_model(tmp_path):
 
 
 @pytest.fixture
+def restore_logging():
+    """run_service installs its stderr handler on the root logger; take it off again."""
+    import logging
+
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    yield
+    for h in [h for h in root.handlers if h not in before]:
+        root.removeHandler(h)
+    root.setLevel(level)
+
+
+@pytest.fixture
+def notify(tmp_path):
+    """A real NOTIFY_SOCKET collector (tests/notify_socket.py)."""
+    from .notify_socket import Collector
+
+    c = Collector(tmp_path / "notify.sock")
+    yield c
+    c.close()
+
+
+@pytest.fixture
 def fer_npz():
     """FER2013 arrays, or skip when the data set is not on this machine."""
     if not FER_NPZ.is_file():

@@ -4,7 +4,6 @@ the user's log."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -19,7 +18,6 @@ from edge.config import load_config
 from edge.led import NullLed
 from edge.notify import Notifier
 
-from .notify_socket import Collector
 from .test_led import BusyPinFactory
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,21 +34,7 @@ class NoCameras:
         return []
 
 
-@pytest.fixture(autouse=True)
-def restore_logging():
-    root = logging.getLogger()
-    before, level = list(root.handlers), root.level
-    yield
-    for h in [h for h in root.handlers if h not in before]:
-        root.removeHandler(h)
-    root.setLevel(level)
-
-
-@pytest.fixture
-def notify(tmp_path):
-    c = Collector(tmp_path / "notify.sock")
-    yield c
-    c.close()
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def _picamera2_importable() -> bool:

@@ -30,24 +30,7 @@ MODELS = FIX / "models"
 FACE = FIX / "faces" / "fer32305_happy_320x240.png"
 
 
-@pytest.fixture(autouse=True)
-def restore_logging():
-    """run_service installs its stderr handler on the root logger; take it off again."""
-    import logging
-
-    root = logging.getLogger()
-    before, level = list(root.handlers), root.level
-    yield
-    for h in [h for h in root.handlers if h not in before]:
-        root.removeHandler(h)
-    root.setLevel(level)
-
-
-@pytest.fixture
-def notify(tmp_path):
-    c = Collector(tmp_path / "notify.sock")
-    yield c
-    c.close()
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def start(args: list[str], notify: Collector, tmp_path: Path, **env: str) -> subprocess.Popen:

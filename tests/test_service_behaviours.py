@@ -20,14 +20,7 @@ from .conftest import CLIP, MODELS_DIR
 TINY = MODELS_DIR / "tiny_int8.tflite"
 
 
-@pytest.fixture(autouse=True)
-def restore_logging():
-    root = logging.getLogger()
-    before, level = list(root.handlers), root.level
-    yield
-    for h in [h for h in root.handlers if h not in before]:
-        root.removeHandler(h)
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def _args(tmp_path: Path, *extra: str, config: Path | None = None):
