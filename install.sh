@@ -288,7 +288,12 @@ install_service() {
         fi
     done
     if staged || ! getent passwd "$APP" >/dev/null; then
-        run useradd --system --user-group --home-dir "$STATE_DIR" --no-create-home \
+        # The group may outlive the user (userdel keeps a private group that still has members).
+        local user_group=(--user-group)
+        if ! staged && getent group "$APP" >/dev/null; then
+            user_group=(--gid "$APP")
+        fi
+        run useradd --system "${user_group[@]}" --home-dir "$STATE_DIR" --no-create-home \
             --shell /usr/sbin/nologin --comment "emotion-edge mood light" "$APP"
     fi
     # Members of the service's group may ask it for a calibration (`emotion-edge calibrate`).
@@ -370,6 +375,10 @@ uninstall_service() {
         remove "$CONF_DIR" "$STATE_DIR"
         if staged || getent passwd "$APP" >/dev/null; then
             run userdel "$APP"
+        fi
+        # userdel keeps the user's group while others (the installing user) are members of it.
+        if staged || getent group "$APP" >/dev/null; then
+            run groupdel "$APP"
         fi
         if staged || getent group "$DEPLOY_GROUP" >/dev/null; then
             run groupdel "$DEPLOY_GROUP"

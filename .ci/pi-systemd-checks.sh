@@ -163,6 +163,7 @@ as_pi sudo -n "$SRC/install.sh" --uninstall >/ci/uninstall.log 2>&1 || { cat /ci
 as_pi sudo -n "$SRC/install.sh" --uninstall --purge >/ci/purge.log 2>&1 || { cat /ci/purge.log; fail "--uninstall --purge"; }
 [[ ! -e /etc/emotion-edge && ! -e $STATE ]] || fail "--purge left config or data"
 ! getent passwd emotion-edge >/dev/null || fail "--purge left the user"
+! getent group emotion-edge >/dev/null || fail "--purge left the service group (pi is a member)"
 ! getent group emotion-edge-deploy >/dev/null || fail "--purge left the deploy group"
 as_pi sudo -n "$SRC/install.sh" >/ci/install3.log 2>&1 || { tail -n 30 /ci/install3.log; fail "install after purge"; }
 systemctl is-enabled -q $SVC || fail "not enabled after re-install"

@@ -152,6 +152,7 @@ def test_uninstall_keeps_config_unless_purge(tmp_path):
     out = install("--root", str(root), "--uninstall", "--purge").stdout
     assert not (root / "etc/emotion-edge").exists() and not (root / "var/lib/emotion-edge").exists()
     assert "would run: userdel emotion-edge" in out
+    assert "would run: groupdel emotion-edge\n" in out  # the group outlives the user while pi is in it
     assert (root / "etc/os-release").is_file()  # nothing outside ours
 
 
