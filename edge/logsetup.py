@@ -4,7 +4,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import TextIO
+from typing import Any, TextIO
+
+from edge.text import printable
 
 # syslog priorities that journald reads from a "<N>" line prefix (sd-daemon(3)).
 PRIORITY = {
@@ -38,7 +40,28 @@ def under_journald(stream: TextIO, env: dict[str, str] | None = None) -> bool:
     return (st.st_dev, st.st_ino) == (dev, ino)
 
 
-class JournalFormatter(logging.Formatter):
+def _printable_arg(value: Any) -> Any:
+    """Numbers stay numbers (for %d / %.1f); anything else becomes one printable line."""
+    return value if isinstance(value, (int, float)) else printable(value)
+
+
+class OneLineArgsFormatter(logging.Formatter):
+    """Escapes control characters in the message's arguments: a path or error text holding a newline
+    cannot forge a second log line (or a journald `<N>` priority); our own format strings may still span lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        args = record.args
+        if isinstance(args, tuple) and args:
+            record.args = tuple(_printable_arg(a) for a in args)
+        elif isinstance(args, dict) and args:
+            record.args = {k: _printable_arg(v) for k, v in args.items()}
+        try:
+            return super().format(record)
+        finally:
+            record.args = args  # other handlers see the record as it was
+
+
+class JournalFormatter(OneLineArgsFormatter):
     """`<3>message`: journald adds time, unit and pid itself; multi-line text keeps its priority."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -59,7 +82,7 @@ def setup_logging(level: str | int = "INFO", stream: TextIO | None = None, journ
         journal = under_journald(stream)
     handler = logging.StreamHandler(stream)
     handler.set_name(_HANDLER_NAME)
-    handler.setFormatter(JournalFormatter("%(message)s") if journal else logging.Formatter(PLAIN_FORMAT))
+    handler.setFormatter(JournalFormatter("%(message)s") if journal else OneLineArgsFormatter(PLAIN_FORMAT))
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from edge import logsetup
 from edge.logsetup import JournalFormatter, priority, setup_logging, under_journald
 from edge.notify import Notifier, socket_address, watchdog_usec
 
@@ -99,6 +100,16 @@ def test_priority_mapping():
 def test_journal_prefix_on_every_line():
     rec = logging.LogRecord("x", logging.ERROR, __file__, 1, "camera lost\nsecond line", None, None)
     assert JournalFormatter("%(message)s").format(rec) == "<3>camera lost\n<3>second line"
+
+
+def test_a_newline_in_an_argument_cannot_forge_a_journal_line():
+    evil = "x.tflite\n<0>emotion-edge: all good"
+    rec = logging.LogRecord("x", logging.WARNING, __file__, 1, "model %s refused after %.1f s (%d tries)", (evil, 2.25, 3), None)
+    assert JournalFormatter("%(message)s").format(rec) == "<4>model x.tflite\\x0a<0>emotion-edge: all good refused after 2.2 s (3 tries)"
+    assert rec.args == (evil, 2.25, 3)  # the record itself is left as it was
+    plain = logsetup.OneLineArgsFormatter("%(levelname)s %(message)s").format(
+        logging.LogRecord("x", logging.ERROR, __file__, 1, "cannot read %(path)s", ({"path": "a\rb\x1b[2J"},), None))
+    assert plain == "ERROR cannot read a\\x0db\\x1b[2J"
 
 
 def test_under_journald_matches_the_stream_inode(tmp_path):
