@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from edge import service
+from edge.mockcamera import MockPicamera2
 from edge.notify import Notifier
 
 from .notify_socket import Collector
@@ -195,46 +196,10 @@ def test_journald_priority_prefixes(notify, tmp_path):
 
 
 # ------------------------------------------------------------------ in process: a camera that hangs
-class HangingCamera:
-    """Stand-in for picamera2.Picamera2: `frames` good YUV420 frames at ~30 fps, then blocks like a hung camera."""
-
-    frames = 25
-    instances: list["HangingCamera"] = []
-
-    def __init__(self) -> None:
-        gray = cv2.imread(str(FACE), cv2.IMREAD_GRAYSCALE)
-        self.yuv = np.vstack([gray, np.full((gray.shape[0] // 2, gray.shape[1]), 128, np.uint8)])
-        self.served = 0
-        self.hung = threading.Event()
-        self.started = self.stopped = self.closed = False
-        HangingCamera.instances.append(self)
-
-    @staticmethod
-    def global_camera_info() -> list[dict]:
-        return [{"Model": "stand-in", "Num": 0}]
-
-    def create_video_configuration(self, **kw):
-        return kw
-
-    def configure(self, config) -> None:
-        assert config["lores"]["format"] == "YUV420"
-
-    def start(self) -> None:
-        self.started = True
-
-    def capture_array(self, stream: str) -> np.ndarray:
-        if self.served >= self.frames:
-            self.hung.set()
-            threading.Event().wait()  # never returns by itself
-        self.served += 1
-        time.sleep(1 / 30)
-        return self.yuv
-
-    def stop(self) -> None:
-        self.stopped = True
-
-    def close(self) -> None:
-        self.closed = True
+def hanging_camera() -> type[MockPicamera2]:
+    """picamera2 stand-in: 25 good frames of a real face, then a capture that never returns, not even on close."""
+    face = cv2.imread(str(FACE), cv2.IMREAD_GRAYSCALE)
+    return MockPicamera2.make(frames=[face], hang_after=25, wake_on_close=False)
 
 
 @pytest.mark.slow
@@ -244,7 +209,7 @@ def test_hung_camera_stops_the_watchdog_and_sigterm_still_stops_with_led_off(not
 
     monkeypatch.setattr(service, "STOP_GRACE", 1.0)
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
-    HangingCamera.instances.clear()
+    cams = hanging_camera()
     factory = MockFactory(pin_class=MockPWMPin)
     cfg = write_config(tmp_path / "config.toml", led=(
         'backend = "gpio"\nactive_high = false\nidle_color = "#ffffff"\nbrightness = 1.0\nfade = 0.0\n'))
@@ -254,9 +219,9 @@ def test_hung_camera_stops_the_watchdog_and_sigterm_still_stops_with_led_off(not
 
     def operator() -> None:  # plays systemd: waits for the hang, then sends SIGTERM to the process
         deadline = time.monotonic() + 20
-        while not HangingCamera.instances and time.monotonic() < deadline:
+        while not cams.instances and time.monotonic() < deadline:
             time.sleep(0.01)
-        cam = HangingCamera.instances[0]
+        cam = cams.instances[0]
         cam.hung.wait(20)
         seen["hung"] = time.monotonic()
         time.sleep(0.8)
@@ -266,7 +231,7 @@ def test_hung_camera_stops_the_watchdog_and_sigterm_still_stops_with_led_off(not
 
     threading.Thread(target=operator, daemon=True).start()
     with Notifier(notify.path, watchdog=200_000) as n:
-        rc = service.run_service(args, notifier=n, pin_factory=factory, camera_factory=HangingCamera,
+        rc = service.run_service(args, notifier=n, pin_factory=factory, camera_factory=cams,
                                  status_interval=0.2)
     returned = time.monotonic()
     assert rc == 0
@@ -275,8 +240,8 @@ def test_hung_camera_stops_the_watchdog_and_sigterm_still_stops_with_led_off(not
     assert len(pings) >= 3 and notify.times("READY=1")[0] < pings[0]
     assert not [t for t in pings if t > seen["hung"] + 0.05], "watchdog pinged while the camera hung"
     assert notify.times("STOPPING=1")
-    cam = HangingCamera.instances[0]
-    assert cam.stopped and cam.closed
+    cam = cams.instances[0]
+    assert cam.names()[-2:] == ["stop", "close"] and cam.closed
     # Common-anode LED: lit = low duty; at stop the loop writes "off" (1.0) before releasing the pins.
     assert min(seen["lit"]) < 0.5, seen["lit"]
     for pin in (factory.pin(n) for n in (17, 27, 22)):
