@@ -97,9 +97,10 @@ def _import_picamera2() -> Any:
 class Picamera2Source(FrameSource):
     """The Pi camera: a main stream plus a small YUV420 `lores` stream whose Y plane is the gray frame.
 
-    `camera_factory` is the Picamera2 class or a stand-in with the same methods
-    (`global_camera_info()`, construction, `create_video_configuration`, `configure`, `start`,
-    `capture_arrays`/`capture_array`, `stop`, `close`).
+    `camera_factory` is the `picamera2.Picamera2` class (imported lazily when None); tests and
+    machines without a Pi pass `edge.mockcamera.MockPicamera2`, which has the same surface:
+    `global_camera_info()`, construction by camera number, `create_video_configuration`,
+    `configure`, `stream_configuration`, `start`, `capture_arrays`, `stop`, `close`.
     """
 
     name = "picamera2"
@@ -140,25 +141,18 @@ class Picamera2Source(FrameSource):
 
     def _configured_lores_size(self) -> tuple[int, int]:
         """The lores size libcamera actually set (it may adjust the request); the Y plane is sliced with it."""
-        try:
-            size = self._cam.stream_configuration("lores")["size"]
-            w, h = int(size[0]), int(size[1])
-        except Exception:  # a stand-in without stream_configuration: the requested size
-            return self._lw, self._lh
+        w, h = (int(v) for v in self._cam.stream_configuration("lores")["size"])
         return (w, h) if w > 0 and h > 0 else (self._lw, self._lh)
 
     def read(self) -> Frame:
         if self._closed:
             raise SourceError("picamera2: read after close")
         try:
-            if hasattr(self._cam, "capture_arrays"):
-                arrays, meta = self._cam.capture_arrays(["lores"])
-                arr = arrays[0]
-            else:
-                arr, meta = self._cam.capture_array("lores"), {}
+            arrays, meta = self._cam.capture_arrays(["lores"])
         except Exception as e:
             raise SourceError(f"picamera2: capture failed ({type(e).__name__}: {e})") from e
-        ts_ns = meta.get("SensorTimestamp") if isinstance(meta, dict) else None
+        arr = arrays[0]
+        ts_ns = meta.get("SensorTimestamp")
         # SensorTimestamp is nanoseconds since boot (same clock as monotonic on a Pi that never suspends).
         ts = ts_ns / 1e9 if isinstance(ts_ns, (int, float)) and ts_ns > 0 else time.monotonic()
         if not isinstance(arr, np.ndarray) or arr.ndim != 2 or arr.shape[0] < self._lh or arr.shape[1] < self._lw:

@@ -16,6 +16,7 @@ from edge import service
 from edge.app import build_parts
 from edge.config import load_config
 from edge.led import NullLed
+from edge.mockcamera import MockPicamera2
 from edge.notify import Notifier
 
 from .test_led import BusyPinFactory
@@ -26,12 +27,8 @@ CLIP = FIX / "clip.mp4"
 MODEL = FIX / "models" / "tiny_int8.tflite"
 
 
-class NoCameras:
-    """picamera2 on a Pi whose camera is not (yet) there: the list is empty."""
-
-    @staticmethod
-    def global_camera_info() -> list:
-        return []
+NO_CAMERAS = MockPicamera2.make(cameras=[])
+"""picamera2 on a Pi whose camera is not (yet) there: the list is empty."""
 
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
@@ -75,7 +72,7 @@ def test_service_without_camera_shows_the_no_camera_colour_then_exits_1(notify, 
                    'brightness = 1.0\nfade = 0.5\n')
     args = service.build_parser().parse_args(["--config", str(cfg), "--source", "auto", "--db", str(tmp_path / "l.db")])
     with Notifier(notify.path) as n:
-        rc = service.run_service(args, notifier=n, pin_factory=factory, camera_factory=NoCameras)
+        rc = service.run_service(args, notifier=n, pin_factory=factory, camera_factory=NO_CAMERAS)
     assert rc == 1
     red, green = factory.pin(17), factory.pin(27)
     assert 1.0 in [s.state for s in red.states] and max(s.state for s in green.states) == 0  # the no-camera red

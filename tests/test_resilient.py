@@ -16,6 +16,7 @@ from edge.config import SourceConfig, load_config
 from edge.errors import CameraNotFound, SourceError, SourceStalled
 from edge.led import GpioLed, hex_to_rgb
 from edge.loop import Control, Parts, run_loop
+from edge.mockcamera import MockPicamera2
 from edge.resilient import ResilientSource, is_camera, wrap_camera
 from edge.sources import ImageFolderSource, Picamera2Source, VideoFileSource, open_source
 
@@ -249,35 +250,6 @@ def test_bad_settings_are_refused():
 
 
 # ------------------------------------------------------------------ which sources get wrapped
-class PiCam:
-    """Minimal picamera2 stand-in (the methods Picamera2Source calls); `fail` makes captures raise."""
-
-    fail = False
-    made = 0
-
-    def __init__(self) -> None:
-        PiCam.made += 1
-        self.img = np.full((360, 320), 128, np.uint8)
-
-    @staticmethod
-    def global_camera_info():
-        return [{"Model": "stand-in"}]
-
-    def create_video_configuration(self, **kw):
-        return kw
-
-    def configure(self, c) -> None: ...
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
-    def close(self) -> None: ...
-
-    def capture_array(self, stream):
-        if PiCam.fail:
-            raise RuntimeError("Camera frontend has timed out!")
-        time.sleep(0.01)
-        return self.img
-
-
 def test_wrap_camera_wraps_cameras_only_and_reopens_the_resolved_kind(caplog):
     cfg = SourceConfig(source=str(CLIP))
     clip = open_source(cfg)
@@ -286,19 +258,20 @@ def test_wrap_camera_wraps_cameras_only_and_reopens_the_resolved_kind(caplog):
     assert wrap_camera(folder, cfg) is folder
     clip.close()
     # auto found a Pi camera: a failure reopens picamera2 (never falls back to the sample clip).
-    PiCam.fail, PiCam.made = False, 0
+    picam = MockPicamera2.make(error=RuntimeError("Camera frontend has timed out!"))
     auto = SourceConfig(source="auto")
-    cam = open_source(auto, camera_factory=PiCam)
+    cam = open_source(auto, camera_factory=picam)
     assert isinstance(cam, Picamera2Source)
-    src = wrap_camera(cam, auto, camera_factory=PiCam, poll=0.1, backoff=(0.05,))
+    src = wrap_camera(cam, auto, camera_factory=picam, poll=0.1, backoff=(0.05,))
     try:
         assert isinstance(src, ResilientSource)
         assert src.read().image.shape == (240, 320)
-        PiCam.fail = True
+        picam.fail_on = "capture"  # on the class: the reopened cameras fail too, until it is cleared
         read_until(src, lambda f: False, 0.3)
-        PiCam.fail = False
+        picam.fail_on = ""
         frames, _ = read_until(src, lambda f: True, 2.0)
-        assert frames and PiCam.made >= 2 and src.recoveries == 1
+        assert frames and len(picam.instances) >= 2 and src.recoveries == 1
+        assert all(c.closed for c in picam.instances[:-1])  # every camera given up on was released
     finally:
         src.close()
     assert "Camera frontend has timed out" in " ".join(lines(caplog, logging.WARNING, "camera lost"))
@@ -311,9 +284,9 @@ def test_wrap_camera_takes_timing_from_config_keys_when_present():
         stall_after: float = 2.0
         give_up_after: float = 0.0
 
-    PiCam.fail = False
+    picam = MockPicamera2.make()
     cfg = Cfg(source="picamera2")
-    src = wrap_camera(open_source(cfg, camera_factory=PiCam), cfg, camera_factory=PiCam)
+    src = wrap_camera(open_source(cfg, camera_factory=picam), cfg, camera_factory=picam)
     try:
         assert (src.poll, src.stall_after, src.give_up_after) == (0.3, 2.0, None)
     finally:

@@ -3,6 +3,7 @@ SIGTERM (exit 0 fast, LED off, DB intact), SIGHUP with a broken config or model 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from edge import service
+from edge.mockcamera import MockPicamera2
 from edge.notify import Notifier
 
 from .notify_socket import Collector
@@ -195,46 +197,10 @@ def test_journald_priority_prefixes(notify, tmp_path):
 
 
 # ------------------------------------------------------------------ in process: a camera that hangs
-class HangingCamera:
-    """Stand-in for picamera2.Picamera2: `frames` good YUV420 frames at ~30 fps, then blocks like a hung camera."""
-
-    frames = 25
-    instances: list["HangingCamera"] = []
-
-    def __init__(self) -> None:
-        gray = cv2.imread(str(FACE), cv2.IMREAD_GRAYSCALE)
-        self.yuv = np.vstack([gray, np.full((gray.shape[0] // 2, gray.shape[1]), 128, np.uint8)])
-        self.served = 0
-        self.hung = threading.Event()
-        self.started = self.stopped = self.closed = False
-        HangingCamera.instances.append(self)
-
-    @staticmethod
-    def global_camera_info() -> list[dict]:
-        return [{"Model": "stand-in", "Num": 0}]
-
-    def create_video_configuration(self, **kw):
-        return kw
-
-    def configure(self, config) -> None:
-        assert config["lores"]["format"] == "YUV420"
-
-    def start(self) -> None:
-        self.started = True
-
-    def capture_array(self, stream: str) -> np.ndarray:
-        if self.served >= self.frames:
-            self.hung.set()
-            threading.Event().wait()  # never returns by itself
-        self.served += 1
-        time.sleep(1 / 30)
-        return self.yuv
-
-    def stop(self) -> None:
-        self.stopped = True
-
-    def close(self) -> None:
-        self.closed = True
+def hanging_camera() -> type[MockPicamera2]:
+    """picamera2 stand-in: 25 good frames of a real face, then a capture that never returns, not even on close."""
+    face = cv2.imread(str(FACE), cv2.IMREAD_GRAYSCALE)
+    return MockPicamera2.make(frames=[face], hang_after=25, wake_on_close=False)
 
 
 @pytest.mark.slow
@@ -244,7 +210,7 @@ def test_hung_camera_stops_the_watchdog_and_sigterm_still_stops_with_led_off(not
 
     monkeypatch.setattr(service, "STOP_GRACE", 1.0)
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
-    HangingCamera.instances.clear()
+    cams = hanging_camera()
     factory = MockFactory(pin_class=MockPWMPin)
     cfg = write_config(tmp_path / "config.toml", led=(
         'backend = "gpio"\nactive_high = false\nidle_color = "#ffffff"\nbrightness = 1.0\nfade = 0.0\n'))
@@ -254,9 +220,9 @@ def test_hung_camera_stops_the_watchdog_and_sigterm_still_stops_with_led_off(not
 
     def operator() -> None:  # plays systemd: waits for the hang, then sends SIGTERM to the process
         deadline = time.monotonic() + 20
-        while not HangingCamera.instances and time.monotonic() < deadline:
+        while not cams.instances and time.monotonic() < deadline:
             time.sleep(0.01)
-        cam = HangingCamera.instances[0]
+        cam = cams.instances[0]
         cam.hung.wait(20)
         seen["hung"] = time.monotonic()
         time.sleep(0.8)
@@ -266,7 +232,7 @@ def test_hung_camera_stops_the_watchdog_and_sigterm_still_stops_with_led_off(not
 
     threading.Thread(target=operator, daemon=True).start()
     with Notifier(notify.path, watchdog=200_000) as n:
-        rc = service.run_service(args, notifier=n, pin_factory=factory, camera_factory=HangingCamera,
+        rc = service.run_service(args, notifier=n, pin_factory=factory, camera_factory=cams,
                                  status_interval=0.2)
     returned = time.monotonic()
     assert rc == 0
@@ -275,8 +241,8 @@ def test_hung_camera_stops_the_watchdog_and_sigterm_still_stops_with_led_off(not
     assert len(pings) >= 3 and notify.times("READY=1")[0] < pings[0]
     assert not [t for t in pings if t > seen["hung"] + 0.05], "watchdog pinged while the camera hung"
     assert notify.times("STOPPING=1")
-    cam = HangingCamera.instances[0]
-    assert cam.stopped and cam.closed
+    cam = cams.instances[0]
+    assert cam.names()[-2:] == ["stop", "close"] and cam.closed
     # Common-anode LED: lit = low duty; at stop the loop writes "off" (1.0) before releasing the pins.
     assert min(seen["lit"]) < 0.5, seen["lit"]
     for pin in (factory.pin(n) for n in (17, 27, 22)):
@@ -285,6 +251,111 @@ def test_hung_camera_stops_the_watchdog_and_sigterm_still_stops_with_led_off(not
     assert db_ok(tmp_path / "log.db") >= 1
     st = json.loads((tmp_path / "status.json").read_text())
     assert st["state"] == "stopped" and st["stop_reason"] == "stop"
+
+
+# ------------------------------------------------------------------ in process: a camera that never comes back
+def unplugged_camera(frames: int) -> type[MockPicamera2]:
+    """picamera2 stand-in: `frames` good frames of a real face, then the ribbon cable comes out for good:
+    the capture fails and libcamera lists no camera any more, so every reopen fails."""
+    face = cv2.imread(str(FACE), cv2.IMREAD_GRAYSCALE)
+    base = MockPicamera2.make(frames=[face], fail_on="capture", fail_after=frames,
+                              error=RuntimeError("Camera frontend has timed out!"))
+
+    class Unplugged(base):  # type: ignore[misc, valid-type]
+        listed: list[int] = []  # cameras listed by each global_camera_info() call (each open or reopen)
+
+        @classmethod
+        def global_camera_info(cls) -> list[dict]:
+            cams = [] if cls.instances else super().global_camera_info()
+            cls.listed.append(len(cams))
+            return cams
+
+    return Unplugged
+
+
+class Lines(logging.Handler):
+    """Every log record with its monotonic time; `gave_up` is set by the give-up line, `giver` is the thread that logged it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[tuple[float, int, str]] = []
+        self.gave_up = threading.Event()
+        self.giver: threading.Thread | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((time.monotonic(), record.levelno, record.getMessage()))
+        if "giving up" in record.getMessage():
+            self.giver = threading.current_thread()
+            self.gave_up.set()
+
+    def at(self, level: int) -> list[tuple[float, str]]:
+        return [(t, m) for t, lv, m in self.records if lv == level]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
+def test_after_the_camera_is_given_up_the_service_stalls_without_pings_until_systemd_stops_it(notify, tmp_path, monkeypatch):
+    """The documented end of a camera that never comes back (docs/RELIABILITY.md): one error line, no more
+    reopen attempts, no WATCHDOG=1 (so systemd's watchdog restarts the unit), the no-camera LED; the
+    service neither ends by itself as if a clip had ended (exit 0 would not be restarted) nor ignores SIGTERM."""
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    monkeypatch.setattr(service, "STOP_GRACE", 1.0)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    cams = unplugged_camera(20)
+    factory = MockFactory(pin_class=MockPWMPin)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[classify]\nmodel = "{MODELS / "tiny_int8.tflite"}"\n'
+                   '[source]\nsource = "picamera2"\nfps = 30.0\npoll = 0.1\nstall_after = 0.2\ngive_up_after = 0.5\n'
+                   '[led]\nbackend = "gpio"\nno_camera_color = "#ff0000"\nbrightness = 1.0\nfade = 0.0\n')
+    args = service.build_parser().parse_args(["--config", str(cfg), "--db", str(tmp_path / "log.db")])
+    lines = Lines()
+    logging.getLogger().addHandler(lines)
+    returned = threading.Event()
+    seen: dict = {}
+
+    def operator() -> None:  # plays systemd's watchdog: once the camera is given up, stops the service
+        try:
+            if not lines.gave_up.wait(30):
+                return
+            reader = lines.giver
+            reader.join(10)
+            seen["reader"] = (reader.name, reader.is_alive())
+            seen["listed"] = list(cams.listed)
+            seen["ended_by_itself"] = returned.wait(1.0)  # ten polls: it must still be stalling, not ending
+            seen["lit"] = [factory.pin(n).state for n in (17, 27, 22)]
+        finally:
+            if not returned.is_set():
+                seen["kill"] = time.monotonic()
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=operator, daemon=True).start()
+    try:
+        with Notifier(notify.path, watchdog=200_000) as n:
+            rc = service.run_service(args, notifier=n, pin_factory=factory, camera_factory=cams, status_interval=0.2)
+        returned.set()
+    finally:
+        logging.getLogger().removeHandler(lines)
+    assert lines.gave_up.is_set(), "the reader never gave up"
+    assert seen["ended_by_itself"] is False and "kill" in seen
+    assert rc == 0
+    st = json.loads((tmp_path / "status.json").read_text())
+    assert st["state"] == "stopped" and st["stop_reason"] == "stop"  # ended by SIGTERM, not by itself
+    # one warning for the loss, one error for the give-up naming the last reopen error, nothing else
+    (lost_t, lost), = lines.at(logging.WARNING)
+    assert "camera lost" in lost and "Camera frontend has timed out" in lost
+    (_, gave_up), = lines.at(logging.ERROR)
+    assert "giving up" in gave_up and "lists none" in gave_up
+    # the reader ended and no reopen was tried after that; the one camera opened was released
+    assert seen["reader"] == ("camera-reader", False)
+    assert seen["listed"][0] == 1 and set(seen["listed"][1:]) <= {0} and cams.listed == seen["listed"]
+    assert len(cams.instances) == 1 and cams.instances[0].closed
+    # frames pinged the watchdog; from the loss on nothing did
+    pings = notify.times("WATCHDOG=1")
+    assert len(pings) >= 3 and notify.times("READY=1")[0] < pings[0]
+    assert not [t for t in pings if t > lost_t + 0.05], "watchdog pinged after the camera was lost"
+    assert seen["lit"] == [1.0, 0.0, 0.0]  # the no-camera colour while it stalls
+    assert [factory.pin(n).state for n in (17, 27, 22)] == [0, 0, 0]  # off once stopped
 
 
 # ------------------------------------------------------------------ small pieces

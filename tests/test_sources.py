@@ -1,4 +1,4 @@
-"""Frame sources: real OpenCV on a real clip and image folder; picamera2 against a stand-in camera."""
+"""Frame sources: real OpenCV on a real clip and image folder; picamera2 against the shipped stand-in camera."""
 from __future__ import annotations
 
 import time
@@ -10,67 +10,16 @@ import pytest
 from edge import sources
 from edge.config import SourceConfig
 from edge.errors import CameraNotFound, SourceError
+from edge.mockcamera import PI_CAMERA, USB_CAMERA, MockPicamera2
 from edge.sources import ImageFolderSource, Picamera2Source, VideoFileSource, open_source
 
 from .conftest import CLIP, FOLDER
 
 
-class FakePicamera2:
-    """Stand-in with the methods Picamera2Source calls; records them. Class-level knobs set per test."""
-
-    cameras = [{"Model": "imx708", "Num": 0}]
-    fail_on: str = ""
-    stride = 384  # lores rows are padded to the stride, as on the real ISP
-    instances: list["FakePicamera2"] = []
-
-    @classmethod
-    def global_camera_info(cls):
-        return list(cls.cameras)
-
-    def __init__(self, camera_num=0):
-        self.camera_num = camera_num
-        self.calls: list[tuple] = []
-        self.n = 0
-        FakePicamera2.instances.append(self)
-
-    def _maybe_fail(self, name):
-        self.calls.append((name,))
-        if self.fail_on == name:
-            raise RuntimeError(f"{name} failed")
-
-    def create_video_configuration(self, **kw):
-        self.calls.append(("create_video_configuration", kw))
-        return {"cfg": kw}
-
-    def configure(self, config):
-        self.configured = config
-        self._maybe_fail("configure")
-
-    def start(self):
-        self._maybe_fail("start")
-
-    def capture_arrays(self, names):
-        self._maybe_fail("capture_arrays")
-        lw, lh = self.configured["cfg"]["lores"]["size"]
-        arr = np.full((lh * 3 // 2, self.stride), 7, np.uint8)  # U/V rows and stride padding = 7
-        arr[:lh, :lw] = self.n  # Y plane
-        self.n += 1
-        return [arr], {"SensorTimestamp": 5_000_000_000 + self.n * 66_666_667}
-
-    def stop(self):
-        self._maybe_fail("stop")
-
-    def close(self):
-        self._maybe_fail("close")
-
-
 @pytest.fixture
 def fake_cam():
-    FakePicamera2.cameras = [{"Model": "imx708", "Num": 0}]
-    FakePicamera2.fail_on = ""
-    FakePicamera2.instances = []
-    yield FakePicamera2
-    FakePicamera2.fail_on = ""
+    """A fresh MockPicamera2 class per test (its own camera list, knobs and recorded instances)."""
+    return MockPicamera2.make(realtime=False)
 
 
 def test_picamera2_configures_lores_yuv_and_framerate(fake_cam):
@@ -78,23 +27,23 @@ def test_picamera2_configures_lores_yuv_and_framerate(fake_cam):
     with open_source(cfg, camera_factory=fake_cam) as src:
         assert isinstance(src, Picamera2Source)
         cam = fake_cam.instances[0]
-        kw = cam.calls[0][1]
+        kw = cam.calls[1][1]
         assert kw == {"main": {"size": (1280, 720)}, "lores": {"size": (320, 240), "format": "YUV420"}, "controls": {"FrameRate": 12.0}}
-        assert [c[0] for c in cam.calls] == ["create_video_configuration", "configure", "start"]
+        assert cam.names() == ["init", "create_video_configuration", "configure", "stream_configuration", "start"]
         f0, f1 = src.read(), src.read()
     assert f0.image.shape == (240, 320) and f0.image.dtype == np.uint8
     assert (f0.image == 0).all() and (f1.image == 1).all()  # Y plane only: no U/V rows, no padding
     assert np.shares_memory(f0.image, f0.image.base)  # a slice, no colour conversion or copy
     assert (f0.index, f1.index) == (0, 1)
-    assert f1.timestamp - f0.timestamp == pytest.approx(0.0667, abs=1e-3)
-    assert [c[0] for c in cam.calls][-2:] == ["stop", "close"]
+    assert f1.timestamp - f0.timestamp == pytest.approx(1 / 12, abs=1e-6)  # SensorTimestamp, not the wall clock
+    assert cam.names()[-2:] == ["stop", "close"]
 
 
 def test_picamera2_close_twice_is_safe(fake_cam):
     src = Picamera2Source(SourceConfig(), camera_factory=fake_cam)
     src.close()
     src.close()
-    names = [c[0] for c in fake_cam.instances[0].calls]
+    names = fake_cam.instances[0].names()
     assert names.count("stop") == 1 and names.count("close") == 1
     with pytest.raises(SourceError, match="after close"):
         src.read()
@@ -105,23 +54,22 @@ def test_picamera2_closed_when_start_fails(fake_cam, step):
     fake_cam.fail_on = step
     with pytest.raises(SourceError, match=f"picamera2: cannot start the camera .*{step} failed"):
         Picamera2Source(SourceConfig(), camera_factory=fake_cam)
-    names = [c[0] for c in fake_cam.instances[0].calls]
-    assert names[-2:] == ["stop", "close"]
+    assert fake_cam.instances[0].names()[-2:] == ["stop", "close"]
 
 
 def test_picamera2_close_still_closes_when_stop_fails(fake_cam):
     src = Picamera2Source(SourceConfig(), camera_factory=fake_cam)
     fake_cam.fail_on = "stop"
     src.close()
-    assert [c[0] for c in fake_cam.instances[0].calls][-1] == "close"
+    assert fake_cam.instances[0].names()[-1] == "close"
 
 
 def test_picamera2_capture_failure_is_source_error(fake_cam):
     with Picamera2Source(SourceConfig(), camera_factory=fake_cam) as src:
-        fake_cam.fail_on = "capture_arrays"
-        with pytest.raises(SourceError, match="picamera2: capture failed"):
+        fake_cam.fail_on = "capture"
+        with pytest.raises(SourceError, match="picamera2: capture failed .*capture failed"):
             src.read()
-    assert [c[0] for c in fake_cam.instances[0].calls][-2:] == ["stop", "close"]
+    assert fake_cam.instances[0].names()[-2:] == ["stop", "close"]
 
 
 def test_no_pi_camera_is_one_clear_error(fake_cam):
@@ -229,8 +177,8 @@ def test_folder_of_only_broken_images_ends_cleanly(tmp_path):
 
 
 # ------------------------------------------------------------------ what a Pi owner hits first (issue 14)
-USB_CAM = {"Model": "HD Pro Webcam C920", "Id": "/base/axi/pcie@120000/rp1/usb@200000-1:1.0-046d:082d", "Num": 0}
-PI_CAM = {"Model": "imx708", "Id": "/base/axi/pcie@120000/rp1/i2c@88000/imx708@1a", "Num": 1}
+USB_CAM = {**USB_CAMERA, "Num": 0}
+PI_CAM = {**PI_CAMERA, "Num": 1}
 
 
 def fake_v4l_sysfs(root, nodes):
@@ -283,37 +231,23 @@ def test_auto_without_camera_never_falls_back_to_the_sample_when_told(fake_cam, 
     assert "replaying the bundled sample clip" in caplog.text and "service" in caplog.text
 
 
-class AdjustingPicamera2(FakePicamera2):
+def test_lores_y_plane_is_sliced_with_the_configured_size():
     """libcamera may adjust the requested lores size; picamera2 writes the real one into the config."""
-
-    adjusted = (336, 240)
-
-    def configure(self, config):
-        super().configure(config)
-        config["cfg"]["lores"]["size"] = self.adjusted
-
-    def stream_configuration(self, name="main"):
-        return {"size": self.configured["cfg"][name]["size"]}
-
-
-def test_lores_y_plane_is_sliced_with_the_configured_size(fake_cam):
-    AdjustingPicamera2.instances = []
+    cam = MockPicamera2.make(lores_size=(336, 240), realtime=False)
     cfg = SourceConfig(source="picamera2", lores_width=320, lores_height=240)
-    with Picamera2Source(cfg, camera_factory=AdjustingPicamera2) as src:
+    with Picamera2Source(cfg, camera_factory=cam) as src:
         frame = src.read()
     assert frame.image.shape == (240, 336)
-    assert (frame.image == 0).all()  # Y only: no stride padding (7) in the frame
+    assert (frame.image == 0).all()  # Y only: no stride padding in the frame
 
 
 def test_busy_camera_names_the_cause_and_who_holds_it():
-    class BusyPicamera2(FakePicamera2):
-        def __init__(self, camera_num=0):  # what picamera2.Picamera2.__init__ does when acquire() fails
-            try:
-                raise RuntimeError("Failed to acquire camera: Device or resource busy")
-            except Exception:
-                raise RuntimeError("Camera __init__ sequence did not complete.")
-
+    # what picamera2.Picamera2.__init__ raises when acquire() fails: the cause is only in the chain
+    err = RuntimeError("Camera __init__ sequence did not complete.")
+    err.__context__ = RuntimeError("Failed to acquire camera: Device or resource busy")
+    busy = MockPicamera2.make(fail_on="init", error=err)
     with pytest.raises(SourceError) as e:
-        Picamera2Source(SourceConfig(), camera_factory=BusyPicamera2)
+        Picamera2Source(SourceConfig(), camera_factory=busy)
     msg = str(e.value)
-    assert "did not complete" in msg and "Device or resource busy" in msg and "rpicam-" in msg and "\n" not in msg
+    assert "did not complete" in msg and "cause: Failed to acquire camera: Device or resource busy" in msg
+    assert "rpicam-" in msg and "\n" not in msg
