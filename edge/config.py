@@ -64,7 +64,7 @@ class SourceConfig:
     realtime: bool = _opt(False, "replay files at the clip's own pace instead of as fast as possible")
     poll: float = _opt(1.0, "seconds the loop waits for a camera frame before showing the no-camera LED", _range(0.05, 60))
     stall_after: float = _opt(3.0, "seconds without a camera frame before one warning line", _range(0.1, 3600))
-    give_up_after: float = _opt(300.0, "stop reopening a lost camera after this many seconds, so the watchdog restarts the service (0 = never)", _range(0, 86400))
+    give_up_after: float = _opt(300.0, "stop reopening a lost camera after this many seconds and exit 1, so systemd restarts the service (0 = never)", _range(0, 86400))
 
 
 @dataclass

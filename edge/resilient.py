@@ -4,8 +4,9 @@ A reader thread owns the camera and hands the newest frame to the loop through a
 so `read()` never blocks longer than `poll` seconds: no frame in time raises `SourceStalled`,
 the loop shows the no-camera LED and stops calling on_frame, so the systemd watchdog pings stop.
 A camera that raises is closed and reopened on a backoff schedule; after `give_up_after` seconds
-without success the thread stops retrying (the watchdog then has systemd restart the service).
-Each outage logs one warning line, each recovery one info line, a give-up one error line.
+without success the thread stops retrying and `read()` raises SourceError naming the last error, so
+the service exits 1 and systemd restarts it (with or without a watchdog; status says failed).
+Each outage logs one warning line, each recovery one info line; the give-up is the caller's one error line.
 
 Only cameras are wrapped: a file or folder that ends must still end the loop (`read()` -> None).
 """
@@ -68,12 +69,13 @@ class ResilientSource(FrameSource):
         self.open_attempts = 0    # reopen attempts (successful or not)
         self.last_error: str | None = None
         self.gave_up = False
+        self._gave_up_message = ""
         self._thread = threading.Thread(target=self._run, name="camera-reader", daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------------ loop side
     def read(self) -> Frame | None:
-        """The newest frame, waiting at most `poll` seconds; SourceStalled when none came."""
+        """The newest frame, waiting at most `poll` seconds; SourceStalled when none came, SourceError once given up."""
         if self._closed:
             return None
         with self._ready:
@@ -84,6 +86,8 @@ class ResilientSource(FrameSource):
             return frame
         if self._closed:
             return None
+        if self.gave_up:
+            raise SourceError(self._gave_up_message)
         self._note_stall()
         raise SourceStalled(f"{self.name}: no frame for {self._clock() - self._last_frame:.1f} s")
 
@@ -179,10 +183,9 @@ class ResilientSource(FrameSource):
         gone = self._clock() - self._last_frame
         if gone < self.give_up_after:
             return False
-        self.gave_up = True
-        log.error("%s: camera did not come back within %.0f s (last error: %s); giving up, "
-                  "no more frames (the watchdog will have systemd restart the service)",
-                  self.name, gone, self.last_error)
+        self._gave_up_message = (f"{self.name}: camera did not come back within {gone:.0f} s "
+                                 f"(last error: {self.last_error}); giving up")
+        self.gave_up = True  # after the message: read() raises it as soon as it sees the flag
         return True
 
     def _close_inner(self) -> None:

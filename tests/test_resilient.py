@@ -224,18 +224,22 @@ def test_gives_up_after_the_deadline_and_stops_retrying(caplog):
     try:
         cpu0 = time.process_time()
         deadline = time.monotonic() + 3
-        while src.alive and time.monotonic() < deadline:
-            read_until(src, lambda f: False, 0.1)
+        with pytest.raises(SourceError) as gave_up:  # the loop sees stalls, then one SourceError ends it
+            while time.monotonic() < deadline:
+                read_until(src, lambda f: False, 0.1)
+        assert not isinstance(gave_up.value, SourceStalled)
+        assert "giving up" in str(gave_up.value) and "/dev/video0 does not exist" in str(gave_up.value)
         assert not src.alive and src.gave_up
         tries = len(opener.times)
         assert 4 <= tries <= 8, tries
-        frames, stalls = read_until(src, lambda f: False, 0.5)  # the loop keeps getting SourceStalled
-        assert frames == [] and stalls >= 4 and len(opener.times) == tries
+        time.sleep(0.3)
+        assert len(opener.times) == tries  # no reopen after giving up
+        with pytest.raises(SourceError, match="giving up"):  # and every later read says so at once
+            src.read()
         assert time.process_time() - cpu0 < 0.4
     finally:
         src.close()
-    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 1 and "giving up" in errors[0] and "/dev/video0 does not exist" in errors[0]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # the caller logs the one error line
     assert len(lines(caplog, logging.WARNING, "camera lost")) == 1
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge.config import SourceConfig
-from edge.errors import CameraNotFound, SourceStalled
+from edge.errors import CameraNotFound, SourceError, SourceStalled
 from edge.resilient import ResilientSource, is_camera
 from edge.sources import OpenCvDeviceSource
 
@@ -54,17 +54,22 @@ def test_after_giving_up_reads_end_and_the_reader_stops():
     src = ResilientSource(never, first=FaultyCamera("oserror", after=1), poll=0.05, stall_after=0.1,
                           backoff=(0.02,), give_up_after=0.4)
     end = time.monotonic() + 5
-    while src.alive and time.monotonic() < end:
+    while time.monotonic() < end:
         try:
             src.read()
-        except Exception:
-            pass
-    assert src.gave_up and not src.alive
+        except SourceStalled:
+            continue  # still retrying
+        except SourceError:
+            break  # given up
+    assert src.gave_up
+    src._thread.join(2)
+    assert not src.alive
     n = len(attempts)
     time.sleep(0.2)
     assert len(attempts) == n, "no more reopen attempts after giving up"
-    with pytest.raises(SourceStalled):  # the loop sees stalls, sends no watchdog pings: systemd restarts us
-        src.read()
+    with pytest.raises(SourceError, match=r"did not come back within \d+ s \(last error: .*No such device\); giving up") as e:
+        src.read()  # not a stall: the loop ends and the service exits 1, so systemd restarts it
+    assert not isinstance(e.value, SourceStalled)
     src.close()
     assert src.read() is None
 
