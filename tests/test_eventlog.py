@@ -14,7 +14,10 @@ import pytest
 from edge.config import LogConfig
 from edge.contract import FER_LABELS
 from edge.errors import LogError
-from edge.eventlog import EventLog, iso_utc, read_rows, summarize
+from edge.eventlog import EventLog
+from edge.follow import LogFollower
+from edge.history import iso_utc, read_rows, summarize
+from edge.logschema import APPLICATION_ID
 from edge.types import Mood
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -102,7 +105,36 @@ def test_wal_mode_and_schema(tmp_path):
         assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         assert {"events", "meta", "events_time"} <= names
+        cols = [(r[1], r[2], r[3]) for r in conn.execute("PRAGMA table_info(events)")]
         conn.close()
+    assert cols == [("id", "INTEGER", 0), ("time", "REAL", 1), ("kind", "TEXT", 1), ("mood", "TEXT", 1),
+                    ("confidence", "REAL", 1), ("probs", "TEXT", 0), ("faces", "REAL", 1), ("box_x", "INTEGER", 0),
+                    ("box_y", "INTEGER", 0), ("box_w", "INTEGER", 0), ("box_h", "INTEGER", 0),
+                    ("faces_detail", "TEXT", 0), ("valence", "REAL", 0), ("arousal", "REAL", 0)]  # the file format
+
+
+def test_readers_take_columns_by_name_not_position(tmp_path):
+    """A log whose columns are in another order (same names) reads the same: nothing is taken by index."""
+    db = tmp_path / "ev.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(f"""
+        PRAGMA application_id={APPLICATION_ID};
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE events (arousal REAL, valence REAL, faces_detail TEXT, box_h INTEGER, box_w INTEGER,
+            box_y INTEGER, box_x INTEGER, faces REAL NOT NULL, probs TEXT, confidence REAL NOT NULL,
+            mood TEXT NOT NULL, kind TEXT NOT NULL, time REAL NOT NULL, id INTEGER PRIMARY KEY);
+        INSERT INTO events (time, kind, mood, confidence, probs, faces, box_x, box_y, box_w, box_h, valence, arousal)
+            VALUES ({T0}, 'change', 'sad', 0.75, '{{"sad": 0.75}}', 2, 1, 2, 3, 4, -0.5, -0.25);
+    """)
+    conn.close()
+    (row,) = read_rows(db)
+    assert (row.time, row.kind, row.mood, row.confidence, row.probs, row.faces, row.box, row.valence, row.arousal) \
+        == (T0, "change", "sad", 0.75, {"sad": 0.75}, 2, (1, 2, 3, 4), -0.5, -0.25)
+    f = LogFollower(db)
+    assert f.poll_log(False)
+    st = f.state(T0)
+    f.close()
+    assert (st["mood"], st["confidence"], st["faces"], st["valence"], st["arousal"]) == ("sad", 0.75, 2, -0.5, -0.25)
 
 
 def test_read_rows_since_and_limit(tmp_path):

@@ -10,7 +10,8 @@ import numpy as np
 import edge.eventlog as ev
 from edge.config import LogConfig
 from edge.contract import FER_LABELS
-from edge.eventlog import EventLog, read_rows
+from edge.eventlog import EventLog
+from edge.history import read_rows
 from edge.types import Mood
 
 

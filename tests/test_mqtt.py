@@ -16,7 +16,8 @@ import pytest
 
 from edge.config import LogConfig, MqttConfig
 from edge.contract import FER_LABELS
-from edge.eventlog import EventLog, read_rows
+from edge.eventlog import EventLog
+from edge.history import read_rows
 from edge.types import Mood
 
 from tests.mqtt_broker import Broker, Sub, make_test_ca, need_broker, wait_until
