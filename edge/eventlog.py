@@ -1,10 +1,10 @@
 """The local event log's writer: SQLite (WAL) rows on mood changes plus a periodic summary, never per frame.
 
 Writes are buffered and committed in batches; I/O trouble (disk full, read-only, locked) is
-reported once and retried, so the mood light keeps running. Our own log (application id in the
-header) when damaged is moved aside, never overwritten; any other file (text, another program's
-SQLite database, a FIFO) is refused untouched. The table's format is edge/logschema.py; reading
-(the CLI, the chart, the MQTT follower) is edge/history.py.
+reported once and retried, so the mood light keeps running; a bug raises like anywhere else. Our
+own log (application id in the header) when damaged is moved aside, never overwritten; any other
+file (text, another program's SQLite database, a FIFO) is refused untouched. The table's format is
+edge/logschema.py; reading (the CLI, the chart, the MQTT follower) is edge/history.py.
 """
 from __future__ import annotations
 
@@ -49,6 +49,12 @@ def _faces_json(faces: FaceList | None) -> str | None:
 def _is_corrupt(e: BaseException) -> bool:
     return isinstance(e, sqlite3.DatabaseError) and (getattr(e, "sqlite_errorcode", None) in _CORRUPT_CODES
                                                    or "not a database" in str(e) or "malformed" in str(e))
+
+
+def _is_bug(e: BaseException) -> bool:
+    """sqlite3's ProgrammingError and InterfaceError (a value it cannot bind, a closed connection) come
+    from a mistake in this module, not from the disk: they propagate instead of being retried."""
+    return isinstance(e, (sqlite3.ProgrammingError, sqlite3.InterfaceError))
 
 
 class _Damaged(Exception):
@@ -162,7 +168,8 @@ def _probs_json(labels: tuple[str, ...], probs: np.ndarray | None) -> str | None
 
 
 class EventLog:
-    """Buffered writer; `record()` is called every frame and never raises."""
+    """Buffered writer; `record()` is called every frame and never raises for disk trouble (reported
+    once, retried); a bug in this module (TypeError, sqlite3 misuse, ...) raises like any other."""
 
     def __init__(self, path: str | Path, cfg: LogConfig, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
@@ -218,29 +225,26 @@ class EventLog:
         """
         if self._closed:
             return
-        try:
-            self._account(mood, n_faces, box)
-            if faces is not None:
-                self._detail = faces
-            if mood.label != self._label:
-                self._label = mood.label
-                self._append("change", mood.label, mood.confidence, _probs_json(mood.labels, mood.probs), n_faces, box,
-                             _faces_json(self._detail) if n_faces else None, affect_of(mood.labels, mood.probs))
-            if self._summary_t0 is None:
-                self._summary_t0 = self._commit_t0 = now
-                if self._retention_t0 is None:
-                    self._retention_t0 = now
-            elif now - self._summary_t0 >= self.cfg.summary_interval:
-                self._summary_t0 = now
-                self._append_summary()
-            if now - self._commit_t0 >= self.cfg.commit_interval:  # type: ignore[operator]
-                self._commit_t0 = now
-                self.flush()
-                if now - self._retention_t0 >= RETENTION_EVERY:  # type: ignore[operator]
-                    self._retention_t0 = now
-                    self._retention()
-        except Exception as e:  # never take the mood light down over a log row
-            self._report(e)
+        self._account(mood, n_faces, box)
+        if faces is not None:
+            self._detail = faces
+        if mood.label != self._label:
+            self._label = mood.label
+            self._append("change", mood.label, mood.confidence, _probs_json(mood.labels, mood.probs), n_faces, box,
+                         _faces_json(self._detail) if n_faces else None, affect_of(mood.labels, mood.probs))
+        if self._summary_t0 is None:
+            self._summary_t0 = self._commit_t0 = now
+            if self._retention_t0 is None:
+                self._retention_t0 = now
+        elif now - self._summary_t0 >= self.cfg.summary_interval:
+            self._summary_t0 = now
+            self._append_summary()
+        if now - self._commit_t0 >= self.cfg.commit_interval:  # type: ignore[operator]
+            self._commit_t0 = now
+            self.flush()  # flush and retention report disk trouble themselves: nothing to catch here
+            if now - self._retention_t0 >= RETENTION_EVERY:  # type: ignore[operator]
+                self._retention_t0 = now
+                self._retention()
 
     def _account(self, mood: Mood, n_faces: int, box: Box | None) -> None:
         self._last_mood = mood
@@ -298,6 +302,8 @@ class EventLog:
                     conn.execute("ROLLBACK")
                 raise
         except (sqlite3.Error, OSError) as e:
+            if _is_bug(e):
+                raise
             self._report(e)
             code = (getattr(e, "sqlite_errorcode", 0) or 0) & 0xFF
             if _is_corrupt(e) or code in _REOPEN_CODES:
@@ -330,6 +336,8 @@ class EventLog:
             return True
         except (sqlite3.Error, OSError, _Damaged) as e:
             self._drop_conn()
+            if _is_bug(e):
+                raise
             if not (first and self._refused):  # at start a refusal is raised (one line), not logged too
                 self._report(e)
             return False
@@ -412,6 +420,8 @@ class EventLog:
             conn.executescript("PRAGMA incremental_vacuum;")  # execute() would free only one page
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except (sqlite3.Error, OSError) as e:
+            if _is_bug(e):
+                raise
             self._report(e)
 
     @staticmethod

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+import edge.eventlog as ev
 from edge.config import LogConfig
 from edge.contract import FER_LABELS
 from edge.errors import LogError
@@ -261,14 +262,39 @@ def test_readers_reject_missing_and_foreign_files(tmp_path):
         summarize(other)
 
 
-def test_record_never_raises_on_bad_input(tmp_path, caplog):
-    db = tmp_path / "ev.db"
-    with EventLog(db, LogConfig()) as log:
-        bad = Mood("happy", 0.5, np.ones(3, np.float32), FER_LABELS, 0.0)  # wrong length
-        with caplog.at_level(logging.ERROR):
-            log.record(bad, 1, None, 0.0)
-            log.record(bad, 1, None, 0.1)
-        assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+def _disk_failure_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and "cannot write" in r.getMessage()]
+
+
+def test_a_bug_in_record_raises_and_is_not_reported_as_a_disk_failure(tmp_path, caplog, monkeypatch):
+    """Only disk trouble (sqlite3 / OSError) is reported and retried; a programming error propagates."""
+    log = EventLog(tmp_path / "ev.db", LogConfig())
+    bad = Mood("happy", 0.5, np.ones(3, np.float32), FER_LABELS, 0.0)  # probs of the wrong length
+    with caplog.at_level(logging.ERROR), pytest.raises(ValueError, match="broadcast"):
+        log.record(bad, 1, None, 0.0)
+
+    def broken(*_a: object) -> str:
+        raise TypeError("a bug in a row helper")
+
+    monkeypatch.setattr(ev, "_probs_json", broken)
+    with caplog.at_level(logging.ERROR), pytest.raises(TypeError, match="a bug in a row helper"):
+        log.record(mood("sad"), 1, None, 0.1)
+    assert not log.failing and _disk_failure_lines(caplog) == []
+    monkeypatch.undo()
+    log.close()
+
+
+def test_a_value_sqlite_cannot_bind_raises_from_flush_not_kept_and_retried(tmp_path, caplog, monkeypatch):
+    """sqlite3's ProgrammingError/InterfaceError are bugs too, not a disk that refuses writes."""
+    log = EventLog(tmp_path / "ev.db", LogConfig(commit_interval=3600))
+    monkeypatch.setattr(ev, "_faces_json", lambda faces: object())  # not a type SQLite can store
+    log.record(mood("happy"), 1, None, 0.0)
+    with caplog.at_level(logging.ERROR), pytest.raises((sqlite3.ProgrammingError, sqlite3.InterfaceError)):
+        log.flush()
+    assert not log.failing and _disk_failure_lines(caplog) == []
+    monkeypatch.undo()
+    log._buf.clear()
+    log.close()
 
 
 def test_every_classified_face_is_logged_with_the_change(tmp_path):
