@@ -180,6 +180,7 @@ class EventLog:
         self.dropped = 0  # rows lost because the buffer overflowed while writes failed
         self.written = 0  # rows committed by this instance
         self._failing = False
+        self._last_error = ""  # the latest write failure, for the one line at exit
         self._closed = False
         # running state for change detection and the summary interval
         self._label: str | None = None
@@ -318,8 +319,10 @@ class EventLog:
         return True
 
     def _report(self, e: BaseException) -> None:
-        """One error line per failure episode, with the path; the next success says so."""
-        if not self._failing:
+        """One error line per failure episode, with the path; the next success says so. At exit,
+        close() says it instead, in one line: nothing will retry."""
+        self._last_error = f"{type(e).__name__}: {e}"
+        if not self._failing and not self._closed:
             self._failing = True
             log.error("event log %s: cannot write (%s: %s); keeping up to %d rows in memory and retrying",
                       self.path, type(e).__name__, e, BUFFER_CAP)
@@ -431,7 +434,8 @@ class EventLog:
 
     # -- shutdown -------------------------------------------------------------------------
     def close(self) -> None:
-        """Write the partial summary and the buffer; safe to call twice."""
+        """Write the partial summary and the buffer; safe to call twice. A failure is one line: the
+        rows lost and why (no traceback, no "retrying": nothing retries after exit)."""
         if self._closed:
             return
         self._closed = True
@@ -439,6 +443,7 @@ class EventLog:
             if self._frames:
                 self._append_summary()
             if not self.flush() and self._buf:
-                log.error("event log %s: %d rows could not be written at exit", self.path, len(self._buf))
+                log.error("event log %s: %d rows could not be written at exit (%s)", self.path, len(self._buf),
+                          self._last_error)
         finally:
             self._drop_conn()
