@@ -16,6 +16,7 @@ class Column:
     name: str
     decl: str  # type and constraint, as in CREATE TABLE and ALTER TABLE ... ADD COLUMN
     note: str = ""  # kept as a comment in the CREATE statement (sqlite_master shows it)
+    since: int = 1  # the schema version that added it (older logs gain it by ALTER TABLE at open)
 
 
 COLUMNS: tuple[Column, ...] = (  # after `id INTEGER PRIMARY KEY`; new columns go at the end (ADD COLUMN)
@@ -29,13 +30,13 @@ COLUMNS: tuple[Column, ...] = (  # after `id INTEGER PRIMARY KEY`; new columns g
     Column("box_y", "INTEGER"),
     Column("box_w", "INTEGER"),
     Column("box_h", "INTEGER"),
-    Column("faces_detail", "TEXT", "JSON [{box, emotion, confidence}] for up to max_faces faces (schema 2)"),
-    Column("valence", "REAL", "circumplex placement of probs (edge/affect.py); NULL without probs (schema 3)"),
-    Column("arousal", "REAL"),
+    Column("faces_detail", "TEXT", "JSON [{box, emotion, confidence}] for up to max_faces faces", since=2),
+    Column("valence", "REAL", "circumplex placement of probs (edge/affect.py); NULL without probs", since=3),
+    Column("arousal", "REAL", since=3),
 )
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
-V1_COLUMNS = frozenset({"id", *COLUMN_NAMES[:COLUMN_NAMES.index("box_h") + 1]})  # the oldest log we upgrade
+V1_COLUMNS = frozenset({"id", *(c.name for c in COLUMNS if c.since == 1)})  # the oldest log we upgrade
 
 
 def _column_lines() -> str:

@@ -18,7 +18,7 @@ from edge.errors import LogError
 from edge.eventlog import EventLog
 from edge.follow import LogFollower
 from edge.history import iso_utc, read_rows, summarize
-from edge.logschema import APPLICATION_ID
+from edge.logschema import APPLICATION_ID, COLUMN_NAMES, row_values
 from edge.types import Mood
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -112,6 +112,16 @@ def test_wal_mode_and_schema(tmp_path):
                     ("confidence", "REAL", 1), ("probs", "TEXT", 0), ("faces", "REAL", 1), ("box_x", "INTEGER", 0),
                     ("box_y", "INTEGER", 0), ("box_w", "INTEGER", 0), ("box_h", "INTEGER", 0),
                     ("faces_detail", "TEXT", 0), ("valence", "REAL", 0), ("arousal", "REAL", 0)]  # the file format
+
+
+def test_a_row_is_built_from_every_column_by_name():
+    values = {n: i for i, n in enumerate(reversed(COLUMN_NAMES))}
+    assert row_values(**values) == tuple(values[n] for n in COLUMN_NAMES)  # in the table's order
+    with pytest.raises(TypeError, match="exactly the columns"):
+        row_values(**values, mood_typo="sad")
+    del values["arousal"]
+    with pytest.raises(TypeError, match="exactly the columns"):
+        row_values(**values)
 
 
 def test_readers_take_columns_by_name_not_position(tmp_path):
