@@ -324,13 +324,14 @@ def test_every_classified_face_is_logged_with_the_change(tmp_path):
     assert row.as_dict()["faces_detail"][1]["emotion"] == "sad"
 
 
-def test_a_version_1_log_gains_the_faces_detail_column_and_keeps_its_rows(tmp_path):
+def test_a_version_1_log_gains_the_newer_columns_and_keeps_its_rows(tmp_path):
     db = tmp_path / "ev.db"
     with EventLog(db, LogConfig()) as log:
         log.record(mood("sad"), 1, None, 0.0)
         log.flush()
     conn = sqlite3.connect(db)  # make it look like a version-1 file
-    conn.execute("ALTER TABLE events DROP COLUMN faces_detail")
+    for col in ("faces_detail", "valence", "arousal"):
+        conn.execute(f"ALTER TABLE events DROP COLUMN {col}")
     conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     conn.commit()
     conn.close()
@@ -340,4 +341,5 @@ def test_a_version_1_log_gains_the_faces_detail_column_and_keeps_its_rows(tmp_pa
     assert [r.mood for r in read_rows(db) if r.kind == "change"] == ["sad", "happy"]
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
+    assert [r[1] for r in conn.execute("PRAGMA table_info(events)")][-3:] == ["faces_detail", "valence", "arousal"]
     conn.close()
