@@ -1,64 +1,40 @@
-"""The local event log: SQLite (WAL) rows on mood changes plus a periodic summary, never per frame.
+"""The local event log's writer: SQLite (WAL) rows on mood changes plus a periodic summary, never per frame.
 
 Writes are buffered and committed in batches; I/O trouble (disk full, read-only, locked) is
-reported once and retried, so the mood light keeps running. Our own log (application id in the
-header) when damaged is moved aside, never overwritten; any other file (text, another program's
-SQLite database, a FIFO) is refused untouched. Readers open the file read-only and work while the
-service writes.
+reported once and retried, so the mood light keeps running; a bug raises like anywhere else. Our
+own log (application id in the header) when damaged is moved aside, never overwritten; any other
+file (text, another program's SQLite database, a FIFO) is refused untouched. The table's format is
+edge/logschema.py; reading (the CLI, the chart, the MQTT follower) is edge/history.py.
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sqlite3
 import stat
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
-from urllib.parse import quote
+from typing import Callable, Sequence
 
 import numpy as np
 
-from edge.affect import Affect, affect_of, affect_of_dict
+from edge.affect import Affect, affect_of
 from edge.config import LogConfig
 from edge.errors import ConfigError, LogError
+from edge.logschema import (APPLICATION_ID, BY_NAME, COLUMN_NAMES, INSERT, SCHEMA, SCHEMA_VERSION, V1_COLUMNS,
+                            row_values, table_columns)
 from edge.types import Box, Mood, Prediction
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  # 2: faces_detail column (every classified face, not only the largest); 3: valence, arousal
-APPLICATION_ID = 0x456D6F45  # "EmoE" in the SQLite header: tells our files from foreign ones
 BUFFER_CAP = 10_000  # rows kept in memory while the disk refuses writes (oldest dropped beyond)
 RETENTION_EVERY = 3600.0  # seconds between retention passes (plus one at open)
 MIN_KEEP_ROWS = 100  # size trimming never goes below this many (newest) rows
 BUSY_TIMEOUT_S = 0.25  # the writer must not stall the frame loop for long
 _CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _REOPEN_CODES = {8, 14}  # SQLITE_READONLY, SQLITE_CANTOPEN: a fresh connection may write again
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
-    time REAL NOT NULL,               -- UTC, seconds since the epoch
-    kind TEXT NOT NULL,               -- 'change' | 'summary'
-    mood TEXT NOT NULL,               -- the mood in effect at `time` (or 'none')
-    confidence REAL NOT NULL,
-    probs TEXT,                       -- JSON {label: p}; summary: mean over the interval
-    faces REAL NOT NULL,              -- face count; summary: mean per frame
-    box_x INTEGER, box_y INTEGER, box_w INTEGER, box_h INTEGER,  -- largest face box
-    faces_detail TEXT,                -- JSON [{box, emotion, confidence}] for up to max_faces faces
-    valence REAL, arousal REAL        -- circumplex placement of probs (edge/affect.py); NULL without probs
-);
-CREATE INDEX IF NOT EXISTS events_time ON events(time);
-"""
-INSERT = ("INSERT INTO events (time, kind, mood, confidence, probs, faces, box_x, box_y, box_w, box_h, faces_detail,"
-          " valence, arousal) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-COLUMNS = "time, kind, mood, confidence, probs, faces, box_x, box_y, box_w, box_h, faces_detail, valence, arousal"
 FaceList = Sequence[tuple[Box, Prediction]]
 
 
@@ -70,33 +46,18 @@ def _faces_json(faces: FaceList | None) -> str | None:
                        for box, p in faces])
 
 
-def iso_utc(t: float) -> str:
-    """Epoch seconds -> 'YYYY-MM-DDTHH:MM:SS.mmmZ'."""
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _upgrade_v3(conn: sqlite3.Connection) -> None:
-    """Schema 2 -> 3 in place, in one transaction: two columns, no rewrite of the rows (instant even
-    on a 50 MB log at service start); readers derive the values of older rows from their probs."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute("ALTER TABLE events ADD COLUMN valence REAL")
-        conn.execute("ALTER TABLE events ADD COLUMN arousal REAL")
-        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    log.info("event log: upgraded to schema %d (valence and arousal columns)", SCHEMA_VERSION)
-
-
 def _is_corrupt(e: BaseException) -> bool:
     return isinstance(e, sqlite3.DatabaseError) and (getattr(e, "sqlite_errorcode", None) in _CORRUPT_CODES
                                                    or "not a database" in str(e) or "malformed" in str(e))
 
 
-class _Foreign(Exception):
+def _is_bug(e: BaseException) -> bool:
+    """sqlite3's ProgrammingError and InterfaceError (a value it cannot bind, a closed connection) come
+    from a mistake in this module, not from the disk: they propagate instead of being retried."""
+    return isinstance(e, (sqlite3.ProgrammingError, sqlite3.InterfaceError))
+
+
+class _Damaged(Exception):
     """The file is our log (its header says so) but is damaged: it is moved aside, never overwritten."""
 
 
@@ -105,7 +66,6 @@ class NotOurLog(LogError, ConfigError):
 
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
-V1_COLUMNS = {"id", "time", "kind", "mood", "confidence", "probs", "faces", "box_x", "box_y", "box_w", "box_h"}
 
 
 def identify(path: Path) -> str | None:
@@ -132,6 +92,75 @@ def identify(path: Path) -> str | None:
     return None
 
 
+# -- the steps of opening the file, in order ------------------------------------------------------
+def _has_tables(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+
+
+def _our_tables(conn: sqlite3.Connection) -> bool:
+    """meta and events with at least the version-1 columns: only then may a column be added."""
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    return {"meta", "events"} <= names and V1_COLUMNS <= table_columns(conn)
+
+
+def _refusal(conn: sqlite3.Connection) -> str | None:
+    """Why this SQLite file is not ours to write or move (it may have changed since identify()), else None."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]  # reads the header: NOTADB here
+    if not _has_tables(conn):
+        return None
+    if app_id != APPLICATION_ID:
+        return f"an SQLite database of another program (application_id {app_id:#x})"
+    if not _our_tables(conn):
+        return "carries our application id but not our tables"
+    return None
+
+
+def _check_integrity(conn: sqlite3.Connection) -> None:
+    check = conn.execute("PRAGMA quick_check").fetchone()[0]
+    if check != "ok":
+        raise _Damaged(f"failed its integrity check ({check})")
+
+
+def _stamp_new_file(conn: sqlite3.Connection) -> None:
+    """Settings that only a new file takes: incremental vacuum (for size retention) and our id."""
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+
+
+def _set_pragmas(conn: sqlite3.Connection) -> None:
+    """WAL, so readers work while we write; NORMAL sync loses at most the last commit on power loss."""
+    conn.execute("PRAGMA journal_mode=WAL").fetchone()
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA journal_size_limit=4194304")
+
+
+def _create_or_upgrade(conn: sqlite3.Connection) -> None:
+    """The tables of a new file; an older log gains the columns it lacks and keeps its rows."""
+    conn.executescript(SCHEMA)
+    have = table_columns(conn)
+    missing = [n for n in COLUMN_NAMES if n not in have]
+    if missing:
+        _add_columns(conn, missing)
+    conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+
+def _add_columns(conn: sqlite3.Connection, names: list[str]) -> None:
+    """Schema 1 or 2 -> current in place, in one transaction: new columns, no rewrite of the rows
+    (instant even on a 50 MB log at service start); readers derive valence/arousal of older rows."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for n in names:
+            conn.execute(f"ALTER TABLE events ADD COLUMN {n} {BY_NAME[n].decl}")
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+    log.info("event log: upgraded to schema %d (%s column%s)", SCHEMA_VERSION, listed, "s" if len(names) > 1 else "")
+
+
 def _probs_json(labels: tuple[str, ...], probs: np.ndarray | None) -> str | None:
     if probs is None:
         return None
@@ -139,7 +168,8 @@ def _probs_json(labels: tuple[str, ...], probs: np.ndarray | None) -> str | None
 
 
 class EventLog:
-    """Buffered writer; `record()` is called every frame and never raises."""
+    """Buffered writer; `record()` is called every frame and never raises for disk trouble (reported
+    once, retried); a bug in this module (TypeError, sqlite3 misuse, ...) raises like any other."""
 
     def __init__(self, path: str | Path, cfg: LogConfig, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
@@ -150,6 +180,7 @@ class EventLog:
         self.dropped = 0  # rows lost because the buffer overflowed while writes failed
         self.written = 0  # rows committed by this instance
         self._failing = False
+        self._last_error = ""  # the latest write failure, for the one line at exit
         self._closed = False
         # running state for change detection and the summary interval
         self._label: str | None = None
@@ -195,29 +226,26 @@ class EventLog:
         """
         if self._closed:
             return
-        try:
-            self._account(mood, n_faces, box)
-            if faces is not None:
-                self._detail = faces
-            if mood.label != self._label:
-                self._label = mood.label
-                self._append("change", mood.label, mood.confidence, _probs_json(mood.labels, mood.probs), n_faces, box,
-                             _faces_json(self._detail) if n_faces else None, affect_of(mood.labels, mood.probs))
-            if self._summary_t0 is None:
-                self._summary_t0 = self._commit_t0 = now
-                if self._retention_t0 is None:
-                    self._retention_t0 = now
-            elif now - self._summary_t0 >= self.cfg.summary_interval:
-                self._summary_t0 = now
-                self._append_summary()
-            if now - self._commit_t0 >= self.cfg.commit_interval:  # type: ignore[operator]
-                self._commit_t0 = now
-                self.flush()
-                if now - self._retention_t0 >= RETENTION_EVERY:  # type: ignore[operator]
-                    self._retention_t0 = now
-                    self._retention()
-        except Exception as e:  # never take the mood light down over a log row
-            self._report(e)
+        self._account(mood, n_faces, box)
+        if faces is not None:
+            self._detail = faces
+        if mood.label != self._label:
+            self._label = mood.label
+            self._append("change", mood.label, mood.confidence, _probs_json(mood.labels, mood.probs), n_faces, box,
+                         _faces_json(self._detail) if n_faces else None, affect_of(mood.labels, mood.probs))
+        if self._summary_t0 is None:
+            self._summary_t0 = self._commit_t0 = now
+            if self._retention_t0 is None:
+                self._retention_t0 = now
+        elif now - self._summary_t0 >= self.cfg.summary_interval:
+            self._summary_t0 = now
+            self._append_summary()
+        if now - self._commit_t0 >= self.cfg.commit_interval:  # type: ignore[operator]
+            self._commit_t0 = now
+            self.flush()  # flush and retention report disk trouble themselves: nothing to catch here
+            if now - self._retention_t0 >= RETENTION_EVERY:  # type: ignore[operator]
+                self._retention_t0 = now
+                self._retention()
 
     def _account(self, mood: Mood, n_faces: int, box: Box | None) -> None:
         self._last_mood = mood
@@ -239,7 +267,9 @@ class EventLog:
             self.dropped += 1
         bx = box if box is not None else (None, None, None, None)
         v, a = (va.valence, va.arousal) if va is not None else (None, None)
-        self._buf.append((self._clock(), kind, mood, float(conf), probs, faces, *bx, detail, v, a))
+        self._buf.append(row_values(time=self._clock(), kind=kind, mood=mood, confidence=float(conf), probs=probs,
+                                    faces=faces, box_x=bx[0], box_y=bx[1], box_w=bx[2], box_h=bx[3],
+                                    faces_detail=detail, valence=v, arousal=a))
 
     def _append_summary(self) -> None:
         m = self._last_mood
@@ -273,6 +303,8 @@ class EventLog:
                     conn.execute("ROLLBACK")
                 raise
         except (sqlite3.Error, OSError) as e:
+            if _is_bug(e):
+                raise
             self._report(e)
             code = (getattr(e, "sqlite_errorcode", 0) or 0) & 0xFF
             if _is_corrupt(e) or code in _REOPEN_CODES:
@@ -287,8 +319,10 @@ class EventLog:
         return True
 
     def _report(self, e: BaseException) -> None:
-        """One error line per failure episode, with the path; the next success says so."""
-        if not self._failing:
+        """One error line per failure episode, with the path; the next success says so. At exit,
+        close() says it instead, in one line: nothing will retry."""
+        self._last_error = f"{type(e).__name__}: {e}"
+        if not self._failing and not self._closed:
             self._failing = True
             log.error("event log %s: cannot write (%s: %s); keeping up to %d rows in memory and retrying",
                       self.path, type(e).__name__, e, BUFFER_CAP)
@@ -300,68 +334,52 @@ class EventLog:
             self._refused = identify(self.path)
             if self._refused:
                 raise OSError(f"{self._refused}; left untouched")
-            try:
-                self._conn = self._connect()
-            except _Foreign as e:
-                self._move_aside(str(e))
-                self._conn = self._connect()
-            except sqlite3.DatabaseError as e:
-                if not _is_corrupt(e):
-                    raise
-                self._move_aside(str(e))
-                self._conn = self._connect()
+            self._conn = self._connect_or_move_aside()
             self._retention()
             return True
-        except (sqlite3.Error, OSError, _Foreign) as e:
+        except (sqlite3.Error, OSError, _Damaged) as e:
             self._drop_conn()
+            if _is_bug(e):
+                raise
             if not (first and self._refused):  # at start a refusal is raised (one line), not logged too
                 self._report(e)
             return False
 
+    def _connect_or_move_aside(self) -> sqlite3.Connection:
+        """Connect; our log found damaged is renamed aside and a fresh one created in its place."""
+        try:
+            return self._connect()
+        except _Damaged as e:
+            reason = str(e)
+        except sqlite3.DatabaseError as e:
+            if not _is_corrupt(e):
+                raise
+            reason = str(e)
+        self._move_aside(reason)
+        return self._connect()
+
     def _connect(self) -> sqlite3.Connection:
+        """Open; refuse a file that is not ours; check an existing file once per run (_Damaged) or
+        stamp a new one; pragmas; create or upgrade the tables."""
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]  # reads the header: NOTADB here
-            n_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if n_tables and app_id != APPLICATION_ID:  # changed since identify(): still not ours to move
-                self._refused = f"an SQLite database of another program (application_id {app_id:#x})"
-                raise OSError(f"{self._refused}; left untouched")
-            if n_tables and not self._our_tables(conn):
-                self._refused = "carries our application id but not our tables"
-                raise OSError(f"{self._refused}; left untouched")
+            refusal = _refusal(conn)
+            if refusal:
+                self._refused = refusal
+                raise OSError(f"{refusal}; left untouched")
             st = os.stat(self.path)
-            if n_tables and (st.st_dev, st.st_ino) != self._checked:  # check each file once per run
-                check = conn.execute("PRAGMA quick_check").fetchone()[0]
-                if check != "ok":
-                    raise _Foreign(f"failed its integrity check ({check})")
-            else:
-                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes effect on a new file
-                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            conn.execute("PRAGMA journal_mode=WAL").fetchone()
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA journal_size_limit=4194304")
-            conn.executescript(SCHEMA)
-            cols = {r[1] for r in conn.execute("PRAGMA table_info(events)")}
-            if "faces_detail" not in cols:  # a version-1 log: add the column, keep the rows
-                conn.execute("ALTER TABLE events ADD COLUMN faces_detail TEXT")
-                conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            if "valence" not in cols:  # a version-2 log: add the columns (older rows: derived from probs on read)
-                _upgrade_v3(conn)
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            if not _has_tables(conn):
+                _stamp_new_file(conn)
+            elif (st.st_dev, st.st_ino) != self._checked:  # check each file once per run
+                _check_integrity(conn)
+            _set_pragmas(conn)
+            _create_or_upgrade(conn)
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('summary_interval', ?)", (str(self.cfg.summary_interval),))
             self._checked = (st.st_dev, st.st_ino)
             return conn
         except BaseException:
             conn.close()
             raise
-
-    @staticmethod
-    def _our_tables(conn: sqlite3.Connection) -> bool:
-        """meta and events with at least the version-1 columns: only then may a column be added."""
-        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not {"meta", "events"} <= names:
-            return False
-        return V1_COLUMNS <= {r[1] for r in conn.execute("PRAGMA table_info(events)")}
 
     def _move_aside(self, reason: str) -> Path:
         """Rename our damaged log to NAME.corrupt-YYYYmmddTHHMMSS (UTC), never overwriting."""
@@ -405,6 +423,8 @@ class EventLog:
             conn.executescript("PRAGMA incremental_vacuum;")  # execute() would free only one page
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except (sqlite3.Error, OSError) as e:
+            if _is_bug(e):
+                raise
             self._report(e)
 
     @staticmethod
@@ -414,7 +434,8 @@ class EventLog:
 
     # -- shutdown -------------------------------------------------------------------------
     def close(self) -> None:
-        """Write the partial summary and the buffer; safe to call twice."""
+        """Write the partial summary and the buffer; safe to call twice. A failure is one line: the
+        rows lost and why (no traceback, no "retrying": nothing retries after exit)."""
         if self._closed:
             return
         self._closed = True
@@ -422,169 +443,7 @@ class EventLog:
             if self._frames:
                 self._append_summary()
             if not self.flush() and self._buf:
-                log.error("event log %s: %d rows could not be written at exit", self.path, len(self._buf))
+                log.error("event log %s: %d rows could not be written at exit (%s)", self.path, len(self._buf),
+                          self._last_error)
         finally:
             self._drop_conn()
-
-
-# ---------------------------------------------------------------------------------------------
-# Readers (read-only; safe while the service writes)
-
-@dataclass(frozen=True)
-class LogRow:
-    time: float  # epoch seconds, UTC
-    kind: str
-    mood: str
-    confidence: float
-    probs: dict[str, float] | None
-    faces: float
-    box: tuple[int, int, int, int] | None
-    faces_detail: list[dict[str, Any]] | None = None
-    valence: float | None = None  # schema 3; None on rows without probabilities
-    arousal: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"time": iso_utc(self.time), "kind": self.kind, "mood": self.mood,
-                "confidence": round(self.confidence, 4), "faces": self.faces,
-                "box": list(self.box) if self.box else None, "probs": self.probs,
-                "faces_detail": self.faces_detail, "valence": self.valence, "arousal": self.arousal}
-
-
-def open_readonly(path: str | Path) -> sqlite3.Connection:
-    """A read-only connection, or LogError naming the file when it is missing or not our log."""
-    p = Path(path)
-    if not p.is_file():
-        raise LogError(f"no event log at {p} (has the service run yet? pass --db PATH)")
-    uri = f"file:{quote(str(p.resolve()))}?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True, timeout=5.0)
-        try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        except sqlite3.OperationalError as e:
-            # The service has stopped: its -wal/-shm are gone and a non-owner may not create the
-            # -shm beside the log. With no writer, reading the file as immutable is safe.
-            if "readonly" not in str(e) and "unable to open" not in str(e):
-                raise
-            conn.close()
-            conn = sqlite3.connect(uri + "&immutable=1", uri=True, timeout=5.0)
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        if app_id != APPLICATION_ID:
-            conn.close()
-            raise LogError(f"{p} is not an emotion-edge log")
-        return conn
-    except sqlite3.Error as e:
-        raise LogError(f"cannot read event log {p}: {e}") from None
-
-
-MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: the latest time iso_utc() can print
-
-
-def _num(v: Any, lo: float = -math.inf, hi: float = math.inf) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
-
-
-def _row(r: tuple) -> LogRow:
-    """A row as written by EventLog; ValueError for values another writer put there (wrong types, NaN...)."""
-    box = (r[6], r[7], r[8], r[9]) if r[6] is not None else None
-    probs = json.loads(r[4]) if r[4] else None
-    detail = json.loads(r[10]) if len(r) > 10 and r[10] else None
-    v, a = (r[11], r[12]) if len(r) > 12 else (None, None)
-    if not (_num(r[0], 0.0, MAX_TIME) and isinstance(r[1], str) and isinstance(r[2], str) and _num(r[3]) and _num(r[5])
-            and (box is None or all(isinstance(x, int) for x in box))
-            and (probs is None or (isinstance(probs, dict) and all(_num(x) for x in probs.values())))
-            and (detail is None or isinstance(detail, list))
-            and (v is None or _num(v, -1.0, 1.0)) and (a is None or _num(a, -1.0, 1.0))):
-        raise ValueError("values of the wrong type")
-    if v is None and probs:  # a row written before schema 3
-        va = affect_of_dict(probs)
-        v, a = (va.valence, va.arousal) if va is not None else (None, None)
-    return LogRow(r[0], r[1], r[2], r[3], probs, r[5], box, detail, v, a)
-
-
-def select_columns(conn: sqlite3.Connection) -> str:
-    """COLUMNS, with NULL for columns an older log (read-only: not upgraded yet) does not have."""
-    have = {r[1] for r in conn.execute("PRAGMA table_info(events)")}
-    return ", ".join(c if c in have else "NULL" for c in COLUMNS.split(", "))
-
-
-def read_rows(path: str | Path, since: float | None = None, limit: int | None = None) -> list[LogRow]:
-    """Rows in time order: all since `since` (epoch seconds), or only the latest `limit`."""
-    conn = open_readonly(path)
-    try:
-        q = f"SELECT {select_columns(conn)} FROM events WHERE time >= ? ORDER BY time DESC, id DESC"
-        args: list[Any] = [since if since is not None else float("-inf")]
-        if limit is not None:
-            q += " LIMIT ?"
-            args.append(int(limit))
-        rows = [_row(r) for r in conn.execute(q, args)]
-    except sqlite3.Error as e:
-        raise LogError(f"cannot read event log {path}: {e}") from None
-    except (ValueError, TypeError, RecursionError):  # JSON errors are ValueErrors too
-        raise LogError(f"event log {path} holds a row emotion-edge did not write (bad JSON or values of the wrong type)") from None
-    finally:
-        conn.close()
-    rows.reverse()
-    return rows
-
-
-@dataclass
-class MoodTotal:
-    changes: int = 0
-    seconds: float = 0.0
-    share: float = 0.0
-
-
-@dataclass
-class Summary:
-    """Per-mood counts and time share, and per-hour (UTC) seconds per mood."""
-
-    since: float | None
-    rows: int
-    seconds: float
-    moods: dict[str, MoodTotal] = field(default_factory=dict)
-    hours: dict[str, dict[str, float]] = field(default_factory=dict)  # 'YYYY-MM-DDTHH' -> mood -> s
-    hour_changes: dict[str, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"since": iso_utc(self.since) if self.since is not None else None, "rows": self.rows,
-                "seconds": round(self.seconds, 1),
-                "moods": {k: {"changes": v.changes, "seconds": round(v.seconds, 1), "share": round(v.share, 4)}
-                          for k, v in self.moods.items()},
-                "hours": {h: {k: round(s, 1) for k, s in m.items()} for h, m in self.hours.items()},
-                "hour_changes": self.hour_changes}
-
-
-def summarize(path: str | Path, since: float | None = None, now: float | None = None) -> Summary:
-    """Each row's mood holds until the next row (or now); a gap over 2 summary intervals means the
-    service was stopped and counts for nothing (a running service writes a summary every interval)."""
-    conn = open_readonly(path)
-    try:
-        got = conn.execute("SELECT value FROM meta WHERE key='summary_interval'").fetchone()
-        cap = 2 * float(got[0]) if got else 120.0
-        rows = conn.execute("SELECT time, kind, mood FROM events WHERE time >= ? ORDER BY time, id",
-                            (since if since is not None else float("-inf"),)).fetchall()
-        if not (math.isfinite(cap) and all(_num(t, 0.0, MAX_TIME) and isinstance(m, str) for t, _, m in rows)):
-            raise ValueError("values of the wrong type")
-    except sqlite3.Error as e:
-        raise LogError(f"cannot read event log {path}: {e}") from None
-    except (ValueError, TypeError):
-        raise LogError(f"event log {path} holds values emotion-edge did not write (wrong types)") from None
-    finally:
-        conn.close()
-    now = time.time() if now is None else now
-    s = Summary(since=since, rows=len(rows), seconds=0.0)
-    for i, (t, kind, mood) in enumerate(rows):
-        end = rows[i + 1][0] if i + 1 < len(rows) else max(t, now)
-        dur = end - t if end - t <= cap else 0.0  # a longer gap: the service was not running
-        hour = iso_utc(t)[:13]
-        tot = s.moods.setdefault(mood, MoodTotal())
-        if kind == "change":
-            tot.changes += 1
-            s.hour_changes[hour] = s.hour_changes.get(hour, 0) + 1
-        tot.seconds += dur
-        s.seconds += dur
-        h = s.hours.setdefault(hour, {})
-        h[mood] = h.get(mood, 0.0) + dur
-    for tot in s.moods.values():
-        tot.share = tot.seconds / s.seconds if s.seconds else 0.0
-    return s

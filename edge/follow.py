@@ -14,17 +14,18 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from edge.affect import affect_of_dict
 from edge.errors import LogError
-from edge.eventlog import APPLICATION_ID, iso_utc, open_readonly
+from edge.history import iso_utc, open_readonly
+from edge.logschema import select_list, table_columns
 from edge.statusfile import read_status
 
 log = logging.getLogger(__name__)
 
-QUERY = "SELECT id, time, kind, mood, confidence, probs, faces{va} FROM events WHERE id > ? ORDER BY id"
-LATEST = "SELECT id, time, kind, mood, confidence, probs, faces{va} FROM events ORDER BY id DESC LIMIT 1"
+COLUMNS = ("id", "time", "kind", "mood", "confidence", "probs", "faces", "valence", "arousal")
+QUERY = "SELECT {cols} FROM events WHERE id > ? ORDER BY id"
+LATEST = "SELECT {cols} FROM events ORDER BY id DESC LIMIT 1"
 STALE_AFTER = 30.0  # seconds without a status update: the camera service is not running
 
 
@@ -59,7 +60,7 @@ class LogFollower:
         self._conn: sqlite3.Connection | None = None
         self._ino: tuple[int, int] | None = None
         self._immutable = False
-        self._has_va = False
+        self._cols = ""  # the SELECT list for this file (NULL AS valence, ... on a log before schema 3)
         self._last_id = 0
         self._row: dict[str, Any] | None = None  # the latest row, as a state fragment
         self._status: dict[str, Any] = {}
@@ -81,8 +82,13 @@ class LogFollower:
             return True
         self.close()
         try:
-            self._conn, self._immutable = self._connect()
-            self._has_va = "valence" in {r[1] for r in self._conn.execute("PRAGMA table_info(events)")}
+            # While the service runs, its -wal/-shm files let a read-only reader in. With the service
+            # stopped, a reader that may not create them (the bridge unit's read-only /var/lib) gets
+            # the file as immutable: nothing writes it then, and it is reopened every poll so the
+            # service starting again is noticed.
+            opened = open_readonly(self.db)
+            self._conn, self._immutable = opened.conn, opened.immutable
+            self._cols = select_list(table_columns(self._conn), COLUMNS)
         except (LogError, sqlite3.Error) as e:
             self.close()
             if not self.waiting_said:
@@ -96,25 +102,6 @@ class LogFollower:
         self.waiting_said = False
         return True
 
-    def _connect(self) -> tuple[sqlite3.Connection, bool]:
-        """(connection, immutable). While the service runs, its -wal/-shm files let a read-only
-        reader in. With the service stopped they are gone and a reader that may not create them
-        (the bridge unit's read-only /var/lib) opens the file as immutable: nothing writes it then,
-        and it is reopened every poll so the service starting again is noticed."""
-        try:
-            return open_readonly(self.db), False
-        except LogError:
-            if Path(str(self.db) + "-wal").exists():
-                raise
-        conn = sqlite3.connect(f"file:{quote(str(self.db.resolve()))}?mode=ro&immutable=1", uri=True)
-        try:
-            if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-                raise LogError(f"{self.db} is not an emotion-edge log")
-        except BaseException:
-            conn.close()
-            raise
-        return conn, True
-
     def close(self) -> None:
         if self._conn is not None:
             try:
@@ -123,18 +110,17 @@ class LogFollower:
                 pass
             self._conn = None
 
-    def _fetch(self) -> list[tuple]:
+    def _fetch(self) -> list[sqlite3.Row]:
         assert self._conn is not None
-        va = ", valence, arousal" if self._has_va else ""
         if self._last_id == 0:  # start (or a new file): the latest row only, not the history
-            rows = self._conn.execute(LATEST.format(va=va)).fetchall()
+            rows = self._conn.execute(LATEST.format(cols=self._cols)).fetchall()
             return rows
-        rows = self._conn.execute(QUERY.format(va=va), (self._last_id,)).fetchall()
+        rows = self._conn.execute(QUERY.format(cols=self._cols), (self._last_id,)).fetchall()
         if not rows:
-            top = self._conn.execute("SELECT max(id) FROM events").fetchone()[0]
+            top = self._conn.execute("SELECT max(id) AS top FROM events").fetchone()["top"]
             if top is not None and top < self._last_id:  # rewritten in place: start over
                 self._last_id = 0
-                return self._conn.execute(LATEST.format(va=va)).fetchall()
+                return self._conn.execute(LATEST.format(cols=self._cols)).fetchall()
         return rows
 
     def poll_log(self, count_backlog: bool) -> bool:
@@ -151,18 +137,18 @@ class LogFollower:
             return False
         if count_backlog:
             for r in rows:
-                self.backlog.add(r[1], r[2], r[3])
+                self.backlog.add(r["time"], r["kind"], r["mood"])
         r = rows[-1]
-        self._last_id = r[0]
-        probs = json.loads(r[5]) if r[5] else None
-        if self._has_va and len(r) > 8 and r[7] is not None:
-            v, a = r[7], r[8]
+        self._last_id = r["id"]
+        probs = json.loads(r["probs"]) if r["probs"] else None
+        if r["valence"] is not None:
+            v, a = r["valence"], r["arousal"]
         else:  # a row written before schema 3
             va = affect_of_dict(probs)
             v, a = (va.valence, va.arousal) if va else (None, None)
-        self._row = {"mood": r[3], "confidence": round(float(r[4]), 4), "probs": probs,
-                     "valence": v, "arousal": a, "face": "OFF" if r[3] == "none" else "ON",
-                     "faces": r[6], "time": iso_utc(r[1]), "kind": r[2]}
+        self._row = {"mood": r["mood"], "confidence": round(float(r["confidence"]), 4), "probs": probs,
+                     "valence": v, "arousal": a, "face": "OFF" if r["mood"] == "none" else "ON",
+                     "faces": r["faces"], "time": iso_utc(r["time"]), "kind": r["kind"]}
         return True
 
     # -- the status file ----------------------------------------------------------------------

@@ -11,7 +11,9 @@ import pytest
 from edge.affect import ANGLES, COORDS, affect_of, affect_of_dict
 from edge.config import LogConfig
 from edge.contract import FER_LABELS
-from edge.eventlog import APPLICATION_ID, EventLog, read_rows
+from edge.eventlog import EventLog
+from edge.history import read_rows
+from edge.logschema import APPLICATION_ID
 from edge.types import Mood
 
 V2_SCHEMA = """

@@ -11,10 +11,14 @@ import time
 import numpy as np
 import pytest
 
+import edge.eventlog as ev
 from edge.config import LogConfig
 from edge.contract import FER_LABELS
 from edge.errors import LogError
-from edge.eventlog import EventLog, iso_utc, read_rows, summarize
+from edge.eventlog import EventLog
+from edge.follow import LogFollower
+from edge.history import iso_utc, read_rows, summarize
+from edge.logschema import APPLICATION_ID, COLUMN_NAMES, row_values
 from edge.types import Mood
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -102,7 +106,46 @@ def test_wal_mode_and_schema(tmp_path):
         assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         assert {"events", "meta", "events_time"} <= names
+        cols = [(r[1], r[2], r[3]) for r in conn.execute("PRAGMA table_info(events)")]
         conn.close()
+    assert cols == [("id", "INTEGER", 0), ("time", "REAL", 1), ("kind", "TEXT", 1), ("mood", "TEXT", 1),
+                    ("confidence", "REAL", 1), ("probs", "TEXT", 0), ("faces", "REAL", 1), ("box_x", "INTEGER", 0),
+                    ("box_y", "INTEGER", 0), ("box_w", "INTEGER", 0), ("box_h", "INTEGER", 0),
+                    ("faces_detail", "TEXT", 0), ("valence", "REAL", 0), ("arousal", "REAL", 0)]  # the file format
+
+
+def test_a_row_is_built_from_every_column_by_name():
+    values = {n: i for i, n in enumerate(reversed(COLUMN_NAMES))}
+    assert row_values(**values) == tuple(values[n] for n in COLUMN_NAMES)  # in the table's order
+    with pytest.raises(TypeError, match="exactly the columns"):
+        row_values(**values, mood_typo="sad")
+    del values["arousal"]
+    with pytest.raises(TypeError, match="exactly the columns"):
+        row_values(**values)
+
+
+def test_readers_take_columns_by_name_not_position(tmp_path):
+    """A log whose columns are in another order (same names) reads the same: nothing is taken by index."""
+    db = tmp_path / "ev.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(f"""
+        PRAGMA application_id={APPLICATION_ID};
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE events (arousal REAL, valence REAL, faces_detail TEXT, box_h INTEGER, box_w INTEGER,
+            box_y INTEGER, box_x INTEGER, faces REAL NOT NULL, probs TEXT, confidence REAL NOT NULL,
+            mood TEXT NOT NULL, kind TEXT NOT NULL, time REAL NOT NULL, id INTEGER PRIMARY KEY);
+        INSERT INTO events (time, kind, mood, confidence, probs, faces, box_x, box_y, box_w, box_h, valence, arousal)
+            VALUES ({T0}, 'change', 'sad', 0.75, '{{"sad": 0.75}}', 2, 1, 2, 3, 4, -0.5, -0.25);
+    """)
+    conn.close()
+    (row,) = read_rows(db)
+    assert (row.time, row.kind, row.mood, row.confidence, row.probs, row.faces, row.box, row.valence, row.arousal) \
+        == (T0, "change", "sad", 0.75, {"sad": 0.75}, 2, (1, 2, 3, 4), -0.5, -0.25)
+    f = LogFollower(db)
+    assert f.poll_log(False)
+    st = f.state(T0)
+    f.close()
+    assert (st["mood"], st["confidence"], st["faces"], st["valence"], st["arousal"]) == ("sad", 0.75, 2, -0.5, -0.25)
 
 
 def test_read_rows_since_and_limit(tmp_path):
@@ -229,14 +272,39 @@ def test_readers_reject_missing_and_foreign_files(tmp_path):
         summarize(other)
 
 
-def test_record_never_raises_on_bad_input(tmp_path, caplog):
-    db = tmp_path / "ev.db"
-    with EventLog(db, LogConfig()) as log:
-        bad = Mood("happy", 0.5, np.ones(3, np.float32), FER_LABELS, 0.0)  # wrong length
-        with caplog.at_level(logging.ERROR):
-            log.record(bad, 1, None, 0.0)
-            log.record(bad, 1, None, 0.1)
-        assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+def _disk_failure_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and "cannot write" in r.getMessage()]
+
+
+def test_a_bug_in_record_raises_and_is_not_reported_as_a_disk_failure(tmp_path, caplog, monkeypatch):
+    """Only disk trouble (sqlite3 / OSError) is reported and retried; a programming error propagates."""
+    log = EventLog(tmp_path / "ev.db", LogConfig())
+    bad = Mood("happy", 0.5, np.ones(3, np.float32), FER_LABELS, 0.0)  # probs of the wrong length
+    with caplog.at_level(logging.ERROR), pytest.raises(ValueError, match="broadcast"):
+        log.record(bad, 1, None, 0.0)
+
+    def broken(*_a: object) -> str:
+        raise TypeError("a bug in a row helper")
+
+    monkeypatch.setattr(ev, "_probs_json", broken)
+    with caplog.at_level(logging.ERROR), pytest.raises(TypeError, match="a bug in a row helper"):
+        log.record(mood("sad"), 1, None, 0.1)
+    assert not log.failing and _disk_failure_lines(caplog) == []
+    monkeypatch.undo()
+    log.close()
+
+
+def test_a_value_sqlite_cannot_bind_raises_from_flush_not_kept_and_retried(tmp_path, caplog, monkeypatch):
+    """sqlite3's ProgrammingError/InterfaceError are bugs too, not a disk that refuses writes."""
+    log = EventLog(tmp_path / "ev.db", LogConfig(commit_interval=3600))
+    monkeypatch.setattr(ev, "_faces_json", lambda faces: object())  # not a type SQLite can store
+    log.record(mood("happy"), 1, None, 0.0)
+    with caplog.at_level(logging.ERROR), pytest.raises((sqlite3.ProgrammingError, sqlite3.InterfaceError)):
+        log.flush()
+    assert not log.failing and _disk_failure_lines(caplog) == []
+    monkeypatch.undo()
+    log._buf.clear()
+    log.close()
 
 
 def test_every_classified_face_is_logged_with_the_change(tmp_path):
@@ -256,13 +324,14 @@ def test_every_classified_face_is_logged_with_the_change(tmp_path):
     assert row.as_dict()["faces_detail"][1]["emotion"] == "sad"
 
 
-def test_a_version_1_log_gains_the_faces_detail_column_and_keeps_its_rows(tmp_path):
+def test_a_version_1_log_gains_the_newer_columns_and_keeps_its_rows(tmp_path):
     db = tmp_path / "ev.db"
     with EventLog(db, LogConfig()) as log:
         log.record(mood("sad"), 1, None, 0.0)
         log.flush()
     conn = sqlite3.connect(db)  # make it look like a version-1 file
-    conn.execute("ALTER TABLE events DROP COLUMN faces_detail")
+    for col in ("faces_detail", "valence", "arousal"):
+        conn.execute(f"ALTER TABLE events DROP COLUMN {col}")
     conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     conn.commit()
     conn.close()
@@ -272,4 +341,5 @@ def test_a_version_1_log_gains_the_faces_detail_column_and_keeps_its_rows(tmp_pa
     assert [r.mood for r in read_rows(db) if r.kind == "change"] == ["sad", "happy"]
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
+    assert [r[1] for r in conn.execute("PRAGMA table_info(events)")][-3:] == ["faces_detail", "valence", "arousal"]
     conn.close()

@@ -16,7 +16,8 @@ import pytest
 
 from edge.config import LogConfig, MqttConfig
 from edge.contract import FER_LABELS
-from edge.eventlog import EventLog, read_rows
+from edge.eventlog import EventLog
+from edge.history import read_rows
 from edge.types import Mood
 
 from tests.mqtt_broker import Broker, Sub, make_test_ca, need_broker, wait_until
@@ -347,3 +348,47 @@ def test_follower_reads_a_stopped_services_log_on_a_read_only_mount(tmp_path):
     if "mount" in p.stderr and p.returncode != 0 and "sad" not in p.stdout:
         pytest.skip(f"no read-only bind mount here: {p.stderr.strip()[:200]}")
     assert p.returncode == 0 and p.stdout.strip() == "sad", p.stdout + p.stderr
+
+
+FOLLOW_ACROSS_RESTART = """
+import sys
+from pathlib import Path
+import numpy as np
+from edge.config import LogConfig
+from edge.contract import FER_LABELS
+from edge.eventlog import EventLog
+from edge.follow import LogFollower
+from edge.types import Mood
+
+state, view = Path(sys.argv[1]), Path(sys.argv[2])
+f = LogFollower(view / "ev.db")
+f.poll_log(False)
+print(f.state(0)["mood"], "immutable" if f._immutable else "wal")
+log = EventLog(state / "ev.db", LogConfig())  # the service starts again (its -wal/-shm appear)
+p = np.full(7, 0.01, np.float32); p[FER_LABELS.index("happy")] = 0.94
+log.record(Mood("happy", 0.94, p, FER_LABELS, 0.0), 1, None, 0.0)
+assert log.flush()
+f.poll_log(False)
+print(f.state(0)["mood"], "immutable" if f._immutable else "wal")
+log.close()
+"""
+
+
+def test_follower_on_a_read_only_mount_sees_the_service_start_again(tmp_path):
+    """Opened immutable while the service was stopped, the follower reopens each poll, so the rows of
+    a service that starts again reach it (an immutable connection kept open would never show them)."""
+    import shutil as sh
+
+    if os.geteuid() != 0 or sh.which("unshare") is None:
+        pytest.skip("needs root and unshare(1) for a read-only bind mount")
+    state, view = tmp_path / "state", tmp_path / "view"
+    state.mkdir()
+    view.mkdir()
+    write_moods(state / "ev.db", "sad")
+    script = (f"mount --bind -o ro {state} {view} && ! touch {view}/probe 2>/dev/null && "
+              f"{sys.executable} -c '{FOLLOW_ACROSS_RESTART}' {state} {view}")
+    p = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    if "mount" in p.stderr and p.returncode != 0 and "sad" not in p.stdout:
+        pytest.skip(f"no read-only bind mount here: {p.stderr.strip()[:200]}")
+    assert p.returncode == 0 and p.stdout.split("\n")[:2] == ["sad immutable", "happy wal"], p.stdout + p.stderr

@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from edge.app import build_classifier, build_detector, build_smoother  # noqa: E402
 from edge.config import SourceConfig, load_config  # noqa: E402
-from edge.eventlog import EventLog, read_rows  # noqa: E402
+from edge.eventlog import EventLog  # noqa: E402
+from edge.history import read_rows  # noqa: E402
 from edge.led import NullLed  # noqa: E402
 from edge.loop import Control, Parts, Stats, run_loop  # noqa: E402
 from edge.resilient import ResilientSource  # noqa: E402
