@@ -180,10 +180,21 @@ def _info_for(tflite: Path, checked: dict[str, Any], labels, input_range, crop_m
                                    "output_scale": float(q_out[0]), "output_zero_point": int(q_out[1])})
 
 
+def _remove_temporaries(out: Path) -> None:
+    """The temporary .tflite and .json of OUT, if a failed step left them."""
+    _temporary(out).unlink(missing_ok=True)
+    _temporary(metadata_path(out)).unlink(missing_ok=True)
+
+
+def _temporary(path: Path) -> Path:
+    """.NAME.tmp beside NAME: written first, renamed into place only on success."""
+    return path.with_name(f".{path.name}.tmp")
+
+
 def _publish(tmp_tfl: Path | None, out: Path, info: ModelInfo) -> Path:
     """Write NAME.json beside a temporary name, then rename: nothing usable appears before success."""
     meta = metadata_path(out)
-    tmp_meta = meta.with_name(f".{meta.name}.tmp")
+    tmp_meta = _temporary(meta)
     tmp_meta.write_text(info.to_json(), encoding="utf-8")
     if tmp_tfl is not None:
         os.replace(tmp_tfl, out)
@@ -205,6 +216,89 @@ def _summary(out: Path, meta: Path, metrics_out: dict[str, Any], say) -> None:
     say(f"next: emotion-edge run --model {out}   (or: emotion-export deploy {out} pi@HOST --dry-run)")
 
 
+@dataclass
+class _Source:
+    """The Keras model to export, with what the export needs to know about it."""
+
+    model: Any
+    path: Path
+    height: int
+    width: int
+    input_range: tuple[float, float]
+    labels: tuple[str, ...]
+
+
+@dataclass
+class _Calibration:
+    """Calibration faces, prepared like the edge prepares them, and where they came from."""
+
+    faces: np.ndarray
+    data: Any  # model_export.data.Dataset: also the default evaluation data
+    fewer: str  # " (asked for N; ...)" when the Training split had fewer faces, else ""
+
+
+def _check_request(out: Path, crop_margin: float) -> None:
+    """Refuse what would fail only after a minute of conversion."""
+    if out.suffix != ".tflite":
+        raise ModelError(f"{out}: the output must be NAME.tflite")
+    if not 0.0 <= crop_margin <= 1.0:
+        raise ModelError(f"--crop-margin {crop_margin}: must be between 0 and 1")
+
+
+def _load_source(model_path: Path, input_range, labels, say) -> _Source:
+    """The Keras model, its input size, range and labels (given, or from its training run folder)."""
+    from model_export.predictors import keras_input_hw, keras_inputs, load_keras
+
+    input_range, labels = keras_inputs(model_path, input_range, tuple(labels) if labels else None)
+    labels = _check_labels(labels or FER_LABELS, say)
+    say(f"loading {model_path}")
+    model = load_keras(model_path)
+    h, w = keras_input_hw(model, str(model_path))
+    n_out = int(model.outputs[0].shape[-1])
+    if n_out != len(labels):
+        raise ModelError(f"{model_path}: model has {n_out} outputs but {len(labels)} labels ({','.join(labels)}); "
+                         f"pass --labels with {n_out} names in the model's output order")
+    return _Source(model, model_path, h, w, input_range, labels)
+
+
+def _calibration(src: _Source, calibration_data, labels_from: str, size: int, seed: int,
+                 min_calibration: int) -> _Calibration:
+    """A stratified sample of Training faces, prepared for the model's input."""
+    ds = load_dataset(calibration_data, labels_from)
+    tr_x, tr_y = ds.split("Training")
+    faces = calibration_images(tr_x, tr_y, size, ds.source, seed, min_calibration)
+    fewer = f" (asked for {size}; the Training split has only {len(tr_x)})" if len(faces) < size else ""
+    return _Calibration(prepare_float(faces, src.width, src.height, src.input_range), ds, fewer)
+
+
+def _with_probabilities(src: _Source, calib: np.ndarray, say) -> tuple[_Source, bool]:
+    """The source with a Softmax appended if its model ends in logits; True if one was added."""
+    if softmax_outputs(src.model, calib):
+        return src, False
+    say("model output is not a probability distribution: appending a Softmax layer")
+    return replace(src, model=with_softmax(src.model)), True
+
+
+def _made_by(src: _Source, cal: _Calibration, info: ModelInfo, checked: dict[str, Any], labels_from: str,
+             seed: int, softmax_added: bool) -> dict[str, Any]:
+    """How the model was made, for NAME.json's `made_by`."""
+    made_by = {"tool": "emotion-export", "version": __version__, "source_model": src.path.name,
+               "source_sha256": sha256_file(src.path),
+               "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+               "input_range": list(info.input.range),
+               "calibration": {"n": int(len(cal.faces)), "data": Path(cal.data.source).name,
+                               "split": "Training", "sampling": "stratified", "seed": seed},
+               "labels_from": labels_from, "softmax_added": softmax_added, "ops": checked["ops"],
+               "converter": "TFLiteConverter.from_saved_model, TFLITE_BUILTINS_INT8, int8 I/O"}
+    try:
+        import tensorflow as tf
+
+        made_by["tensorflow"] = tf.__version__
+    except ImportError:  # pragma: no cover - convert_int8 needed it
+        pass
+    return made_by
+
+
 def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[float, float] | None = None,
                  calibration_data: str | Path, labels: tuple[str, ...] | None = None,
                  calibration_size: int = 500, min_calibration: int = MIN_CALIBRATION,
@@ -217,66 +311,32 @@ def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[
     the evaluation all succeeded: a failed export leaves no model that run/check/deploy would take.
     Without input_range/labels they come from the training run folder beside MODEL (its state.json).
     """
-    from model_export.predictors import keras_input_hw, keras_inputs, load_keras
-
     say = _Clock(log)
     model_path, out = Path(model_path), Path(out)
-    if out.suffix != ".tflite":
-        raise ModelError(f"{out}: the output must be NAME.tflite")
-    if not 0.0 <= crop_margin <= 1.0:
-        raise ModelError(f"--crop-margin {crop_margin}: must be between 0 and 1")
-    input_range, labels = keras_inputs(model_path, input_range, tuple(labels) if labels else None)
-    labels = _check_labels(labels or FER_LABELS, say)
-    say(f"loading {model_path}")
-    model = load_keras(model_path)
-    h, w = keras_input_hw(model, str(model_path))
-    n_out = int(model.outputs[0].shape[-1])
-    if n_out != len(labels):
-        raise ModelError(f"{model_path}: model has {n_out} outputs but {len(labels)} labels ({','.join(labels)}); "
-                         f"pass --labels with {n_out} names in the model's output order")
-
-    ds = load_dataset(calibration_data, labels_from)
-    tr_x, tr_y = ds.split("Training")
-    faces = calibration_images(tr_x, tr_y, calibration_size, ds.source, seed, min_calibration)
-    fewer = f" (asked for {calibration_size}; the Training split has only {len(tr_x)})" if len(faces) < calibration_size else ""
-    calib = prepare_float(faces, w, h, input_range)
-    softmax_added = not softmax_outputs(model, calib)
-    if softmax_added:
-        say("model output is not a probability distribution: appending a Softmax layer")
-        model = with_softmax(model)
-
-    say(f"converting {model_path.name} ({h}x{w}, range {list(input_range)}, labels {','.join(labels)}) to int8, "
-        f"calibrating on {len(calib)} Training faces of {Path(ds.source).name}{fewer}")
+    _check_request(out, crop_margin)
+    src = _load_source(model_path, input_range, labels, say)
+    cal = _calibration(src, calibration_data, labels_from, calibration_size, seed, min_calibration)
+    src, softmax_added = _with_probabilities(src, cal.faces, say)
+    say(f"converting {model_path.name} ({src.height}x{src.width}, range {list(src.input_range)}, labels "
+        f"{','.join(src.labels)}) to int8, calibrating on {len(cal.faces)} Training faces of "
+        f"{Path(cal.data.source).name}{cal.fewer}")
     with quiet_stderr():  # the converter's C++ chatter; its errors come back as the exception
-        tfl = convert_int8(model, calib)
+        tfl = convert_int8(src.model, cal.faces)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp = _temporary(out)
     try:
         tmp.write_bytes(tfl)
         checked = check_int8(tmp)
         say(f"converted: {len(tfl) / 1024:.0f} KiB, int8 in and out, builtin ops only ({len(checked['ops'])} kinds)")
-        info = _info_for(tmp, checked, labels, input_range, crop_margin)
-        eds, ex, ey = _eval_split(ds, eval_data, calibration_data, eval_split, eval_limit, labels_from)
-        metrics_out = _evaluate(ex, ey, eds, labels, tmp, info, eval_split, say, model, input_range, str(model_path))
-        made_by = {"tool": "emotion-export", "version": __version__, "source_model": model_path.name,
-                   "source_sha256": sha256_file(model_path),
-                   "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                   "input_range": list(info.input.range),
-                   "calibration": {"n": int(len(calib)), "data": Path(ds.source).name,
-                                   "split": "Training", "sampling": "stratified", "seed": seed},
-                   "labels_from": labels_from, "softmax_added": softmax_added, "ops": checked["ops"],
-                   "converter": "TFLiteConverter.from_saved_model, TFLITE_BUILTINS_INT8, int8 I/O"}
-        try:
-            import tensorflow as tf
-
-            made_by["tensorflow"] = tf.__version__
-        except ImportError:  # pragma: no cover - convert_int8 needed it
-            pass
-        info = replace(info, metrics=metrics_out, made_by=made_by)
+        info = _info_for(tmp, checked, src.labels, src.input_range, crop_margin)
+        eds, ex, ey = _eval_split(cal.data, eval_data, calibration_data, eval_split, eval_limit, labels_from)
+        metrics_out = _evaluate(ex, ey, eds, src.labels, tmp, info, eval_split, say, src.model, src.input_range,
+                                str(model_path))
+        info = replace(info, metrics=metrics_out,
+                       made_by=_made_by(src, cal, info, checked, labels_from, seed, softmax_added))
         meta = _publish(tmp, out, info)
     finally:
-        tmp.unlink(missing_ok=True)
-        metadata_path(out).with_name(f".{metadata_path(out).name}.tmp").unlink(missing_ok=True)
+        _remove_temporaries(out)
     _summary(out, meta, metrics_out, say)
     return ExportResult(out, meta, info)
 
@@ -318,7 +378,7 @@ def write_metadata_only(tflite: str | Path, *, input_range: tuple[float, float] 
     try:
         meta = _publish(None, tflite, info)
     finally:
-        metadata_path(tflite).with_name(f".{metadata_path(tflite).name}.tmp").unlink(missing_ok=True)
+        _temporary(metadata_path(tflite)).unlink(missing_ok=True)
     _summary(tflite, meta, metrics_out, say)
     return ExportResult(tflite, meta, info)
 
