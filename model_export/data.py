@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import sys
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,13 +67,6 @@ class Dataset:
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         mask = self._mask(name)
         return self.images[mask], self.labels[mask]
-
-    def subset(self, name: str) -> "Dataset":
-        """The rows of one split as a Dataset (votes and soft labels kept)."""
-        m = self._mask(name)
-        return replace(self, images=self.images[m], labels=self.labels[m], usage=self.usage[m],
-                       votes=None if self.votes is None else self.votes[m],
-                       soft=None if self.soft is None else self.soft[m])
 
     def _mask(self, name: str) -> np.ndarray:
         if name not in SPLITS:
