@@ -150,20 +150,20 @@ def _evaluate(ex, ey, eds, labels, tflite: Path, info: ModelInfo, eval_split: st
         runner = TFLitePredictor(tflite, num_threads=1, info=info)
     ip = runner.predict(ex[keep])
     mi = metrics(y[keep], ip, labels)
-    out = {"split": eval_split, "n": mi["n"], "data": Path(eds.source).name,
-           "accuracy": mi["accuracy"], "macro_f1": mi["macro_f1"], "top2_accuracy": mi["top2_accuracy"],
-           "log_loss": mi["log_loss"]}
+    out = {"split": eval_split, "n": mi.n, "data": Path(eds.source).name,
+           "accuracy": mi.accuracy, "macro_f1": mi.macro_f1, "top2_accuracy": mi.top2_accuracy,
+           "log_loss": mi.log_loss}
     if note:
         out["dropped"] = note
     if float_model is not None:
         fp = KerasPredictor(float_model, input_range, labels, name=name).predict(ex[keep])
         mf = metrics(y[keep], fp, labels)
-        out.update(float_accuracy=mf["accuracy"], float_macro_f1=mf["macro_f1"],
-                   accuracy_drop=mf["accuracy"] - mi["accuracy"], agreement=agreement(fp, ip))
-        say(f"{eval_split} n={mi['n']}: float accuracy {mf['accuracy']:.4f}, int8 accuracy {mi['accuracy']:.4f}, "
+        out.update(float_accuracy=mf.accuracy, float_macro_f1=mf.macro_f1,
+                   accuracy_drop=mf.accuracy - mi.accuracy, agreement=agreement(fp, ip))
+        say(f"{eval_split} n={mi.n}: float accuracy {mf.accuracy:.4f}, int8 accuracy {mi.accuracy:.4f}, "
             f"agreement {out['agreement']:.2%}")
     else:
-        say(f"{eval_split} n={mi['n']}: int8 accuracy {mi['accuracy']:.4f}, macro-F1 {mi['macro_f1']:.4f}")
+        say(f"{eval_split} n={mi.n}: int8 accuracy {mi.accuracy:.4f}, macro-F1 {mi.macro_f1:.4f}")
     warning = one_class_warning(ip, labels)
     if warning:
         say(f"warning: {warning}")

@@ -52,11 +52,11 @@ def test_metrics_match_direct_computation():
     m = metrics(y, probs, tuple("abcdefg"))
     ref = _direct(y, probs, 7)
     for key, v in ref.items():
-        assert m[key] == pytest.approx(v, rel=1e-6), key
-    cm = np.array(m["confusion"]["matrix"])
+        assert getattr(m, key) == pytest.approx(v, rel=1e-6), key
+    cm = np.array(m.confusion["matrix"])
     assert cm.sum() == 300 and cm[2, 2] == (y == 2).sum()
-    assert m["per_class"]["c"]["recall"] == pytest.approx(1.0)
-    assert m["per_class"]["g"]["support"] == 0
+    assert m.per_class["c"]["recall"] == pytest.approx(1.0)
+    assert m.per_class["g"]["support"] == 0
 
 
 def test_label_mapping_and_agreement():
@@ -219,5 +219,5 @@ def test_latency_reports_the_threads_keras_really_used(tmp_path):
     import tensorflow as tf
 
     n = tf.config.threading.get_intra_op_parallelism_threads()
-    assert lat_k["threads"] == (n if n > 0 else len(os.sched_getaffinity(0)))
-    assert latency(open_predictor(INT8), x[:3])["threads"] == 1
+    assert lat_k.threads == (n if n > 0 else len(os.sched_getaffinity(0)))
+    assert latency(open_predictor(INT8), x[:3]).threads == 1
