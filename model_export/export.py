@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
+import re
 import sys
 import tempfile
 import time
@@ -21,12 +22,16 @@ import numpy as np
 
 from edge.argtypes import float_in, int_in, label_list
 from edge.contract import FER_LABELS, InputSpec, ModelInfo, metadata_path, sha256_file, write_model_info
-from edge.errors import DataError, ModelError
+from edge.errors import ConfigError, DataError, ModelError
 from model_export import __version__
 from model_export.calibration import MIN_CALIBRATION, calibration_images, prepare_float, representative
 from model_export.data import LABEL_SOURCES, fer_index, load_dataset
 from model_export.quiet import quiet_stderr
 
+# the converter's own print-out of a failure: its exception holds the same text, told in one line
+CONVERTER_ERROR_DUMP = ("loc(callsite(", "loc(fused[", "error: failed while converting",
+                        "Some ops are not supported by the native TFLite", "Some ops in the model are custom ops",
+                        "TF Select ops: ", "Custom ops: ", "Details:", "\ttf.")
 # tensor types an int8 model may contain: int8 activations/weights, int32 biases and shapes
 ALLOWED_TENSOR_TYPES = {np.dtype(np.int8), np.dtype(np.int32), np.dtype(np.int64)}
 
@@ -66,35 +71,54 @@ def convert_int8(model, calib: np.ndarray) -> bytes:
         conv.inference_output_type = tf.int8
         try:
             return conv.convert()
-        except Exception as e:  # converter errors are long; keep the first line
-            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-            raise ModelError(f"int8 conversion failed ({first}); the model may use an op with no int8 kernel") from None
+        except Exception as e:  # converter errors are pages long: one line that names the cause
+            raise ModelError(conversion_failure(str(e), type(e).__name__)) from None
 
 
-def check_int8(path: Path) -> dict[str, Any]:
-    """Refuse a .tflite that is not full-integer: int8 I/O, no Flex/custom ops, no float tensors in ops."""
+def conversion_failure(text: str, kind: str) -> str:
+    """One line for a TFLiteConverter error: the ops it could not express, else its first line."""
+    flex = re.search(r"TF Select ops: ([^\n]+)", text)
+    if flex:
+        return (f"int8 conversion failed: the model uses TensorFlow ops with no TFLite builtin "
+                f"({flex.group(1).strip()}); they would need Flex (SELECT_TF_OPS), which the device's LiteRT does not have")
+    custom = re.search(r"Custom ops: ([^\n]+)", text)
+    if custom:
+        return (f"int8 conversion failed: the model uses custom ops ({custom.group(1).strip()}), which the device's "
+                f"LiteRT does not have")
+    first = text.strip().splitlines()[0] if text.strip() else kind
+    if "error: loc(" in first:  # MLIR's "... error: loc(where, nested): WHAT": the WHAT
+        first = first.rsplit("): ", 1)[-1]
+    return f"int8 conversion failed ({first.strip()[:300]}); the model may use an op with no int8 kernel"
+
+
+def check_int8(path: Path, where: str | Path | None = None) -> dict[str, Any]:
+    """Refuse a .tflite that is not full-integer: int8 I/O, no Flex/custom ops, no float tensors in ops.
+
+    `where` names the model in messages when PATH is a temporary file the user never sees."""
     from model_export.predictors import load_interpreter
 
     interp = load_interpreter(path, delegates=False)
+    where = where or path
     inp, out = interp.get_input_details(), interp.get_output_details()
     if len(inp) != 1 or len(out) != 1:
-        raise ModelError(f"{path}: expected one input and one output, found {len(inp)} and {len(out)}")
+        raise ModelError(f"{where}: expected one input and one output, found {len(inp)} and {len(out)}")
     for what, d in (("input", inp[0]), ("output", out[0])):
         if np.dtype(d["dtype"]) != np.int8:
-            raise ModelError(f"{path}: {what} is {np.dtype(d['dtype']).name}, not int8")
+            raise ModelError(f"{where}: {what} is {np.dtype(d['dtype']).name}, not int8")
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
     ops = interp._get_ops_details()  # noqa: SLF001 - the only op list LiteRT's Python API offers
     names = sorted({op["op_name"] for op in ops})
     for op in ops:
         name = op["op_name"]
         if name.startswith("Flex") or name.upper().startswith("CUSTOM") or name == "DELEGATE":
-            raise ModelError(f"{path}: contains non-builtin op {name}; the device's LiteRT cannot run it")
+            raise ModelError(f"{where}: contains non-builtin op {name}; the device's LiteRT cannot run it")
         for idx in list(op["inputs"]) + list(op["outputs"]):
             if idx < 0 or idx not in tensors:
                 continue
             dt = np.dtype(tensors[idx]["dtype"])
             if dt not in ALLOWED_TENSOR_TYPES:
-                raise ModelError(f"{path}: op {name} uses a {dt.name} tensor {tensors[idx]['name']!r}; not a full-integer model")
+                raise ModelError(f"{where}: op {name} uses a {dt.name} tensor {tensors[idx]['name']!r}; not a "
+                                 f"full-integer model (an op with no int8 kernel was left in float)")
     return {"ops": names, "input": inp[0], "output": out[0]}
 
 
@@ -320,13 +344,13 @@ def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[
     say(f"converting {model_path.name} ({src.height}x{src.width}, range {list(src.input_range)}, labels "
         f"{','.join(src.labels)}) to int8, calibrating on {len(cal.faces)} Training faces of "
         f"{Path(cal.data.source).name}{cal.fewer}")
-    with quiet_stderr():  # the converter's C++ chatter; its errors come back as the exception
+    with quiet_stderr(CONVERTER_ERROR_DUMP):  # its C++ chatter; the error comes back as the exception
         tfl = convert_int8(src.model, cal.faces)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary(out)
     try:
         tmp.write_bytes(tfl)
-        checked = check_int8(tmp)
+        checked = check_int8(tmp, out)
         say(f"converted: {len(tfl) / 1024:.0f} KiB, int8 in and out, builtin ops only ({len(checked['ops'])} kinds)")
         info = _info_for(tmp, checked, src.labels, src.input_range, crop_margin)
         eds, ex, ey = _eval_split(cal.data, eval_data, calibration_data, eval_split, eval_limit, labels_from)
@@ -351,8 +375,6 @@ def write_metadata_only(tflite: str | Path, *, input_range: tuple[float, float] 
     if tflite.suffix != ".tflite" or not tflite.is_file():
         raise ModelError(f"{tflite}: --json-only needs an existing NAME.tflite")
     if input_range is None:
-        from edge.errors import ConfigError
-
         raise ConfigError(f"{tflite}: pass --input-range 0,1 | -1,1 | 0,255 (the range the model was trained on)")
     if not 0.0 <= crop_margin <= 1.0:
         raise ModelError(f"--crop-margin {crop_margin}: must be between 0 and 1")
@@ -406,7 +428,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.errors import ConfigError
     from model_export.predictors import parse_range
 
     rng = parse_range(args.input_range)
