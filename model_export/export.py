@@ -25,7 +25,7 @@ from edge.contract import FER_LABELS, InputSpec, ModelInfo, metadata_path, sha25
 from edge.errors import ConfigError, DataError, ModelError
 from model_export import __version__
 from model_export.calibration import MIN_CALIBRATION, calibration_images, prepare_float, representative
-from model_export.data import LABEL_SOURCES, fer_index, load_dataset
+from model_export.data import LABEL_SOURCES, SPLITS, fer_index, load_dataset
 from model_export.quiet import quiet_stderr
 
 # the converter's own print-out of a failure: its exception holds the same text, told in one line
@@ -265,6 +265,11 @@ def _check_request(out: Path, crop_margin: float) -> None:
     """Refuse what would fail only after a minute of conversion."""
     if out.suffix != ".tflite":
         raise ModelError(f"{out}: the output must be NAME.tflite")
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; give the model file's name, NAME.tflite")
+    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise ConfigError(f"--out {out}: {blocked} is a file, not a folder")
     if not 0.0 <= crop_margin <= 1.0:
         raise ModelError(f"--crop-margin {crop_margin}: must be between 0 and 1")
 
@@ -414,9 +419,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated output order (default: the run folder's labels, else FER2013's 7)")
     p.add_argument("--calibration-data", help="FER2013 .npz, fer2013.csv or image folder (Training split is sampled); "
                                               "required except with --json-only")
-    p.add_argument("--calibration-size", type=int, default=500, help=f"faces for int8 calibration (at least {MIN_CALIBRATION})")
+    p.add_argument("--calibration-size", type=int_in(MIN_CALIBRATION), default=500,
+                   help=f"faces for int8 calibration (at least {MIN_CALIBRATION})")
     p.add_argument("--eval-data", help="data for the float vs int8 numbers in the metadata (default: calibration data)")
-    p.add_argument("--eval-split", default="PrivateTest")
+    p.add_argument("--eval-split", default="PrivateTest", choices=SPLITS)
     p.add_argument("--eval-limit", type=int_in(0), default=0, help="evaluate only the first N faces (0 = all)")
     p.add_argument("--labels-from", default="fer2013", choices=LABEL_SOURCES)
     p.add_argument("--crop-margin", type=float_in(0, 1), default=0.0, help="fraction added around the Haar box on the device")

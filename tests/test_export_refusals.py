@@ -172,3 +172,45 @@ def test_converter_failure_is_one_line(tmp_path):
     assert "\n" not in told and told.startswith("int8 conversion failed ('tf.Erf' op is neither a custom op nor a flex op")
     assert conversion_failure("", "ConverterError") == (
         "int8 conversion failed (ConverterError); the model may use an op with no int8 kernel")
+
+
+@pytest.fixture(scope="module")
+def keras_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "m.keras"
+    _model("sin").save(path)
+    return path
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["MODEL", "--input-range", "0,1", "--calibration-data", "DATA", "--out", "NOPE/m.keras"],
+     "the output must be NAME.tflite"),
+    (["MODEL", "--input-range", "0,1", "--calibration-data", "DATA", "--out", "TMP/dir.tflite"],
+     "is a folder; give the model"),
+    (["MODEL", "--input-range", "0,1", "--calibration-data", "DATA", "--out", "FILE/m.tflite"], "is a file, not a folder"),
+    (["MODEL", "--input-range", "0,1", "--calibration-data", "DATA"], "export needs --out"),
+    (["MODEL", "--input-range", "0,1", "--out", "TMP/m.tflite"], "export needs --calibration-data"),
+    (["TMP/missing.keras", "--input-range", "0,1", "--calibration-data", "DATA", "--out", "TMP/m.tflite"],
+     "missing.keras: no such model file"),
+    (["MODEL", "--input-range", "0,1", "--calibration-data", "TMP/missing.npz", "--out", "TMP/m.tflite"],
+     "missing.npz: no such file or folder"),
+    (["MODEL", "--input-range", "0,2", "--calibration-data", "DATA", "--out", "TMP/m.tflite"],
+     "--input-range '0,2': must be one of"),
+    (["MODEL", "--calibration-size", "100"], "argument --calibration-size: must be at least 300 (got 100)"),
+    (["MODEL", "--calibration-size", "many"], "argument --calibration-size: 'many' is not a whole number"),
+    (["MODEL", "--eval-limit", "-1"], "argument --eval-limit: must be at least 0 (got -1)"),
+    (["MODEL", "--crop-margin", "1.5"], "argument --crop-margin: must be a finite number at least 0 and at most 1"),
+    (["MODEL", "--crop-margin", "nan"], "argument --crop-margin: must be a finite number"),
+    (["MODEL", "--eval-split", "Test"], "argument --eval-split: invalid choice: 'Test'"),
+    (["MODEL", "--seed", "x"], "argument --seed: invalid int value: 'x'"),
+    (["TMP/missing.tflite", "--json-only", "--input-range", "0,1"], "--json-only needs an existing NAME.tflite"),
+])
+def test_cli_argument_refusals_are_one_line_exit_2(tmp_path, keras_file, data, capfd, args, expect):
+    (tmp_path / "FILE").write_text("a file where a folder is needed")
+    (tmp_path / "dir.tflite").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    sub = {"MODEL": str(keras_file), "DATA": str(data), "TMP": str(tmp_path), "FILE": str(tmp_path / "FILE"),
+           "NOPE": str(tmp_path / "nope")}
+    argv = ["export"] + [next((a.replace(k, v, 1) for k, v in sub.items() if a.startswith(k)), a) for a in args]
+    rc, err = _cli(argv, capfd)
+    assert rc == 2 and expect in _one_error_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, no folder made
