@@ -214,3 +214,30 @@ def test_cli_argument_refusals_are_one_line_exit_2(tmp_path, keras_file, data, c
     rc, err = _cli(argv, capfd)
     assert rc == 2 and expect in _one_error_line(err)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, no folder made
+
+
+def test_json_only_without_eval_data_writes_metrics_as_absent(tmp_path, capfd):
+    """No evaluation faces: NAME.json has no numbers at all (an empty metrics object), never zeros."""
+    model = tmp_path / "theirs.tflite"
+    model.write_bytes(INT8.read_bytes())
+    rc, err = _cli(["export", str(model), "--json-only", "--input-range", "0,1"], capfd)
+    assert rc == 0
+    raw = json.loads(model.with_suffix(".json").read_text())
+    assert raw["metrics"] == {} and read_model_info(model).metrics == {}
+    assert "no --eval-data: the metadata will have no accuracy numbers" in "\n".join(err)
+    wrote = next(line for line in err if f"wrote {model} " in line)
+    assert wrote.endswith("and theirs.json: no accuracy numbers"), wrote
+
+
+def test_json_only_with_data_lacking_the_split_writes_nothing(tmp_path, capfd):
+    """Evaluation data without the asked split: refused in one line; no NAME.json with zeros or no numbers."""
+    import shutil
+
+    data = tmp_path / "trainonly"
+    shutil.copytree(FOLDER / "train", data / "train")
+    shutil.copytree(FOLDER / "test", data / "val")
+    model = tmp_path / "theirs.tflite"
+    model.write_bytes(INT8.read_bytes())
+    rc, err = _cli(["export", str(model), "--json-only", "--input-range", "0,1", "--eval-data", str(data)], capfd)
+    assert rc == 2 and "no PrivateTest faces to evaluate the int8 model on" in _one_error_line(err)
+    assert not model.with_suffix(".json").exists()
