@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import sys
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,13 +67,6 @@ class Dataset:
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         mask = self._mask(name)
         return self.images[mask], self.labels[mask]
-
-    def subset(self, name: str) -> "Dataset":
-        """The rows of one split as a Dataset (votes and soft labels kept)."""
-        m = self._mask(name)
-        return replace(self, images=self.images[m], labels=self.labels[m], usage=self.usage[m],
-                       votes=None if self.votes is None else self.votes[m],
-                       soft=None if self.soft is None else self.soft[m])
 
     def _mask(self, name: str) -> np.ndarray:
         if name not in SPLITS:
@@ -128,83 +121,128 @@ def _usage_index(value: str) -> int | None:
     return None
 
 
-def load_csv(path: Path) -> Dataset:
-    """Kaggle fer2013.csv (+ FER+ vote columns if present); errors name the file and line."""
+def _open_csv(path: Path):
     try:
-        f = open(path, newline="", encoding="utf-8")
+        return open(path, newline="", encoding="utf-8")
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    with f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DataError(f"{path}: empty file (expected a header 'emotion,pixels,Usage')") from None
-        except (csv.Error, UnicodeDecodeError) as e:
-            raise DataError(f"{path} line 1: not a CSV file ({e})") from None
-        cols = {name.strip(): i for i, name in enumerate(header)}
-        missing = [c for c in ("emotion", "pixels", "Usage") if c not in cols]
-        if missing:
-            raise DataError(f"{path} line 1: missing column(s) {', '.join(missing)} "
-                            f"(expected 'emotion,pixels,Usage'; found {','.join(header)[:80]})")
-        vote_cols = [cols.get(c) for c in FERPLUS_COLUMNS]
-        has_votes = all(v is not None for v in vote_cols)
-        if any(v is not None for v in vote_cols) and not has_votes:
-            absent = [c for c, v in zip(FERPLUS_COLUMNS, vote_cols) if v is None]
-            raise DataError(f"{path} line 1: FER+ vote columns incomplete (missing {', '.join(absent)})")
-        ie, ip, iu = cols["emotion"], cols["pixels"], cols["Usage"]
-        need = max([ie, ip, iu] + ([v for v in vote_cols if v is not None] if has_votes else [])) + 1
-        images: list[np.ndarray] = []
-        labels: list[int] = []
-        usage: list[int] = []
-        votes: list[list[int]] = []
-        side = 0
-        line = 1
-        try:
-            for line, row in enumerate(reader, start=2):
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    continue
-                where = f"{path} line {line}"
-                if len(row) < need:
-                    raise DataError(f"{where}: {len(row)} fields, expected {len(header)}")
-                try:
-                    emotion = int(row[ie])
-                except ValueError:
-                    raise DataError(f"{where}: emotion {row[ie][:20]!r} is not an integer 0..6") from None
-                if not 0 <= emotion < len(FER_LABELS):
-                    raise DataError(f"{where}: emotion {emotion} is not in 0..6")
-                u = _usage_index(row[iu])
-                if u is None:
-                    raise DataError(f"{where}: Usage {row[iu][:20]!r} is not one of {', '.join(SPLITS)}")
-                try:
-                    px = np.array(row[ip].split(), dtype=np.int32)
-                except ValueError:
-                    raise DataError(f"{where}: pixels must be space-separated integers 0..255") from None
-                if side == 0:
-                    side = int(round(np.sqrt(px.size)))
-                    if side < 8 or side * side != px.size:
-                        raise DataError(f"{where}: {px.size} pixel values is not a square image (FER2013 has 2304 = 48x48)")
-                elif px.size != side * side:
-                    raise DataError(f"{where}: {px.size} pixel values, expected {side * side} ({side}x{side})")
-                if px.min() < 0 or px.max() > 255:
-                    raise DataError(f"{where}: pixel values must be 0..255")
-                if has_votes:
-                    try:
-                        v = [int(float(row[c])) for c in vote_cols]  # type: ignore[index]
-                    except ValueError:
-                        raise DataError(f"{where}: FER+ vote columns must be integers") from None
-                    votes.append(v)
-                images.append(px.astype(np.uint8).reshape(side, side))
-                labels.append(emotion)
-                usage.append(u)
-        except csv.Error as e:
-            raise DataError(f"{path} line {line}: malformed CSV ({e})") from None
-        except UnicodeDecodeError:
-            raise DataError(f"{path} line {line}: not UTF-8 text") from None
+
+
+@dataclass
+class _CsvColumns:
+    """Where each needed field sits in a row, from the header line."""
+
+    emotion: int
+    pixels: int
+    usage: int
+    votes: list[int] | None  # FER+ vote columns in FERPLUS_COLUMNS order, when the file has them
+    header_len: int
+
+    @property
+    def need(self) -> int:
+        """Fields a row must have to reach every column used."""
+        return max([self.emotion, self.pixels, self.usage] + (self.votes or [])) + 1
+
+
+def _csv_columns(path: Path, reader) -> _CsvColumns:
+    """Read the header line: emotion, pixels and Usage are required; FER+ vote columns all or none."""
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DataError(f"{path}: empty file (expected a header 'emotion,pixels,Usage')") from None
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise DataError(f"{path} line 1: not a CSV file ({e})") from None
+    cols = {name.strip(): i for i, name in enumerate(header)}
+    missing = [c for c in ("emotion", "pixels", "Usage") if c not in cols]
+    if missing:
+        raise DataError(f"{path} line 1: missing column(s) {', '.join(missing)} "
+                        f"(expected 'emotion,pixels,Usage'; found {','.join(header)[:80]})")
+    vote_cols = [cols.get(c) for c in FERPLUS_COLUMNS]
+    if any(v is not None for v in vote_cols) and not all(v is not None for v in vote_cols):
+        absent = [c for c, v in zip(FERPLUS_COLUMNS, vote_cols) if v is None]
+        raise DataError(f"{path} line 1: FER+ vote columns incomplete (missing {', '.join(absent)})")
+    votes = vote_cols if vote_cols[0] is not None else None
+    return _CsvColumns(cols["emotion"], cols["pixels"], cols["Usage"], votes, len(header))  # type: ignore[arg-type]
+
+
+def _csv_emotion(text: str, where: str) -> int:
+    try:
+        emotion = int(text)
+    except ValueError:
+        raise DataError(f"{where}: emotion {text[:20]!r} is not an integer 0..6") from None
+    if not 0 <= emotion < len(FER_LABELS):
+        raise DataError(f"{where}: emotion {emotion} is not in 0..6")
+    return emotion
+
+
+def _csv_usage(text: str, where: str) -> int:
+    u = _usage_index(text)
+    if u is None:
+        raise DataError(f"{where}: Usage {text[:20]!r} is not one of {', '.join(SPLITS)}")
+    return u
+
+
+def _csv_pixels(text: str, side: int, where: str) -> np.ndarray:
+    """A square uint8 image; side 0 means the first row, which sets the size for the rest."""
+    try:
+        px = np.array(text.split(), dtype=np.int32)
+    except ValueError:
+        raise DataError(f"{where}: pixels must be space-separated integers 0..255") from None
+    if side == 0:
+        side = int(round(np.sqrt(px.size)))
+        if side < 8 or side * side != px.size:
+            raise DataError(f"{where}: {px.size} pixel values is not a square image (FER2013 has 2304 = 48x48)")
+    elif px.size != side * side:
+        raise DataError(f"{where}: {px.size} pixel values, expected {side * side} ({side}x{side})")
+    if px.min() < 0 or px.max() > 255:
+        raise DataError(f"{where}: pixel values must be 0..255")
+    return px.astype(np.uint8).reshape(side, side)
+
+
+def _csv_votes(row: list[str], columns: list[int], where: str) -> list[int]:
+    try:
+        return [int(float(row[c])) for c in columns]
+    except ValueError:
+        raise DataError(f"{where}: FER+ vote columns must be integers") from None
+
+
+def _csv_rows(path: Path, reader, cols: _CsvColumns) -> Dataset:
+    """Every data row checked and decoded; errors name the file and line."""
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    usage: list[int] = []
+    votes: list[list[int]] = []
+    line = 1
+    try:
+        for line, row in enumerate(reader, start=2):
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            where = f"{path} line {line}"
+            if len(row) < cols.need:
+                raise DataError(f"{where}: {len(row)} fields, expected {cols.header_len}")
+            emotion = _csv_emotion(row[cols.emotion], where)
+            u = _csv_usage(row[cols.usage], where)
+            image = _csv_pixels(row[cols.pixels], images[0].shape[0] if images else 0, where)
+            if cols.votes is not None:
+                votes.append(_csv_votes(row, cols.votes, where))
+            images.append(image)
+            labels.append(emotion)
+            usage.append(u)
+    except csv.Error as e:
+        raise DataError(f"{path} line {line}: malformed CSV ({e})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path} line {line}: not UTF-8 text") from None
     if not images:
         raise DataError(f"{path}: no data rows")
     return Dataset(np.stack(images), np.array(labels, np.int64), np.array(usage, np.int64), str(path),
-                   np.array(votes, np.uint8) if has_votes else None)
+                   np.array(votes, np.uint8) if cols.votes is not None else None)
+
+
+def load_csv(path: Path) -> Dataset:
+    """Kaggle fer2013.csv (+ FER+ vote columns if present); errors name the file and line."""
+    with _open_csv(path) as f:
+        reader = csv.reader(f)
+        return _csv_rows(path, reader, _csv_columns(path, reader))
 
 
 def _class_index(folder: Path) -> int:

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,76 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
     return cm
 
 
-def metrics(y_true: np.ndarray, probs: np.ndarray, labels: tuple[str, ...]) -> dict[str, Any]:
+@dataclass
+class Metrics:
+    """One model's numbers on one set of faces (field order is the --json key order)."""
+
+    n: int
+    accuracy: float
+    macro_f1: float
+    log_loss: float
+    top2_accuracy: float
+    per_class: dict[str, dict[str, float]]  # label -> precision, recall, f1, support
+    confusion: dict[str, list]  # {"labels": [...], "matrix": rows true, columns predicted}
+
+
+@dataclass
+class Comparison:
+    """A second model on the same faces: its numbers and how far it is from the first."""
+
+    model: str
+    kind: str
+    accuracy: float
+    macro_f1: float
+    log_loss: float
+    accuracy_gap: float  # first minus this one
+    agreement: float  # share of faces where both pick the same class
+
+
+@dataclass
+class Latency:
+    """Per-face times and the threads the model really ran on."""
+
+    p50_ms: float
+    p95_ms: float
+    mean_ms: float
+    n: int
+    threads: int
+
+
+@dataclass
+class Evaluation:
+    """What `evaluate` found; `as_json` gives the --json object (same keys as before the dataclass)."""
+
+    model: str
+    kind: str
+    data: str
+    split: str
+    dropped: int
+    dropped_note: str
+    metrics: Metrics
+    warning: str = ""
+    compare: Comparison | None = None
+    latency: dict[str, Latency] | None = None  # "kind:file name" -> times
+    confusion_png: str | None = None
+    report: str | None = None  # set when the report files were written
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.model, "kind": self.kind, "data": self.data, "split": self.split,
+                               "dropped": self.dropped, "dropped_note": self.dropped_note, **asdict(self.metrics)}
+        if self.warning:
+            out["warning"] = self.warning
+        if self.compare is not None:
+            out["compare"] = asdict(self.compare)
+        if self.latency is not None:
+            out["latency"] = {k: asdict(v) for k, v in self.latency.items()}
+        if self.report is not None:
+            out["confusion_png"] = self.confusion_png
+            out["report"] = self.report
+        return out
+
+
+def metrics(y_true: np.ndarray, probs: np.ndarray, labels: tuple[str, ...]) -> Metrics:
     """accuracy, macro-F1, per-class precision/recall/F1/support, log-loss, top-2, confusion."""
     k = len(labels)
     y_true = np.asarray(y_true, np.int64)
@@ -82,16 +152,16 @@ def metrics(y_true: np.ndarray, probs: np.ndarray, labels: tuple[str, ...]) -> d
     p = probs / probs.sum(axis=1, keepdims=True)
     log_loss = float(-np.mean(np.log(np.clip(p[np.arange(n), y_true], LOG_EPS, 1.0))))
     top2 = np.argsort(-probs, axis=1, kind="stable")[:, :2]
-    return {
-        "n": int(n),
-        "accuracy": float(tp.sum() / n),
-        "macro_f1": float(f1[present].mean()),
-        "log_loss": log_loss,
-        "top2_accuracy": float((top2 == y_true[:, None]).any(axis=1).mean()),
-        "per_class": {lab: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                            "support": int(support[i])} for i, lab in enumerate(labels)},
-        "confusion": {"labels": list(labels), "matrix": cm.tolist()},
-    }
+    return Metrics(
+        n=int(n),
+        accuracy=float(tp.sum() / n),
+        macro_f1=float(f1[present].mean()),
+        log_loss=log_loss,
+        top2_accuracy=float((top2 == y_true[:, None]).any(axis=1).mean()),
+        per_class={lab: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                         "support": int(support[i])} for i, lab in enumerate(labels)},
+        confusion={"labels": list(labels), "matrix": cm.tolist()},
+    )
 
 
 def one_class_warning(probs: np.ndarray, labels: tuple[str, ...], share: float = 0.9) -> str:
@@ -121,12 +191,12 @@ def load_split(data: str | Path, split: str, labels_from: str = "fer2013", limit
     return images, labels, ds.source
 
 
-def latency(predictor, images: np.ndarray) -> dict[str, float]:
+def latency(predictor, images: np.ndarray) -> Latency:
     """Per-face times, with the threads they really ran on: Keras honours one thread only when
     set before TensorFlow started, and a report must not claim one thread when it was all of them."""
     t = predictor.latency_ms(images)
-    return {"p50_ms": float(np.percentile(t, 50)), "p95_ms": float(np.percentile(t, 95)),
-            "mean_ms": float(t.mean()), "n": int(len(t)), "threads": _threads_of(predictor)}
+    return Latency(p50_ms=float(np.percentile(t, 50)), p95_ms=float(np.percentile(t, 95)),
+                   mean_ms=float(t.mean()), n=int(len(t)), threads=_threads_of(predictor))
 
 
 def _threads_of(predictor) -> int:
@@ -166,35 +236,92 @@ def plot_confusion(cm: np.ndarray, labels: tuple[str, ...] | list[str], title: s
     return png
 
 
-def markdown(result: dict[str, Any]) -> str:
-    lines = [f"# Evaluation of `{Path(result['model']).name}`", "",
-             f"- data: `{result['data']}`, split **{result['split']}**, n = {result['n']}"
-             + (f" ({result['dropped_note']})" if result.get("dropped_note") else ""),
-             f"- accuracy **{result['accuracy']:.4f}**, macro-F1 **{result['macro_f1']:.4f}**, "
-             f"top-2 accuracy {result['top2_accuracy']:.4f}, log-loss {result['log_loss']:.4f}", ""]
-    if result.get("warning"):
-        lines[-1:-1] = [f"- **warning**: {result['warning']}"]
-    if "compare" in result:
-        c = result["compare"]
-        lines += [f"Compared with `{Path(c['model']).name}`: its accuracy {c['accuracy']:.4f} "
-                  f"(gap {c['accuracy_gap']:+.4f}, this minus that), macro-F1 {c['macro_f1']:.4f}; "
-                  f"the two agree on {c['agreement']:.2%} of faces.", ""]
-    if "latency" in result:
+def markdown(result: Evaluation) -> str:
+    m = result.metrics
+    lines = [f"# Evaluation of `{Path(result.model).name}`", "",
+             f"- data: `{result.data}`, split **{result.split}**, n = {m.n}"
+             + (f" ({result.dropped_note})" if result.dropped_note else ""),
+             f"- accuracy **{m.accuracy:.4f}**, macro-F1 **{m.macro_f1:.4f}**, "
+             f"top-2 accuracy {m.top2_accuracy:.4f}, log-loss {m.log_loss:.4f}", ""]
+    if result.warning:
+        lines[-1:-1] = [f"- **warning**: {result.warning}"]
+    if result.compare is not None:
+        c = result.compare
+        lines += [f"Compared with `{Path(c.model).name}`: its accuracy {c.accuracy:.4f} "
+                  f"(gap {c.accuracy_gap:+.4f}, this minus that), macro-F1 {c.macro_f1:.4f}; "
+                  f"the two agree on {c.agreement:.2%} of faces.", ""]
+    if result.latency is not None:
         lines += ["| model | threads | p50 ms/face | p95 ms/face |", "|---|---|---|---|"]
-        for k, v in result["latency"].items():
-            lines.append(f"| {k} | {v.get('threads', '?')} | {v['p50_ms']:.2f} | {v['p95_ms']:.2f} |")
+        for k, v in result.latency.items():
+            lines.append(f"| {k} | {v.threads} | {v.p50_ms:.2f} | {v.p95_ms:.2f} |")
         lines.append("")
     lines += ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-    for lab, v in result["per_class"].items():
+    for lab, v in m.per_class.items():
         lines.append(f"| {lab} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |")
-    labels = result["confusion"]["labels"]
+    labels = m.confusion["labels"]
     lines += ["", "Confusion matrix (rows true, columns predicted):", "",
               "| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
-    for lab, row in zip(labels, result["confusion"]["matrix"]):
+    for lab, row in zip(labels, m.confusion["matrix"]):
         lines.append(f"| **{lab}** | " + " | ".join(str(v) for v in row) + " |")
-    if result.get("confusion_png"):
-        lines += ["", f"![confusion]({Path(result['confusion_png']).name})"]
+    if result.confusion_png:
+        lines += ["", f"![confusion]({Path(result.confusion_png).name})"]
     return "\n".join(lines) + "\n"
+
+
+def summary_lines(result: Evaluation) -> list[str]:
+    """The console summary (stdout without --json)."""
+    m = result.metrics
+    lines = [f"{result.model} on {result.split} (n={m.n}): accuracy {m.accuracy:.4f}, "
+             f"macro-F1 {m.macro_f1:.4f}, top-2 {m.top2_accuracy:.4f}, log-loss {m.log_loss:.4f}"]
+    if result.compare is not None:
+        c = result.compare
+        lines.append(f"vs {c.model}: accuracy {c.accuracy:.4f} (gap {c.accuracy_gap:+.4f}), agreement {c.agreement:.2%}")
+    for k, v in (result.latency or {}).items():
+        lines.append(f"latency {k}: p50 {v.p50_ms:.2f} ms, p95 {v.p95_ms:.2f} ms per face on {v.threads} thread(s)")
+    return lines
+
+
+def _open_compare(compare: str | Path, compare_range, model: str | Path, input_range, labels, pred, log):
+    """The --compare predictor: its range from the option, its run folder, or --model's (said so)."""
+    from model_export.predictors import open_predictor, run_info
+
+    crange = compare_range
+    if crange is None and Path(compare).suffix.lower() != ".tflite":  # its run folder, else --model's range
+        info = run_info(compare)
+        crange = info.input_range if info else (input_range or getattr(pred, "range", None))
+        if info is None and crange is not None:
+            log(f"{compare}: no --compare-input-range, so {model}'s range {list(crange)} is used; "
+                f"pass --compare-input-range if it was trained on another")
+    with quiet_stderr():
+        other = open_predictor(compare, crange, labels or pred.labels, flag="--compare-input-range")
+    if tuple(other.labels) != tuple(pred.labels):
+        raise DataError(f"{compare}: labels {list(other.labels)} differ from {model}'s {list(pred.labels)}")
+    return other
+
+
+def _comparison(other, name: str, y: np.ndarray, faces: np.ndarray, probs: np.ndarray, first: Metrics) -> Comparison:
+    """The second model's numbers on the faces the first was scored on, and the gap between them."""
+    probs_o = other.predict(faces)
+    m_o = metrics(y, probs_o, other.labels)
+    return Comparison(model=name, kind=other.kind, accuracy=m_o.accuracy, macro_f1=m_o.macro_f1,
+                      log_loss=m_o.log_loss, accuracy_gap=first.accuracy - m_o.accuracy,
+                      agreement=agreement(probs, probs_o))
+
+
+def _write_report(result: Evaluation, labels, source: str, report_dir: str | Path | None) -> None:
+    """NAME.report.SPLIT.md, NAME.confusion.SPLIT.png/.json (one set per split: PublicTest keeps PrivateTest's)."""
+    model, split, m = Path(result.model), result.split, result.metrics
+    out_dir = Path(report_dir) if report_dir else model.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{model.stem}.{{}}.{split}"
+    png = plot_confusion(np.array(m.confusion["matrix"]), labels,
+                         f"{model.name} on {Path(source).name} {split}, n={m.n} "
+                         f"(accuracy {m.accuracy:.3f})", out_dir / f"{stem.format('confusion')}.png")
+    result.confusion_png = str(png) if png else None
+    (out_dir / f"{stem.format('confusion')}.json").write_text(json.dumps(m.confusion) + "\n")
+    report = out_dir / f"{stem.format('report')}.md"
+    report.write_text(markdown(result), encoding="utf-8")
+    result.report = str(report)
 
 
 def evaluate(model: str | Path, data: str | Path, split: str = "PrivateTest", *,
@@ -202,9 +329,9 @@ def evaluate(model: str | Path, data: str | Path, split: str = "PrivateTest", *,
              compare: str | Path | None = None, compare_range: tuple[float, float] | None = None,
              with_latency: bool = False, latency_n: int = 200, labels_from: str = "fer2013",
              limit: int = 0, report_dir: str | Path | None = None, write_report: bool = True,
-             log=lambda m: None) -> dict[str, Any]:
-    """Evaluate MODEL (and optionally COMPARE) on SPLIT of DATA; returns one JSON-able dict."""
-    from model_export.predictors import open_predictor, run_info
+             log=lambda m: None) -> Evaluation:
+    """Evaluate MODEL (and optionally COMPARE) on SPLIT of DATA."""
+    from model_export.predictors import open_predictor
 
     images, y_fer, source = load_split(data, split, labels_from, limit)
     with quiet_stderr():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
@@ -215,47 +342,20 @@ def evaluate(model: str | Path, data: str | Path, split: str = "PrivateTest", *,
     if note:
         log(note)
     probs = pred.predict(images[keep])
-    result: dict[str, Any] = {"model": str(model), "kind": pred.kind, "data": source, "split": split,
-                              "dropped": int((~keep).sum()), "dropped_note": note}
-    result.update(metrics(y[keep], probs, pred.labels))
-    warning = one_class_warning(probs, tuple(pred.labels))
-    if warning:
-        result["warning"] = warning
-        log(f"warning: {warning}")
+    result = Evaluation(model=str(model), kind=pred.kind, data=source, split=split, dropped=int((~keep).sum()),
+                        dropped_note=note, metrics=metrics(y[keep], probs, pred.labels),
+                        warning=one_class_warning(probs, tuple(pred.labels)))
+    if result.warning:
+        log(f"warning: {result.warning}")
     other = None
     if compare:
-        crange = compare_range
-        if crange is None and Path(compare).suffix.lower() != ".tflite":  # its run folder, else --model's range
-            info = run_info(compare)
-            crange = info.input_range if info else (input_range or getattr(pred, "range", None))
-            if info is None and crange is not None:
-                log(f"{compare}: no --compare-input-range, so {model}'s range {list(crange)} is used; "
-                    f"pass --compare-input-range if it was trained on another")
-        with quiet_stderr():
-            other = open_predictor(compare, crange, labels or pred.labels, flag="--compare-input-range")
-        if tuple(other.labels) != tuple(pred.labels):
-            raise DataError(f"{compare}: labels {list(other.labels)} differ from {model}'s {list(pred.labels)}")
-        probs_o = other.predict(images[keep])
-        m_o = metrics(y[keep], probs_o, other.labels)
-        result["compare"] = {"model": str(compare), "kind": other.kind, "accuracy": m_o["accuracy"],
-                             "macro_f1": m_o["macro_f1"], "log_loss": m_o["log_loss"],
-                             "accuracy_gap": result["accuracy"] - m_o["accuracy"],
-                             "agreement": agreement(probs, probs_o)}
+        other = _open_compare(compare, compare_range, model, input_range, labels, pred, log)
+        result.compare = _comparison(other, str(compare), y[keep], images[keep], probs, result.metrics)
     if with_latency:
         sample = images[:latency_n]
-        result["latency"] = {f"{p.kind}:{Path(p.name).name}": latency(p, sample) for p in (pred, other) if p is not None}
+        result.latency = {f"{p.kind}:{Path(p.name).name}": latency(p, sample) for p in (pred, other) if p is not None}
     if write_report:
-        out_dir = Path(report_dir) if report_dir else Path(model).parent
-        out_dir.mkdir(parents=True, exist_ok=True)
-        stem = f"{Path(model).stem}.{{}}.{split}"  # one set of files per split: PublicTest does not overwrite PrivateTest
-        png = plot_confusion(np.array(result["confusion"]["matrix"]), pred.labels,
-                             f"{Path(model).name} on {Path(source).name} {split}, n={result['n']} "
-                             f"(accuracy {result['accuracy']:.3f})", out_dir / f"{stem.format('confusion')}.png")
-        result["confusion_png"] = str(png) if png else None
-        (out_dir / f"{stem.format('confusion')}.json").write_text(json.dumps(result["confusion"]) + "\n")
-        report = out_dir / f"{stem.format('report')}.md"
-        report.write_text(markdown(result), encoding="utf-8")
-        result["report"] = str(report)
+        _write_report(result, pred.labels, source, report_dir)
     return result
 
 
@@ -290,17 +390,11 @@ def run(args: argparse.Namespace) -> int:
                       limit=args.limit, report_dir=args.report_dir, write_report=not args.no_report,
                       log=lambda m: print(m, file=sys.stderr, flush=True))
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result.as_json()))
     else:
-        print(f"{result['model']} on {result['split']} (n={result['n']}): accuracy {result['accuracy']:.4f}, "
-              f"macro-F1 {result['macro_f1']:.4f}, top-2 {result['top2_accuracy']:.4f}, log-loss {result['log_loss']:.4f}")
-        if "compare" in result:
-            c = result["compare"]
-            print(f"vs {c['model']}: accuracy {c['accuracy']:.4f} (gap {c['accuracy_gap']:+.4f}), agreement {c['agreement']:.2%}")
-        for k, v in result.get("latency", {}).items():
-            print(f"latency {k}: p50 {v['p50_ms']:.2f} ms, p95 {v['p95_ms']:.2f} ms per face on {v['threads']} thread(s)")
-        if result.get("report"):
-            print(f"report: {result['report']}", file=sys.stderr)
+        print("\n".join(summary_lines(result)))
+        if result.report:
+            print(f"report: {result.report}", file=sys.stderr)
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
+import re
 import sys
 import tempfile
 import time
@@ -21,12 +22,16 @@ import numpy as np
 
 from edge.argtypes import float_in, int_in, label_list
 from edge.contract import FER_LABELS, InputSpec, ModelInfo, metadata_path, sha256_file, write_model_info
-from edge.errors import DataError, ModelError
+from edge.errors import ConfigError, DataError, ModelError
 from model_export import __version__
 from model_export.calibration import MIN_CALIBRATION, calibration_images, prepare_float, representative
-from model_export.data import LABEL_SOURCES, fer_index, load_dataset
+from model_export.data import LABEL_SOURCES, SPLITS, fer_index, load_dataset
 from model_export.quiet import quiet_stderr
 
+# the converter's own print-out of a failure: its exception holds the same text, told in one line
+CONVERTER_ERROR_DUMP = ("loc(callsite(", "loc(fused[", "error: failed while converting",
+                        "Some ops are not supported by the native TFLite", "Some ops in the model are custom ops",
+                        "TF Select ops: ", "Custom ops: ", "Details:", "\ttf.")
 # tensor types an int8 model may contain: int8 activations/weights, int32 biases and shapes
 ALLOWED_TENSOR_TYPES = {np.dtype(np.int8), np.dtype(np.int32), np.dtype(np.int64)}
 
@@ -66,35 +71,54 @@ def convert_int8(model, calib: np.ndarray) -> bytes:
         conv.inference_output_type = tf.int8
         try:
             return conv.convert()
-        except Exception as e:  # converter errors are long; keep the first line
-            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-            raise ModelError(f"int8 conversion failed ({first}); the model may use an op with no int8 kernel") from None
+        except Exception as e:  # converter errors are pages long: one line that names the cause
+            raise ModelError(conversion_failure(str(e), type(e).__name__)) from None
 
 
-def check_int8(path: Path) -> dict[str, Any]:
-    """Refuse a .tflite that is not full-integer: int8 I/O, no Flex/custom ops, no float tensors in ops."""
+def conversion_failure(text: str, kind: str) -> str:
+    """One line for a TFLiteConverter error: the ops it could not express, else its first line."""
+    flex = re.search(r"TF Select ops: ([^\n]+)", text)
+    if flex:
+        return (f"int8 conversion failed: the model uses TensorFlow ops with no TFLite builtin "
+                f"({flex.group(1).strip()}); they would need Flex (SELECT_TF_OPS), which the device's LiteRT does not have")
+    custom = re.search(r"Custom ops: ([^\n]+)", text)
+    if custom:
+        return (f"int8 conversion failed: the model uses custom ops ({custom.group(1).strip()}), which the device's "
+                f"LiteRT does not have")
+    first = text.strip().splitlines()[0] if text.strip() else kind
+    if "error: loc(" in first:  # MLIR's "... error: loc(where, nested): WHAT": the WHAT
+        first = first.rsplit("): ", 1)[-1]
+    return f"int8 conversion failed ({first.strip()[:300]}); the model may use an op with no int8 kernel"
+
+
+def check_int8(path: Path, where: str | Path | None = None) -> dict[str, Any]:
+    """Refuse a .tflite that is not full-integer: int8 I/O, no Flex/custom ops, no float tensors in ops.
+
+    `where` names the model in messages when PATH is a temporary file the user never sees."""
     from model_export.predictors import load_interpreter
 
     interp = load_interpreter(path, delegates=False)
+    where = where or path
     inp, out = interp.get_input_details(), interp.get_output_details()
     if len(inp) != 1 or len(out) != 1:
-        raise ModelError(f"{path}: expected one input and one output, found {len(inp)} and {len(out)}")
+        raise ModelError(f"{where}: expected one input and one output, found {len(inp)} and {len(out)}")
     for what, d in (("input", inp[0]), ("output", out[0])):
         if np.dtype(d["dtype"]) != np.int8:
-            raise ModelError(f"{path}: {what} is {np.dtype(d['dtype']).name}, not int8")
+            raise ModelError(f"{where}: {what} is {np.dtype(d['dtype']).name}, not int8")
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
     ops = interp._get_ops_details()  # noqa: SLF001 - the only op list LiteRT's Python API offers
     names = sorted({op["op_name"] for op in ops})
     for op in ops:
         name = op["op_name"]
         if name.startswith("Flex") or name.upper().startswith("CUSTOM") or name == "DELEGATE":
-            raise ModelError(f"{path}: contains non-builtin op {name}; the device's LiteRT cannot run it")
+            raise ModelError(f"{where}: contains non-builtin op {name}; the device's LiteRT cannot run it")
         for idx in list(op["inputs"]) + list(op["outputs"]):
             if idx < 0 or idx not in tensors:
                 continue
             dt = np.dtype(tensors[idx]["dtype"])
             if dt not in ALLOWED_TENSOR_TYPES:
-                raise ModelError(f"{path}: op {name} uses a {dt.name} tensor {tensors[idx]['name']!r}; not a full-integer model")
+                raise ModelError(f"{where}: op {name} uses a {dt.name} tensor {tensors[idx]['name']!r}; not a "
+                                 f"full-integer model (an op with no int8 kernel was left in float)")
     return {"ops": names, "input": inp[0], "output": out[0]}
 
 
@@ -150,20 +174,20 @@ def _evaluate(ex, ey, eds, labels, tflite: Path, info: ModelInfo, eval_split: st
         runner = TFLitePredictor(tflite, num_threads=1, info=info)
     ip = runner.predict(ex[keep])
     mi = metrics(y[keep], ip, labels)
-    out = {"split": eval_split, "n": mi["n"], "data": Path(eds.source).name,
-           "accuracy": mi["accuracy"], "macro_f1": mi["macro_f1"], "top2_accuracy": mi["top2_accuracy"],
-           "log_loss": mi["log_loss"]}
+    out = {"split": eval_split, "n": mi.n, "data": Path(eds.source).name,
+           "accuracy": mi.accuracy, "macro_f1": mi.macro_f1, "top2_accuracy": mi.top2_accuracy,
+           "log_loss": mi.log_loss}
     if note:
         out["dropped"] = note
     if float_model is not None:
         fp = KerasPredictor(float_model, input_range, labels, name=name).predict(ex[keep])
         mf = metrics(y[keep], fp, labels)
-        out.update(float_accuracy=mf["accuracy"], float_macro_f1=mf["macro_f1"],
-                   accuracy_drop=mf["accuracy"] - mi["accuracy"], agreement=agreement(fp, ip))
-        say(f"{eval_split} n={mi['n']}: float accuracy {mf['accuracy']:.4f}, int8 accuracy {mi['accuracy']:.4f}, "
+        out.update(float_accuracy=mf.accuracy, float_macro_f1=mf.macro_f1,
+                   accuracy_drop=mf.accuracy - mi.accuracy, agreement=agreement(fp, ip))
+        say(f"{eval_split} n={mi.n}: float accuracy {mf.accuracy:.4f}, int8 accuracy {mi.accuracy:.4f}, "
             f"agreement {out['agreement']:.2%}")
     else:
-        say(f"{eval_split} n={mi['n']}: int8 accuracy {mi['accuracy']:.4f}, macro-F1 {mi['macro_f1']:.4f}")
+        say(f"{eval_split} n={mi.n}: int8 accuracy {mi.accuracy:.4f}, macro-F1 {mi.macro_f1:.4f}")
     warning = one_class_warning(ip, labels)
     if warning:
         say(f"warning: {warning}")
@@ -180,10 +204,21 @@ def _info_for(tflite: Path, checked: dict[str, Any], labels, input_range, crop_m
                                    "output_scale": float(q_out[0]), "output_zero_point": int(q_out[1])})
 
 
+def _remove_temporaries(out: Path) -> None:
+    """The temporary .tflite and .json of OUT, if a failed step left them."""
+    _temporary(out).unlink(missing_ok=True)
+    _temporary(metadata_path(out)).unlink(missing_ok=True)
+
+
+def _temporary(path: Path) -> Path:
+    """.NAME.tmp beside NAME: written first, renamed into place only on success."""
+    return path.with_name(f".{path.name}.tmp")
+
+
 def _publish(tmp_tfl: Path | None, out: Path, info: ModelInfo) -> Path:
     """Write NAME.json beside a temporary name, then rename: nothing usable appears before success."""
     meta = metadata_path(out)
-    tmp_meta = meta.with_name(f".{meta.name}.tmp")
+    tmp_meta = _temporary(meta)
     tmp_meta.write_text(info.to_json(), encoding="utf-8")
     if tmp_tfl is not None:
         os.replace(tmp_tfl, out)
@@ -205,6 +240,94 @@ def _summary(out: Path, meta: Path, metrics_out: dict[str, Any], say) -> None:
     say(f"next: emotion-edge run --model {out}   (or: emotion-export deploy {out} pi@HOST --dry-run)")
 
 
+@dataclass
+class _Source:
+    """The Keras model to export, with what the export needs to know about it."""
+
+    model: Any
+    path: Path
+    height: int
+    width: int
+    input_range: tuple[float, float]
+    labels: tuple[str, ...]
+
+
+@dataclass
+class _Calibration:
+    """Calibration faces, prepared like the edge prepares them, and where they came from."""
+
+    faces: np.ndarray
+    data: Any  # model_export.data.Dataset: also the default evaluation data
+    fewer: str  # " (asked for N; ...)" when the Training split had fewer faces, else ""
+
+
+def _check_request(out: Path, crop_margin: float) -> None:
+    """Refuse what would fail only after a minute of conversion."""
+    if out.suffix != ".tflite":
+        raise ModelError(f"{out}: the output must be NAME.tflite")
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; give the model file's name, NAME.tflite")
+    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise ConfigError(f"--out {out}: {blocked} is a file, not a folder")
+    if not 0.0 <= crop_margin <= 1.0:
+        raise ModelError(f"--crop-margin {crop_margin}: must be between 0 and 1")
+
+
+def _load_source(model_path: Path, input_range, labels, say) -> _Source:
+    """The Keras model, its input size, range and labels (given, or from its training run folder)."""
+    from model_export.predictors import keras_input_hw, keras_inputs, load_keras
+
+    input_range, labels = keras_inputs(model_path, input_range, tuple(labels) if labels else None)
+    labels = _check_labels(labels or FER_LABELS, say)
+    say(f"loading {model_path}")
+    model = load_keras(model_path)
+    h, w = keras_input_hw(model, str(model_path))
+    n_out = int(model.outputs[0].shape[-1])
+    if n_out != len(labels):
+        raise ModelError(f"{model_path}: model has {n_out} outputs but {len(labels)} labels ({','.join(labels)}); "
+                         f"pass --labels with {n_out} names in the model's output order")
+    return _Source(model, model_path, h, w, input_range, labels)
+
+
+def _calibration(src: _Source, calibration_data, labels_from: str, size: int, seed: int,
+                 min_calibration: int) -> _Calibration:
+    """A stratified sample of Training faces, prepared for the model's input."""
+    ds = load_dataset(calibration_data, labels_from)
+    tr_x, tr_y = ds.split("Training")
+    faces = calibration_images(tr_x, tr_y, size, ds.source, seed, min_calibration)
+    fewer = f" (asked for {size}; the Training split has only {len(tr_x)})" if len(faces) < size else ""
+    return _Calibration(prepare_float(faces, src.width, src.height, src.input_range), ds, fewer)
+
+
+def _with_probabilities(src: _Source, calib: np.ndarray, say) -> tuple[_Source, bool]:
+    """The source with a Softmax appended if its model ends in logits; True if one was added."""
+    if softmax_outputs(src.model, calib):
+        return src, False
+    say("model output is not a probability distribution: appending a Softmax layer")
+    return replace(src, model=with_softmax(src.model)), True
+
+
+def _made_by(src: _Source, cal: _Calibration, info: ModelInfo, checked: dict[str, Any], labels_from: str,
+             seed: int, softmax_added: bool) -> dict[str, Any]:
+    """How the model was made, for NAME.json's `made_by`."""
+    made_by = {"tool": "emotion-export", "version": __version__, "source_model": src.path.name,
+               "source_sha256": sha256_file(src.path),
+               "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+               "input_range": list(info.input.range),
+               "calibration": {"n": int(len(cal.faces)), "data": Path(cal.data.source).name,
+                               "split": "Training", "sampling": "stratified", "seed": seed},
+               "labels_from": labels_from, "softmax_added": softmax_added, "ops": checked["ops"],
+               "converter": "TFLiteConverter.from_saved_model, TFLITE_BUILTINS_INT8, int8 I/O"}
+    try:
+        import tensorflow as tf
+
+        made_by["tensorflow"] = tf.__version__
+    except ImportError:  # pragma: no cover - convert_int8 needed it
+        pass
+    return made_by
+
+
 def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[float, float] | None = None,
                  calibration_data: str | Path, labels: tuple[str, ...] | None = None,
                  calibration_size: int = 500, min_calibration: int = MIN_CALIBRATION,
@@ -217,66 +340,32 @@ def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[
     the evaluation all succeeded: a failed export leaves no model that run/check/deploy would take.
     Without input_range/labels they come from the training run folder beside MODEL (its state.json).
     """
-    from model_export.predictors import keras_input_hw, keras_inputs, load_keras
-
     say = _Clock(log)
     model_path, out = Path(model_path), Path(out)
-    if out.suffix != ".tflite":
-        raise ModelError(f"{out}: the output must be NAME.tflite")
-    if not 0.0 <= crop_margin <= 1.0:
-        raise ModelError(f"--crop-margin {crop_margin}: must be between 0 and 1")
-    input_range, labels = keras_inputs(model_path, input_range, tuple(labels) if labels else None)
-    labels = _check_labels(labels or FER_LABELS, say)
-    say(f"loading {model_path}")
-    model = load_keras(model_path)
-    h, w = keras_input_hw(model, str(model_path))
-    n_out = int(model.outputs[0].shape[-1])
-    if n_out != len(labels):
-        raise ModelError(f"{model_path}: model has {n_out} outputs but {len(labels)} labels ({','.join(labels)}); "
-                         f"pass --labels with {n_out} names in the model's output order")
-
-    ds = load_dataset(calibration_data, labels_from)
-    tr_x, tr_y = ds.split("Training")
-    faces = calibration_images(tr_x, tr_y, calibration_size, ds.source, seed, min_calibration)
-    fewer = f" (asked for {calibration_size}; the Training split has only {len(tr_x)})" if len(faces) < calibration_size else ""
-    calib = prepare_float(faces, w, h, input_range)
-    softmax_added = not softmax_outputs(model, calib)
-    if softmax_added:
-        say("model output is not a probability distribution: appending a Softmax layer")
-        model = with_softmax(model)
-
-    say(f"converting {model_path.name} ({h}x{w}, range {list(input_range)}, labels {','.join(labels)}) to int8, "
-        f"calibrating on {len(calib)} Training faces of {Path(ds.source).name}{fewer}")
-    with quiet_stderr():  # the converter's C++ chatter; its errors come back as the exception
-        tfl = convert_int8(model, calib)
+    _check_request(out, crop_margin)
+    src = _load_source(model_path, input_range, labels, say)
+    cal = _calibration(src, calibration_data, labels_from, calibration_size, seed, min_calibration)
+    src, softmax_added = _with_probabilities(src, cal.faces, say)
+    say(f"converting {model_path.name} ({src.height}x{src.width}, range {list(src.input_range)}, labels "
+        f"{','.join(src.labels)}) to int8, calibrating on {len(cal.faces)} Training faces of "
+        f"{Path(cal.data.source).name}{cal.fewer}")
+    with quiet_stderr(CONVERTER_ERROR_DUMP):  # its C++ chatter; the error comes back as the exception
+        tfl = convert_int8(src.model, cal.faces)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp = _temporary(out)
     try:
         tmp.write_bytes(tfl)
-        checked = check_int8(tmp)
+        checked = check_int8(tmp, out)
         say(f"converted: {len(tfl) / 1024:.0f} KiB, int8 in and out, builtin ops only ({len(checked['ops'])} kinds)")
-        info = _info_for(tmp, checked, labels, input_range, crop_margin)
-        eds, ex, ey = _eval_split(ds, eval_data, calibration_data, eval_split, eval_limit, labels_from)
-        metrics_out = _evaluate(ex, ey, eds, labels, tmp, info, eval_split, say, model, input_range, str(model_path))
-        made_by = {"tool": "emotion-export", "version": __version__, "source_model": model_path.name,
-                   "source_sha256": sha256_file(model_path),
-                   "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                   "input_range": list(info.input.range),
-                   "calibration": {"n": int(len(calib)), "data": Path(ds.source).name,
-                                   "split": "Training", "sampling": "stratified", "seed": seed},
-                   "labels_from": labels_from, "softmax_added": softmax_added, "ops": checked["ops"],
-                   "converter": "TFLiteConverter.from_saved_model, TFLITE_BUILTINS_INT8, int8 I/O"}
-        try:
-            import tensorflow as tf
-
-            made_by["tensorflow"] = tf.__version__
-        except ImportError:  # pragma: no cover - convert_int8 needed it
-            pass
-        info = replace(info, metrics=metrics_out, made_by=made_by)
+        info = _info_for(tmp, checked, src.labels, src.input_range, crop_margin)
+        eds, ex, ey = _eval_split(cal.data, eval_data, calibration_data, eval_split, eval_limit, labels_from)
+        metrics_out = _evaluate(ex, ey, eds, src.labels, tmp, info, eval_split, say, src.model, src.input_range,
+                                str(model_path))
+        info = replace(info, metrics=metrics_out,
+                       made_by=_made_by(src, cal, info, checked, labels_from, seed, softmax_added))
         meta = _publish(tmp, out, info)
     finally:
-        tmp.unlink(missing_ok=True)
-        metadata_path(out).with_name(f".{metadata_path(out).name}.tmp").unlink(missing_ok=True)
+        _remove_temporaries(out)
     _summary(out, meta, metrics_out, say)
     return ExportResult(out, meta, info)
 
@@ -291,8 +380,6 @@ def write_metadata_only(tflite: str | Path, *, input_range: tuple[float, float] 
     if tflite.suffix != ".tflite" or not tflite.is_file():
         raise ModelError(f"{tflite}: --json-only needs an existing NAME.tflite")
     if input_range is None:
-        from edge.errors import ConfigError
-
         raise ConfigError(f"{tflite}: pass --input-range 0,1 | -1,1 | 0,255 (the range the model was trained on)")
     if not 0.0 <= crop_margin <= 1.0:
         raise ModelError(f"--crop-margin {crop_margin}: must be between 0 and 1")
@@ -318,7 +405,7 @@ def write_metadata_only(tflite: str | Path, *, input_range: tuple[float, float] 
     try:
         meta = _publish(None, tflite, info)
     finally:
-        metadata_path(tflite).with_name(f".{metadata_path(tflite).name}.tmp").unlink(missing_ok=True)
+        _temporary(metadata_path(tflite)).unlink(missing_ok=True)
     _summary(tflite, meta, metrics_out, say)
     return ExportResult(tflite, meta, info)
 
@@ -332,9 +419,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated output order (default: the run folder's labels, else FER2013's 7)")
     p.add_argument("--calibration-data", help="FER2013 .npz, fer2013.csv or image folder (Training split is sampled); "
                                               "required except with --json-only")
-    p.add_argument("--calibration-size", type=int, default=500, help=f"faces for int8 calibration (at least {MIN_CALIBRATION})")
+    p.add_argument("--calibration-size", type=int_in(MIN_CALIBRATION), default=500,
+                   help=f"faces for int8 calibration (at least {MIN_CALIBRATION})")
     p.add_argument("--eval-data", help="data for the float vs int8 numbers in the metadata (default: calibration data)")
-    p.add_argument("--eval-split", default="PrivateTest")
+    p.add_argument("--eval-split", default="PrivateTest", choices=SPLITS)
     p.add_argument("--eval-limit", type=int_in(0), default=0, help="evaluate only the first N faces (0 = all)")
     p.add_argument("--labels-from", default="fer2013", choices=LABEL_SOURCES)
     p.add_argument("--crop-margin", type=float_in(0, 1), default=0.0, help="fraction added around the Haar box on the device")
@@ -346,7 +434,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.errors import ConfigError
     from model_export.predictors import parse_range
 
     rng = parse_range(args.input_range)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,8 +263,21 @@ def load_interpreter(path: str | Path, num_threads: int = 1, delegates: bool = T
         interp = lite.Interpreter(model_path=str(path), num_threads=num_threads, **kw)
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as e:
-        raise ModelError(f"{path}: cannot load TFLite model ({str(e).strip().splitlines()[0][:200]})") from None
+        raise ModelError(f"{path}: {_load_failure(str(e))}") from None
     return interp
+
+
+def _load_failure(text: str) -> str:
+    """Why LiteRT refused a model, in one line: Flex and custom ops named as such."""
+    if "Select TensorFlow op" in text:
+        flex = sorted(set(re.findall(r"\((Flex\w+)\)", text)))
+        return (f"contains Flex (SELECT_TF_OPS) ops{' ' + ', '.join(flex) if flex else ''}; "
+                f"the device's LiteRT cannot run them")
+    custom = re.search(r"unresolved custom op: (\w+)", text)
+    if custom:
+        return f"contains the custom op {custom.group(1)}; the device's LiteRT cannot run it"
+    first = text.strip().splitlines()[0][:200] if text.strip() else "unknown error"
+    return f"cannot load TFLite model ({first})"
 
 
 def _normalise(p: np.ndarray) -> np.ndarray:

@@ -26,13 +26,14 @@ NOISE = (
 )
 
 
-def keep(line: str) -> bool:
-    return bool(line.strip()) and not any(n in line for n in NOISE)
+def keep(line: str, extra: tuple[str, ...] = ()) -> bool:
+    return bool(line.strip()) and not any(n in line for n in NOISE + extra)
 
 
 @contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """Pass what is written to fd 2 in this block through a filter that drops the known noise.
+def quiet_stderr(extra: tuple[str, ...] = ()) -> Iterator[None]:
+    """Pass what is written to fd 2 in this block through a filter that drops the known noise
+    (and lines containing any of `extra`, for a block whose errors are reported another way).
 
     A pipe and a thread, not a file read at the end: other lines (a converter's last words before
     an abort, Python warnings) still reach the terminal as they come.
@@ -49,7 +50,7 @@ def quiet_stderr() -> Iterator[None]:
         with os.fdopen(r, "rb") as src:
             for raw in src:
                 line = raw.decode("utf-8", "replace")
-                if keep(line):
+                if keep(line, extra):
                     os.write(saved, raw)
 
     t = threading.Thread(target=pump, name="quiet-stderr", daemon=True)

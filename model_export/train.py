@@ -12,13 +12,14 @@ import argparse
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edge.argtypes import float_in, int_in
-from edge.errors import ConfigError, ModelError
-from model_export.data import FER_LABELS, load_dataset
+from edge.errors import ConfigError, DataError, ModelError
+from model_export.data import FER_LABELS, TRAINING, Dataset, load_dataset
 
 STATE = "state.json"
 
@@ -196,8 +197,6 @@ def _hms(seconds: float) -> str:
 
 def _classes(y_train: np.ndarray, where: str) -> np.ndarray:
     """The FER classes the Training split has, in FER order: the model's outputs and labels."""
-    from edge.errors import DataError
-
     classes = np.unique(y_train)
     if len(classes) < 2:
         raise DataError(f"{where}: Training has {len(classes)} class(es); a classifier needs at least 2")
@@ -225,6 +224,22 @@ def _init_model(path: Path, input_size: int, n_cls: int):
     return model
 
 
+def _remove_unfinished_run(out: Path) -> None:
+    """Undo a run folder this call created, file by file (never anything the user put there)."""
+    import shutil
+
+    for name in (STATE, "log.csv", "curves.png", "best.keras", "tensorboard"):
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    try:
+        out.rmdir()  # only if now empty
+    except OSError:
+        pass
+
+
 def train(args: argparse.Namespace) -> Path:
     """Run (or resume) training; returns the path of the best checkpoint.
 
@@ -242,205 +257,286 @@ def train(args: argparse.Namespace) -> Path:
         return _train(args, out)
     except BaseException:
         if created and out.is_dir() and not (out / "last.keras").exists():
-            for name in (STATE, "log.csv", "curves.png", "best.keras", "tensorboard"):
-                p = out / name
-                if p.is_dir():
-                    import shutil
-
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    p.unlink(missing_ok=True)
-            try:
-                out.rmdir()  # only if now empty: never anything the user put there
-            except OSError:
-                pass
+            _remove_unfinished_run(out)
         raise
 
 
-def _train(args: argparse.Namespace, out: Path) -> Path:
+def _tf_environment(args: argparse.Namespace) -> None:
+    """Environment TensorFlow reads at start-up, and options that need a package it lacks."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.width < 0.5:
         # Measured: TF 2.21's oneDNN kernels corrupt the heap ("corrupted size vs. prev_size",
         # abort) on our 8-channel separable convs; the plain kernels are fine. Only effective
         # when TensorFlow is not imported yet, as with `emotion-export train`.
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    from edge.errors import ConfigError, DataError
-
-    tb = getattr(args, "tensorboard", None)
-    if tb:
+    if getattr(args, "tensorboard", None):
         import importlib.util
 
         if importlib.util.find_spec("tensorboard") is None:  # Keras' callback fails only at the first epoch's end
             raise ConfigError("--tensorboard needs the tensorboard package (not part of tensorflow-cpu): "
                               "pip install tensorboard")
-    # data first: a bad --data fails in a second, before TensorFlow starts or a folder is made
+
+
+@dataclass
+class _Data:
+    """Training and selection faces, labels as the model's output indices."""
+
+    ds: Dataset
+    x_tr: np.ndarray
+    y_tr: np.ndarray  # FER indices until _fit maps them
+    v_tr: np.ndarray | None  # FER+ votes of the Training rows
+    x_va: np.ndarray
+    y_va: np.ndarray
+    classes: np.ndarray  # FER indices of the model's outputs, in order
+    labels: tuple[str, ...]
+    lut: np.ndarray  # FER index -> output index (-1: not a class of the model)
+    va_left_out: int  # PublicTest faces of classes Training lacks
+
+
+def _training_data(args: argparse.Namespace) -> _Data:
+    """Training and PublicTest faces (data first: a bad --data fails in a second, before TensorFlow starts)."""
     ds = load_dataset(args.data)
     x_tr, y_tr = ds.split("Training")
     x_va, y_va = ds.split("PublicTest")
     if not len(x_tr) or not len(x_va):
         raise DataError(f"{ds.source}: training needs Training and PublicTest faces "
                         f"(found {len(x_tr)} and {len(x_va)})")
-    counts = ds.counts()
     classes = _classes(y_tr, ds.source)
-    labels = tuple(FER_LABELS[i] for i in classes)
     lut = np.full(len(FER_LABELS), -1, np.int64)
     lut[classes] = np.arange(len(classes))
-    v_tr = ds.subset("Training").votes
-    n_va_all = len(y_va)
+    v_tr = None if ds.votes is None else ds.votes[ds.usage == TRAINING]
     va_keep = lut[y_va] >= 0
     x_va, y_va = x_va[va_keep], y_va[va_keep]
     if args.limit:
         x_tr, y_tr = x_tr[:args.limit], y_tr[:args.limit]
         v_tr = None if v_tr is None else v_tr[:args.limit]
         x_va, y_va = x_va[:max(64, args.limit // 4)], y_va[:max(64, args.limit // 4)]
-    n_cls = len(classes)
+    return _Data(ds, x_tr, y_tr, v_tr, x_va, y_va, classes, tuple(FER_LABELS[i] for i in classes), lut,
+                 int((~va_keep).sum()))
 
-    state_path, last, best = out / STATE, out / "last.keras", out / "best.keras"
+
+def _load_state(args: argparse.Namespace, out: Path, data: _Data) -> tuple[dict, bool]:
+    """The run's state.json when resuming (refusing other classes or a changed schedule), else a fresh one."""
+    state_path, last = out / STATE, out / "last.keras"
     resuming = last.exists() and state_path.exists() and not args.no_resume
-    state = {"epoch": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "wait": 0, "args": {}}
+    if not resuming:
+        return {"epoch": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "wait": 0, "args": {}}, False
+    state = json.loads(state_path.read_text())
+    planned = int(state.get("args", {}).get("epochs", args.epochs))
+    old_labels = tuple(state.get("labels") or FER_LABELS)
+    if old_labels != data.labels:
+        raise ConfigError(f"{out} was trained on the classes {','.join(old_labels)} but {data.ds.source} has "
+                          f"{','.join(data.labels)}; use the same data or a new --out")
+    if args.epochs != planned and not (state["epoch"] >= planned and args.epochs < planned):
+        # the saved optimizer's cosine schedule ends at `planned` epochs: past it, the learning rate
+        # stays at the floor (training looks like it runs but barely learns)
+        finished = state["epoch"] >= planned or state["wait"] >= args.patience
+        where = "finished" if finished else f"stopped after epoch {state['epoch']}"
+        raise ConfigError(
+            f"{out} was planned for {planned} epochs ({where}) "
+            f"and its learning-rate schedule ends there, so --epochs {args.epochs} would "
+            f"{'train at the floor learning rate' if args.epochs > planned else 'stop before the schedule ends'}; "
+            f"resume with --epochs {planned}, or continue from its weights with a fresh schedule: {_restart_hint(args, out)}")
+    return state, True
+
+
+def _print_data_summary(args: argparse.Namespace, data: _Data) -> None:
+    """What was found, before the slow part starts."""
+    counts = data.ds.counts()
+    n_cls = len(data.classes)
+    tr_counts = np.bincount(data.lut[data.y_tr], minlength=n_cls)
+    print(f"data {data.ds.source}: Training {counts['Training']}, PublicTest {counts['PublicTest']}, "
+          f"PrivateTest {counts['PrivateTest']} (PrivateTest is not used by train)"
+          + (f"; --limit: {len(data.x_tr)} Training, {len(data.x_va)} PublicTest" if args.limit else ""), flush=True)
+    print(f"selection split (best.keras is chosen on it): PublicTest = {data.ds.public_from}"
+          + (f"; {data.va_left_out} of its faces have classes Training lacks and are left out"
+             if data.va_left_out else ""), flush=True)
+    print(f"classes ({n_cls}, in this order = the model's outputs and labels): "
+          + ", ".join(f"{lab} {int(c)}" for lab, c in zip(data.labels, tr_counts)), flush=True)
+    missing = [lab for lab in FER_LABELS if lab not in data.labels]
+    if missing:
+        print(f"not in the data, so not in the model: {', '.join(missing)}", flush=True)
+
+
+def _new_model(args: argparse.Namespace, n_cls: int, steps_per_epoch: int):
+    """A fresh (or --init-from) model, compiled with AdamW on a warm-up + cosine schedule over all epochs."""
+    import keras
+
+    from model_export.arch import build_model
+
+    init = getattr(args, "init_from", None)
+    if init:
+        model = _init_model(init, args.input_size, n_cls)
+        print(f"new run from the weights of {init}", flush=True)
+    else:
+        model = build_model(args.input_size, args.width, n_cls)
+    steps = steps_per_epoch * args.epochs
+    warm = min(steps // 10, steps_per_epoch * 2)
+    sched = keras.optimizers.schedules.CosineDecay(
+        args.lr * 0.1, decay_steps=max(1, steps - warm), alpha=0.01,
+        warmup_target=args.lr, warmup_steps=warm)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(sched, weight_decay=args.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
+        metrics=["accuracy"])
+    return model
+
+
+def _start_run_folder(args: argparse.Namespace, out: Path, state: dict, labels: tuple[str, ...]) -> None:
+    """Create the run folder with a state.json that export/evaluate read (labels, input range)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot create the run folder ({e.strerror or e})") from None
+    state["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("func", "module")}
+    state["labels"] = list(labels)
+    state["input_range"] = [0.0, 1.0]  # _prepare feeds to_float(pixels, (0, 1)); export reads this
+    (out / STATE).write_text(json.dumps(state, indent=2))
+    (out / "log.csv").unlink(missing_ok=True)
+
+
+def _open_model(args: argparse.Namespace, out: Path, state: dict, resuming: bool, labels: tuple[str, ...],
+                steps_per_epoch: int):
+    """The model to fit: last.keras when resuming, else a new one in a new run folder."""
+    import keras
+
     if resuming:
-        state = json.loads(state_path.read_text())
-        planned = int(state.get("args", {}).get("epochs", args.epochs))
-        old_labels = tuple(state.get("labels") or FER_LABELS)
-        if old_labels != labels:
-            raise ConfigError(f"{out} was trained on the classes {','.join(old_labels)} but {ds.source} has "
-                              f"{','.join(labels)}; use the same data or a new --out")
-        if args.epochs != planned and not (state["epoch"] >= planned and args.epochs < planned):
-            # the saved optimizer's cosine schedule ends at `planned` epochs: past it, the learning rate
-            # stays at the floor (training looks like it runs but barely learns)
-            finished = state["epoch"] >= planned or state["wait"] >= args.patience
-            where = "finished" if finished else f"stopped after epoch {state['epoch']}"
-            raise ConfigError(
-                f"{out} was planned for {planned} epochs ({where}) "
-                f"and its learning-rate schedule ends there, so --epochs {args.epochs} would "
-                f"{'train at the floor learning rate' if args.epochs > planned else 'stop before the schedule ends'}; "
-                f"resume with --epochs {planned}, or continue from its weights with a fresh schedule: {_restart_hint(args, out)}")
+        model = keras.models.load_model(out / "last.keras")
+        print(f"resuming {out / 'last.keras'} after epoch {state['epoch']} "
+              f"(best PublicTest {state['best_val_accuracy']:.4f})", flush=True)
+        _renumber_old_log(out / "log.csv", state["epoch"])
+        return model
+    model = _new_model(args, len(labels), steps_per_epoch)
+    _start_run_folder(args, out, state, labels)
+    return model
+
+
+def _train_pipeline(x: np.ndarray, targets: np.ndarray, args: argparse.Namespace, epoch: int):
+    """Shuffled, augmented batches (augmentation runs in the tf.data workers)."""
+    import tensorflow as tf
+
+    aug = augmenter(args.seed)
+    return (tf.data.Dataset.from_tensor_slices((x, targets))
+            .shuffle(len(x), seed=args.seed + epoch, reshuffle_each_iteration=True)
+            .batch(args.batch_size)
+            .map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(2))
+
+
+@dataclass
+class _Epochs:
+    """What the per-epoch checkpoint needs: the run folder, its state, the selection faces."""
+
+    args: argparse.Namespace
+    out: Path
+    state: dict
+    x_va: np.ndarray
+    oh_va: np.ndarray
+    bn_x: np.ndarray | None
+    t_start: float
+    first_epoch: int
+
+
+def _save_checkpoints(model, run: _Epochs, epoch: int, acc: float) -> None:
+    """best.keras if PublicTest improved, last.keras always, then state.json (renames: a kill keeps the old)."""
+    state, best, last = run.state, run.out / "best.keras", run.out / "last.keras"
+    if acc > state["best_val_accuracy"]:
+        state.update(best_val_accuracy=acc, best_epoch=epoch + 1, wait=0)
+        model.save(best.with_suffix(".tmp.keras"))
+        os.replace(best.with_suffix(".tmp.keras"), best)
+    else:
+        state["wait"] += 1
+    model.save(last.with_suffix(".tmp.keras"))
+    os.replace(last.with_suffix(".tmp.keras"), last)
+    state["epoch"] = epoch + 1
+    state["time"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    (run.out / STATE).write_text(json.dumps(state, indent=2))
+
+
+def _end_of_epoch(model, run: _Epochs, epoch: int, logs: dict) -> bool:
+    """Re-estimate BN, evaluate PublicTest, save, log, print and plot; True when training should stop early."""
+    if run.bn_x is not None:
+        recalibrate_bn(model, run.bn_x)
+    val = model.evaluate(run.x_va, run.oh_va, batch_size=256, verbose=0, return_dict=True)
+    logs["val_loss"], logs["val_accuracy"] = float(val["loss"]), float(val["accuracy"])
+    acc = float(logs["val_accuracy"])
+    _save_checkpoints(model, run, epoch, acc)
+    _append_log(run.out / "log.csv", epoch + 1, logs)
+    state, epochs = run.state, run.args.epochs
+    elapsed = time.monotonic() - run.t_start
+    per = elapsed / (epoch + 1 - run.first_epoch)
+    print(f"epoch {epoch + 1}/{epochs}: loss {logs.get('loss', float('nan')):.4f}, accuracy "
+          f"{logs.get('accuracy', float('nan')):.4f} | PublicTest accuracy {acc:.4f} (best "
+          f"{state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}) | elapsed {_hms(elapsed)}, "
+          f"ETA {_hms(per * (epochs - epoch - 1))}", flush=True)
+    _plot(run.out / "log.csv", run.out / "curves.png")  # after the row is written: the curve ends at this epoch
+    if state["wait"] >= run.args.patience:
+        print(f"early stop: no better PublicTest accuracy for {run.args.patience} epochs", flush=True)
+        return True
+    return False
+
+
+def _callbacks(run: _Epochs) -> list:
+    """The progress bar first (it ends its line before anything else prints), then the checkpoint:
+    it re-estimates BN, evaluates PublicTest and fills val_* for the log and TensorBoard."""
+    import keras
+
+    class Checkpoint(keras.callbacks.Callback):
+        """Save last + best every epoch, log and plot it, and stop early; state survives a kill between epochs."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if _end_of_epoch(self.model, run, epoch, logs):
+                self.model.stop_training = True
+
+    callbacks = ([keras.callbacks.ProgbarLogger()] if run.args.verbose else []) + [Checkpoint()]
+    tb = getattr(run.args, "tensorboard", None)
+    if tb:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tb)))
+    return callbacks
+
+
+def _train(args: argparse.Namespace, out: Path) -> Path:
+    _tf_environment(args)
+    data = _training_data(args)
+    state, resuming = _load_state(args, out, data)
+    best = out / "best.keras"
     if state["epoch"] >= args.epochs or state["wait"] >= args.patience:
         print(f"nothing to do: run finished at epoch {state['epoch']} "
               f"(best PublicTest accuracy {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']})", flush=True)
         print(_next_command(args, best), flush=True)
         return best
-
-    # what was found, before the slow part starts
-    tr_counts = np.bincount(lut[y_tr], minlength=n_cls)
-    print(f"data {ds.source}: Training {counts['Training']}, PublicTest {counts['PublicTest']}, "
-          f"PrivateTest {counts['PrivateTest']} (PrivateTest is not used by train)"
-          + (f"; --limit: {len(x_tr)} Training, {len(x_va)} PublicTest" if args.limit else ""), flush=True)
-    print(f"selection split (best.keras is chosen on it): PublicTest = {ds.public_from}"
-          + (f"; {n_va_all - int(va_keep.sum())} of its faces have classes Training lacks and are left out"
-             if not va_keep.all() else ""), flush=True)
-    print(f"classes ({n_cls}, in this order = the model's outputs and labels): "
-          + ", ".join(f"{lab} {int(c)}" for lab, c in zip(labels, tr_counts)), flush=True)
-    missing = [lab for lab in FER_LABELS if lab not in labels]
-    if missing:
-        print(f"not in the data, so not in the model: {', '.join(missing)}", flush=True)
+    _print_data_summary(args, data)
 
     from model_export.quiet import import_tensorflow
 
     import_tensorflow()
     import keras
 
-    from model_export.arch import build_model
-
     keras.utils.set_random_seed(args.seed)
-    x_tr, x_va = _prepare(x_tr, args.input_size), _prepare(x_va, args.input_size)
+    n_cls = len(data.classes)
+    x_tr, x_va = _prepare(data.x_tr, args.input_size), _prepare(data.x_va, args.input_size)
     fp_w = getattr(args, "ferplus_weight", 0.0)
-    if fp_w > 0 and v_tr is None:
+    if fp_w > 0 and data.v_tr is None:
         print(f"{args.data}: no FER+ votes, so --ferplus-weight is ignored", flush=True)
-    oh_tr = class_targets(y_tr, v_tr, classes, fp_w)
-    y_tr, y_va = lut[y_tr], lut[y_va]
+    oh_tr = class_targets(data.y_tr, data.v_tr, data.classes, fp_w)
+    y_tr, y_va = data.lut[data.y_tr], data.lut[data.y_va]
     oh_va = keras.utils.to_categorical(y_va, n_cls)
     steps_per_epoch = int(np.ceil(len(x_tr) / args.batch_size))
 
-    if resuming:
-        model = keras.models.load_model(last)
-        print(f"resuming {last} after epoch {state['epoch']} (best PublicTest {state['best_val_accuracy']:.4f})", flush=True)
-        _renumber_old_log(out / "log.csv", state["epoch"])
-    else:
-        init = getattr(args, "init_from", None)
-        if init:
-            model = _init_model(init, args.input_size, n_cls)
-            print(f"new run from the weights of {init}", flush=True)
-        else:
-            model = build_model(args.input_size, args.width, n_cls)
-        steps = steps_per_epoch * args.epochs
-        warm = min(steps // 10, steps_per_epoch * 2)
-        sched = keras.optimizers.schedules.CosineDecay(
-            args.lr * 0.1, decay_steps=max(1, steps - warm), alpha=0.01,
-            warmup_target=args.lr, warmup_steps=warm)
-        model.compile(
-            optimizer=keras.optimizers.AdamW(sched, weight_decay=args.weight_decay),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
-            metrics=["accuracy"])
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"--out {out}: cannot create the run folder ({e.strerror or e})") from None
-        state["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("func", "module")}
-        state["labels"] = list(labels)
-        state["input_range"] = [0.0, 1.0]  # _prepare feeds to_float(pixels, (0, 1)); export reads this
-        state_path.write_text(json.dumps(state, indent=2))
-        (out / "log.csv").unlink(missing_ok=True)
+    model = _open_model(args, out, state, resuming, data.labels, steps_per_epoch)
     n_params = model.count_params()
     print(f"model {model.name}: {args.input_size}x{args.input_size} input, {n_cls} outputs, {n_params:,} parameters "
           f"(~{n_params / 1024:.0f} KiB as int8); epochs {state['epoch'] + 1}..{args.epochs}, batch size "
           f"{args.batch_size}, {steps_per_epoch} steps per epoch, early stop after {args.patience} epochs without "
           f"a better PublicTest accuracy", flush=True)
 
-    import tensorflow as tf
-
-    aug = augmenter(args.seed)
-    train_ds = (tf.data.Dataset.from_tensor_slices((x_tr, oh_tr))
-                .shuffle(len(x_tr), seed=args.seed + state["epoch"], reshuffle_each_iteration=True)
-                .batch(args.batch_size)
-                .map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-                .prefetch(2))
     cw = class_weights(y_tr, n_cls, args.class_weight_power) if args.class_weight_power > 0 else None
-    t_start = time.monotonic()
-    first_epoch = state["epoch"]
-
-    class Checkpoint(keras.callbacks.Callback):
-        """Save last + best every epoch, log and plot it, and stop early; state survives a kill between epochs."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            if bn_x is not None:
-                recalibrate_bn(self.model, bn_x)
-            val = self.model.evaluate(x_va, oh_va, batch_size=256, verbose=0, return_dict=True)
-            logs["val_loss"], logs["val_accuracy"] = float(val["loss"]), float(val["accuracy"])
-            acc = float(logs["val_accuracy"])
-            if acc > state["best_val_accuracy"]:
-                state.update(best_val_accuracy=acc, best_epoch=epoch + 1, wait=0)
-                self.model.save(best.with_suffix(".tmp.keras"))
-                os.replace(best.with_suffix(".tmp.keras"), best)
-            else:
-                state["wait"] += 1
-            self.model.save(last.with_suffix(".tmp.keras"))
-            os.replace(last.with_suffix(".tmp.keras"), last)
-            state["epoch"] = epoch + 1
-            state["time"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-            state_path.write_text(json.dumps(state, indent=2))
-            _append_log(out / "log.csv", epoch + 1, logs)
-            elapsed = time.monotonic() - t_start
-            per = elapsed / (epoch + 1 - first_epoch)
-            print(f"epoch {epoch + 1}/{args.epochs}: loss {logs.get('loss', float('nan')):.4f}, accuracy "
-                  f"{logs.get('accuracy', float('nan')):.4f} | PublicTest accuracy {acc:.4f} (best "
-                  f"{state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}) | elapsed {_hms(elapsed)}, "
-                  f"ETA {_hms(per * (args.epochs - epoch - 1))}", flush=True)
-            _plot(out / "log.csv", out / "curves.png")  # after the row is written: the curve ends at this epoch
-            if state["wait"] >= args.patience:
-                print(f"early stop: no better PublicTest accuracy for {args.patience} epochs", flush=True)
-                self.model.stop_training = True
-
     bn_n = getattr(args, "bn_images", 4096)
     bn_x = x_tr[np.random.default_rng(args.seed).permutation(len(x_tr))[:bn_n]] if bn_n else None
-    # The progress bar first (it ends its line before anything else prints), then Checkpoint: it
-    # re-estimates BN, evaluates PublicTest and fills val_* for the log and TensorBoard.
-    callbacks = ([keras.callbacks.ProgbarLogger()] if args.verbose else []) + [Checkpoint()]
-    if tb:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tb)))
-    model.fit(train_ds, epochs=args.epochs, initial_epoch=state["epoch"], class_weight=cw,
-              verbose=args.verbose, shuffle=False, callbacks=callbacks)  # the tf.data pipeline shuffles
-    print(f"done in {_hms(time.monotonic() - t_start)}: best PublicTest accuracy {state['best_val_accuracy']:.4f} "
+    run = _Epochs(args, out, state, x_va, oh_va, bn_x, time.monotonic(), state["epoch"])
+    model.fit(_train_pipeline(x_tr, oh_tr, args, state["epoch"]), epochs=args.epochs, initial_epoch=state["epoch"],
+              class_weight=cw, verbose=args.verbose, shuffle=False, callbacks=_callbacks(run))  # tf.data shuffles
+    print(f"done in {_hms(time.monotonic() - run.t_start)}: best PublicTest accuracy {state['best_val_accuracy']:.4f} "
           f"at epoch {state['best_epoch']}: {best}", flush=True)
     print(_next_command(args, best), flush=True)
     return best

@@ -52,11 +52,11 @@ def test_metrics_match_direct_computation():
     m = metrics(y, probs, tuple("abcdefg"))
     ref = _direct(y, probs, 7)
     for key, v in ref.items():
-        assert m[key] == pytest.approx(v, rel=1e-6), key
-    cm = np.array(m["confusion"]["matrix"])
+        assert getattr(m, key) == pytest.approx(v, rel=1e-6), key
+    cm = np.array(m.confusion["matrix"])
     assert cm.sum() == 300 and cm[2, 2] == (y == 2).sum()
-    assert m["per_class"]["c"]["recall"] == pytest.approx(1.0)
-    assert m["per_class"]["g"]["support"] == 0
+    assert m.per_class["c"]["recall"] == pytest.approx(1.0)
+    assert m.per_class["g"]["support"] == 0
 
 
 def test_label_mapping_and_agreement():
@@ -219,5 +219,19 @@ def test_latency_reports_the_threads_keras_really_used(tmp_path):
     import tensorflow as tf
 
     n = tf.config.threading.get_intra_op_parallelism_threads()
-    assert lat_k["threads"] == (n if n > 0 else len(os.sched_getaffinity(0)))
-    assert latency(open_predictor(INT8), x[:3])["threads"] == 1
+    assert lat_k.threads == (n if n > 0 else len(os.sched_getaffinity(0)))
+    assert latency(open_predictor(INT8), x[:3]).threads == 1
+
+
+def test_cli_latency_holds_keras_to_one_thread(tmp_path):
+    """`evaluate --latency` sets one TensorFlow thread before TensorFlow starts, so the Keras row is
+    timed on one thread like LiteRT's, and the report says 1 (not the machine's core count)."""
+    import keras
+
+    inp = keras.Input((48, 48, 1))
+    keras.Model(inp, keras.layers.Dense(7, activation="softmax")(keras.layers.Flatten()(inp))).save(tmp_path / "m.keras")
+    r = subprocess.run([sys.executable, "-m", "model_export.cli", "evaluate", "--model", str(tmp_path / "m.keras"),
+                        "--input-range", "0,1", "--data", str(FOLDER), "--latency", "--latency-n", "3", "--json",
+                        "--no-report"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr[-500:]
+    assert json.loads(r.stdout)["latency"]["keras:m.keras"]["threads"] == 1

@@ -307,7 +307,7 @@ def test_input_range_is_required_or_read_from_the_run_folder(tmp_path, capsys):
     assert res.info.metrics["n"] == 6  # disgust's face left out: the model has no such class
     assert "no label for disgust (1)" in res.info.metrics["dropped"]
     got = evaluate(run / "best.keras", FOLDER, write_report=False)
-    assert got["n"] == 6 and got["dropped"] == 1
+    assert got.metrics.n == 6 and got.dropped == 1
 
 
 def test_json_only_writes_the_contract_for_an_int8_tflite(tmp_path, capsys):
