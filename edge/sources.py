@@ -19,6 +19,7 @@ import numpy as np
 
 from edge.config import SourceConfig
 from edge.errors import CameraNotFound, SourceError
+from edge.frames import MAX_SIDE
 from edge.imagecheck import ImageRefused, load_checked
 from edge.types import Frame
 
@@ -277,6 +278,11 @@ class VideoFileSource(_CvCapture):
             cap.release()
             raise SourceError(f"{self.path}: cannot open video (unreadable or unsupported format)")
         self._cap = cap
+        # Refuse oversized frames before the first decode allocates them (a small file can claim any size).
+        w, h = cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
+        if not (math.isfinite(w) and math.isfinite(h)) or w > MAX_SIDE or h > MAX_SIDE:
+            self.close()
+            raise SourceError(f"{self.path}: video frames are {w:.0f}x{h:.0f}, at most {MAX_SIDE} px a side")
         ok, img = cap.read()
         if not ok or img is None or img.size == 0:
             self.close()

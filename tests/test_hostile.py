@@ -142,6 +142,19 @@ def steps(*fns: Callable[[Path], None]) -> Callable[[Path], None]:
     return _all
 
 
+def wide_video(name: str, width: int = 9000, height: int = 16) -> Callable[[Path], None]:
+    """A real MJPG clip of a few KB whose frames are wider than any camera (the decoder would allocate them)."""
+    def _w(s: Path) -> None:
+        import cv2
+        import numpy as np
+
+        out = cv2.VideoWriter(str(s / name), cv2.VideoWriter_fourcc(*"MJPG"), 10, (width, height))
+        for _ in range(3):
+            out.write(np.zeros((height, width, 3), np.uint8))
+        out.release()
+    return _w
+
+
 def status_json(**fields) -> Callable[[Path], None]:
     # An hour old: `status` exits 3 whether systemd runs here (the unit is not found) or not (the file
     # is stale); with a fresh file and no systemd it would say running, exit 0.
@@ -243,6 +256,11 @@ CASES = [
     Case("run-dir-unusable", ["run", "--source", "{s}/in", "--led", "none", "--db", "{s}/log.db"],
          steps(write("in/a.png", b"not a png"), write("in/b.jpg", b"\xff\xd8\xff\xe0 broken")), 2,
          "no usable frames", outputs=LOG_OUT, err_lines=3),
+    # a video file whose frames are larger than any camera: refused at open, before the first decode
+    Case("run-video-too-wide", ["run", "--source", "{s}/wide.avi", "--led", "none", "--db", "{s}/log.db"],
+         wide_video("wide.avi"), 2, "video frames are 9000x16, at most 8192 px a side", outputs=LOG_OUT),
+    Case("check-video-too-wide", ["check", "--source", "{s}/wide.avi", "--led", "none"], wide_video("wide.avi"), 1,
+         "FAIL source", stream="stdout"),
     # 11. text reaching the terminal
     Case("photo-name-escapes", ["photo", "{s}/in/x\x1b[31m\nfake.png"], write("in/x\x1b[31m\nfake.png", b"junk"), 1,
          "not an image", forbid=("\x1b", "\nfake")),
