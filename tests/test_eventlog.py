@@ -230,7 +230,7 @@ def test_reader_thread_during_writes_sees_committed_rows(tmp_path):
         th = threading.Thread(target=reader)
         th.start()
         labels = ["happy", "sad"]
-        for batch in range(20):
+        for batch in range(10):
             reads_before = len(seen)
             for i in range(batch * 100 + 1, batch * 100 + 101):
                 log.record(mood(labels[i % 2]), 1, None, i * 0.001)
@@ -242,8 +242,8 @@ def test_reader_thread_during_writes_sees_committed_rows(tmp_path):
         stop.set()
         th.join()
     assert not errors
-    assert len(seen) >= 20 and seen == sorted(seen)  # read during every batch; only ever grows
-    assert len(read_rows(db)) == 2001 + 1  # every change + the closing summary
+    assert len(seen) >= 10 and seen == sorted(seen)  # read during every batch; only ever grows
+    assert len(read_rows(db)) == 1001 + 1  # every change + the closing summary
 
 
 def test_close_twice_and_record_after_close(tmp_path):
