@@ -18,6 +18,7 @@ COMMANDS = {
     "export": ("model_export.export", "Keras model -> full-integer int8 .tflite + .json metadata"),
     "evaluate": ("model_export.evaluate", "accuracy, macro-F1, per-class, confusion, float vs int8, latency"),
     "deploy": ("model_export.deploy", "copy a model to a Pi over ssh, swap it in atomically, reload the service"),
+    "average": ("model_export.average", "average checkpoints of one architecture (model soup), BatchNorm re-estimated, scored on PublicTest"),
     "calibration-report": ("model_export.calibration_report",
                            "per-person calibration on photos of known people: accuracy without and with it"),
 }
