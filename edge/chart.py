@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,8 +20,7 @@ from pathlib import Path
 from typing import Mapping, Sequence, TextIO
 
 from edge.config import load_config
-from edge.errors import LogError
-from edge.history import open_readonly
+from edge.history import read_timeline
 from edge.types import NO_MOOD
 
 BUCKETS_S = (60, 300, 600, 900, 1800, 3600, 7200, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400)
@@ -172,17 +170,9 @@ def render(buckets: Sequence[Bucket], size: int, colors: Mapping[str, str], colo
 
 
 def load_rows(db: Path, since: float) -> tuple[list[tuple[float, str]], float]:
-    """(time, mood) rows from one cap before `since` (the mood in effect at the start), and the cap."""
-    conn = open_readonly(db).conn
-    try:
-        got = conn.execute("SELECT value FROM meta WHERE key='summary_interval'").fetchone()
-        cap = 2 * float(got["value"]) if got else 120.0
-        rows = conn.execute("SELECT time, mood FROM events WHERE time >= ? ORDER BY time, id", (since - cap,)).fetchall()
-    except sqlite3.Error as e:
-        raise LogError(f"cannot read event log {db}: {e}") from None
-    finally:
-        conn.close()
-    return [(float(r["time"]), str(r["mood"])) for r in rows], cap
+    """(time, mood) rows from one gap limit before `since` (the mood in effect at the start), and the limit."""
+    rows, cap = read_timeline(db, since, lookback_gaps=1.0)
+    return [(t, m) for t, _, m in rows], cap
 
 
 def chart(db: Path, since: float | None, now: float, colors: Mapping[str, str], color: bool,

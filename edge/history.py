@@ -168,17 +168,22 @@ class Summary:
                 "hour_changes": self.hour_changes}
 
 
-def summarize(path: str | Path, since: float | None = None, now: float | None = None) -> Summary:
-    """Each row's mood holds until the next row (or now); a gap over 2 summary intervals means the
-    service was stopped and counts for nothing (a running service writes a summary every interval)."""
+def read_timeline(path: str | Path, since: float | None = None,
+                  lookback_gaps: float = 0.0) -> tuple[list[tuple[float, str, str]], float]:
+    """(time, kind, mood) rows in time order from `since` (minus `lookback_gaps` gap limits, to know
+    the mood in effect at `since`), and the gap limit: twice the writer's summary interval, as a
+    running service writes a summary every interval, so a longer gap means it was stopped. Values
+    another program put there are refused in one LogError, never passed on."""
     conn = open_readonly(path).conn
     try:
         got = conn.execute("SELECT value FROM meta WHERE key='summary_interval'").fetchone()
         cap = 2 * float(got["value"]) if got else 120.0
-        found = conn.execute("SELECT time, kind, mood FROM events WHERE time >= ? ORDER BY time, id",
-                             (since if since is not None else float("-inf"),)).fetchall()
+        if not (math.isfinite(cap) and cap > 0):
+            raise ValueError("summary_interval out of range")
+        start = float("-inf") if since is None else since - lookback_gaps * cap
+        found = conn.execute("SELECT time, kind, mood FROM events WHERE time >= ? ORDER BY time, id", (start,)).fetchall()
         rows = [(r["time"], r["kind"], r["mood"]) for r in found]
-        if not (math.isfinite(cap) and all(_num(t, 0.0, MAX_TIME) and isinstance(m, str) for t, _, m in rows)):
+        if not all(_num(t, 0.0, MAX_TIME) and isinstance(k, str) and isinstance(m, str) for t, k, m in rows):
             raise ValueError("values of the wrong type")
     except sqlite3.Error as e:
         raise LogError(f"cannot read event log {path}: {e}") from None
@@ -186,6 +191,13 @@ def summarize(path: str | Path, since: float | None = None, now: float | None = 
         raise LogError(f"event log {path} holds values emotion-edge did not write (wrong types)") from None
     finally:
         conn.close()
+    return [(float(t), k, m) for t, k, m in rows], cap
+
+
+def summarize(path: str | Path, since: float | None = None, now: float | None = None) -> Summary:
+    """Each row's mood holds until the next row (or now); a gap over 2 summary intervals means the
+    service was stopped and counts for nothing (a running service writes a summary every interval)."""
+    rows, cap = read_timeline(path, since)
     now = time.time() if now is None else now
     s = Summary(since=since, rows=len(rows), seconds=0.0)
     for i, (t, kind, mood) in enumerate(rows):

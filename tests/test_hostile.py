@@ -108,6 +108,16 @@ def our_log_with(**row) -> Callable[[Path], None]:
     return _make
 
 
+def meta_value(key: str, value: object) -> Callable[[Path], None]:
+    """Another program's value in our log's meta table."""
+    def _set(s: Path) -> None:
+        c = sqlite3.connect(s / "ours.db")
+        c.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
+        c.commit()
+        c.close()
+    return _set
+
+
 # ---------------------------------------------------------------------------------------------
 # the harness
 @dataclass
@@ -277,7 +287,13 @@ CASES = [
                                ("probs-nested", {"probs": "[" * 100_000 + "]" * 100_000}, []),
                                ("time-huge", {"time": 1e300}, []),
                                ("time-huge-summary", {"time": 1e300}, ["--summary"]),
-                               ("mood-blob", {"mood": b"\x00\x01"}, ["--summary"]))],
+                               ("mood-blob", {"mood": b"\x00\x01"}, ["--summary"]),
+                               ("time-text-chart", {"time": "yesterday"}, ["--chart"]),
+                               ("time-huge-chart", {"time": 1e300}, ["--chart"]),
+                               ("mood-blob-chart", {"mood": b"\x00\x01"}, ["--chart"]))],
+    *[Case(f"log-meta-interval-{how}", ["log", "--db", "{s}/ours.db", f"--{how}"],
+           steps(our_log_with(), meta_value("summary_interval", "abc")), 2, "did not write", outputs=("ours.db-*",))
+      for how in ("chart", "summary")],
     Case("log-row-escapes", ["log", "--db", "{s}/ours.db"], our_log_with(mood="\x1b[2Jhappy\nfake"), 0,
          "\\x1b[2Jhappy", stream="stdout", outputs=("ours.db-*",), forbid=("\x1b", "\nfake")),
 ]
