@@ -7,7 +7,6 @@ is back, the latest state is published, not the rows one by one.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
@@ -15,15 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.affect import affect_of_dict
 from edge.errors import LogError
-from edge.history import iso_utc, open_readonly
-from edge.logschema import select_list, table_columns
+from edge.history import LogRow, iso_utc, open_readonly, parse_row
+from edge.logschema import COLUMN_NAMES, select_list, table_columns
 from edge.statusfile import read_status
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("id", "time", "kind", "mood", "confidence", "probs", "faces", "valence", "arousal")
+COLUMNS = ("id", *COLUMN_NAMES)  # every column: rows are checked by history.parse_row
 QUERY = "SELECT {cols} FROM events WHERE id > ? ORDER BY id"
 LATEST = "SELECT {cols} FROM events ORDER BY id DESC LIMIT 1"
 STALE_AFTER = 30.0  # seconds without a status update: the camera service is not running
@@ -67,6 +65,7 @@ class LogFollower:
         self._status_mtime: int | None = None
         self.backlog = Backlog()
         self.waiting_said = False
+        self.foreign_rows = 0  # rows skipped because another program wrote them
 
     # -- the log ----------------------------------------------------------------------------
     def _open(self) -> bool:
@@ -135,21 +134,28 @@ class LogFollower:
             return False
         if not rows:
             return False
+        self._last_id = rows[-1]["id"]
+        good = [row for row in map(self._parse, rows) if row is not None]
         if count_backlog:
-            for r in rows:
-                self.backlog.add(r["time"], r["kind"], r["mood"])
-        r = rows[-1]
-        self._last_id = r["id"]
-        probs = json.loads(r["probs"]) if r["probs"] else None
-        if r["valence"] is not None:
-            v, a = r["valence"], r["arousal"]
-        else:  # a row written before schema 3
-            va = affect_of_dict(probs)
-            v, a = (va.valence, va.arousal) if va else (None, None)
-        self._row = {"mood": r["mood"], "confidence": round(float(r["confidence"]), 4), "probs": probs,
-                     "valence": v, "arousal": a, "face": "OFF" if r["mood"] == "none" else "ON",
-                     "faces": r["faces"], "time": iso_utc(r["time"]), "kind": r["kind"]}
+            for g in good:
+                self.backlog.add(g.time, g.kind, g.mood)
+        if not good:
+            return False
+        g = good[-1]
+        self._row = {"mood": g.mood, "confidence": round(float(g.confidence), 4), "probs": g.probs,
+                     "valence": g.valence, "arousal": g.arousal, "face": "OFF" if g.mood == "none" else "ON",
+                     "faces": g.faces, "time": iso_utc(g.time), "kind": g.kind}
         return True
+
+    def _parse(self, r: sqlite3.Row) -> LogRow | None:
+        """A row as the service wrote it, or None (one warning in all) for values another program put there."""
+        try:
+            return parse_row(r)
+        except (ValueError, TypeError, RecursionError):  # bad JSON is a ValueError too
+            self.foreign_rows += 1
+            if self.foreign_rows == 1:
+                log.warning("%s: skipping rows emotion-edge did not write (wrong types), from id %s on", self.db, r["id"])
+            return None
 
     # -- the status file ----------------------------------------------------------------------
     def poll_status(self) -> bool:

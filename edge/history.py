@@ -101,7 +101,7 @@ def _num(v: Any, lo: float = -math.inf, hi: float = math.inf) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
 
 
-def _row(r: sqlite3.Row) -> LogRow:
+def parse_row(r: sqlite3.Row) -> LogRow:
     """A row as written by EventLog; ValueError for values another writer put there (wrong types, NaN...)."""
     box = (r["box_x"], r["box_y"], r["box_w"], r["box_h"]) if r["box_x"] is not None else None
     probs = json.loads(r["probs"]) if r["probs"] else None
@@ -129,7 +129,7 @@ def read_rows(path: str | Path, since: float | None = None, limit: int | None = 
         if limit is not None:
             q += " LIMIT ?"
             args.append(int(limit))
-        rows = [_row(r) for r in conn.execute(q, args)]
+        rows = [parse_row(r) for r in conn.execute(q, args)]
     except sqlite3.Error as e:
         raise LogError(f"cannot read event log {path}: {e}") from None
     except (ValueError, TypeError, RecursionError):  # JSON errors are ValueErrors too

@@ -3,6 +3,7 @@ availability and last will, a broker restart, a refused login, TLS with a test C
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -392,3 +393,38 @@ def test_follower_on_a_read_only_mount_sees_the_service_start_again(tmp_path):
     if "mount" in p.stderr and p.returncode != 0 and "sad" not in p.stdout:
         pytest.skip(f"no read-only bind mount here: {p.stderr.strip()[:200]}")
     assert p.returncode == 0 and p.stdout.split("\n")[:2] == ["sad immutable", "happy wal"], p.stdout + p.stderr
+
+
+def test_follower_skips_rows_another_program_wrote_and_keeps_following(tmp_path, caplog):
+    """A row the service did not write (text time, bad JSON, text confidence) is skipped with one warning:
+    the bridge keeps the last good state and follows the rows that come after."""
+    import sqlite3
+
+    from edge.follow import LogFollower
+
+    db = tmp_path / "ev.db"
+    log = EventLog(db, LogConfig())
+    p = np.full(7, 0.01, np.float32)
+    p[FER_LABELS.index("sad")] = 0.94
+    log.record(Mood("sad", 0.94, p, FER_LABELS, 0.0), 1, None, 0.0)
+    assert log.flush()
+    f = LogFollower(db)
+    assert f.poll_log(True) and f.state(0)["mood"] == "sad"
+    c = sqlite3.connect(db)
+    for bad in ({"time": "yesterday"}, {"probs": "{not json"}, {"confidence": "high"}):
+        vals = {"time": time.time(), "kind": "change", "mood": "happy", "confidence": 0.9, "probs": None, "faces": 1.0, **bad}
+        c.execute(f"INSERT INTO events ({', '.join(vals)}) VALUES ({', '.join('?' * len(vals))})", list(vals.values()))
+    c.commit()
+    c.close()
+    caplog.set_level(logging.WARNING)
+    assert not f.poll_log(True)  # nothing usable came: the state stays the last good one
+    assert f.state(0)["mood"] == "sad" and f.foreign_rows == 3
+    assert len([r for r in caplog.records if "did not write" in r.getMessage()]) == 1
+    p2 = np.full(7, 0.01, np.float32)
+    p2[FER_LABELS.index("angry")] = 0.94
+    log.record(Mood("angry", 0.94, p2, FER_LABELS, 1.0), 1, None, 1.0)
+    assert log.flush()
+    assert f.poll_log(True) and f.state(0)["mood"] == "angry"
+    assert f.backlog.changes == {"sad": 1, "angry": 1}  # the foreign rows are not counted
+    log.close()
+    f.close()
