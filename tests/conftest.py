@@ -135,3 +135,13 @@ def pytest_sessionfinish(session, exitstatus):
         for nodeid, reason in unexpected:
             reporter.write_line(f"  {nodeid}: {reason}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def factory():
+    """gpiozero's own mock pins with PWM: the recorded pin states are the truth for LED tests."""
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    f = MockFactory(pin_class=MockPWMPin)
+    yield f
+    f.reset()

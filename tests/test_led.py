@@ -18,13 +18,6 @@ from edge.types import Mood
 R, G, B = 17, 27, 22
 
 
-@pytest.fixture
-def factory():
-    f = MockFactory(pin_class=MockPWMPin)
-    yield f
-    f.reset()
-
-
 def mood(label: str, p: float = 1.0) -> Mood:
     if label == "none":
         return Mood("none", 0.0, None, FER_LABELS, 0.0)

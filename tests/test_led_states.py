@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 import edge.led as led_mod
 from edge.config import LedConfig
@@ -13,13 +12,6 @@ from edge.led import STEP, GpioLed, make_led
 from edge.types import Mood
 
 R, G, B = 17, 27, 22
-
-
-@pytest.fixture
-def factory():
-    f = MockFactory(pin_class=MockPWMPin)
-    yield f
-    f.reset()
 
 
 def pins(f) -> tuple[float, float, float]:
