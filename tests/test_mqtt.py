@@ -329,6 +329,17 @@ def test_sanitised_hostname_and_discovery_payloads():
     assert len({m["unique_id"] for m in msgs.values()}) == 6
 
 
+def python_on_readonly_mount(src: Path, dst: Path, args: str) -> subprocess.CompletedProcess:
+    """`python ARGS` in a private mount namespace where SRC is bound read-only at DST (as a follower on
+    another machine's mount sees the log); skips where this host cannot make such a mount."""
+    script = (f"mount --bind -o ro {src} {dst} && ! touch {dst}/probe 2>/dev/null && {sys.executable} {args}")
+    p = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    if "mount" in p.stderr and p.returncode != 0 and "sad" not in p.stdout:
+        pytest.skip(f"no read-only bind mount here: {p.stderr.strip()[:200]}")
+    return p
+
+
 def test_follower_reads_a_stopped_services_log_on_a_read_only_mount(tmp_path):
     """The bridge unit sees /var/lib/emotion-edge read-only; with the service stopped there is no
     -wal/-shm, which SQLite cannot create there: the follower opens the file as immutable."""
@@ -342,12 +353,7 @@ def test_follower_reads_a_stopped_services_log_on_a_read_only_mount(tmp_path):
     assert sorted(p.name for p in state.iterdir()) == ["ev.db"]  # a clean stop removed -wal/-shm
     code = ("from pathlib import Path; from edge.follow import LogFollower; import sys; "
             "f = LogFollower(Path(sys.argv[1])); f.poll_log(False); print((f.state(0) or {}).get('mood'))")
-    script = (f"mount --bind -o ro {state} {state} && ! touch {state}/probe 2>/dev/null && "
-              f"{sys.executable} -c \"{code}\" {state / 'ev.db'}")
-    p = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})
-    if "mount" in p.stderr and p.returncode != 0 and "sad" not in p.stdout:
-        pytest.skip(f"no read-only bind mount here: {p.stderr.strip()[:200]}")
+    p = python_on_readonly_mount(state, state, f"-c \"{code}\" {state / 'ev.db'}")
     assert p.returncode == 0 and p.stdout.strip() == "sad", p.stdout + p.stderr
 
 
@@ -386,12 +392,7 @@ def test_follower_on_a_read_only_mount_sees_the_service_start_again(tmp_path):
     state.mkdir()
     view.mkdir()
     write_moods(state / "ev.db", "sad")
-    script = (f"mount --bind -o ro {state} {view} && ! touch {view}/probe 2>/dev/null && "
-              f"{sys.executable} -c '{FOLLOW_ACROSS_RESTART}' {state} {view}")
-    p = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})
-    if "mount" in p.stderr and p.returncode != 0 and "sad" not in p.stdout:
-        pytest.skip(f"no read-only bind mount here: {p.stderr.strip()[:200]}")
+    p = python_on_readonly_mount(state, view, f"-c '{FOLLOW_ACROSS_RESTART}' {state} {view}")
     assert p.returncode == 0 and p.stdout.split("\n")[:2] == ["sad immutable", "happy wal"], p.stdout + p.stderr
 
 
