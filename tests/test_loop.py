@@ -15,7 +15,7 @@ from edge.led import NullLed, blend_color
 from edge.loop import Control, Parts, Stats, run_loop
 from edge.types import Frame
 
-from .conftest import CLIP
+from .conftest import CLIP, replay_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "edge" / "samples" / "sample.mp4"
@@ -67,12 +67,7 @@ def test_sample_ends_with_the_led_colour_of_the_expected_mood(tmp_path):
 def test_sample_mood_timeline_follows_the_script(tmp_path):
     """Inside each scripted segment (after hold + smoothing) the mood is the scripted one most of the time."""
     cfg = _cfg(tmp_path, source={"source": str(SAMPLE)}, led={"backend": "none"})
-    parts = build_parts(cfg, with_log=False)
-    seen: list[tuple[float, str]] = []
-    try:
-        run_loop(parts, cfg, Control(), on_frame=lambda s, m: seen.append((m.time, m.label)))
-    finally:
-        parts.close()
+    seen = replay_labels(cfg)
     for seg in TIMELINE:
         settle = cfg.mood.no_face_timeout if seg["mood"] == "none" else cfg.mood.hold + 1.0
         inside = [lab for t, lab in seen if seg["start"] + settle <= t < seg["end"]]

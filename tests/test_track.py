@@ -6,16 +6,15 @@ import json
 import numpy as np
 import pytest
 
-from edge.app import build_detector, build_parts
+from edge.app import build_detector
 from edge.config import DetectConfig, SourceConfig, load_config
 from edge.detect import FaceDetector, SkippingDetector
 from edge.errors import ConfigError, FrameError
-from edge.loop import Control, run_loop
 from edge.sources import open_source
 from edge.track import TrackingDetector
 from edge.types import Frame
 
-from .conftest import FIXTURES, iou
+from .conftest import FIXTURES, iou, replay_labels
 
 MOVING = FIXTURES / "moving.mp4"       # made by model_export/make_moving.py
 META = json.loads(MOVING.with_suffix(".json").read_text())
@@ -227,12 +226,7 @@ def test_config_selects_the_detector_stage():
 def _moods(mode: str, **det) -> list[tuple[float, str]]:
     """The mood changes (time, label) over the bundled sample."""
     cfg = load_config(None, {"source": {"source": "sample"}, "led": {"backend": "none"}, "detect": {"mode": mode, **det}})
-    parts = build_parts(cfg, with_log=False)
-    seen: list[tuple[float, str]] = []
-    try:
-        run_loop(parts, cfg, Control(), on_frame=lambda s, m: seen.append((m.time, m.label)))
-    finally:
-        parts.close()
+    seen = replay_labels(cfg)
     return [(t, lab) for k, (t, lab) in enumerate(seen) if k == 0 or seen[k - 1][1] != lab]
 
 
