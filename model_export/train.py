@@ -37,6 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ferplus-weight", type=float_in(0, 1), default=0.0,
                    help="mix this share of the FER+ vote distribution into each face's target (0 = FER2013 labels only); "
                         "faces without emotion votes keep their FER2013 label")
+    p.add_argument("--teacher", type=Path, help="distil: TEACHER.npz from `emotion-export teacher` (an ensemble's "
+                   "probabilities for each Training face), mixed into the targets by --teacher-weight")
+    p.add_argument("--teacher-weight", type=float_in(0, 1), default=0.7,
+                   help="share of the teacher's probabilities in each target (with --teacher)")
     p.add_argument("--class-weight-power", type=float_in(0, 5), default=0.3,
                    help="class weight = (mean count / count) ** power; 0 turns balancing off")
     p.add_argument("--patience", type=int_in(1), default=10, help="early stop after this many epochs without a better PublicTest accuracy")
@@ -291,6 +295,7 @@ class _Data:
     labels: tuple[str, ...]
     lut: np.ndarray  # FER index -> output index (-1: not a class of the model)
     va_left_out: int  # PublicTest faces of classes Training lacks
+    teacher: np.ndarray | None = None  # distillation targets, one row per Training face (model's classes)
 
 
 def _training_data(args: argparse.Namespace) -> _Data:
@@ -306,13 +311,27 @@ def _training_data(args: argparse.Namespace) -> _Data:
     lut[classes] = np.arange(len(classes))
     v_tr = None if ds.votes is None else ds.votes[ds.usage == TRAINING]
     va_keep = lut[y_va] >= 0
+    teacher = _teacher_rows(args, x_tr, tuple(FER_LABELS[i] for i in classes))
     x_va, y_va = x_va[va_keep], y_va[va_keep]
     if args.limit:
         x_tr, y_tr = x_tr[:args.limit], y_tr[:args.limit]
         v_tr = None if v_tr is None else v_tr[:args.limit]
+        teacher = None if teacher is None else teacher[:args.limit]
         x_va, y_va = x_va[:max(64, args.limit // 4)], y_va[:max(64, args.limit // 4)]
     return _Data(ds, x_tr, y_tr, v_tr, x_va, y_va, classes, tuple(FER_LABELS[i] for i in classes), lut,
-                 int((~va_keep).sum()))
+                 int((~va_keep).sum()), teacher)
+
+
+def _teacher_rows(args: argparse.Namespace, x_tr: np.ndarray, labels: tuple[str, ...]) -> np.ndarray | None:
+    """The --teacher file's probabilities, checked against these Training faces and classes."""
+    path = getattr(args, "teacher", None)
+    if path is None:
+        return None
+    from model_export import teacher
+
+    t = teacher.load(path)
+    teacher.check_fits(t, path, labels, len(x_tr), teacher.fingerprint(x_tr))
+    return t.probs
 
 
 def _load_state(args: argparse.Namespace, out: Path, data: _Data) -> tuple[dict, bool]:
@@ -519,6 +538,10 @@ def _train(args: argparse.Namespace, out: Path) -> Path:
     if fp_w > 0 and data.v_tr is None:
         print(f"{args.data}: no FER+ votes, so --ferplus-weight is ignored", flush=True)
     oh_tr = class_targets(data.y_tr, data.v_tr, data.classes, fp_w)
+    if data.teacher is not None:
+        w = args.teacher_weight
+        oh_tr = (1.0 - w) * oh_tr + w * data.teacher
+        print(f"distilling from {args.teacher}: target = {1 - w:g} x label + {w:g} x teacher", flush=True)
     y_tr, y_va = data.lut[data.y_tr], data.lut[data.y_va]
     oh_va = keras.utils.to_categorical(y_va, n_cls)
     steps_per_epoch = int(np.ceil(len(x_tr) / args.batch_size))

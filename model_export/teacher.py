@@ -1,0 +1,123 @@
+"""`emotion-export teacher`: soft targets for distillation, from an ensemble of trained checkpoints.
+
+The edge model has to stay small (one int8 net, < 1 MB, ~1 ms per face); an average of several
+runs, each also shown the mirror image, reads FER2013 better than any one of them. Writing that
+ensemble's probabilities for every Training face lets `train --teacher` teach one small net what
+the ensemble knows (knowledge distillation). PublicTest scores are printed to choose members;
+PrivateTest stays untouched.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import ConfigError, DataError, ModelError
+
+KIND = "emotion-export teacher"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoints", nargs="+", type=Path, help="one or more .keras files trained on the same labels and input range")
+    p.add_argument("--data", required=True, help="FER2013 .npz, fer2013.csv or image folder (Training is labelled, PublicTest scored)")
+    p.add_argument("--out", required=True, type=Path, help="TEACHER.npz with the probabilities for `train --teacher`")
+    p.add_argument("--no-flip", action="store_true", help="do not average in each face's mirror image")
+
+
+def fingerprint(images: np.ndarray) -> str:
+    """sha256 of the Training faces' pixels: a teacher file only fits the data it was made from."""
+    return hashlib.sha256(np.ascontiguousarray(images, np.uint8).tobytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Teacher:
+    probs: np.ndarray           # (Training faces, classes) float32, rows sum to 1
+    labels: tuple[str, ...]     # the model's output order
+    fingerprint: str            # of the Training faces it was computed on
+
+
+def save(t: Teacher, path: Path, members: list[str], flip: bool) -> None:
+    np.savez_compressed(path, kind=KIND, probs=t.probs.astype(np.float32), labels=np.array(t.labels),
+                        fingerprint=t.fingerprint, members=np.array(members), flip=flip)
+
+
+def load(path: Path) -> Teacher:
+    """Read and check a teacher file; DataError names what is wrong."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z.get("kind", "")) != KIND:
+                raise DataError(f"{path}: not a teacher file (make one with `emotion-export teacher`)")
+            probs, labels, fp = z["probs"], tuple(str(v) for v in z["labels"]), str(z["fingerprint"])
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such teacher file") from None
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"{path}: not a readable teacher file ({e})") from None
+    if probs.ndim != 2 or probs.shape[1] != len(labels) or probs.dtype.kind != "f":
+        raise DataError(f"{path}: 'probs' must be a float table with one column per label")
+    if not np.all(np.isfinite(probs)) or probs.min() < 0 or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3):
+        raise DataError(f"{path}: 'probs' rows must be probabilities (finite, >= 0, summing to 1)")
+    return Teacher(probs.astype(np.float32), labels, fp)
+
+
+def check_fits(t: Teacher, where: Path, labels: tuple[str, ...], n: int, fp: str) -> None:
+    """Refuse a teacher made for other classes or other Training faces (its rows would be someone else's)."""
+    if t.labels != labels:
+        raise DataError(f"{where}: the teacher's classes ({','.join(t.labels)}) are not the model's ({','.join(labels)})")
+    if len(t.probs) != n or t.fingerprint != fp:
+        raise DataError(f"{where}: made from other Training faces ({len(t.probs)} rows) than --data has ({n}); "
+                        f"make it again from the same data")
+
+
+def ensemble_probs(models: list, x: np.ndarray, flip: bool) -> np.ndarray:
+    """Mean softmax over the models (and the mirror image of each face)."""
+    views = [x, x[:, :, ::-1]] if flip else [x]
+    total = sum(m.predict(v, batch_size=512, verbose=0).astype(np.float64) for m in models for v in views)
+    p = total / (len(models) * len(views))
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def run(args: argparse.Namespace) -> int:
+    from model_export.data import load_dataset
+    from model_export.predictors import load_keras, run_info
+    from model_export.train import _prepare
+
+    if args.out.suffix != ".npz" or args.out.is_dir():
+        raise ConfigError(f"--out {args.out}: must be a file name ending in .npz")
+    infos = [run_info(c) for c in args.checkpoints]
+    if any(i is None for i in infos):
+        bad = args.checkpoints[infos.index(None)]
+        raise ModelError(f"{bad}: no run folder (state.json) beside it says its labels and input range; "
+                         f"use checkpoints made by `emotion-export train`")
+    for c, i in zip(args.checkpoints[1:], infos[1:]):
+        if (i.labels, i.input_range) != (infos[0].labels, infos[0].input_range):
+            raise ModelError(f"{c}: trained on other labels or another input range than {args.checkpoints[0]}")
+    if infos[0].input_range != (0.0, 1.0):
+        raise ModelError(f"{args.checkpoints[0]}: trained on input range {infos[0].input_range}; train feeds [0, 1]")
+    models = [load_keras(c) for c in args.checkpoints]
+    ds = load_dataset(args.data)
+    x_tr, _ = ds.split("Training")
+    x_va, y_va = ds.split("PublicTest")
+    if len(x_tr) == 0:
+        raise DataError(f"{args.data}: no Training faces")
+    size = models[0].input_shape[1]
+    flip = not args.no_flip
+    labels = infos[0].labels
+    if len(x_va):
+        from model_export.data import FER_LABELS
+
+        keep = np.isin(y_va, [FER_LABELS.index(lab) for lab in labels])
+        lut = {FER_LABELS.index(lab): i for i, lab in enumerate(labels)}
+        xv, yv = _prepare(x_va[keep], size), np.array([lut[int(v)] for v in y_va[keep]])
+        for c, m in zip(args.checkpoints, models):
+            print(f"{c}: PublicTest {np.mean(ensemble_probs([m], xv, flip).argmax(1) == yv):.4f}", flush=True)
+        print(f"teacher ({len(models)} model{'s' if len(models) > 1 else ''}{', mirror averaged' if flip else ''}): "
+              f"PublicTest {np.mean(ensemble_probs(models, xv, flip).argmax(1) == yv):.4f}", flush=True)
+    probs = ensemble_probs(models, _prepare(x_tr, size), flip)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save(Teacher(probs, labels, fingerprint(x_tr)), args.out, [str(c) for c in args.checkpoints], flip)
+    print(f"wrote {args.out}: {len(probs)} Training faces x {len(labels)} classes; "
+          f"train with: emotion-export train --data {args.data} --teacher {args.out} --teacher-weight 0.7 ...", flush=True)
+    return 0
