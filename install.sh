@@ -238,7 +238,7 @@ install_dev() {
     run "$venv/bin/python" -m pip install --quiet --upgrade pip
     # opencv: the pip wheel on every desktop (the base dependency leaves it out on ARM, where a Pi
     # service uses apt's python3-opencv instead).
-    run "$venv/bin/python" -m pip install --quiet -e "${SRC_DIR}[test,export,opencv,mqtt]"
+    run "$venv/bin/python" -m pip install --quiet -e "${SRC_DIR}[test,export,jax,opencv,mqtt]"
     say "dev set-up ready: $venv/bin/python -m pytest -q"
 }
 

@@ -105,10 +105,9 @@ def load_keras(path: str | Path):
     if path.suffix.lower() not in KERAS_SUFFIXES:
         raise ModelError(f"{path}: not a Keras model (expected .keras or .h5)")
     try:
-        from model_export.quiet import import_tensorflow
+        from model_export.quiet import import_keras
 
-        import_tensorflow()
-        import keras
+        keras = import_keras()
     except ImportError:
         raise ModelError("TensorFlow/Keras is not installed: pip install 'emotion-edge[export]'") from None
     problem = _keras_container_problem(path)

@@ -78,3 +78,18 @@ def import_tensorflow() -> ModuleType:
         import tensorflow as tf
         import keras  # noqa: F401 - its import logs through the same C++ path
     return tf
+
+
+def keras_backend() -> str:
+    """The Keras backend this process will use (KERAS_BACKEND; Keras' own default is TensorFlow)."""
+    return os.environ.get("KERAS_BACKEND", "tensorflow").strip().lower() or "tensorflow"
+
+
+def import_keras() -> ModuleType:
+    """`import keras`, TensorFlow first and quietly when it is the backend: a GPU machine may train
+    with KERAS_BACKEND=jax and have no TensorFlow at all."""
+    if keras_backend() == "tensorflow":
+        import_tensorflow()
+    import keras
+
+    return keras

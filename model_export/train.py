@@ -442,6 +442,34 @@ def _train_pipeline(x: np.ndarray, targets: np.ndarray, args: argparse.Namespace
             .prefetch(2))
 
 
+def _array_batches(x: np.ndarray, targets: np.ndarray, weights: np.ndarray | None, args: argparse.Namespace, epoch: int):
+    """The same shuffled, augmented batches for backends without tf.data (JAX, PyTorch on a GPU machine):
+    a Keras PyDataset that runs the augmenter on each batch; class weights come as sample weights."""
+    import keras
+
+    aug = augmenter(args.seed)
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch = epoch
+            self.order = np.random.default_rng(args.seed + epoch).permutation(len(x))
+
+        def __len__(self) -> int:
+            return int(np.ceil(len(x) / args.batch_size))
+
+        def __getitem__(self, i: int):
+            idx = np.sort(self.order[i * args.batch_size:(i + 1) * args.batch_size])
+            xb = keras.ops.convert_to_numpy(aug(x[idx], training=True))
+            return (xb, targets[idx]) if weights is None else (xb, targets[idx], weights[idx])
+
+        def on_epoch_end(self) -> None:
+            self.epoch += 1
+            self.order = np.random.default_rng(args.seed + self.epoch).permutation(len(x))
+
+    return Batches()
+
+
 @dataclass
 class _Epochs:
     """What the per-epoch checkpoint needs: the run folder, its state, the selection faces."""
@@ -526,10 +554,10 @@ def _train(args: argparse.Namespace, out: Path) -> Path:
         return best
     _print_data_summary(args, data)
 
-    from model_export.quiet import import_tensorflow
+    from model_export.quiet import import_keras, keras_backend
 
-    import_tensorflow()
-    import keras
+    keras = import_keras()
+    backend = keras_backend()
 
     keras.utils.set_random_seed(args.seed)
     n_cls = len(data.classes)
@@ -557,8 +585,13 @@ def _train(args: argparse.Namespace, out: Path) -> Path:
     bn_n = getattr(args, "bn_images", 4096)
     bn_x = x_tr[np.random.default_rng(args.seed).permutation(len(x_tr))[:bn_n]] if bn_n else None
     run = _Epochs(args, out, state, x_va, oh_va, bn_x, time.monotonic(), state["epoch"])
-    model.fit(_train_pipeline(x_tr, oh_tr, args, state["epoch"]), epochs=args.epochs, initial_epoch=state["epoch"],
-              class_weight=cw, verbose=args.verbose, shuffle=False, callbacks=_callbacks(run))  # tf.data shuffles
+    if backend == "tensorflow":
+        model.fit(_train_pipeline(x_tr, oh_tr, args, state["epoch"]), epochs=args.epochs, initial_epoch=state["epoch"],
+                  class_weight=cw, verbose=args.verbose, shuffle=False, callbacks=_callbacks(run))  # tf.data shuffles
+    else:
+        sw = None if cw is None else np.array([cw[i] for i in range(n_cls)], np.float32)[oh_tr.argmax(axis=1)]
+        model.fit(_array_batches(x_tr, oh_tr, sw, args, state["epoch"]), epochs=args.epochs, initial_epoch=state["epoch"],
+                  verbose=args.verbose, callbacks=_callbacks(run))
     print(f"done in {_hms(time.monotonic() - run.t_start)}: best PublicTest accuracy {state['best_val_accuracy']:.4f} "
           f"at epoch {state['best_epoch']}: {best}", flush=True)
     print(_next_command(args, best), flush=True)
