@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strength", type=float, default=None, help="calibration strength (default: [calibrate] strength)")
     p.add_argument("--neutral-margin", type=float, default=None, help="neutral head start (default: [calibrate] neutral_margin)")
     p.add_argument("--flip-average", action="store_true", help="classify the mirror image too and average")
+    p.add_argument("--compare", default="", metavar="MODEL",
+                   help="a second .tflite on the same photos: its numbers and a paired test (which photos each gets right)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One evaluated photo: its true class and the predicted ones (-1: no face found, counted wrong)."""
+
+    path: Path
+    subject: str
+    truth: int
+    uncalibrated: int
+    calibrated: int
+
+
+@dataclass
+class Measurement:
+    subjects: list["SubjectResult"]
+    confusion_uncalibrated: np.ndarray  # true x predicted
+    confusion_calibrated: np.ndarray
+    labels: tuple[str, ...]
+    photos: list[Photo]
 
 
 @dataclass
@@ -57,8 +80,8 @@ def read_labels(root: Path) -> list[tuple[Path, str, str]]:
 
 
 def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, strength: float = 1.0,
-            neutral_margin: float = 1.0, flip_average: bool = False) -> tuple[list[SubjectResult], np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Per-subject counts plus the uncalibrated and calibrated confusion matrices (true x predicted)."""
+            neutral_margin: float = 1.0, flip_average: bool = False) -> Measurement:
+    """Per-subject counts, the uncalibrated and calibrated confusion matrices, and each photo's outcome."""
     from edge.calibration import CalibrationApplier, make_calibration
     from edge.classify import EmotionClassifier, resolve_model
     from edge.config import DetectConfig
@@ -70,7 +93,7 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
     labels = clf.labels
     k = len(labels)
     cm_u, cm_c = np.zeros((k, k), int), np.zeros((k, k), int)
-    results = []
+    results, photos = [], []
     for subject in sorted({s for _, _, s in rows}):
         mine = sorted((r for r in rows if r[2] == subject), key=lambda r: r[0].name)
         cal_rows = [r for r in mine if r[1] == "neutral"][:calib]
@@ -88,18 +111,41 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
                 continue
             res.n += 1
             p = probs[path]
-            if p is None:
-                continue  # no face found: counts as wrong
             t = labels.index(label)
+            if p is None:
+                photos.append(Photo(path, subject, t, -1, -1))
+                continue  # no face found: counts as wrong
             u = int(np.argmax(p))
             c = int(np.argmax(applier.apply(p.copy()))) if applier else u
             cm_u[t, u] += 1
             cm_c[t, c] += 1
             res.uncalibrated += u == t
             res.calibrated += c == t
+            photos.append(Photo(path, subject, t, u, c))
         results.append(res)
     clf.close()
-    return results, cm_u, cm_c, labels
+    return Measurement(results, cm_u, cm_c, labels, photos)
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar test: how likely a split this uneven of the photos only one model gets
+    right is, if both models were equally good (on ~100 photos, 5 points can be chance)."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def paired(a: Measurement, b: Measurement, which: str) -> dict:
+    """Photos only A / only B gets right (`which`: 'uncalibrated' or 'calibrated') and the exact p."""
+    if [p.path for p in a.photos] != [p.path for p in b.photos]:
+        raise DataError("the two models did not see the same photos")
+    ra = [getattr(p, which) == p.truth for p in a.photos]
+    rb = [getattr(p, which) == p.truth for p in b.photos]
+    only_a = sum(x and not y for x, y in zip(ra, rb))
+    only_b = sum(y and not x for x, y in zip(ra, rb))
+    return {"only_first": only_a, "only_second": only_b, "p": mcnemar_p(only_a, only_b)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,23 +156,51 @@ def run(args: argparse.Namespace) -> int:
     d = CalibrateConfig()
     strength = d.strength if args.strength is None else args.strength
     margin = d.neutral_margin if args.neutral_margin is None else args.neutral_margin
-    results, cm_u, cm_c, labels = measure(read_labels(args.data), args.model, args.calib, strength, margin, args.flip_average)
-    n = sum(r.n for r in results)
-    u, c = sum(r.uncalibrated for r in results), sum(r.calibrated for r in results)
+    rows = read_labels(args.data)
+    m = measure(rows, args.model, args.calib, strength, margin, args.flip_average)
+    other = measure(rows, args.compare, args.calib, strength, margin, args.flip_average) if args.compare else None
     if args.json:
-        print(json.dumps({"n": n, "uncalibrated": u / n, "calibrated": c / n, "strength": strength,
-                          "neutral_margin": margin, "labels": list(labels),
-                          "subjects": [{"subject": r.subject, "n": r.n, "uncalibrated": r.uncalibrated / r.n,
-                                        "calibrated": r.calibrated / r.n, "calibration_photos": r.calibration_photos}
-                                       for r in results if r.n],
-                          "confusion_uncalibrated": cm_u.tolist(), "confusion_calibrated": cm_c.tolist()}, indent=1))
+        out = _as_json(m, strength, margin)
+        if other is not None:
+            out["compare"] = _as_json(other, strength, margin) | {
+                "model": args.compare, "paired": {w: paired(m, other, w) for w in ("uncalibrated", "calibrated")}}
+        print(json.dumps(out, indent=1))
         return 0
+    _print(m, strength, margin)
+    if other is not None:
+        print(f"\n--compare {args.compare}:")
+        _print(other, strength, margin)
+        print("\npaired, same photos (first = --model, second = --compare):")
+        for w in ("uncalibrated", "calibrated"):
+            r = paired(m, other, w)
+            print(f"  {w:12s}: only the first right {r['only_first']}, only the second right {r['only_second']}, "
+                  f"exact McNemar p = {r['p']:.2f}{'' if r['p'] < 0.05 else ' (could be chance)'}")
+    return 0
+
+
+def _totals(m: Measurement) -> tuple[int, int, int]:
+    return (sum(r.n for r in m.subjects), sum(r.uncalibrated for r in m.subjects), sum(r.calibrated for r in m.subjects))
+
+
+def _as_json(m: Measurement, strength: float, margin: float) -> dict:
+    n, u, c = _totals(m)
+    return {"n": n, "uncalibrated": u / n, "calibrated": c / n, "strength": strength,
+            "neutral_margin": margin, "labels": list(m.labels),
+            "subjects": [{"subject": r.subject, "n": r.n, "uncalibrated": r.uncalibrated / r.n,
+                          "calibrated": r.calibrated / r.n, "calibration_photos": r.calibration_photos}
+                         for r in m.subjects if r.n],
+            "confusion_uncalibrated": m.confusion_uncalibrated.tolist(),
+            "confusion_calibrated": m.confusion_calibrated.tolist()}
+
+
+def _print(m: Measurement, strength: float, margin: float) -> None:
+    n, u, c = _totals(m)
+    cm_u, cm_c = m.confusion_uncalibrated, m.confusion_calibrated
     print(f"{'subject':8s} {'photos':>6s} {'uncalibrated':>13s} {'calibrated':>11s}   calibrated from")
-    for r in results:
+    for r in m.subjects:
         if r.n:
             print(f"{r.subject:8s} {r.n:6d} {r.uncalibrated / r.n:12.1%} {r.calibrated / r.n:11.1%}   {', '.join(r.calibration_photos)}")
     print(f"{'all':8s} {n:6d} {u / n:12.1%} {c / n:11.1%}   (strength {strength:g}, neutral margin {margin:g})")
     print("recall per class (uncalibrated -> calibrated): " + ", ".join(
         f"{lab} {cm_u[i, i] / max(1, cm_u[i].sum()):.0%}->{cm_c[i, i] / max(1, cm_c[i].sum()):.0%}"
-        for i, lab in enumerate(labels) if cm_u[i].sum()))
-    return 0
+        for i, lab in enumerate(m.labels) if cm_u[i].sum()))

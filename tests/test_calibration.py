@@ -420,7 +420,8 @@ def test_calibration_lifts_accuracy_on_real_people():
         pytest.skip(f"jaffe-tune not found at {JAFFE} (real photos of 5 people; not redistributable)")
     from model_export.calibration_report import measure, read_labels
 
-    results, cm_u, cm_c, labels = measure(read_labels(JAFFE), str(BUNDLED_MODEL), calib=2)
+    m = measure(read_labels(JAFFE), str(BUNDLED_MODEL), calib=2)
+    results = m.subjects
     n = sum(r.n for r in results)
     u, c = sum(r.uncalibrated for r in results) / n, sum(r.calibrated for r in results) / n
     assert n == 96 and all(len(r.calibration_photos) == 2 for r in results)
