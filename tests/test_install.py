@@ -167,7 +167,7 @@ def test_bad_options(args, words):
 def test_dev_dry_run_uses_the_checkout_venv():
     p = install("--dev", "--dry-run")
     assert p.returncode == 0
-    assert f"{REPO}/.venv/bin/python -m pip install --quiet -e {REPO}\\[test\\,export\\,opencv\\,mqtt\\]" in p.stdout
+    assert f"{REPO}/.venv/bin/python -m pip install --quiet -e {REPO}\\[test\\,export\\,jax\\,opencv\\,mqtt\\]" in p.stdout
 
 
 def _host_codename() -> str:
