@@ -303,9 +303,9 @@ class Service:
             m = _model_of(classifier)
             log.info("reloaded: model %s (%s)", m.path, m.sha256[:12])
         self.state = "running"
+        self._write_status(self._status_dict())  # before READY=1: whoever waits for it reads the new model
         self.notifier.ready(status="reloaded" if self.cfg is not old_cfg else "reload failed, previous config kept")
         self._next_status = 0.0  # publish the new model at the next frame
-        self._write_status(self._status_dict())
 
 
 @contextlib.contextmanager
