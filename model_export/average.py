@@ -54,15 +54,13 @@ def mean_weights(models: list) -> list[np.ndarray]:
 
 def run(args: argparse.Namespace) -> int:
     from model_export.data import load_dataset
-    from model_export.predictors import load_keras, run_info
+    from model_export.predictors import load_keras, run_info, same_run_inputs
     from model_export.train import _prepare, recalibrate_bn
 
     check_request(args)
     infos = [run_info(c) for c in args.checkpoints]
     known = [(c, i) for c, i in zip(args.checkpoints, infos) if i is not None]
-    for c, i in known[1:]:
-        if (i.labels, i.input_range) != (known[0][1].labels, known[0][1].input_range):
-            raise ModelError(f"{c}: trained on other labels or another input range than {known[0][0]} (their run folders say so)")
+    same_run_inputs(known)
     models = [load_keras(c) for c in args.checkpoints]
     same_architecture(models, list(args.checkpoints))
     ds = load_dataset(args.data)

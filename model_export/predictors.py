@@ -73,6 +73,14 @@ def run_info(model_path: str | Path) -> RunInfo | None:
         return None
 
 
+def same_run_inputs(known: list[tuple[Path, RunInfo]]) -> None:
+    """Refuse checkpoints whose run folders say they were trained on other labels or another input
+    range than the first: their outputs or inputs would not line up (average, teacher)."""
+    for c, i in known[1:]:
+        if (i.labels, i.input_range) != (known[0][1].labels, known[0][1].input_range):
+            raise ModelError(f"{c}: trained on other labels or another input range than {known[0][0]} (their run folders say so)")
+
+
 def keras_inputs(path: str | Path, value_range: tuple[float, float] | None, labels: tuple[str, ...] | None,
                  flag: str = "--input-range") -> tuple[tuple[float, float], tuple[str, ...] | None]:
     """(range, labels) for a Keras model: as given, else from its training run folder; a Keras file

@@ -81,7 +81,7 @@ def ensemble_probs(models: list, x: np.ndarray, flip: bool) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     from model_export.data import load_dataset
-    from model_export.predictors import load_keras, run_info
+    from model_export.predictors import load_keras, run_info, same_run_inputs
     from model_export.train import _prepare
 
     if args.out.suffix != ".npz" or args.out.is_dir():
@@ -91,9 +91,7 @@ def run(args: argparse.Namespace) -> int:
         bad = args.checkpoints[infos.index(None)]
         raise ModelError(f"{bad}: no run folder (state.json) beside it says its labels and input range; "
                          f"use checkpoints made by `emotion-export train`")
-    for c, i in zip(args.checkpoints[1:], infos[1:]):
-        if (i.labels, i.input_range) != (infos[0].labels, infos[0].input_range):
-            raise ModelError(f"{c}: trained on other labels or another input range than {args.checkpoints[0]}")
+    same_run_inputs(list(zip(args.checkpoints, infos)))
     if infos[0].input_range != (0.0, 1.0):
         raise ModelError(f"{args.checkpoints[0]}: trained on input range {infos[0].input_range}; train feeds [0, 1]")
     models = [load_keras(c) for c in args.checkpoints]
@@ -111,10 +109,11 @@ def run(args: argparse.Namespace) -> int:
         keep = np.isin(y_va, [FER_LABELS.index(lab) for lab in labels])
         lut = {FER_LABELS.index(lab): i for i, lab in enumerate(labels)}
         xv, yv = _prepare(x_va[keep], size), np.array([lut[int(v)] for v in y_va[keep]])
-        for c, m in zip(args.checkpoints, models):
-            print(f"{c}: PublicTest {np.mean(ensemble_probs([m], xv, flip).argmax(1) == yv):.4f}", flush=True)
+        member = [ensemble_probs([m], xv, flip) for m in models]  # once each: the ensemble is their mean
+        for c, p in zip(args.checkpoints, member):
+            print(f"{c}: PublicTest {np.mean(p.argmax(1) == yv):.4f}", flush=True)
         print(f"teacher ({len(models)} model{'s' if len(models) > 1 else ''}{', mirror averaged' if flip else ''}): "
-              f"PublicTest {np.mean(ensemble_probs(models, xv, flip).argmax(1) == yv):.4f}", flush=True)
+              f"PublicTest {np.mean(np.mean(member, axis=0).argmax(1) == yv):.4f}", flush=True)
     probs = ensemble_probs(models, _prepare(x_tr, size), flip)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save(Teacher(probs, labels, fingerprint(x_tr)), args.out, [str(c) for c in args.checkpoints], flip)
