@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from edge.config import Config, calibration_path, db_path
+from edge.config import Config, calibration_path, db_path, learned_baseline_path
 from edge.loop import Parts
 
 _log = logging.getLogger("emotion-edge")
@@ -37,6 +37,20 @@ def apply_calibration(classifier: Any, cal: Any, cfg: Config) -> None:
     classifier.set_calibration(cal, cfg.calibrate.strength, cfg.calibrate.neutral_margin)
 
 
+def apply_learned(classifier: Any, cal: Any, cfg: Config) -> None:
+    """The learned resting face, only while no explicit calibration is in use (that one wins)."""
+    from edge.adapt import SOURCE
+    from edge.calibration import CalibrationError
+
+    current = classifier.calibrator
+    if current is not None and current.calibration.source != SOURCE:
+        return
+    try:
+        classifier.set_calibration(cal, cfg.calibrate.strength, 0.0)  # the mean holds expressions: no neutral head start
+    except CalibrationError:  # learned with a model that a reload has just replaced: the learner restarts
+        pass
+
+
 def build_calibrator(cfg: Config, parts: Parts, state_dir: Path, requests: bool = True):
     """The loop's calibration part; it always works on the classifier the parts hold now (reloads swap it)."""
     from edge.calibrate import CalibrationController
@@ -44,10 +58,27 @@ def build_calibrator(cfg: Config, parts: Parts, state_dir: Path, requests: bool 
     def model() -> tuple[str, tuple[str, ...]]:
         return parts.classifier.info.sha256, tuple(parts.classifier.labels)
 
+    def apply(cal: Any) -> None:
+        apply_calibration(parts.classifier, cal, cfg)
+        if cal is None and parts.adapt is not None:  # `calibrate --reset` forgets the learned face too
+            parts.adapt.forget()
+            parts.adapt.reapply()
+
     return CalibrationController(state_dir, calibration_path(cfg), seconds=cfg.calibrate.seconds,
-                                 min_frames=cfg.calibrate.min_frames,
-                                 apply=lambda cal: apply_calibration(parts.classifier, cal, cfg), model=model,
-                                 requests=requests)
+                                 min_frames=cfg.calibrate.min_frames, apply=apply, model=model, requests=requests)
+
+
+def build_learner(cfg: Config, parts: Parts, persist: bool):
+    """The loop's learned resting face (None when off); `persist`: the service keeps it across restarts."""
+    if not cfg.calibrate.learn or cfg.calibrate.strength <= 0:
+        return None
+    from edge.adapt import BaselineLearner
+
+    clf = parts.classifier
+    return BaselineLearner(clf.info.sha256, clf.labels, half_life=cfg.calibrate.learn_half_life,
+                           min_seconds=cfg.calibrate.learn_min_seconds,
+                           apply=lambda cal: apply_learned(parts.classifier, cal, cfg),
+                           path=learned_baseline_path(cfg) if persist else None)
 
 
 def build_smoother(cfg: Config, labels: tuple[str, ...]):
@@ -108,6 +139,7 @@ def build_parts(cfg: Config, *, pin_factory: Any = None, camera_factory: Any = N
         raise
     parts = Parts(source, detector, classifier, smoother, led, log)
     if with_log:  # a loop that logs is one a calibration can be asked of (the service, `run`)
+        parts.adapt = build_learner(cfg, parts, persist=state_dir is not None)
         parts.calibrate = build_calibrator(cfg, parts, state_dir or db_path(cfg).parent, requests=state_dir is not None)
         if cfg.calibrate.button_pin >= 0:
             from edge.button import ButtonError, CalibrateButton

@@ -147,6 +147,11 @@ class CalibrateConfig:
     neutral_margin: float = _opt(1.0, "log-odds head start for neutral after calibration: how much more expressive than "
                                       "their resting face a person must look to read as an emotion", _range(0.0, 5.0))
     button_pin: int = _opt(-1, "BCM pin of a push button (to GND) that starts a calibration; -1 = no button", _pin_or_off)
+    learn: bool = _opt(True, "learn the resting face while watching and use it while no calibration is in use "
+                             "(the service keeps it in learned-baseline.json beside the log)")
+    learn_half_life: float = _opt(1800.0, "face time (s) after which what was learned counts half: how fast a lasting "
+                                          "change of face, light or person is followed", _range(60, 604800))
+    learn_min_seconds: float = _opt(60.0, "face time (s) to learn before the learned resting face is used", _range(5, 86400))
 
 
 @dataclass
@@ -305,6 +310,11 @@ def state_dir(for_reading: bool = False) -> Path:
 
 def db_path(cfg: Config, for_reading: bool = False) -> Path:
     return Path(cfg.log.db) if cfg.log.db else state_dir(for_reading) / "emotion-edge.db"
+
+
+def learned_baseline_path(cfg: Config, for_reading: bool = False) -> Path:
+    """Where the service keeps the resting face it learned: beside the log (the service can write there)."""
+    return db_path(cfg, for_reading).parent / "learned-baseline.json"
 
 
 def calibration_path(cfg: Config, for_reading: bool = False) -> Path:

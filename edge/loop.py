@@ -45,9 +45,10 @@ class Parts:
     log: Any = None
     calibrate: Any = None  # edge.calibrate.CalibrationController: per-person calibration on request
     button: Any = None     # edge.button.CalibrateButton: a push button that asks for a calibration
+    adapt: Any = None      # edge.adapt.BaselineLearner: the resting face learned while watching
 
     def close(self) -> None:
-        for part in (self.calibrate, self.led, self.log, self.source, self.classifier, self.button):
+        for part in (self.calibrate, self.adapt, self.led, self.log, self.source, self.classifier, self.button):
             if part is None:
                 continue
             try:
@@ -165,6 +166,8 @@ def run_loop(parts: Parts, cfg: Config, control: Control, max_frames: int | None
                         stats.classify_ms.add((clock() - t0) * 1e3)
                         stats.classifications += 1
                     pred = faces[0][1]   # the largest face drives the mood
+                    if parts.adapt is not None:
+                        parts.adapt.feed(t, pred)
         except FrameError:
             stats.bad_frames += 1
             continue

@@ -296,6 +296,7 @@ class Service:
 
                 self.parts.calibrate.close()
                 self.parts.calibrate = build_calibrator(cfg, self.parts, self.parts.calibrate.state_dir)
+            self._renew_learner(cfg)
             self.cfg = cfg
             later = [s for s in ("source", "led", "log") if getattr(cfg, s) != getattr(old_cfg, s)]
             if later:
@@ -306,6 +307,18 @@ class Service:
         self._write_status(self._status_dict())  # before READY=1: whoever waits for it reads the new model
         self.notifier.ready(status="reloaded" if self.cfg is not old_cfg else "reload failed, previous config kept")
         self._next_status = 0.0  # publish the new model at the next frame
+
+
+    def _renew_learner(self, cfg: Any) -> None:
+        """After a reload: what was learned is saved and read back for the new model and settings (another
+        model's is not used: it learns afresh), and handed to the new classifier at once."""
+        from edge.app import build_learner
+
+        if self.parts.adapt is not None:
+            self.parts.adapt.close()
+        self.parts.adapt = build_learner(cfg, self.parts, persist=True)
+        if self.parts.adapt is not None:
+            self.parts.adapt.reapply()
 
 
 @contextlib.contextmanager
@@ -334,6 +347,8 @@ def _calibration_of(parts: Any) -> dict[str, Any] | None:
         cal = applier.calibration
         d.update(created=cal.created, frames=cal.frames, source=cal.source,
                  file=str(ctl.cal_path) if ctl is not None else "")
+    if getattr(parts, "adapt", None) is not None:
+        d["learned"] = parts.adapt.describe()
     if ctl is not None and ctl.session is not None:
         d["running"] = True
     if ctl is not None and ctl.last is not None and not ctl.last.ok:

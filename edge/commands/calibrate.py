@@ -57,14 +57,17 @@ def main(args: argparse.Namespace) -> int:
     if service_dir is not None:
         return _through_service(service_dir, "reset" if args.reset else "calibrate", cfg.calibrate.seconds)
     if args.reset:
-        try:
-            out.unlink()
-        except FileNotFoundError:
-            print(f"no calibration at {out}")
-            return 0
-        except OSError as e:
-            raise EdgeError(f"{out}: cannot remove calibration ({e.strerror or e})") from None
-        print(f"calibration removed: {out}")
+        from edge.config import learned_baseline_path
+
+        for path, what in ((out, "calibration"), (learned_baseline_path(cfg), "learned resting face")):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                print(f"no {what} at {path}")
+            except OSError as e:
+                raise EdgeError(f"{path}: cannot remove the {what} ({e.strerror or e})") from None
+            else:
+                print(f"{what} removed: {path}")
         return 0
     return _with_camera(cfg, out)
 

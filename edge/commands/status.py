@@ -92,13 +92,22 @@ def _age(t: float | None, now: float) -> str:
     return f"{s / 86400:.0f} days ago"
 
 
+def _face_time(v: Any) -> str:
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0:
+        return "?"
+    return f"{v:.0f} s" if v < 120 else f"{v / 60:.0f} min" if v < 7200 else f"{v / 3600:.1f} h"
+
+
 def _calibration_text(cal: Any, now: float) -> str:
     """'from 2026-11-25 12:40 (3 h ago), 42 camera frames' / 'none (run `emotion-edge calibrate`)'."""
     if not isinstance(cal, dict):
         return "none (run `emotion-edge calibrate` to learn your resting face)"
     parts = []
     created = cal.get("created")
-    if isinstance(created, (int, float)) and not isinstance(created, bool):
+    learned = cal.get("learned") if isinstance(cal.get("learned"), dict) else None
+    if cal.get("source") == "learned" and learned is not None:
+        parts.append(f"learned while watching, from {_face_time(learned.get('face_seconds'))} of faces (in use)")
+    elif isinstance(created, (int, float)) and not isinstance(created, bool):
         stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(created))
         frames = cal.get("frames")
         parts.append(f"in use, from {stamp} ({_age(created, now)})"
@@ -106,6 +115,12 @@ def _calibration_text(cal: Any, now: float) -> str:
                         if isinstance(frames, int) else ""))
     else:
         parts.append("none")
+    if learned is not None and cal.get("source") != "learned":
+        so_far = f"learned resting face: {_face_time(learned.get('face_seconds'))} of faces"
+        if parts[0] != "none":
+            parts.append(f"{so_far} (not used while a calibration is)")
+        elif not learned.get("ready"):
+            parts.append(f"{so_far} so far (used from {_face_time(learned.get('min_seconds'))})")
     if cal.get("running"):
         parts.append("a calibration is running now")
     if cal.get("last_failure"):
