@@ -3,7 +3,10 @@
 The data is a folder with `labels.csv` (`file,label,subject`; file relative to the folder). For each
 subject, the first `--calib N` neutral photos (by file name) make a calibration exactly as
 `emotion-edge calibrate --photos` does; every other photo of that subject is then classified as
-`emotion-edge photo` does (Haar, largest face), without and with that calibration.
+`emotion-edge photo` does (Haar, largest face), without and with that calibration, and with the
+resting face the device learns while watching when no calibration is in use ("learned"): here the mean
+over all of that subject's other photos, every expression equally often (the worst case for it; a
+person in front of a mood light is mostly at rest), applied with no neutral head start.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ class Photo:
     truth: int
     uncalibrated: int
     calibrated: int
+    learned: int = -1
 
 
 @dataclass
@@ -47,6 +51,7 @@ class Measurement:
     subjects: list["SubjectResult"]
     confusion_uncalibrated: np.ndarray  # true x predicted
     confusion_calibrated: np.ndarray
+    confusion_learned: np.ndarray
     labels: tuple[str, ...]
     photos: list[Photo]
 
@@ -57,6 +62,7 @@ class SubjectResult:
     n: int = 0
     uncalibrated: int = 0
     calibrated: int = 0
+    learned: int = 0
     calibration_photos: list[str] = field(default_factory=list)
 
 
@@ -92,7 +98,7 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
     det = FaceDetector(DetectConfig())
     labels = clf.labels
     k = len(labels)
-    cm_u, cm_c = np.zeros((k, k), int), np.zeros((k, k), int)
+    cm_u, cm_c, cm_l = np.zeros((k, k), int), np.zeros((k, k), int), np.zeros((k, k), int)
     results, photos = [], []
     for subject in sorted({s for _, _, s in rows}):
         mine = sorted((r for r in rows if r[2] == subject), key=lambda r: r[0].name)
@@ -117,14 +123,19 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
                 continue  # no face found: counts as wrong
             u = int(np.argmax(p))
             c = int(np.argmax(applier.apply(p.copy()))) if applier else u
+            seen = [q for other, q in probs.items() if other != path and q is not None]
+            lrn = CalibrationApplier(make_calibration(seen, clf.info.sha256, labels, "camera"), strength, 0.0) if seen else None
+            g = int(np.argmax(lrn.apply(p.copy()))) if lrn else u
             cm_u[t, u] += 1
             cm_c[t, c] += 1
+            cm_l[t, g] += 1
             res.uncalibrated += u == t
             res.calibrated += c == t
-            photos.append(Photo(path, subject, t, u, c))
+            res.learned += g == t
+            photos.append(Photo(path, subject, t, u, c, g))
         results.append(res)
     clf.close()
-    return Measurement(results, cm_u, cm_c, labels, photos)
+    return Measurement(results, cm_u, cm_c, cm_l, labels, photos)
 
 
 def mcnemar_p(only_a: int, only_b: int) -> float:
@@ -138,7 +149,7 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
 
 
 def paired(a: Measurement, b: Measurement, which: str) -> dict:
-    """Photos only A / only B gets right (`which`: 'uncalibrated' or 'calibrated') and the exact p."""
+    """Photos only A / only B gets right (`which`: 'uncalibrated', 'calibrated' or 'learned') and the exact p."""
     if [p.path for p in a.photos] != [p.path for p in b.photos]:
         raise DataError("the two models did not see the same photos")
     ra = [getattr(p, which) == p.truth for p in a.photos]
@@ -163,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         out = _as_json(m, strength, margin)
         if other is not None:
             out["compare"] = _as_json(other, strength, margin) | {
-                "model": args.compare, "paired": {w: paired(m, other, w) for w in ("uncalibrated", "calibrated")}}
+                "model": args.compare, "paired": {w: paired(m, other, w) for w in WAYS}}
         print(json.dumps(out, indent=1))
         return 0
     _print(m, strength, margin)
@@ -171,36 +182,46 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n--compare {args.compare}:")
         _print(other, strength, margin)
         print("\npaired, same photos (first = --model, second = --compare):")
-        for w in ("uncalibrated", "calibrated"):
+        for w in WAYS:
             r = paired(m, other, w)
             print(f"  {w:12s}: only the first right {r['only_first']}, only the second right {r['only_second']}, "
                   f"exact McNemar p = {r['p']:.2f}{'' if r['p'] < 0.05 else ' (could be chance)'}")
     return 0
 
 
-def _totals(m: Measurement) -> tuple[int, int, int]:
-    return (sum(r.n for r in m.subjects), sum(r.uncalibrated for r in m.subjects), sum(r.calibrated for r in m.subjects))
+WAYS = ("uncalibrated", "calibrated", "learned")
+
+
+def _totals(m: Measurement) -> tuple[int, int, int, int]:
+    return (sum(r.n for r in m.subjects), sum(r.uncalibrated for r in m.subjects), sum(r.calibrated for r in m.subjects),
+            sum(r.learned for r in m.subjects))
 
 
 def _as_json(m: Measurement, strength: float, margin: float) -> dict:
-    n, u, c = _totals(m)
-    return {"n": n, "uncalibrated": u / n, "calibrated": c / n, "strength": strength,
+    n, u, c, g = _totals(m)
+    return {"n": n, "uncalibrated": u / n, "calibrated": c / n, "learned": g / n, "strength": strength,
             "neutral_margin": margin, "labels": list(m.labels),
             "subjects": [{"subject": r.subject, "n": r.n, "uncalibrated": r.uncalibrated / r.n,
-                          "calibrated": r.calibrated / r.n, "calibration_photos": r.calibration_photos}
+                          "calibrated": r.calibrated / r.n, "learned": r.learned / r.n,
+                          "calibration_photos": r.calibration_photos}
                          for r in m.subjects if r.n],
             "confusion_uncalibrated": m.confusion_uncalibrated.tolist(),
-            "confusion_calibrated": m.confusion_calibrated.tolist()}
+            "confusion_calibrated": m.confusion_calibrated.tolist(),
+            "confusion_learned": m.confusion_learned.tolist()}
 
 
 def _print(m: Measurement, strength: float, margin: float) -> None:
-    n, u, c = _totals(m)
+    n, u, c, g = _totals(m)
     cm_u, cm_c = m.confusion_uncalibrated, m.confusion_calibrated
-    print(f"{'subject':8s} {'photos':>6s} {'uncalibrated':>13s} {'calibrated':>11s}   calibrated from")
+    print(f"{'subject':8s} {'photos':>6s} {'uncalibrated':>13s} {'calibrated':>11s} {'learned':>8s}   calibrated from")
     for r in m.subjects:
         if r.n:
-            print(f"{r.subject:8s} {r.n:6d} {r.uncalibrated / r.n:12.1%} {r.calibrated / r.n:11.1%}   {', '.join(r.calibration_photos)}")
-    print(f"{'all':8s} {n:6d} {u / n:12.1%} {c / n:11.1%}   (strength {strength:g}, neutral margin {margin:g})")
-    print("recall per class (uncalibrated -> calibrated): " + ", ".join(
+            print(f"{r.subject:8s} {r.n:6d} {r.uncalibrated / r.n:12.1%} {r.calibrated / r.n:11.1%} {r.learned / r.n:8.1%}   "
+                  f"{', '.join(r.calibration_photos)}")
+    print(f"{'all':8s} {n:6d} {u / n:12.1%} {c / n:11.1%} {g / n:8.1%}   (strength {strength:g}, neutral margin {margin:g}; "
+          f"learned: the mean of all the subject's other photos, no neutral margin)")
+    cm_l = m.confusion_learned
+    print("recall per class (uncalibrated -> calibrated / learned): " + ", ".join(
         f"{lab} {cm_u[i, i] / max(1, cm_u[i].sum()):.0%}->{cm_c[i, i] / max(1, cm_c[i].sum()):.0%}"
+        f"/{cm_l[i, i] / max(1, cm_l[i].sum()):.0%}"
         for i, lab in enumerate(m.labels) if cm_u[i].sum()))
