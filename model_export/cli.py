@@ -19,6 +19,7 @@ COMMANDS = {
     "evaluate": ("model_export.evaluate", "accuracy, macro-F1, per-class, confusion, float vs int8, latency"),
     "deploy": ("model_export.deploy", "copy a model to a Pi over ssh, swap it in atomically, reload the service"),
     "average": ("model_export.average", "average checkpoints of one architecture (model soup), BatchNorm re-estimated, scored on PublicTest"),
+    "ensemble": ("model_export.ensemble", "one model averaging several (and, with --mirror, each face's mirror image), to export as one .tflite"),
     "teacher": ("model_export.teacher", "an ensemble's probabilities for every Training face, to distil with `train --teacher`"),
     "calibration-report": ("model_export.calibration_report",
                            "per-person calibration on photos of known people: accuracy without and with it"),
