@@ -304,3 +304,25 @@ def test_a_reset_asked_of_the_service_forgets_the_learned_face(tmp_path):
         assert parts.classifier.calibrator is None, "nothing learned yet: the model's own answer again"
     finally:
         parts.close()
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
+def test_a_damaged_file_at_service_start_is_one_warning_and_the_service_runs_and_replaces_it(tmp_path, monkeypatch, capfd):
+    from edge import service
+
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[calibrate]\nlearn_min_seconds = 5\n[led]\nbackend = "none"\n')
+    learned = tmp_path / "learned-baseline.json"
+    learned.write_bytes(b'{"kind": "emotion-edge learned baseline", "version": 1, "sum": "\n\x00')
+    argv = ["--config", str(cfg), "--source", "sample", "--db", str(tmp_path / "log.db"),
+            "--status-file", str(tmp_path / "status.json")]
+    assert service.run_service(service.build_parser().parse_args(argv)) == 0
+    err = capfd.readouterr().err
+    lines = [ln for ln in err.splitlines() if "learned-baseline.json" in ln]
+    assert len(lines) == 1 and "not valid JSON" in lines[0], err[-2000:]
+    data = json.loads(learned.read_text())
+    assert data["face_seconds"] > 10, "learned afresh and saved over the damaged file"
+    import sqlite3
+    with sqlite3.connect(tmp_path / "log.db") as db:
+        assert db.execute("select count(*) from events").fetchone()[0] > 0, "the mood log was kept as always"
