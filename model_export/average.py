@@ -27,12 +27,9 @@ def check_request(args: argparse.Namespace) -> None:
     """Refuse what cannot work before anything heavy loads."""
     if len(args.checkpoints) < 2:
         raise ConfigError("average needs at least two checkpoints")
-    if args.out.suffix != ".keras":
-        raise ConfigError(f"--out {args.out}: must end in .keras")
-    if args.out.is_dir():
-        raise ConfigError(f"--out {args.out}: is a folder")
-    if args.out.resolve() in {c.resolve() for c in args.checkpoints}:
-        raise ConfigError(f"--out {args.out}: is one of the checkpoints; write the average to a new file")
+    from model_export.predictors import check_keras_out
+
+    check_keras_out(args.out, args.checkpoints, "average")
     if args.bn_images < 1:
         raise ConfigError(f"--bn-images must be at least 1 (got {args.bn_images})")
 

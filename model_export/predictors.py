@@ -81,6 +81,18 @@ def same_run_inputs(known: list[tuple[Path, RunInfo]]) -> None:
             raise ModelError(f"{c}: trained on other labels or another input range than {known[0][0]} (their run folders say so)")
 
 
+def check_keras_out(out: Path, inputs: list[Path], what: str) -> None:
+    """--out of a command that writes a new Keras model from others (average, ensemble): one-line refusals."""
+    from edge.errors import ConfigError
+
+    if out.suffix != ".keras":
+        raise ConfigError(f"--out {out}: must end in .keras")
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder")
+    if out.resolve() in {c.resolve() for c in inputs}:
+        raise ConfigError(f"--out {out}: is one of the checkpoints; write the {what} to a new file")
+
+
 def keras_inputs(path: str | Path, value_range: tuple[float, float] | None, labels: tuple[str, ...] | None,
                  flag: str = "--input-range") -> tuple[tuple[float, float], tuple[str, ...] | None]:
     """(range, labels) for a Keras model: as given, else from its training run folder; a Keras file
