@@ -308,7 +308,6 @@ class Service:
         self.notifier.ready(status="reloaded" if self.cfg is not old_cfg else "reload failed, previous config kept")
         self._next_status = 0.0  # publish the new model at the next frame
 
-
     def _renew_learner(self, cfg: Any) -> None:
         """After a reload: what was learned is saved and read back for the new model and settings (another
         model's is not used: it learns afresh), and handed to the new classifier at once."""

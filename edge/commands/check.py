@@ -101,37 +101,40 @@ def _calibration(cfg) -> tuple[bool, str]:
     path = calibration_path(cfg, for_reading=True)
     if cfg.calibrate.strength <= 0:
         return True, "off ([calibrate] strength = 0 or --no-calibration)"
-    learn = (f"; while none is, the resting face is learned while watching ({_learned(cfg)})" if cfg.calibrate.learn
-             else "")
     if not os.path.lexists(path):
-        return True, f"none at {path} (optional: `emotion-edge calibrate` learns your resting face){learn}"
+        return True, f"none at {path} (optional: `emotion-edge calibrate` learns your resting face){_learned(cfg)}"
     cal = load(path)  # a damaged file is a failure: the loop would warn and run uncalibrated
     info = read_model_info(resolve_model(cfg.classify.model))
     try:
         for_model(cal, info.sha256, info.labels, str(path))
     except CalibrationError:
         return True, (f"{path}: made for another model ({cal.model_sha256[:12]}), so it is ignored; "
-                      f"run `emotion-edge calibrate` again{learn}")
+                      f"run `emotion-edge calibrate` again{_learned(cfg, info)}")
     return True, f"{path}: in use, {cal.describe()}"
 
 
-def _learned(cfg) -> str:
-    """What the service has learned so far ('12 min of faces in ...'); a damaged file is only a note."""
-    from edge.adapt import BaselineFileError, load
+def _learned(cfg, info=None) -> str:
+    """'; while none is, ...': what the service has learned so far (a damaged file is only a note); '' when off.
+    `info`: the model's, when the caller has read it already."""
+    from edge.adapt import BaselineFileError, face_time, load
     from edge.classify import resolve_model
     from edge.config import learned_baseline_path
     from edge.contract import read_model_info
 
-    path = learned_baseline_path(cfg, for_reading=True)
-    info = read_model_info(resolve_model(cfg.classify.model))
     c = cfg.calibrate
+    if not c.learn:
+        return ""
+    info = info or read_model_info(resolve_model(cfg.classify.model))
+    path = learned_baseline_path(cfg, for_reading=True)
     try:
         b = load(path, info.sha256, info.labels, c.learn_half_life, c.learn_min_seconds)
     except FileNotFoundError:
-        return f"nothing learned yet; used after {c.learn_min_seconds:g} s of faces"
+        so_far = f"nothing learned yet; used after {c.learn_min_seconds:g} s of faces"
     except BaselineFileError as e:
-        return f"{e}"
-    return f"{b.face_seconds / 60:.0f} min of faces in {path}" + ("" if b.ready else f", used after {c.learn_min_seconds:g} s")
+        so_far = str(e)
+    else:
+        so_far = f"{face_time(b.face_seconds)} of faces in {path}" + ("" if b.ready else f", used after {c.learn_min_seconds:g} s")
+    return f"; while none is, the resting face is learned while watching ({so_far})"
 
 
 def _led(cfg) -> tuple[bool, str]:

@@ -93,9 +93,10 @@ def _age(t: float | None, now: float) -> str:
 
 
 def _face_time(v: Any) -> str:
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0:
-        return "?"
-    return f"{v:.0f} s" if v < 120 else f"{v / 60:.0f} min" if v < 7200 else f"{v / 3600:.1f} h"
+    """Face time from status.json (written by another process: anything may be there)."""
+    from edge.adapt import face_time
+
+    return face_time(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 else "?"
 
 
 def _calibration_text(cal: Any, now: float) -> str:
