@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flip-average", action="store_true", help="classify the mirror image too and average")
     p.add_argument("--compare", default="", metavar="MODEL",
                    help="a second .tflite on the same photos: its numbers and a paired test (which photos each gets right)")
+    p.add_argument("--jitter", type=int, default=0, metavar="N",
+                   help="also repeat it N times with each face box moved and resized a little, as Haar's box wanders "
+                        "between frames: mean and spread, and (with --compare) a paired test over photos")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -85,9 +88,28 @@ def read_labels(root: Path) -> list[tuple[Path, str, str]]:
     return out
 
 
+JITTER_SHIFT = 0.05
+"""Jittered boxes move by up to this share of their size, in x and in y ..."""
+JITTER_SIZE = 0.10
+"""... and grow or shrink by up to this share: Haar tries sizes 10 % apart (scale factor 1.1)."""
+
+
+def jitter_box(box, rng: np.random.Generator, frame_w: int, frame_h: int) -> tuple[int, int, int, int]:
+    """The box moved and resized at random within the JITTER_* bounds, kept inside the frame."""
+    x, y, w, h = box
+    dx, dy = rng.uniform(-JITTER_SHIFT, JITTER_SHIFT, 2)
+    k = rng.uniform(1 - JITTER_SIZE, 1 + JITTER_SIZE)
+    nw, nh = max(8, round(w * k)), max(8, round(h * k))
+    cx, cy = x + w / 2 + dx * w, y + h / 2 + dy * h
+    nx = int(min(max(0, round(cx - nw / 2)), max(0, frame_w - nw)))
+    ny = int(min(max(0, round(cy - nh / 2)), max(0, frame_h - nh)))
+    return nx, ny, int(min(nw, frame_w)), int(min(nh, frame_h))
+
+
 def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, strength: float = 1.0,
-            neutral_margin: float = 1.0, flip_average: bool = False) -> Measurement:
-    """Per-subject counts, the uncalibrated and calibrated confusion matrices, and each photo's outcome."""
+            neutral_margin: float = 1.0, flip_average: bool = False, jitter_seed: int | None = None) -> Measurement:
+    """Per-subject counts, the uncalibrated and calibrated confusion matrices, and each photo's outcome.
+    With `jitter_seed`, every face box (calibration photos' too) is jittered, reproducibly for that seed."""
     from edge.calibration import CalibrationApplier, make_calibration
     from edge.classify import EmotionClassifier, resolve_model
     from edge.config import DetectConfig
@@ -100,6 +122,7 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
     k = len(labels)
     cm_u, cm_c, cm_l = np.zeros((k, k), int), np.zeros((k, k), int), np.zeros((k, k), int)
     results, photos = [], []
+    rng = None if jitter_seed is None else np.random.default_rng(jitter_seed)
     for subject in sorted({s for _, _, s in rows}):
         mine = sorted((r for r in rows if r[2] == subject), key=lambda r: r[0].name)
         cal_rows = [r for r in mine if r[1] == "neutral"][:calib]
@@ -108,6 +131,8 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
         for path, _, _ in mine:
             gray = read_image(path).gray
             boxes = det.detect(gray)
+            if boxes and rng is not None:
+                boxes = [jitter_box(boxes[0], rng, gray.shape[1], gray.shape[0])]
             probs[path] = None if not boxes else clf.classify(gray, boxes[0]).probs.copy()
         samples = [probs[r[0]] for r in cal_rows if probs[r[0]] is not None]
         applier = CalibrationApplier(make_calibration(samples, clf.info.sha256, labels, "photos"), strength,
@@ -159,22 +184,69 @@ def paired(a: Measurement, b: Measurement, which: str) -> dict:
     return {"only_first": only_a, "only_second": only_b, "p": mcnemar_p(only_a, only_b)}
 
 
+@dataclass
+class Jittered:
+    """N jittered repeats of one model: accuracy per repeat and each photo's share of repeats right, per way."""
+
+    repeats: int
+    accuracy: dict[str, list[float]]
+    per_photo: dict[str, np.ndarray]
+
+    def summary(self) -> dict:
+        return {w: {"mean": float(np.mean(a)), "sd": float(np.std(a))} for w, a in self.accuracy.items()}
+
+
+def jittered(rows: list[tuple[Path, str, str]], model: str, repeats: int, **kw) -> Jittered:
+    """The measurement repeated with seeds 0..N-1, so two models see the very same jittered boxes."""
+    acc: dict[str, list[float]] = {w: [] for w in WAYS}
+    right: dict[str, list[list[bool]]] = {w: [] for w in WAYS}
+    for seed in range(repeats):
+        m = measure(rows, model, jitter_seed=seed, **kw)
+        for w in WAYS:
+            r = [getattr(ph, w) == ph.truth for ph in m.photos]
+            right[w].append(r)
+            acc[w].append(float(np.mean(r)))
+    return Jittered(repeats, acc, {w: np.mean(right[w], axis=0) for w in WAYS})
+
+
+def sign_flip_p(diff: np.ndarray, draws: int = 20000, seed: int = 0) -> float:
+    """Two-sided paired permutation test of a mean difference: how often random signs on the per-photo
+    differences give a mean at least this far from 0 (the jittered analogue of McNemar's test)."""
+    d = np.asarray(diff, np.float64)
+    d = d[d != 0]
+    if d.size == 0:
+        return 1.0
+    signs = np.random.default_rng(seed).choice((-1.0, 1.0), size=(draws, d.size))
+    hits = np.sum(np.abs(signs @ d) >= abs(d.sum()) - 1e-12)
+    return float((hits + 1) / (draws + 1))
+
+
 def run(args: argparse.Namespace) -> int:
     from edge.config import CalibrateConfig
 
     if args.calib < 1:
         raise DataError(f"--calib must be at least 1 (got {args.calib})")
+    if not 0 <= args.jitter <= 1000:
+        raise DataError(f"--jitter must be 0..1000 repeats (got {args.jitter})")
     d = CalibrateConfig()
     strength = d.strength if args.strength is None else args.strength
     margin = d.neutral_margin if args.neutral_margin is None else args.neutral_margin
     rows = read_labels(args.data)
     m = measure(rows, args.model, args.calib, strength, margin, args.flip_average)
     other = measure(rows, args.compare, args.calib, strength, margin, args.flip_average) if args.compare else None
+    kw = {"calib": args.calib, "strength": strength, "neutral_margin": margin, "flip_average": args.flip_average}
+    jm = jittered(rows, args.model, args.jitter, **kw) if args.jitter else None
+    jo = jittered(rows, args.compare, args.jitter, **kw) if args.jitter and args.compare else None
     if args.json:
         out = _as_json(m, strength, margin)
+        if jm is not None:
+            out["jittered"] = {"repeats": jm.repeats, **jm.summary()}
         if other is not None:
             out["compare"] = _as_json(other, strength, margin) | {
                 "model": args.compare, "paired": {w: paired(m, other, w) for w in WAYS}}
+            if jo is not None:
+                out["compare"]["jittered"] = {"repeats": jo.repeats, **jo.summary()}
+                out["compare"]["paired_jittered"] = {w: _paired_jittered(jm, jo, w) for w in WAYS}
         print(json.dumps(out, indent=1))
         return 0
     _print(m, strength, margin)
@@ -186,7 +258,30 @@ def run(args: argparse.Namespace) -> int:
             r = paired(m, other, w)
             print(f"  {w:12s}: only the first right {r['only_first']}, only the second right {r['only_second']}, "
                   f"exact McNemar p = {r['p']:.2f}{'' if r['p'] < 0.05 else ' (could be chance)'}")
+    if jm is not None:
+        _print_jittered(jm, jo, args)
     return 0
+
+
+def _paired_jittered(a: Jittered, b: Jittered, which: str) -> dict:
+    d = b.per_photo[which] - a.per_photo[which]
+    return {"second_minus_first": float(d.mean()), "p": sign_flip_p(d)}
+
+
+def _print_jittered(a: Jittered, b: "Jittered | None", args: argparse.Namespace) -> None:
+    print(f"\njittered boxes, {a.repeats} repeats (each face box moved up to {JITTER_SHIFT:.0%} of its size and resized up "
+          f"to {JITTER_SIZE:.0%}, as Haar's box wanders between frames; mean and sd over repeats):")
+    for tag, j in (("first" if b else "model", a), ("second", b)):
+        if j is None:
+            continue
+        sm = j.summary()
+        print(f"  {tag:7s}: " + ", ".join(f"{w} {sm[w]['mean']:.1%} (sd {sm[w]['sd']:.1%})" for w in WAYS))
+    if b is not None:
+        print("  paired over photos (each photo's share of repeats right):")
+        for w in WAYS:
+            r = _paired_jittered(a, b, w)
+            print(f"  {w:12s}: second minus first {r['second_minus_first'] * 100:+.1f} points, sign-flip p = {r['p']:.2f}"
+                  f"{'' if r['p'] < 0.05 else ' (could be chance)'}")
 
 
 WAYS = ("uncalibrated", "calibrated", "learned")

@@ -52,3 +52,49 @@ def test_compare_counts_the_photos_only_one_model_gets_right(people, capsys):
                  "--compare", str(BUNDLED)]) == 0
     out = capsys.readouterr().out
     assert "--compare " in out and out.count("only the first right 0, only the second right 0, exact McNemar p = 1.00 (could be chance)") == 3
+
+
+def test_jitter_box_stays_in_bounds_and_in_the_frame():
+    import numpy as np
+
+    from model_export.calibration_report import JITTER_SHIFT, JITTER_SIZE, jitter_box
+
+    rng = np.random.default_rng(0)
+    seen_w = set()
+    for _ in range(500):
+        x, y, w, h = jitter_box((100, 60, 80, 80), rng, 320, 240)
+        seen_w.add(w)
+        assert 80 * (1 - JITTER_SIZE) - 1 <= w <= 80 * (1 + JITTER_SIZE) + 1 and w == h
+        assert abs(x + w / 2 - 140) <= 80 * JITTER_SHIFT + 1 and abs(y + h / 2 - 100) <= 80 * JITTER_SHIFT + 1
+    assert len(seen_w) > 10  # it really moves
+    for _ in range(200):  # a box at the corner is pushed back inside
+        x, y, w, h = jitter_box((0, 0, 100, 100), rng, 104, 104)
+        assert x >= 0 and y >= 0 and x + w <= 104 and y + h <= 104
+    assert jitter_box((5, 5, 50, 50), np.random.default_rng(7), 200, 200) == jitter_box((5, 5, 50, 50), np.random.default_rng(7), 200, 200)
+
+
+def test_sign_flip_p():
+    import numpy as np
+
+    from model_export.calibration_report import sign_flip_p
+
+    assert sign_flip_p(np.zeros(10)) == 1.0
+    assert sign_flip_p(np.ones(12)) < 0.001          # every photo better: 2 / 4096 by chance
+    assert sign_flip_p(np.array([1.0, -1.0] * 10)) > 0.9
+    assert 0.01 < sign_flip_p(np.array([1.0] * 7 + [-1.0] * 2)) < 0.3  # like McNemar(7, 2) = 0.18
+
+
+def test_jittered_repeats_are_paired_and_reproducible(people, capsys):
+    args = ["calibration-report", "--data", str(people), "--calib", "1", "--model", str(BUNDLED), "--jitter", "3", "--json"]
+    assert main(args + ["--compare", str(BUNDLED)]) == 0
+    r = json.loads(capsys.readouterr().out)
+    j = r["jittered"]
+    assert j["repeats"] == 3 and set(j) == {"repeats", "uncalibrated", "calibrated", "learned"}
+    assert r["compare"]["jittered"] == j  # the same seeds: the very same boxes for both models
+    assert all(v == {"second_minus_first": 0.0, "p": 1.0} for v in r["compare"]["paired_jittered"].values())
+    assert main(args + ["--compare", str(TINY)]) == 0
+    r2 = json.loads(capsys.readouterr().out)
+    assert r2["jittered"] == j  # reproducible run to run
+    assert r2["compare"]["paired_jittered"]["uncalibrated"]["second_minus_first"] < 0  # the tiny model is worse
+    assert main(["calibration-report", "--data", str(people), "--jitter", "-1"]) == 2
+    assert "--jitter must be 0..1000" in capsys.readouterr().err
