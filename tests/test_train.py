@@ -173,3 +173,34 @@ def test_targets_for_a_class_subset_and_old_logs_renumbered(tmp_path):
     assert _epochs(log) == [1, 2]
     _plot(log, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_mixup_blends_faces_and_targets_alike():
+    from model_export.train import mixup
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 48, 48, 1), dtype=np.float32)
+    y = np.eye(7, dtype=np.float32)[rng.integers(0, 7, 64)]
+    assert mixup(x, y, 0.0, rng)[0] is x  # off: untouched
+    bx, by = mixup(x, y, 0.4, np.random.default_rng(1))
+    assert bx.shape == x.shape and by.shape == y.shape and bx.dtype == by.dtype == np.float32
+    np.testing.assert_allclose(by.sum(1), 1.0, rtol=1e-6)
+    assert np.all(bx >= 0) and np.all(bx <= 1) and not np.allclose(bx, x) and (by.max(1) < 0.999).mean() > 0.3
+    # each face is lam * itself + (1 - lam) * a partner, with the same lam in its target
+    r2 = np.random.default_rng(1)
+    lam = r2.beta(0.4, 0.4, size=64).astype(np.float32)
+    perm = r2.permutation(64)
+    np.testing.assert_allclose(bx[5], lam[5] * x[5] + (1 - lam[5]) * x[perm[5]], rtol=1e-5)
+    np.testing.assert_allclose(by[5], lam[5] * y[5] + (1 - lam[5]) * y[perm[5]], rtol=1e-5)
+
+
+def test_a_tiny_run_trains_with_mixup(tmp_path, capsys):
+    data = _tiny_npz(tmp_path / "tiny.npz")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--limit", "300", "--batch-size", "64",
+                 "--width", "0.5", "--verbose", "0", "--epochs", "1", "--mixup", "0.2"]) == 0
+    assert json.loads((run / "state.json").read_text())["args"]["mixup"] == 0.2
+    assert (run / "best.keras").is_file()
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--data", str(data), "--out", str(tmp_path / "r2"), "--mixup", "-1"])
+    assert e.value.code == 2 and "argument --mixup: must be a finite number at least 0" in capsys.readouterr().err
