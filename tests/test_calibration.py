@@ -428,7 +428,7 @@ def test_calibration_lifts_accuracy_on_real_people():
     # bundled model: 51.0 -> 60.4 % on these exact boxes (the old default, edgenet48_ft: 52.1 -> 69.8 %);
     # with jittered boxes the two differ by 2.8 points calibrated, p = 0.16 (docs/CALIBRATION.md)
     assert c >= u + 0.08, (u, c)
-    assert c >= 0.60 and u >= 0.45, (u, c)
+    assert c >= 0.58 and u >= 0.45, (u, c)  # two photos of margin below the measured 60.4 %
     assert all(r.calibrated >= r.uncalibrated for r in results), "no person is made worse"
 
 
