@@ -259,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {w:12s}: only the first right {r['only_first']}, only the second right {r['only_second']}, "
                   f"exact McNemar p = {r['p']:.2f}{'' if r['p'] < 0.05 else ' (could be chance)'}")
     if jm is not None:
-        _print_jittered(jm, jo, args)
+        _print_jittered(jm, jo)
     return 0
 
 
@@ -268,7 +268,7 @@ def _paired_jittered(a: Jittered, b: Jittered, which: str) -> dict:
     return {"second_minus_first": float(d.mean()), "p": sign_flip_p(d)}
 
 
-def _print_jittered(a: Jittered, b: "Jittered | None", args: argparse.Namespace) -> None:
+def _print_jittered(a: Jittered, b: "Jittered | None") -> None:
     print(f"\njittered boxes, {a.repeats} repeats (each face box moved up to {JITTER_SHIFT:.0%} of its size and resized up "
           f"to {JITTER_SIZE:.0%}, as Haar's box wanders between frames; mean and sd over repeats):")
     for tag, j in (("first" if b else "model", a), ("second", b)):

@@ -444,6 +444,11 @@ def mixup(x: np.ndarray, y: np.ndarray, alpha: float, rng: np.random.Generator) 
     return (lx * x + (1 - lx) * x[perm]).astype(np.float32), (lam[:, None] * y + (1 - lam[:, None]) * y[perm]).astype(np.float32)
 
 
+def _mixup_rng(args: argparse.Namespace, epoch: int) -> np.random.Generator:
+    """The blends' generator for a run resumed at `epoch`: the same in both pipelines."""
+    return np.random.default_rng(args.seed + 7919 * (epoch + 1))
+
+
 def _train_pipeline(x: np.ndarray, targets: np.ndarray, args: argparse.Namespace, epoch: int):
     """Shuffled, augmented batches (augmentation runs in the tf.data workers)."""
     import tensorflow as tf
@@ -455,7 +460,7 @@ def _train_pipeline(x: np.ndarray, targets: np.ndarray, args: argparse.Namespace
           .map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE))
     alpha = getattr(args, "mixup", 0.0)
     if alpha > 0:
-        rng = np.random.default_rng(args.seed + 7919 * (epoch + 1))
+        rng = _mixup_rng(args, epoch)
         shape_x, shape_y = [None, *x.shape[1:]], [None, targets.shape[1]]
 
         def blend(xb, yb):
@@ -478,7 +483,7 @@ def _array_batches(x: np.ndarray, targets: np.ndarray, weights: np.ndarray | Non
             super().__init__()
             self.epoch = epoch
             self.order = np.random.default_rng(args.seed + epoch).permutation(len(x))
-            self.rng = np.random.default_rng(args.seed + 7919 * (epoch + 1))
+            self.rng = _mixup_rng(args, epoch)
 
         def __len__(self) -> int:
             return int(np.ceil(len(x) / args.batch_size))
