@@ -29,6 +29,6 @@ MIX=${W1}_mix
     --lr 1e-3 --batch-size 128 --label-smoothing 0.1 --class-weight-power 0.3 --mixup 0.2 --seed 5151 --patience 60
 "$PY" -m model_export.cli ensemble "$MIX/best.keras" --mirror --data "$DATA" --out "$MIX/mirror/edgenet48_w1_mix_mirror.keras"
 "$PY" -m model_export.cli export "$MIX/mirror/edgenet48_w1_mix_mirror.keras" --input-range 0,1 --calibration-data "$DATA" \
-    --calibration-size 500 --out edge/models/emotion.tflite
+    --calibration-size 500 --crop-margin 0.05 --out edge/models/emotion.tflite
 "$PY" -m model_export.cli evaluate --model edge/models/emotion.tflite --data "$DATA" --split PrivateTest \
     --compare "$MIX/mirror/edgenet48_w1_mix_mirror.keras" --compare-input-range 0,1 --latency --report-dir "$MIX"
