@@ -88,7 +88,7 @@ def make_calibration(samples: Sequence[np.ndarray], model_sha256: str, labels: S
 class CalibrationApplier:
     """Applies a calibration to probability vectors in place, without allocating (hot path)."""
 
-    def __init__(self, cal: Calibration, strength: float = 1.0, neutral_margin: float = 1.0) -> None:
+    def __init__(self, cal: Calibration, strength: float = 1.0, neutral_margin: float = 0.75) -> None:
         self.calibration = cal
         self.strength = float(strength)
         self.neutral_margin = float(neutral_margin)

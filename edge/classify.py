@@ -82,10 +82,17 @@ def _quiet_native_info():
                 sys.stderr.write("".join(rest))
 
 
+MULTI_CROP_OFFSETS = (-0.05, 0.0, 0.05, 0.10)
+"""Multi-crop margins, added to the model's own crop margin: one photo's Haar box can sit a few per cent
+off, and the answer moves with it; averaging four framings gained 2-3 points calibrated on jaffe-tune
+(docs/CALIBRATION.md, "Multi-crop"). A live camera averages over frames instead (the mood smoother)."""
+
+
 class EmotionClassifier:
     """Face crop -> probabilities over the model's labels (float32, sum 1)."""
 
-    def __init__(self, model_path: str | Path = "", num_threads: int = 1, flip_average: bool = False) -> None:
+    def __init__(self, model_path: str | Path = "", num_threads: int = 1, flip_average: bool = False,
+                 multi_crop: bool = False) -> None:
         self.path = resolve_model(model_path)
         self.flip_average = flip_average  # also classify the mirror image and average: +1 point, 2x time
         self.info = read_model_info(self.path)  # refuses missing/corrupt JSON and sha256 mismatch
@@ -102,6 +109,9 @@ class EmotionClassifier:
         spec = self.info.input
         self._h, self._w = spec.height, spec.width
         self._margin = spec.crop_margin
+        # with multi_crop, classify() averages one crop per margin (never below -0.1: a tighter box cuts the mouth)
+        self.margins: tuple[float, ...] = (tuple(max(-0.1, spec.crop_margin + d) for d in MULTI_CROP_OFFSETS)
+                                           if multi_crop else (spec.crop_margin,))
         if in_dtype == "float32":
             self._lut = to_float(np.arange(256, dtype=np.uint8), spec.range)
         else:
@@ -121,9 +131,10 @@ class EmotionClassifier:
         self._flipped = np.empty((self._h, self._w), np.uint8)
         self._probs = np.empty(n_out, np.float32)
         self._probs2 = np.empty(n_out, np.float32)
+        self._sum = np.empty(n_out, np.float32)
         self.calibrator: CalibrationApplier | None = None  # per-person calibration (set_calibration)
 
-    def set_calibration(self, cal: Calibration | None, strength: float = 1.0, neutral_margin: float = 1.0) -> None:
+    def set_calibration(self, cal: Calibration | None, strength: float = 1.0, neutral_margin: float = 0.75) -> None:
         """Apply a per-person calibration from now on (None: stop); it must be this model's."""
         if cal is None:
             self.calibrator = None
@@ -132,7 +143,8 @@ class EmotionClassifier:
         self.calibrator = CalibrationApplier(cal, strength, neutral_margin)
 
     def classify(self, gray: np.ndarray, box: Box) -> Prediction:
-        """Crop the box (grown by the model's crop margin), classify; FrameError for a bad frame or box."""
+        """Crop the box (grown by the model's crop margin; with multi_crop, several margins averaged),
+        classify; FrameError for a bad frame or box."""
         gray = as_gray(gray)
         try:
             x, y, w, h = (int(v) for v in box)
@@ -140,16 +152,26 @@ class EmotionClassifier:
             raise FrameError(f"box {box!r} is not (x, y, w, h)") from None
         if w <= 0 or h <= 0:
             raise FrameError(f"box {box!r} has no area")
-        face = crop_face(gray, (x, y, w, h), self._margin)
+        face = crop_face(gray, (x, y, w, h), self.margins[0])
         if face.size == 0:
             raise FrameError(f"box {box!r} lies outside the {gray.shape[1]}x{gray.shape[0]} frame")
-        return self._run(face)
+        if len(self.margins) == 1:
+            return self._run(face)
+        self._sum[...] = self._probs_of(face)
+        for m in self.margins[1:]:
+            self._sum += self._probs_of(crop_face(gray, (x, y, w, h), m))
+        self._sum *= np.float32(1.0 / len(self.margins))
+        return self._finish(self._sum)
 
     def classify_face(self, face_img: np.ndarray) -> Prediction:
         """Classify an already-cropped face (any size; resized to the model input)."""
         return self._run(as_gray(face_img, "face image"))
 
     def _run(self, face: np.ndarray) -> Prediction:
+        return self._finish(self._probs_of(face))
+
+    def _probs_of(self, face: np.ndarray) -> np.ndarray:
+        """One crop's probabilities (mirror averaged in with flip_average), in a reused buffer."""
         if self._interp is None:
             raise ModelError(f"{self.path}: classifier is closed")
         resize_face(face, self._w, self._h, out=self._buf)
@@ -158,6 +180,9 @@ class EmotionClassifier:
             cv2.flip(self._buf, 1, dst=self._flipped)
             p += self._invoke(self._flipped, self._probs2)
             p *= np.float32(0.5)
+        return p
+
+    def _finish(self, p: np.ndarray) -> Prediction:
         cal = self.calibrator
         if cal is None:
             return Prediction(p.copy(), self.labels)

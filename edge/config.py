@@ -90,6 +90,9 @@ class ClassifyConfig:
     classify_hz: float = _opt(10.0, "classify at most this many times a second", _range(0.1, 1000))
     flip_average: bool = _opt(False, "also classify the mirrored face and average: twice the time; the bundled model already "
                               "averages its mirror image inside (+1.2 points for a single net such as edgenet48_ft)")
+    multi_crop: bool = _opt(False, "classify four framings of each face (the model's crop margin -0.05 to +0.10) and average: "
+                            "4x the classify time; off in the loop, whose mood smoother averages over frames; `photo` and "
+                            "`calibrate --photos` do it unless --single-crop, since a photo is one frame")
 
 
 @dataclass
@@ -145,7 +148,7 @@ class CalibrateConfig:
     seconds: float = _opt(5.0, "how long `emotion-edge calibrate` watches the resting face", _range(1, 120))
     min_frames: int = _opt(8, "frames with exactly one face needed for a calibration", _range(1, 10000))
     strength: float = _opt(1.0, "share of the person's resting-face bias removed (0 = calibration off, 1 = all)", _range(0.0, 2.0))
-    neutral_margin: float = _opt(1.0, "log-odds head start for neutral after calibration: how much more expressive than "
+    neutral_margin: float = _opt(0.75, "log-odds head start for neutral after calibration: how much more expressive than "
                                       "their resting face a person must look to read as an emotion", _range(0.0, 5.0))
     button_pin: int = _opt(-1, "BCM pin of a push button (to GND) that starts a calibration; -1 = no button", _pin_or_off)
     learn: bool = _opt(True, "learn the resting face while watching and use it while no calibration is in use "

@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strength", type=float, default=None, help="calibration strength (default: [calibrate] strength)")
     p.add_argument("--neutral-margin", type=float, default=None, help="neutral head start (default: [calibrate] neutral_margin)")
     p.add_argument("--flip-average", action="store_true", help="classify the mirror image too and average")
+    p.add_argument("--single-crop", action="store_true",
+                   help="only the model's own crop of each face (default: four framings averaged, as `photo` does)")
     p.add_argument("--compare", default="", metavar="MODEL",
                    help="a second .tflite on the same photos: its numbers and a paired test (which photos each gets right)")
     p.add_argument("--jitter", type=int, default=0, metavar="N",
@@ -106,17 +108,22 @@ def jitter_box(box, rng: np.random.Generator, frame_w: int, frame_h: int) -> tup
     return nx, ny, int(min(nw, frame_w)), int(min(nh, frame_h))
 
 
-def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, strength: float = 1.0,
-            neutral_margin: float = 1.0, flip_average: bool = False, jitter_seed: int | None = None) -> Measurement:
+def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, strength: float | None = None,
+            neutral_margin: float | None = None, flip_average: bool = False, jitter_seed: int | None = None,
+            multi_crop: bool = True, found: dict | None = None) -> Measurement:
     """Per-subject counts, the uncalibrated and calibrated confusion matrices, and each photo's outcome.
-    With `jitter_seed`, every face box (calibration photos' too) is jittered, reproducibly for that seed."""
+    With `jitter_seed`, every face box (calibration photos' too) is jittered, reproducibly for that seed.
+    `found` caches each photo's Haar boxes between calls (jittered repeats detect once)."""
     from edge.calibration import CalibrationApplier, make_calibration
     from edge.classify import EmotionClassifier, resolve_model
-    from edge.config import DetectConfig
+    from edge.config import CalibrateConfig, DetectConfig
     from edge.detect import FaceDetector
     from edge.photo import read_image
 
-    clf = EmotionClassifier(resolve_model(model), flip_average=flip_average)
+    d = CalibrateConfig()  # None: the device's defaults
+    strength = d.strength if strength is None else strength
+    neutral_margin = d.neutral_margin if neutral_margin is None else neutral_margin
+    clf = EmotionClassifier(resolve_model(model), flip_average=flip_average, multi_crop=multi_crop)
     det = FaceDetector(DetectConfig())
     labels = clf.labels
     k = len(labels)
@@ -130,7 +137,11 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
         probs = {}
         for path, _, _ in mine:
             gray = read_image(path).gray
-            boxes = det.detect(gray)
+            boxes = found.get(path) if found is not None else None
+            if boxes is None:
+                boxes = det.detect(gray)
+                if found is not None:
+                    found[path] = boxes
             if boxes and rng is not None:
                 boxes = [jitter_box(boxes[0], rng, gray.shape[1], gray.shape[0])]
             probs[path] = None if not boxes else clf.classify(gray, boxes[0]).probs.copy()
@@ -191,22 +202,35 @@ class Jittered:
     repeats: int
     accuracy: dict[str, list[float]]
     per_photo: dict[str, np.ndarray]
+    mean_recall: dict[str, list[float]] = field(default_factory=dict)
 
     def summary(self) -> dict:
-        return {w: {"mean": float(np.mean(a)), "sd": float(np.std(a))} for w, a in self.accuracy.items()}
+        return {w: {"mean": float(np.mean(a)), "sd": float(np.std(a)),
+                    **({"mean_recall": float(np.mean(self.mean_recall[w]))} if self.mean_recall.get(w) else {})}
+                for w, a in self.accuracy.items()}
+
+
+def mean_recall(photos: list[Photo], which: str) -> float:
+    """Recall averaged over the classes present: a test set with few neutral photos should not reward
+    settings that stop reading neutral."""
+    classes = sorted({p.truth for p in photos})
+    return float(np.mean([np.mean([getattr(p, which) == c for p in photos if p.truth == c]) for c in classes]))
 
 
 def jittered(rows: list[tuple[Path, str, str]], model: str, repeats: int, **kw) -> Jittered:
     """The measurement repeated with seeds 0..N-1, so two models see the very same jittered boxes."""
     acc: dict[str, list[float]] = {w: [] for w in WAYS}
+    rec: dict[str, list[float]] = {w: [] for w in WAYS}
     right: dict[str, list[list[bool]]] = {w: [] for w in WAYS}
+    kw.setdefault("found", {})
     for seed in range(repeats):
         m = measure(rows, model, jitter_seed=seed, **kw)
         for w in WAYS:
             r = [getattr(ph, w) == ph.truth for ph in m.photos]
             right[w].append(r)
             acc[w].append(float(np.mean(r)))
-    return Jittered(repeats, acc, {w: np.mean(right[w], axis=0) for w in WAYS})
+            rec[w].append(mean_recall(m.photos, w))
+    return Jittered(repeats, acc, {w: np.mean(right[w], axis=0) for w in WAYS}, rec)
 
 
 def sign_flip_p(diff: np.ndarray, draws: int = 20000, seed: int = 0) -> float:
@@ -232,9 +256,11 @@ def run(args: argparse.Namespace) -> int:
     strength = d.strength if args.strength is None else args.strength
     margin = d.neutral_margin if args.neutral_margin is None else args.neutral_margin
     rows = read_labels(args.data)
-    m = measure(rows, args.model, args.calib, strength, margin, args.flip_average)
-    other = measure(rows, args.compare, args.calib, strength, margin, args.flip_average) if args.compare else None
-    kw = {"calib": args.calib, "strength": strength, "neutral_margin": margin, "flip_average": args.flip_average}
+    found: dict = {}  # Haar boxes per photo: the same for both models and every repeat
+    kw = {"calib": args.calib, "strength": strength, "neutral_margin": margin, "flip_average": args.flip_average,
+          "multi_crop": not args.single_crop, "found": found}
+    m = measure(rows, args.model, **kw)
+    other = measure(rows, args.compare, **kw) if args.compare else None
     jm = jittered(rows, args.model, args.jitter, **kw) if args.jitter else None
     jo = jittered(rows, args.compare, args.jitter, **kw) if args.jitter and args.compare else None
     if args.json:
@@ -276,6 +302,7 @@ def _print_jittered(a: Jittered, b: "Jittered | None") -> None:
             continue
         sm = j.summary()
         print(f"  {tag:7s}: " + ", ".join(f"{w} {sm[w]['mean']:.1%} (sd {sm[w]['sd']:.1%})" for w in WAYS))
+        print(f"  {'':7s}  mean recall over classes: " + ", ".join(f"{w} {sm[w]['mean_recall']:.1%}" for w in WAYS))
     if b is not None:
         print("  paired over photos (each photo's share of repeats right):")
         for w in WAYS:

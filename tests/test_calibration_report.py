@@ -84,12 +84,24 @@ def test_sign_flip_p():
     assert 0.01 < sign_flip_p(np.array([1.0] * 7 + [-1.0] * 2)) < 0.3  # like McNemar(7, 2) = 0.18
 
 
+def test_mean_recall_weighs_every_class_equally():
+    from pathlib import Path
+
+    from model_export.calibration_report import Photo, mean_recall
+
+    # 8 photos of class 0 all right, 2 of class 6 (neutral) all wrong: accuracy 80 %, mean recall 50 %
+    photos = [Photo(Path(f"{i}.png"), "A", 0, 0, 0) for i in range(8)] + [Photo(Path(f"n{i}.png"), "A", 6, 0, 6) for i in range(2)]
+    assert mean_recall(photos, "uncalibrated") == 0.5
+    assert mean_recall(photos, "calibrated") == 1.0
+
+
 def test_jittered_repeats_are_paired_and_reproducible(people, capsys):
     args = ["calibration-report", "--data", str(people), "--calib", "1", "--model", str(BUNDLED), "--jitter", "3", "--json"]
     assert main(args + ["--compare", str(BUNDLED)]) == 0
     r = json.loads(capsys.readouterr().out)
     j = r["jittered"]
     assert j["repeats"] == 3 and set(j) == {"repeats", "uncalibrated", "calibrated", "learned"}
+    assert all(0.0 <= j[w]["mean_recall"] <= 1.0 for w in ("uncalibrated", "calibrated", "learned"))
     assert r["compare"]["jittered"] == j  # the same seeds: the very same boxes for both models
     assert all(v == {"second_minus_first": 0.0, "p": 1.0} for v in r["compare"]["paired_jittered"].values())
     assert main(args + ["--compare", str(TINY)]) == 0

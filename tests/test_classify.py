@@ -266,3 +266,55 @@ def test_flip_average_is_the_mean_of_the_face_and_its_mirror(model_path, face_im
         avg = both.classify_face(face).probs
     assert np.allclose(avg, (a + b) / 2, atol=1e-6)
     assert abs(float(avg.sum()) - 1.0) < 1e-5
+
+
+def test_multi_crop_is_the_mean_of_the_four_framings(copy_model, face_images):
+    """margins = the model's crop margin -0.05, +0, +0.05, +0.10, each crop classified as a box grown by hand."""
+    from edge.classify import MULTI_CROP_OFFSETS
+
+    _, img = face_images[0]
+    path = copy_model()
+    meta = path.with_suffix(".json")
+    d = json.loads(meta.read_text())
+    d["input"]["crop_margin"] = 0.05
+    meta.write_text(json.dumps(d))
+    with EmotionClassifier(path) as single, EmotionClassifier(path, multi_crop=True) as multi:
+        assert single.margins == (0.05,)
+        assert multi.margins == pytest.approx(tuple(0.05 + o for o in MULTI_CROP_OFFSETS))
+        x, y, w, h = BOX
+        parts = []
+        for m in multi.margins:
+            face = crop_face(img, BOX, m)
+            parts.append(single.classify_face(face).probs)
+        want = np.mean(parts, axis=0)
+        got = multi.classify(img, BOX).probs
+        assert np.allclose(got, want, atol=1e-6)
+        assert not np.allclose(got, single.classify(img, BOX).probs, atol=1e-4)  # the framings differ
+        assert abs(float(got.sum()) - 1.0) < 1e-5
+        # an already-cropped face has no surroundings to reframe: classify_face stays one crop
+        assert np.allclose(multi.classify_face(img[y:y + h, x:x + w]).probs,
+                           single.classify_face(img[y:y + h, x:x + w]).probs, atol=1e-6)
+
+
+def test_multi_crop_calibrates_the_average_and_allocates_nothing_per_call(tiny_model, face_images):
+    import tracemalloc
+
+    from edge.calibration import make_calibration
+
+    _, img = face_images[1]
+    with EmotionClassifier(tiny_model, multi_crop=True) as clf:
+        raw = clf.classify(img, BOX).probs
+        clf.set_calibration(make_calibration([raw], clf.info.sha256, clf.labels, "photos"), 1.0, 0.75)
+        pred = clf.classify(img, BOX)
+        assert np.allclose(pred.raw, raw, atol=1e-6)  # the calibration shifts the averaged answer ...
+        assert pred.top == "neutral"  # ... so the person's own resting face reads neutral
+        tracemalloc.start()
+        try:
+            clf.classify(img, BOX)
+            base = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            clf.classify(img, (82, 40, 160, 160))
+            peak = tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+    assert peak < 2000, f"a multi-crop classify allocated {peak} bytes at its peak"

@@ -108,24 +108,29 @@ def test_json_shape_boxes_and_probabilities(capsys, model_path):
 
 
 def test_same_answer_as_the_loop(capsys, model_path, tmp_path):
-    """Through the loop's own parts (folder source, SkippingDetector, classifier) the numbers are identical."""
+    """Through the loop's own parts (folder source, SkippingDetector, classifier) the numbers are identical:
+    with --single-crop as the loop classifies a frame, by default as the loop with `classify.multi_crop`."""
     folder = tmp_path / "in"
     folder.mkdir()
     for p in [*face_files()[:2], TWO]:
         shutil.copy(p, folder / p.name)
-    data = photo_json(capsys, str(folder), model=model_path)
-    cfg = load_config(None, {"classify": {"model": str(model_path)}, "source": {"source": str(folder)}})
-    with build_classifier(cfg) as clf, open_source(cfg.source) as src:
-        det = build_detector(cfg)
-        for d in data:
-            frame = src.read()
-            boxes, ran = det.boxes(frame)
-            det.reset()  # every image is a new scene: run Haar on each
-            assert ran
-            assert [f["box"] for f in d["faces"]] == [list(b) for b in boxes]
-            for f, box in zip(d["faces"], boxes):
-                assert list(f["probabilities"].values()) == [float(p) for p in clf.classify(frame.image, box).probs]
-        assert src.read() is None
+    single = photo_json(capsys, str(folder), "--single-crop", model=model_path)
+    multi = photo_json(capsys, str(folder), model=model_path)
+    for data, multi_crop in ((single, False), (multi, True)):
+        cfg = load_config(None, {"classify": {"model": str(model_path), "multi_crop": multi_crop},
+                                 "source": {"source": str(folder)}})
+        with build_classifier(cfg) as clf, open_source(cfg.source) as src:
+            det = build_detector(cfg)
+            for d in data:
+                frame = src.read()
+                boxes, ran = det.boxes(frame)
+                det.reset()  # every image is a new scene: run Haar on each
+                assert ran
+                assert [f["box"] for f in d["faces"]] == [list(b) for b in boxes]
+                for f, box in zip(d["faces"], boxes):
+                    assert list(f["probabilities"].values()) == [float(p) for p in clf.classify(frame.image, box).probs]
+            assert src.read() is None
+    assert [f["probabilities"] for d in single for f in d["faces"]] != [f["probabilities"] for d in multi for f in d["faces"]]
 
 
 def test_colour_jpeg_is_gray_the_opencv_way(capsys, model_path):
@@ -137,7 +142,7 @@ def test_colour_jpeg_is_gray_the_opencv_way(capsys, model_path):
     cfg = load_config(None, {})
     boxes = FaceDetector(cfg.detect).detect(gray)
     assert len(d["faces"]) == 1 and [d["faces"][0]["box"]] == [list(b) for b in boxes]
-    with EmotionClassifier(model_path) as clf:
+    with EmotionClassifier(model_path, multi_crop=True) as clf:  # photo's default framing
         want = clf.classify(gray, boxes[0]).as_dict()
     assert d["faces"][0]["probabilities"] == want
 
@@ -384,7 +389,7 @@ def test_model_flag_really_switches_model(capsys, model_path):
     a = photo_json(capsys, str(COLOR_JPG), model=model_path)
     b = photo_json(capsys, str(COLOR_JPG), model=MODELS_DIR / "tiny_int8.tflite")
     assert a[0]["faces"][0]["box"] == b[0]["faces"][0]["box"]  # same detector
-    with EmotionClassifier(MODELS_DIR / "tiny_int8.tflite") as clf:
+    with EmotionClassifier(MODELS_DIR / "tiny_int8.tflite", multi_crop=True) as clf:
         gray = cv2.cvtColor(cv2.imread(str(COLOR_JPG)), cv2.COLOR_BGR2GRAY)
         assert b[0]["faces"][0]["probabilities"] == clf.classify(gray, tuple(b[0]["faces"][0]["box"])).as_dict()
 

@@ -31,6 +31,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seconds", type=float, help="how long to watch the face (default [calibrate] seconds = 5)")
     p.add_argument("--reset", action="store_true", help="remove the calibration")
     p.add_argument("--photos", nargs="+", metavar="FILE", help="make the calibration from still photos of the person's neutral face")
+    p.add_argument("--single-crop", action="store_true",
+                   help="with --photos: only the model's own crop of each face (default: four framings averaged, as `photo` does)")
     p.add_argument("--out", metavar="PATH", help="where to write the calibration (default: calibration.json beside the log)")
     p.add_argument("--no-service", action="store_true", help="open the camera here even if the service seems to run")
     p.add_argument("--status-file", metavar="PATH", help="the service's status.json (default: where the service writes it)")
@@ -47,12 +49,14 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seconds must be between 1 and 120 (got {args.seconds:g})")
     if args.reset and args.photos:
         raise ConfigError("--reset and --photos cannot be used together")
+    if args.single_crop and not args.photos:
+        raise ConfigError("--single-crop only applies with --photos (the camera calibration crops as the loop does)")
     cfg = config_from_args(args)
     if args.seconds is not None:
         cfg.calibrate.seconds = float(args.seconds)
     out = Path(args.out).expanduser() if args.out else calibration_path(cfg)
     if args.photos:
-        return _from_photos(cfg, args.photos, out)
+        return _from_photos(cfg, args.photos, out, multi_crop=not args.single_crop)
     service_dir = None if args.no_service or args.out else _running_service(cfg, args.status_file)
     if service_dir is not None:
         return _through_service(service_dir, "reset" if args.reset else "calibrate", cfg.calibrate.seconds)
@@ -145,7 +149,7 @@ def _with_camera(cfg: Any, out: Path) -> int:
 
 
 # -- still photos --------------------------------------------------------------------------------
-def _from_photos(cfg: Any, photos: list[str], out: Path) -> int:
+def _from_photos(cfg: Any, photos: list[str], out: Path, multi_crop: bool = True) -> int:
     from edge.calibration import make_calibration, save
     from edge.classify import EmotionClassifier, resolve_model
     from edge.detect import FaceDetector
@@ -157,7 +161,7 @@ def _from_photos(cfg: Any, photos: list[str], out: Path) -> int:
         _say(msg)
     samples = []
     with EmotionClassifier(resolve_model(cfg.classify.model), num_threads=cfg.classify.num_threads,
-                           flip_average=cfg.classify.flip_average) as clf:
+                           flip_average=cfg.classify.flip_average, multi_crop=multi_crop) as clf:
         det = FaceDetector(cfg.detect)
         for path in files:
             try:

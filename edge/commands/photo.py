@@ -25,6 +25,9 @@ def add_parser(sub) -> None:
                    help="apply this per-person calibration (from `emotion-edge calibrate`); default: none, since photos may show anyone")
     p.add_argument("--cropped", action="store_true",
                    help="each image is one already-cropped face (FER2013, CK+ ...): no detection, box = whole image")
+    p.add_argument("--single-crop", action="store_true",
+                   help="classify only the model's own crop of each face, as the loop does per frame (default: "
+                        "the average of four framings, which a single photo needs more than a video)")
 
 
 def _say(msg: str) -> None:
@@ -50,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
 
     results: list[PhotoResult] = []
     names = OutputNames()
-    with build_classifier(cfg, calibration_required=bool(args.calibration)) as clf:
+    with build_classifier(cfg, calibration_required=bool(args.calibration), multi_crop=not args.single_crop) as clf:
         detector = None
         if not args.cropped:
             from edge.detect import FaceDetector
