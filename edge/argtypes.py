@@ -57,6 +57,22 @@ def int_list(lo: int, hi: int | None = None) -> Callable[[str], list[int]]:
     return parse
 
 
+def float_list(lo: float, hi: float) -> Callable[[str], list[float]]:
+    """A comma list of distinct finite numbers lo..hi, at least one: `0,0.05,0.1`."""
+    one = float_in(lo, hi)
+
+    def parse(text: str) -> list[float]:
+        parts = [p.strip() for p in text.split(",")]
+        if not text.strip() or any(not p for p in parts):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a comma list of numbers like 0,0.05,0.1")
+        values = [one(p) for p in parts]
+        if len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(f"{text!r}: a value is repeated")
+        return values
+    parse.__name__ = "list"
+    return parse
+
+
 def label_list(text: str) -> str:
     """Comma-separated class names: at least two, distinct, printable. Returned unchanged (callers split)."""
     labels = [s.strip() for s in text.split(",")]

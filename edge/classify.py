@@ -92,7 +92,7 @@ class EmotionClassifier:
     """Face crop -> probabilities over the model's labels (float32, sum 1)."""
 
     def __init__(self, model_path: str | Path = "", num_threads: int = 1, flip_average: bool = False,
-                 multi_crop: bool = False) -> None:
+                 multi_crop: bool = False, crop_margin: float | None = None) -> None:
         self.path = resolve_model(model_path)
         self.flip_average = flip_average  # also classify the mirror image and average: +1 point, 2x time
         self.info = read_model_info(self.path)  # refuses missing/corrupt JSON and sha256 mismatch
@@ -108,10 +108,13 @@ class EmotionClassifier:
         check_tensors(self.info, tuple(int(v) for v in inp["shape"]), in_dtype, n_out, where)
         spec = self.info.input
         self._h, self._w = spec.height, spec.width
-        self._margin = spec.crop_margin
+        # crop_margin overrides the JSON's for measurements (calibration-report, framing); devices use the JSON's
+        margin = spec.crop_margin if crop_margin is None else float(crop_margin)
+        if not -0.1 <= margin <= 1.0:
+            raise ModelError(f"crop margin {margin:g}: must be between -0.1 and 1")
         # with multi_crop, classify() averages one crop per margin (never below -0.1: a tighter box cuts the mouth)
-        self.margins: tuple[float, ...] = (tuple(max(-0.1, spec.crop_margin + d) for d in MULTI_CROP_OFFSETS)
-                                           if multi_crop else (spec.crop_margin,))
+        self.margins: tuple[float, ...] = (tuple(max(-0.1, margin + d) for d in MULTI_CROP_OFFSETS)
+                                           if multi_crop else (margin,))
         if in_dtype == "float32":
             self._lut = to_float(np.arange(256, dtype=np.uint8), spec.range)
         else:

@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flip-average", action="store_true", help="classify the mirror image too and average")
     p.add_argument("--single-crop", action="store_true",
                    help="only the model's own crop of each face (default: four framings averaged, as `photo` does)")
+    p.add_argument("--crop-margin", type=float, default=None, metavar="M",
+                   help="crop this share of the box around each face instead of the model's input.crop_margin "
+                        "(to choose one before exporting; applies to --compare too)")
     p.add_argument("--compare", default="", metavar="MODEL",
                    help="a second .tflite on the same photos: its numbers and a paired test (which photos each gets right)")
     p.add_argument("--jitter", type=int, default=0, metavar="N",
@@ -110,7 +113,7 @@ def jitter_box(box, rng: np.random.Generator, frame_w: int, frame_h: int) -> tup
 
 def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, strength: float | None = None,
             neutral_margin: float | None = None, flip_average: bool = False, jitter_seed: int | None = None,
-            multi_crop: bool = True, found: dict | None = None) -> Measurement:
+            multi_crop: bool = True, found: dict | None = None, crop_margin: float | None = None) -> Measurement:
     """Per-subject counts, the uncalibrated and calibrated confusion matrices, and each photo's outcome.
     With `jitter_seed`, every face box (calibration photos' too) is jittered, reproducibly for that seed.
     `found` caches each photo's Haar boxes between calls (jittered repeats detect once)."""
@@ -123,7 +126,7 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
     d = CalibrateConfig()  # None: the device's defaults
     strength = d.strength if strength is None else strength
     neutral_margin = d.neutral_margin if neutral_margin is None else neutral_margin
-    clf = EmotionClassifier(resolve_model(model), flip_average=flip_average, multi_crop=multi_crop)
+    clf = EmotionClassifier(resolve_model(model), flip_average=flip_average, multi_crop=multi_crop, crop_margin=crop_margin)
     det = FaceDetector(DetectConfig())
     labels = clf.labels
     k = len(labels)
@@ -252,13 +255,15 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"--calib must be at least 1 (got {args.calib})")
     if not 0 <= args.jitter <= 1000:
         raise DataError(f"--jitter must be 0..1000 repeats (got {args.jitter})")
+    if args.crop_margin is not None and not -0.1 <= args.crop_margin <= 1.0:
+        raise DataError(f"--crop-margin must be between -0.1 and 1 (got {args.crop_margin:g})")
     d = CalibrateConfig()
     strength = d.strength if args.strength is None else args.strength
     margin = d.neutral_margin if args.neutral_margin is None else args.neutral_margin
     rows = read_labels(args.data)
     found: dict = {}  # Haar boxes per photo: the same for both models and every repeat
     kw = {"calib": args.calib, "strength": strength, "neutral_margin": margin, "flip_average": args.flip_average,
-          "multi_crop": not args.single_crop, "found": found}
+          "multi_crop": not args.single_crop, "found": found, "crop_margin": args.crop_margin}
     m = measure(rows, args.model, **kw)
     other = measure(rows, args.compare, **kw) if args.compare else None
     jm = jittered(rows, args.model, args.jitter, **kw) if args.jitter else None

@@ -21,6 +21,7 @@ COMMANDS = {
     "average": ("model_export.average", "average checkpoints of one architecture (model soup), BatchNorm re-estimated, scored on PublicTest"),
     "ensemble": ("model_export.ensemble", "one model averaging several (and, with --mirror, each face's mirror image), to export as one .tflite"),
     "teacher": ("model_export.teacher", "an ensemble's probabilities for every Training face, to distil with `train --teacher`"),
+    "framing": ("model_export.framing", "FER2013 faces through the device's Haar box and crop: the price of a crop margin"),
     "calibration-report": ("model_export.calibration_report",
                            "per-person calibration on photos of known people: accuracy without and with it"),
 }

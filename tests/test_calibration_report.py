@@ -110,3 +110,28 @@ def test_jittered_repeats_are_paired_and_reproducible(people, capsys):
     assert r2["compare"]["paired_jittered"]["uncalibrated"]["second_minus_first"] < 0  # the tiny model is worse
     assert main(["calibration-report", "--data", str(people), "--jitter", "-1"]) == 2
     assert "--jitter must be 0..1000" in capsys.readouterr().err
+
+
+def test_crop_margin_and_single_crop_change_what_the_model_sees(people, capsys):
+    """--crop-margin M reads every face as a model whose JSON said M would; --single-crop as the loop does."""
+    import json as _json
+
+    from model_export.calibration_report import measure, read_labels
+
+    rows = read_labels(people)
+    copy = people / "m"
+    copy.mkdir()
+    shutil.copy(BUNDLED, copy / "e.tflite")
+    meta = _json.loads(BUNDLED.with_suffix(".json").read_text())
+    meta["input"]["crop_margin"] = 0.2
+    (copy / "e.json").write_text(_json.dumps(meta))
+    probs = lambda m: [(p.uncalibrated, p.calibrated, p.learned) for p in m.photos]  # noqa: E731
+    assert probs(measure(rows, str(BUNDLED), calib=1, crop_margin=0.2)) == probs(measure(rows, str(copy / "e.tflite"), calib=1))
+    args = ["calibration-report", "--data", str(people), "--calib", "1", "--model", str(BUNDLED), "--json"]
+    outs = []
+    for extra in ([], ["--single-crop"], ["--crop-margin", "0.3"]):
+        assert main(args + extra) == 0
+        outs.append(_json.loads(capsys.readouterr().out)["confusion_uncalibrated"])
+    assert outs[0] != outs[2] or outs[0] != outs[1]  # at least one of them moves some face to another class
+    assert main(args + ["--crop-margin", "1.5"]) == 2
+    assert "--crop-margin must be between -0.1 and 1" in capsys.readouterr().err

@@ -106,6 +106,12 @@ def test_crop_margin_comes_from_metadata(copy_model, face_images):
     same = clf.classify(img, (x - 40, y - 40, w + 80, h + 80)).probs  # 160 * 0.25 = 40 on each side
     np.testing.assert_allclose(wide, same, atol=1e-6)
     assert not np.allclose(base, wide, atol=1e-4)
+    # a measurement may override the JSON's margin (calibration-report, framing): the same crop
+    over = EmotionClassifier(copy_model(), crop_margin=0.25)
+    assert over.margins == (0.25,)
+    np.testing.assert_allclose(over.classify(img, BOX).probs, wide, atol=1e-6)
+    with pytest.raises(ModelError, match="crop margin 1.5: must be between -0.1 and 1"):
+        EmotionClassifier(path, crop_margin=1.5)
 
 
 def test_classify_face_matches_classify(tiny_model, face_images):
