@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable
+from typing import Any, Callable
 
 
 def int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
@@ -43,28 +43,19 @@ def float_in(lo: float, hi: float | None = None, *, above: bool = False) -> Call
 
 def int_list(lo: int, hi: int | None = None) -> Callable[[str], list[int]]:
     """A comma list of distinct integers lo..hi, at least one: `1,2,3,5`."""
-    one = int_in(lo, hi)
-
-    def parse(text: str) -> list[int]:
-        parts = [p.strip() for p in text.split(",")]
-        if not text.strip() or any(not p for p in parts):
-            raise argparse.ArgumentTypeError(f"{text!r}: expected a comma list of whole numbers like 1,2,3")
-        values = [one(p) for p in parts]
-        if len(set(values)) != len(values):
-            raise argparse.ArgumentTypeError(f"{text!r}: a value is repeated")
-        return values
-    parse.__name__ = "list"
-    return parse
+    return _list_of(int_in(lo, hi), "whole numbers like 1,2,3")
 
 
 def float_list(lo: float, hi: float) -> Callable[[str], list[float]]:
     """A comma list of distinct finite numbers lo..hi, at least one: `0,0.05,0.1`."""
-    one = float_in(lo, hi)
+    return _list_of(float_in(lo, hi), "numbers like 0,0.05,0.1")
 
-    def parse(text: str) -> list[float]:
+
+def _list_of(one: Callable[[str], Any], what: str) -> Callable[[str], list]:
+    def parse(text: str) -> list:
         parts = [p.strip() for p in text.split(",")]
         if not text.strip() or any(not p for p in parts):
-            raise argparse.ArgumentTypeError(f"{text!r}: expected a comma list of numbers like 0,0.05,0.1")
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a comma list of {what}")
         values = [one(p) for p in parts]
         if len(set(values)) != len(values):
             raise argparse.ArgumentTypeError(f"{text!r}: a value is repeated")
