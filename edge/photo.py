@@ -204,7 +204,8 @@ class PhotoAnalyzer:
                 for box in self.detector.detect(gray)]
 
     def model_input(self, gray: np.ndarray, box: Box) -> np.ndarray:
-        """The uint8 HxW face exactly as the model sees it (same crop margin and resize as the classifier)."""
+        """The uint8 HxW face exactly as the model sees it at its own crop margin (the single-crop input;
+        multi-crop adds three more framings around it)."""
         gray = as_gray(gray, "image")
         face = gray if self.detector is None else crop_face(gray, box, self._margin)
         out = np.empty((self._h, self._w), np.uint8)

@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, BMP) or folders of them")
     p.add_argument("--json", action="store_true", help="print one JSON array, one object per image")
     p.add_argument("--annotate", metavar="DIR", help="write a copy of each image with boxes and labels drawn")
-    p.add_argument("--crop", metavar="DIR", help="write each face exactly as the model saw it (PNG)")
+    p.add_argument("--crop", metavar="DIR", help="write each face exactly as the model saw it at the model's own crop margin (PNG; "
+                        "of the four framings averaged, the second, which --single-crop classifies alone)")
     p.add_argument("--model", metavar="PATH", help="NAME.tflite to try (with NAME.json beside it); default: the configured model")
     p.add_argument("--calibration", metavar="PATH",
                    help="apply this per-person calibration (from `emotion-edge calibrate`); default: none, since photos may show anyone")
