@@ -84,8 +84,9 @@ def _quiet_native_info():
 
 MULTI_CROP_OFFSETS = (-0.05, 0.0, 0.05, 0.10)
 """Multi-crop margins, added to the model's own crop margin: one photo's Haar box can sit a few per cent
-off, and the answer moves with it; averaging four framings gained 2-3 points calibrated on jaffe-tune
-(docs/CALIBRATION.md, "Multi-crop"). A live camera averages over frames instead (the mood smoother)."""
+off, and the answer moves with it; averaging four framings read jaffe-tune's people 2 points better
+calibrated and 3 points better learned (docs/CALIBRATION.md, "Multi-crop"). A live camera averages over
+frames instead (the mood smoother)."""
 
 
 class EmotionClassifier:
