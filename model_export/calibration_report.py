@@ -62,6 +62,7 @@ class Measurement:
     confusion_learned: np.ndarray
     labels: tuple[str, ...]
     photos: list[Photo]
+    margins: tuple[float, ...] = ()  # the crop margins each face was read at (averaged when several)
 
 
 @dataclass
@@ -174,7 +175,7 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
             photos.append(Photo(path, subject, t, u, c, g))
         results.append(res)
     clf.close()
-    return Measurement(results, cm_u, cm_c, cm_l, labels, photos)
+    return Measurement(results, cm_u, cm_c, cm_l, labels, photos, clf.margins)
 
 
 def mcnemar_p(only_a: int, only_b: int) -> float:
@@ -327,7 +328,7 @@ def _totals(m: Measurement) -> tuple[int, int, int, int]:
 def _as_json(m: Measurement, strength: float, margin: float) -> dict:
     n, u, c, g = _totals(m)
     return {"n": n, "uncalibrated": u / n, "calibrated": c / n, "learned": g / n, "strength": strength,
-            "neutral_margin": margin, "labels": list(m.labels),
+            "neutral_margin": margin, "crop_margins": [round(v, 6) for v in m.margins], "labels": list(m.labels),
             "subjects": [{"subject": r.subject, "n": r.n, "uncalibrated": r.uncalibrated / r.n,
                           "calibrated": r.calibrated / r.n, "learned": r.learned / r.n,
                           "calibration_photos": r.calibration_photos}

@@ -129,9 +129,14 @@ def test_crop_margin_and_single_crop_change_what_the_model_sees(people, capsys):
     assert probs(measure(rows, str(BUNDLED), calib=1, crop_margin=0.2)) == probs(measure(rows, str(copy / "e.tflite"), calib=1))
     args = ["calibration-report", "--data", str(people), "--calib", "1", "--model", str(BUNDLED), "--json"]
     outs = []
-    for extra in ([], ["--single-crop"], ["--crop-margin", "0.3"]):
+    for extra in ([], ["--single-crop"], ["--crop-margin", "0.3"], ["--crop-margin", "0.3", "--single-crop"]):
         assert main(args + extra) == 0
-        outs.append(_json.loads(capsys.readouterr().out)["confusion_uncalibrated"])
-    assert outs[0] != outs[2] or outs[0] != outs[1]  # at least one of them moves some face to another class
+        outs.append(_json.loads(capsys.readouterr().out))
+    from edge.classify import MULTI_CROP_OFFSETS
+
+    own = _json.loads(BUNDLED.with_suffix(".json").read_text())["input"]["crop_margin"]
+    four = lambda m: [round(max(-0.1, m + d), 6) for d in MULTI_CROP_OFFSETS]  # noqa: E731
+    assert [o["crop_margins"] for o in outs] == [four(own), [own], four(0.3), [0.3]]
+    assert outs[1]["confusion_uncalibrated"] != outs[0]["confusion_uncalibrated"], "--single-crop moved no face"
     assert main(args + ["--crop-margin", "1.5"]) == 2
     assert "--crop-margin must be between -0.1 and 1" in capsys.readouterr().err
