@@ -125,8 +125,8 @@ def test_crop_margin_and_single_crop_change_what_the_model_sees(people, capsys):
     meta = _json.loads(BUNDLED.with_suffix(".json").read_text())
     meta["input"]["crop_margin"] = 0.2
     (copy / "e.json").write_text(_json.dumps(meta))
-    probs = lambda m: [(p.uncalibrated, p.calibrated, p.learned) for p in m.photos]  # noqa: E731
-    assert probs(measure(rows, str(BUNDLED), calib=1, crop_margin=0.2)) == probs(measure(rows, str(copy / "e.tflite"), calib=1))
+    outcomes = lambda m: [(p.uncalibrated, p.calibrated, p.learned) for p in m.photos]  # noqa: E731
+    assert outcomes(measure(rows, str(BUNDLED), calib=1, crop_margin=0.2)) == outcomes(measure(rows, str(copy / "e.tflite"), calib=1))
     args = ["calibration-report", "--data", str(people), "--calib", "1", "--model", str(BUNDLED), "--json"]
     outs = []
     for extra in ([], ["--single-crop"], ["--crop-margin", "0.3"], ["--crop-margin", "0.3", "--single-crop"]):
