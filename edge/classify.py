@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from edge.calibration import Calibration, CalibrationApplier, for_model
-from edge.contract import check_input_quantization, check_tensors, read_model_info
+from edge.contract import CROP_MARGIN_RANGE, check_input_quantization, check_tensors, read_model_info
 from edge.errors import FrameError, ModelError
 from edge.frames import as_gray
 from edge.preprocess import crop_face, quant_lut, resize_face, to_float
@@ -111,10 +111,11 @@ class EmotionClassifier:
         self._h, self._w = spec.height, spec.width
         # crop_margin overrides the JSON's for measurements (calibration-report, framing); devices use the JSON's
         margin = spec.crop_margin if crop_margin is None else float(crop_margin)
-        if not -0.1 <= margin <= 1.0:
-            raise ModelError(f"crop margin {margin:g}: must be between -0.1 and 1")
-        # with multi_crop, classify() averages one crop per margin (never below -0.1: a tighter box cuts the mouth)
-        self.margins: tuple[float, ...] = (tuple(max(-0.1, margin + d) for d in MULTI_CROP_OFFSETS)
+        lo, hi = CROP_MARGIN_RANGE
+        if not lo <= margin <= hi:
+            raise ModelError(f"crop margin {margin:g}: must be between {lo:g} and {hi:g}")
+        # with multi_crop, classify() averages one crop per margin (never below the range's floor)
+        self.margins: tuple[float, ...] = (tuple(max(lo, margin + d) for d in MULTI_CROP_OFFSETS)
                                            if multi_crop else (margin,))
         if in_dtype == "float32":
             self._lut = to_float(np.arange(256, dtype=np.uint8), spec.range)

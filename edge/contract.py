@@ -14,6 +14,10 @@ from typing import Any
 from edge.errors import ModelError
 from edge.safeio import METADATA_MAX_BYTES, read_text
 
+CROP_MARGIN_RANGE = (-0.1, 1.0)
+"""Crop margins a classifier takes as an override when measuring (calibration-report, framing): tighter
+than -0.1 cuts off the mouth. A model's JSON holds 0 to 1."""
+
 FORMAT = 1
 FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 RANGES = {(0.0, 1.0), (-1.0, 1.0), (0.0, 255.0)}

@@ -206,11 +206,10 @@ class Jittered:
     repeats: int
     accuracy: dict[str, list[float]]
     per_photo: dict[str, np.ndarray]
-    mean_recall: dict[str, list[float]] = field(default_factory=dict)
+    mean_recall: dict[str, list[float]]
 
     def summary(self) -> dict:
-        return {w: {"mean": float(np.mean(a)), "sd": float(np.std(a)),
-                    **({"mean_recall": float(np.mean(self.mean_recall[w]))} if self.mean_recall.get(w) else {})}
+        return {w: {"mean": float(np.mean(a)), "sd": float(np.std(a)), "mean_recall": float(np.mean(self.mean_recall[w]))}
                 for w, a in self.accuracy.items()}
 
 
@@ -256,8 +255,11 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"--calib must be at least 1 (got {args.calib})")
     if not 0 <= args.jitter <= 1000:
         raise DataError(f"--jitter must be 0..1000 repeats (got {args.jitter})")
-    if args.crop_margin is not None and not -0.1 <= args.crop_margin <= 1.0:
-        raise DataError(f"--crop-margin must be between -0.1 and 1 (got {args.crop_margin:g})")
+    from edge.contract import CROP_MARGIN_RANGE
+
+    lo, hi = CROP_MARGIN_RANGE
+    if args.crop_margin is not None and not lo <= args.crop_margin <= hi:
+        raise DataError(f"--crop-margin must be between {lo:g} and {hi:g} (got {args.crop_margin:g})")
     d = CalibrateConfig()
     strength = d.strength if args.strength is None else args.strength
     margin = d.neutral_margin if args.neutral_margin is None else args.neutral_margin

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from edge.argtypes import float_list, int_in
+from edge.contract import CROP_MARGIN_RANGE
 from edge.errors import DataError
 from model_export.data import SPLITS
 
@@ -44,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="PrivateTest", choices=SPLITS)
     p.add_argument("--limit", type=int_in(0), default=1500, help="only the first N faces of the split (0 = all)")
     p.add_argument("--scale", type=int_in(2, 10), default=4, help="upscale each face this many times onto its frame")
-    p.add_argument("--crop-margin", type=float_list(-0.1, 1.0), default=None, metavar="M[,M...]",
+    p.add_argument("--crop-margin", type=float_list(*CROP_MARGIN_RANGE), default=None, metavar="M[,M...]",
                    help="crop margins to compare (default: the model's input.crop_margin); Haar runs once per face")
     p.add_argument("--single-crop", action="store_true",
                    help="one crop per face, as the loop classifies a frame (default: four framings, as `photo`)")

@@ -85,8 +85,6 @@ def test_sign_flip_p():
 
 
 def test_mean_recall_weighs_every_class_equally():
-    from pathlib import Path
-
     from model_export.calibration_report import Photo, mean_recall
 
     # 8 photos of class 0 all right, 2 of class 6 (neutral) all wrong: accuracy 80 %, mean recall 50 %
@@ -114,27 +112,25 @@ def test_jittered_repeats_are_paired_and_reproducible(people, capsys):
 
 def test_crop_margin_and_single_crop_change_what_the_model_sees(people, capsys):
     """--crop-margin M reads every face as a model whose JSON said M would; --single-crop as the loop does."""
-    import json as _json
-
     from model_export.calibration_report import measure, read_labels
 
     rows = read_labels(people)
     copy = people / "m"
     copy.mkdir()
     shutil.copy(BUNDLED, copy / "e.tflite")
-    meta = _json.loads(BUNDLED.with_suffix(".json").read_text())
+    meta = json.loads(BUNDLED.with_suffix(".json").read_text())
     meta["input"]["crop_margin"] = 0.2
-    (copy / "e.json").write_text(_json.dumps(meta))
+    (copy / "e.json").write_text(json.dumps(meta))
     outcomes = lambda m: [(p.uncalibrated, p.calibrated, p.learned) for p in m.photos]  # noqa: E731
     assert outcomes(measure(rows, str(BUNDLED), calib=1, crop_margin=0.2)) == outcomes(measure(rows, str(copy / "e.tflite"), calib=1))
     args = ["calibration-report", "--data", str(people), "--calib", "1", "--model", str(BUNDLED), "--json"]
     outs = []
     for extra in ([], ["--single-crop"], ["--crop-margin", "0.3"], ["--crop-margin", "0.3", "--single-crop"]):
         assert main(args + extra) == 0
-        outs.append(_json.loads(capsys.readouterr().out))
+        outs.append(json.loads(capsys.readouterr().out))
     from edge.classify import MULTI_CROP_OFFSETS
 
-    own = _json.loads(BUNDLED.with_suffix(".json").read_text())["input"]["crop_margin"]
+    own = json.loads(BUNDLED.with_suffix(".json").read_text())["input"]["crop_margin"]
     four = lambda m: [round(max(-0.1, m + d), 6) for d in MULTI_CROP_OFFSETS]  # noqa: E731
     assert [o["crop_margins"] for o in outs] == [four(own), [own], four(0.3), [0.3]]
     assert outs[1]["confusion_uncalibrated"] != outs[0]["confusion_uncalibrated"], "--single-crop moved no face"
