@@ -12,12 +12,14 @@ from edge.loop import Parts
 _log = logging.getLogger("emotion-edge")
 
 
-def build_classifier(cfg: Config, calibration_required: bool = False, multi_crop: bool | None = None):
+def build_classifier(cfg: Config, calibration_required: bool = False, multi_crop: bool | None = None,
+                     calibrated: bool = True):
     """The classifier with this person's calibration applied when one exists for this model.
 
     A missing default calibration is normal; one made for another model is ignored with a warning;
     `calibration_required` (an explicit --calibration PATH) makes any problem an error.
-    `multi_crop` None: as configured (`classify.multi_crop`).
+    `multi_crop` None: as configured (`classify.multi_crop`). `calibrated=False` applies none (a new
+    calibration must be taken from the model's own answer, not through the old one).
     """
     from edge.calibrate import load_for
     from edge.classify import EmotionClassifier, resolve_model
@@ -26,7 +28,7 @@ def build_classifier(cfg: Config, calibration_required: bool = False, multi_crop
                             flip_average=cfg.classify.flip_average,
                             multi_crop=cfg.classify.multi_crop if multi_crop is None else multi_crop)
     try:
-        if cfg.calibrate.strength > 0:
+        if calibrated and cfg.calibrate.strength > 0:
             cal = load_for(calibration_path(cfg), clf.info.sha256, clf.labels, required=calibration_required)
             apply_calibration(clf, cal, cfg)
     except BaseException:

@@ -271,6 +271,12 @@ def test_calibrate_photos_frames_the_face_as_photo_does(tmp_path):
             want = calmod.log_probs(clf.classify(gray, box).probs)
         assert np.allclose(load(out).baseline, want, atol=1e-4), (flag, load(out).baseline, want)
     assert not np.allclose(load(tmp_path / "calTrue.json").baseline, load(tmp_path / "calFalse.json").baseline, atol=1e-3)
+    # a calibration already in use must not shape the new one: the baseline stays the model's own answer
+    in_use = shutil.copy(tmp_path / "calTrue.json", tmp_path / "in-use.json")
+    (tmp_path / "c.toml").write_text(f"[calibrate]\nfile = {json.dumps(str(in_use))}\n")
+    r = cli("--config", str(tmp_path / "c.toml"), "calibrate", "--photos", str(neutral), "--out", str(tmp_path / "again.json"))
+    assert r.returncode == 0, r.stderr
+    assert np.allclose(load(tmp_path / "again.json").baseline, load(tmp_path / "calTrue.json").baseline, atol=1e-4)
     r = cli("calibrate", "--single-crop", "--out", str(tmp_path / "x.json"))
     assert r.returncode == 2 and "--single-crop only applies with --photos" in r.stderr and not (tmp_path / "x.json").exists()
 

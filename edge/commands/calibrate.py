@@ -150,8 +150,8 @@ def _with_camera(cfg: Any, out: Path) -> int:
 
 # -- still photos --------------------------------------------------------------------------------
 def _from_photos(cfg: Any, photos: list[str], out: Path, multi_crop: bool = True) -> int:
+    from edge.app import build_classifier
     from edge.calibration import make_calibration, save
-    from edge.classify import EmotionClassifier, resolve_model
     from edge.detect import FaceDetector
     from edge.errors import FrameError, SourceError
     from edge.photo import expand_inputs, read_image
@@ -160,8 +160,7 @@ def _from_photos(cfg: Any, photos: list[str], out: Path, multi_crop: bool = True
     for msg in problems:
         _say(msg)
     samples = []
-    with EmotionClassifier(resolve_model(cfg.classify.model), num_threads=cfg.classify.num_threads,
-                           flip_average=cfg.classify.flip_average, multi_crop=multi_crop) as clf:
+    with build_classifier(cfg, multi_crop=multi_crop, calibrated=False) as clf:
         det = FaceDetector(cfg.detect)
         for path in files:
             try:
