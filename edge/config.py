@@ -30,6 +30,10 @@ def _opt(default: Any, doc: str, check: Callable[[Any], str | None] | None = Non
     return field(default=default, metadata=meta, **kw)
 
 
+STRENGTH_RANGE = (0.0, 2.0)         # [calibrate] strength; also what calibration-report accepts
+NEUTRAL_MARGIN_RANGE = (0.0, 5.0)   # [calibrate] neutral_margin
+
+
 def _range(lo: float, hi: float) -> Callable[[Any], str | None]:
     return lambda v: None if lo <= v <= hi else f"must be between {lo:g} and {hi:g}"
 
@@ -147,9 +151,9 @@ class CalibrateConfig:
     file: str = _opt("", "per-person calibration JSON; empty: calibration.json beside the log (made by `emotion-edge calibrate`)")
     seconds: float = _opt(5.0, "how long `emotion-edge calibrate` watches the resting face", _range(1, 120))
     min_frames: int = _opt(8, "frames with exactly one face needed for a calibration", _range(1, 10000))
-    strength: float = _opt(1.0, "share of the person's resting-face bias removed (0 = calibration off, 1 = all)", _range(0.0, 2.0))
+    strength: float = _opt(1.0, "share of the person's resting-face bias removed (0 = calibration off, 1 = all)", _range(*STRENGTH_RANGE))
     neutral_margin: float = _opt(0.75, "log-odds head start for neutral after calibration: how much more expressive than "
-                                      "their resting face a person must look to read as an emotion", _range(0.0, 5.0))
+                                      "their resting face a person must look to read as an emotion", _range(*NEUTRAL_MARGIN_RANGE))
     button_pin: int = _opt(-1, "BCM pin of a push button (to GND) that starts a calibration; -1 = no button", _pin_or_off)
     learn: bool = _opt(True, "learn the resting face while watching and use it while no calibration is in use "
                              "(the service keeps it in learned-baseline.json beside the log)")

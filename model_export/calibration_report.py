@@ -19,24 +19,27 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.argtypes import float_in, int_in
+from edge.config import NEUTRAL_MARGIN_RANGE, STRENGTH_RANGE
+from edge.contract import CROP_MARGIN_RANGE
 from edge.errors import DataError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="folder with labels.csv (file,label,subject) and the photos")
     p.add_argument("--model", default="", help="NAME.tflite (default: the bundled model)")
-    p.add_argument("--calib", type=int, default=2, help="neutral photos per subject used for the calibration (first by file name)")
-    p.add_argument("--strength", type=float, default=None, help="calibration strength (default: [calibrate] strength)")
-    p.add_argument("--neutral-margin", type=float, default=None, help="neutral head start (default: [calibrate] neutral_margin)")
+    p.add_argument("--calib", type=int_in(1), default=2, help="neutral photos per subject used for the calibration (first by file name)")
+    p.add_argument("--strength", type=float_in(*STRENGTH_RANGE), default=None, help="calibration strength (default: [calibrate] strength)")
+    p.add_argument("--neutral-margin", type=float_in(*NEUTRAL_MARGIN_RANGE), default=None, help="neutral head start (default: [calibrate] neutral_margin)")
     p.add_argument("--flip-average", action="store_true", help="classify the mirror image too and average")
     p.add_argument("--single-crop", action="store_true",
                    help="only the model's own crop of each face (default: four framings averaged, as `photo` does)")
-    p.add_argument("--crop-margin", type=float, default=None, metavar="M",
+    p.add_argument("--crop-margin", type=float_in(*CROP_MARGIN_RANGE), default=None, metavar="M",
                    help="crop this share of the box around each face instead of the model's input.crop_margin "
                         "(to choose one before exporting; applies to --compare too)")
     p.add_argument("--compare", default="", metavar="MODEL",
                    help="a second .tflite on the same photos: its numbers and a paired test (which photos each gets right)")
-    p.add_argument("--jitter", type=int, default=0, metavar="N",
+    p.add_argument("--jitter", type=int_in(0, 1000), default=0, metavar="N",
                    help="also repeat it N times with each face box moved and resized a little, as Haar's box wanders "
                         "between frames: mean and spread, and (with --compare) a paired test over photos")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -251,15 +254,6 @@ def sign_flip_p(diff: np.ndarray, draws: int = 20000, seed: int = 0) -> float:
 def run(args: argparse.Namespace) -> int:
     from edge.config import CalibrateConfig
 
-    if args.calib < 1:
-        raise DataError(f"--calib must be at least 1 (got {args.calib})")
-    if not 0 <= args.jitter <= 1000:
-        raise DataError(f"--jitter must be 0..1000 repeats (got {args.jitter})")
-    from edge.contract import CROP_MARGIN_RANGE
-
-    lo, hi = CROP_MARGIN_RANGE
-    if args.crop_margin is not None and not lo <= args.crop_margin <= hi:
-        raise DataError(f"--crop-margin must be between {lo:g} and {hi:g} (got {args.crop_margin:g})")
     d = CalibrateConfig()
     strength = d.strength if args.strength is None else args.strength
     margin = d.neutral_margin if args.neutral_margin is None else args.neutral_margin

@@ -106,8 +106,13 @@ def test_jittered_repeats_are_paired_and_reproducible(people, capsys):
     r2 = json.loads(capsys.readouterr().out)
     assert r2["jittered"] == j  # reproducible run to run
     assert r2["compare"]["paired_jittered"]["uncalibrated"]["second_minus_first"] < 0  # the tiny model is worse
-    assert main(["calibration-report", "--data", str(people), "--jitter", "-1"]) == 2
-    assert "--jitter must be 0..1000" in capsys.readouterr().err
+    for bad, msg in ((["--jitter", "-1"], "argument --jitter: must be between 0 and 1000 (got -1)"),
+                     (["--calib", "0"], "argument --calib: must be at least 1 (got 0)"),
+                     (["--strength", "nan"], "argument --strength: must be a finite number at least 0 and at most 2"),
+                     (["--neutral-margin", "-1"], "argument --neutral-margin: must be a finite number at least 0 and at most 5")):
+        with pytest.raises(SystemExit) as e:
+            main(["calibration-report", "--data", str(people), *bad])
+        assert e.value.code == 2 and msg in capsys.readouterr().err, bad
 
 
 def test_crop_margin_and_single_crop_change_what_the_model_sees(people, capsys):
@@ -134,5 +139,6 @@ def test_crop_margin_and_single_crop_change_what_the_model_sees(people, capsys):
     four = lambda m: [round(max(-0.1, m + d), 6) for d in MULTI_CROP_OFFSETS]  # noqa: E731
     assert [o["crop_margins"] for o in outs] == [four(own), [own], four(0.3), [0.3]]
     assert outs[1]["confusion_uncalibrated"] != outs[0]["confusion_uncalibrated"], "--single-crop moved no face"
-    assert main(args + ["--crop-margin", "1.5"]) == 2
-    assert "--crop-margin must be between -0.1 and 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(args + ["--crop-margin", "1.5"])
+    assert e.value.code == 2 and "argument --crop-margin: must be a finite number at least -0.1 and at most 1" in capsys.readouterr().err
