@@ -41,6 +41,10 @@ def float_in(lo: float, hi: float | None = None, *, above: bool = False) -> Call
     return parse
 
 
+random_seed = int_in(0, 2**32 - 1)
+"""A random seed as NumPy takes it (a negative one would end in a traceback)."""
+
+
 def int_list(lo: int, hi: int | None = None) -> Callable[[str], list[int]]:
     """A comma list of distinct integers lo..hi, at least one: `1,2,3,5`."""
     return _list_of(int_in(lo, hi), "whole numbers like 1,2,3")

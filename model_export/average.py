@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.argtypes import random_seed
 from edge.errors import ConfigError, ModelError
 
 
@@ -20,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="FER2013 .npz, fer2013.csv or image folder (Training for BatchNorm, PublicTest to score)")
     p.add_argument("--out", required=True, type=Path, help="OUT.keras for the averaged model")
     p.add_argument("--bn-images", type=int, default=4096, help="clean training faces used to re-estimate BatchNorm statistics")
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--seed", type=random_seed, default=1234)
 
 
 def check_request(args: argparse.Namespace) -> None:

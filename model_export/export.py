@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.argtypes import float_in, int_in, label_list
+from edge.argtypes import float_in, int_in, label_list, random_seed
 from edge.contract import FER_LABELS, InputSpec, ModelInfo, metadata_path, sha256_file, write_model_info
 from edge.errors import ConfigError, DataError, ModelError
 from model_export import __version__
@@ -426,7 +426,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-limit", type=int_in(0), default=0, help="evaluate only the first N faces (0 = all)")
     p.add_argument("--labels-from", default="fer2013", choices=LABEL_SOURCES)
     p.add_argument("--crop-margin", type=float_in(0, 1), default=0.0, help="fraction added around the Haar box on the device")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=random_seed, default=0)
     p.add_argument("--out", help="OUT.tflite (OUT.json is written beside it); required except with --json-only")
     p.add_argument("--json-only", action="store_true",
                    help="MODEL is an int8 .tflite made elsewhere: check it and write only MODEL.json "

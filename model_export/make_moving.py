@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.argtypes import float_in, random_seed
 from model_export.data import FER_LABELS, load_dataset
 from model_export.make_sample import SIZE, _background, _detected, _haar
 
@@ -90,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "moving.mp4")
-    p.add_argument("--fps", type=float, default=15.0)
-    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--fps", type=float_in(1.0, 120.0), default=15.0)
+    p.add_argument("--seed", type=random_seed, default=11)
     a = p.parse_args(argv)
     images, labels = load_dataset(a.data).split("PrivateTest")
     truth = render(pick(images, labels, a.seed), a.out, a.fps, a.seed)

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.argtypes import random_seed
 from model_export.data import FER_LABELS, load_dataset
 
 FPS = 15
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True)
     p.add_argument("--model", help="only use faces this .tflite classifies correctly (clear demo)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "edge" / "samples" / "sample.mp4")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--seed", type=random_seed, default=7)
     a = p.parse_args(argv)
     ds = load_dataset(a.data)
     images, labels = ds.split("PrivateTest")

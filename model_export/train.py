@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.argtypes import float_in, int_in
+from edge.argtypes import float_in, int_in, random_seed
 from edge.errors import ConfigError, DataError, ModelError
 from model_export.data import FER_LABELS, TRAINING, Dataset, load_dataset
 
@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="class weight = (mean count / count) ** power; 0 turns balancing off")
     p.add_argument("--patience", type=int_in(1), default=10, help="early stop after this many epochs without a better PublicTest accuracy")
     p.add_argument("--limit", type=int_in(0), default=0, help="use only the first N training images (smoke tests)")
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--seed", type=random_seed, default=1234)
     p.add_argument("--bn-images", type=int_in(0), default=4096,
                    help="clean training faces used to re-estimate BatchNorm statistics each epoch (0 = off)")
     p.add_argument("--no-resume", action="store_true", help="start fresh even if the run folder has a checkpoint")

@@ -201,7 +201,8 @@ def keras_file(tmp_path_factory) -> Path:
     (["MODEL", "--crop-margin", "1.5"], "argument --crop-margin: must be a finite number at least 0 and at most 1"),
     (["MODEL", "--crop-margin", "nan"], "argument --crop-margin: must be a finite number"),
     (["MODEL", "--eval-split", "Test"], "argument --eval-split: invalid choice: 'Test'"),
-    (["MODEL", "--seed", "x"], "argument --seed: invalid int value: 'x'"),
+    (["MODEL", "--seed", "x"], "argument --seed: 'x' is not a whole number"),
+    (["MODEL", "--seed", "-1"], "argument --seed: must be between 0 and 4294967295 (got -1)"),
     (["TMP/missing.tflite", "--json-only", "--input-range", "0,1"], "--json-only needs an existing NAME.tflite"),
 ])
 def test_cli_argument_refusals_are_one_line_exit_2(tmp_path, keras_file, data, capfd, args, expect):

@@ -204,3 +204,12 @@ def test_a_tiny_run_trains_with_mixup(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "--data", str(data), "--out", str(tmp_path / "r2"), "--mixup", "-1"])
     assert e.value.code == 2 and "argument --mixup: must be a finite number at least 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["train", "--data", "D", "--out", "R"], ["average", "a.keras", "b.keras", "--data", "D", "--out", "o.keras"]])
+def test_a_seed_numpy_cannot_take_is_refused_before_any_work(tmp_path, capsys, command):
+    """NumPy wants 0..2**32-1; anything else used to end in its traceback after the data had loaded."""
+    for bad in ("-1", str(2**32)):
+        with pytest.raises(SystemExit) as e:
+            main(command + ["--seed", bad])
+        assert e.value.code == 2 and f"argument --seed: must be between 0 and {2**32 - 1} (got {bad})" in capsys.readouterr().err
