@@ -41,8 +41,7 @@ class MoodSmoother:
         if face_seen:
             self._last_face = t
         if self._last_face is None or t - self._last_face >= self.cfg.no_face_timeout:
-            if self._current >= 0 or self._p is not None:
-                self.reset()
+            self.reset()
             self.mood = Mood(NO_MOOD, 0.0, None, self.labels, t)
             return self.mood
         if pred is not None:

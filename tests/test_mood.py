@@ -141,3 +141,27 @@ def test_wrong_labels_rejected():
     sm = MoodSmoother(MoodConfig(), FER_LABELS)
     with pytest.raises(ValueError, match="labels"):
         sm.update(0.0, Prediction(np.array([0.5, 0.5], np.float32), ("a", "b")), True)
+
+
+def test_half_life_zero_follows_each_reading_exactly():
+    sm = MoodSmoother(MoodConfig(half_life=0.0, hold=0.0), FER_LABELS)
+    sm.update(0.0, pred("happy"), True)
+    m = sm.update(0.1, mix("sad", "neutral", 0.6), True)
+    np.testing.assert_array_equal(m.probs, mix("sad", "neutral", 0.6).probs)
+    assert m.label == "sad" and m.confidence == pytest.approx(0.6)
+
+
+def test_the_first_label_is_held_like_any_other():
+    """angry is index 0: the 'no mood yet' test must not mistake it for none (a brief challenger keeps it)."""
+    cfg = MoodConfig(half_life=0.0, margin=0.1, hold=1.0)
+    changes = run(lambda t: pred("happy") if 2.0 <= t < 2.5 else pred("angry"), 30, cfg, 5)
+    assert [c[1] for c in changes] == ["angry"]
+
+
+def test_no_mood_has_no_confidence_or_probabilities():
+    sm = MoodSmoother(MoodConfig(no_face_timeout=1.0), FER_LABELS)
+    for m in (sm.mood, sm.update(0.0, None, True)):
+        assert (m.label, m.confidence, m.probs) == (NO_MOOD, 0.0, None)
+    sm.update(0.5, pred("happy"), True)
+    m = sm.update(2.0, None, False)
+    assert (m.label, m.confidence, m.probs, m.time) == (NO_MOOD, 0.0, None, 2.0)
