@@ -182,3 +182,12 @@ def test_service_status_file_carries_valence_and_arousal(tmp_path):
         d = svc._status_dict(None, _mood("sad"))
         assert d["valence"] == pytest.approx(COORDS["sad"][0], abs=1e-3) and d["arousal"] < 0
         assert "valence" not in svc._status_dict(None, Mood("none", 0.0, None, FER_LABELS, 0.0))
+
+
+@pytest.mark.parametrize("arousal,level", [(-1.0, 0.25), (0.0, 0.625), (1.0, 1.0), (-3.0, 0.25), (2.5, 1.0)])
+@pytest.mark.parametrize("valence,hue", [(-1.0, (0.0, 0.0, 1.0)), (1.0, (1.0, 1.0, 0.0)), (-7.0, (0.0, 0.0, 1.0)), (4.0, (1.0, 1.0, 0.0))])
+def test_valence_colour_ends_and_brightness_scale(valence, hue, arousal, level):
+    """Blue at valence -1, yellow at +1; brightness 0.25 (calmest) .. 1 (most aroused), linear; beyond +-1 clamps."""
+    from edge.affect import Affect, valence_rgb
+
+    assert valence_rgb(Affect(valence, arousal)) == pytest.approx(tuple(level * c for c in hue), abs=1e-9)

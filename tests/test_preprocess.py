@@ -75,3 +75,32 @@ def test_resize_face_into_buffer():
     assert r is out and (out == 200).all()
     small = np.full((20, 20), 9, np.uint8)
     assert (resize_face(small, 48, 48) == 9).all()
+
+
+def test_resize_face_shrinks_with_inter_area_and_enlarges_linearly():
+    """The one resize training and the edge share: area averaging down (no aliasing), bilinear up."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    big, small = rng.integers(0, 256, (97, 83), dtype=np.uint8), rng.integers(0, 256, (30, 26), dtype=np.uint8)
+    np.testing.assert_array_equal(resize_face(big, 48, 48), cv2.resize(big, (48, 48), interpolation=cv2.INTER_AREA))
+    np.testing.assert_array_equal(resize_face(small, 48, 48), cv2.resize(small, (48, 48), interpolation=cv2.INTER_LINEAR))
+    assert not np.array_equal(cv2.resize(big, (48, 48), interpolation=cv2.INTER_LINEAR), resize_face(big, 48, 48))
+    same = rng.integers(0, 256, (48, 48), dtype=np.uint8)
+    assert resize_face(same, 48, 48) is same  # already the input size: no copy
+    out = np.empty((48, 48), np.uint8)
+    assert resize_face(same, 48, 48, out=out) is out and np.array_equal(out, same)
+    assert resize_face(same[:, :47], 48, 48).shape == (48, 48)  # one side off: resized, not passed through
+
+
+def test_lut_rounds_to_nearest_for_any_scale():
+    """Scales from a real calibration are not 1/255 steps: every entry is the nearest integer level."""
+    scale, zp = 0.0123, -7
+    lut = quant_lut((0.0, 1.0), scale, zp, np.int8)
+    v = to_float(np.arange(256, dtype=np.uint8), (0.0, 1.0)).astype(np.float64) / scale + zp
+    assert (np.abs(lut.astype(np.float64) - np.clip(v, -128, 127)) <= 0.5 + 1e-6).all()
+
+
+def test_crop_clamps_to_a_wide_frames_bottom_edge():
+    img = np.zeros((120, 320), np.uint8)
+    assert crop_face(img, (280, 90, 40, 40), 0.25).shape == (40, 50)  # rows 80..120, columns 270..320: both clamped
