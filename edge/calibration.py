@@ -29,7 +29,6 @@ log = logging.getLogger("emotion-edge")
 
 KIND = "emotion-edge calibration"
 VERSION = 1
-FILE_NAME = "calibration.json"
 PROB_FLOOR = 1e-3
 """Probabilities are floored before the log: an int8 output reads 0 for anything below 1/256."""
 MAX_FILE_BYTES = 64 * 1024
@@ -64,8 +63,9 @@ class Calibration:
         return time.strftime("%Y-%m-%d %H:%M", time.localtime(self.created))
 
     def describe(self) -> str:
-        """'from 2026-11-25 12:40, 42 camera frames'"""
-        return f"from {self.created_text}, {self.frames} {self.source} {'frame' if self.source == 'camera' else 'photo'}{'s' if self.frames != 1 else ''}"
+        """'from 2026-11-25 12:40, 42 camera frames' / '..., 2 photos'"""
+        what = "camera frame" if self.source == "camera" else "photo"
+        return f"from {self.created_text}, {self.frames} {what}{'s' if self.frames != 1 else ''}"
 
 
 def log_probs(probs: np.ndarray) -> np.ndarray:
@@ -88,7 +88,7 @@ def make_calibration(samples: Sequence[np.ndarray], model_sha256: str, labels: S
 class CalibrationApplier:
     """Applies a calibration to probability vectors in place, without allocating (hot path)."""
 
-    def __init__(self, cal: Calibration, strength: float = 1.0, neutral_margin: float = 0.75) -> None:
+    def __init__(self, cal: Calibration, strength: float, neutral_margin: float) -> None:
         self.calibration = cal
         self.strength = float(strength)
         self.neutral_margin = float(neutral_margin)
@@ -111,10 +111,6 @@ class CalibrationApplier:
 
 
 # -- files ----------------------------------------------------------------------------------
-def default_path(state_dir: Path) -> Path:
-    return Path(state_dir) / FILE_NAME
-
-
 def save(cal: Calibration, path: Path) -> None:
     """Atomic write (temp file + rename), mode 0644: readable by `status`, never half-written."""
     path = Path(path)

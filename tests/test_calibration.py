@@ -93,6 +93,23 @@ def test_apply_allocates_nothing_per_call():
     assert grown < 2000, f"{grown} bytes kept after 500 calls"
 
 
+def test_samples_of_another_shape_or_not_finite_are_refused():
+    with pytest.raises(CalibrationError, match="do not match the model's labels"):
+        make_calibration([np.full(6, 1 / 6)], SHA, LABELS, "camera")
+    with pytest.raises(CalibrationError, match="do not match the model's labels"):
+        make_calibration([np.array([np.nan, 0.1, 0.1, 0.1, 0.1, 0.1, 0.5])], SHA, LABELS, "camera")
+    with pytest.raises(CalibrationError, match="no faces"):
+        make_calibration([], SHA, LABELS, "camera")
+
+
+@pytest.mark.parametrize("source,n,says", [("photos", 2, "2 photos"), ("photos", 1, "1 photo"),
+                                           ("camera", 1, "1 camera frame"), ("camera", 40, "40 camera frames")])
+def test_describe_counts_what_it_was_made_from(source, n, says):
+    """What `check` and `status` print ('2 photos photos' once slipped through)."""
+    cal = make_calibration([np.full(7, 1 / 7)] * n, SHA, LABELS, source, created=1.7e9)
+    assert cal.describe() == f"from {cal.created_text}, {says}"
+
+
 # -- the file ----------------------------------------------------------------------------------
 def test_save_load_round_trip_is_readable_json(tmp_path):
     cal = cal_from([0.1, 0.05, 0.1, 0.2, 0.2, 0.05, 0.3])
@@ -119,12 +136,18 @@ BAD_FILES = {
     "future version": json.dumps({**_good(), "version": 2}).encode(),
     "short sha": json.dumps({**_good(), "model_sha256": "abc"}).encode(),
     "labels not a list": json.dumps({**_good(), "labels": "angry"}).encode(),
+    "labels empty": json.dumps({**_good(), "labels": [], "baseline": {}}).encode(),
+    "65 labels": json.dumps({**_good(), "labels": [f"l{i}" for i in range(65)],
+                             "baseline": {f"l{i}": -4.2 for i in range(65)}}).encode(),
     "duplicate labels": json.dumps({**_good(), "labels": ["a", "a"], "baseline": {"a": -1.0}}).encode(),
     "control characters in a label": json.dumps({**_good(), "labels": ["a\x1b[31m"], "baseline": {"a\x1b[31m": -1.0}}).encode(),
     "baseline misses a label": json.dumps({**_good(), "baseline": {"angry": -1.0}}).encode(),
     "baseline not a number": json.dumps({**_good(), "baseline": {**_good()["baseline"], "sad": "x"}}).encode(),
-    "baseline positive": json.dumps({**_good(), "baseline": {**_good()["baseline"], "sad": 3.0}}).encode(),
+    "baseline positive": json.dumps({**_good(), "baseline": {**_good()["baseline"], "sad": 0.5}}).encode(),
     "baseline NaN": json.dumps({**_good(), "baseline": {**_good()["baseline"], "sad": float("nan")}}).encode(),
+    "created not a number": json.dumps({**_good(), "created_unix": "yesterday"}).encode(),
+    "created a bool": json.dumps({**_good(), "created_unix": True}).encode(),
+    "created infinite": json.dumps({**_good(), "created_unix": float("inf")}).encode(),
     "frames zero": json.dumps({**_good(), "frames": 0}).encode(),
     "frames a bool": json.dumps({**_good(), "frames": True}).encode(),
     "deeply nested": b"[" * 100000 + b"]" * 100000,
