@@ -78,3 +78,40 @@ def test_calibration_states_white_breathe_green_and_red_blink(factory):
             led.show_state("calibration_failed", 4.0 + i / 8)
             blink.add(tuple(round(v, 3) for v in pins(factory)))
         assert blink == {(0.8, 0.0, 0.0), (0.0, 0.0, 0.0)}
+        rhythm = []
+        for i in range(8):  # 2 Hz: a quarter second on, a quarter second off
+            led.show_state("calibration_failed", 6.0 + i / 8)
+            rhythm.append(pins(factory)[0] > 0)
+        assert rhythm == [True, True, False, False] * 2
+
+
+def test_a_slow_fade_lands_exactly_on_the_target_in_whole_pwm_steps(factory):
+    """Each write moves a channel by more than one PWM step, except the last, which is the target itself."""
+    led = GpioLed(LedConfig(fade=2.0, brightness=1.0), pin_factory=factory)
+    writes = []
+    real = led._write
+    led._write = lambda rgb: (writes.append(rgb), real(rgb))
+    happy = np.zeros(len(FER_LABELS), np.float32)
+    happy[FER_LABELS.index("happy")] = 1.0
+    mood = Mood("happy", 1.0, happy, FER_LABELS, 0.0)
+    target = led.target_for(mood)
+    for i in range(3001):  # 1 ms frames for 3 s: the 2 s fade moves 1/2000 of full scale per frame
+        led.show(mood, i * 0.001)
+    assert pins(factory) == pytest.approx(target, abs=1e-12) and writes[-1] == target
+    assert 1 / STEP * 0.5 < len(writes) <= 1 / STEP + 1, len(writes)  # about one write per PWM step, not per frame
+    for a, b in zip(writes, writes[1:-1]):
+        assert max(abs(x - y) for x, y in zip(a, b)) > STEP
+    led.close()
+
+
+def test_probabilities_that_do_not_sum_to_one_give_the_same_colour(factory):
+    """int8 outputs sum to 1 only roughly: the blend is normalised, so it is their shares that count."""
+    from edge.led import blend_color
+
+    probs = np.array([0.1, 0.0, 0.2, 0.4, 0.1, 0.1, 0.1], np.float32)
+    colors = LedConfig().colors
+    assert blend_color(probs * 0.5, FER_LABELS, colors) == pytest.approx(blend_color(probs, FER_LABELS, colors))
+    with GpioLed(LedConfig(fade=0.0, brightness=0.7), pin_factory=factory) as led:
+        want = led.target_for(Mood("happy", 0.4, probs, FER_LABELS, 0.0))
+        assert led.target_for(Mood("happy", 0.2, probs * 0.5, FER_LABELS, 0.0)) == pytest.approx(want)
+        assert want == pytest.approx(tuple(0.7 * c for c in blend_color(probs, FER_LABELS, colors)))
