@@ -38,6 +38,8 @@ def test_a_mood_without_probabilities_shows_its_own_colour_or_white(factory):
     with GpioLed(LedConfig(fade=0.0, brightness=1.0), pin_factory=factory) as led:
         led.show(Mood("sad", 0.9, None, FER_LABELS, 0.0), 0.0)
         assert pins(factory) == pytest.approx(led_mod.hex_to_rgb(LedConfig().colors["sad"]))
+        led.show(Mood("angry", 0.9, None, FER_LABELS, 0.05), 0.05)  # the first label is a label like any other
+        assert pins(factory) == pytest.approx(led_mod.hex_to_rgb(LedConfig().colors["angry"]))
         led.show(Mood("contempt", 0.9, None, FER_LABELS, 0.1), 0.1)  # a label with no colour
         assert pins(factory) == pytest.approx((1.0, 1.0, 1.0))
 
