@@ -87,3 +87,69 @@ def test_check_tensors():
         check_tensors(info, (1, 48, 48, 1), "float32", 7, "w")
     with pytest.raises(ModelError, match="8 outputs"):
         check_tensors(info, (1, 48, 48, 1), "int8", 8, "w")
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda d: d.update(labels=["happy"]), "at least 2 distinct names"),
+        (lambda d: d.update(labels=["happy", 7]), "at least 2 distinct names"),
+        (lambda d: d.update(labels=["happy", ""]), "at least 2 distinct names"),
+        (lambda d: d.update(labels=[f"l{i}" for i in range(65)]), "at most 64 printable names"),
+        (lambda d: d.update(labels=["happy", "x" * 65]), "up to 64 characters"),
+        (lambda d: d.update(labels=["happy", " sad"]), "surrounding spaces"),
+        (lambda d: d.update(labels=["happy", "sad\n"]), "control characters"),
+        (lambda d: d["input"].update(height=7), "8..512 px; got 7x48x1"),
+        (lambda d: d["input"].update(width=513), "8..512 px; got 48x513x1"),
+        (lambda d: d["input"].update(range=[0, 1, 2]), "'range' must be \\[low, high\\]"),
+        (lambda d: d["input"].update(range=[0, "1"]), "'range' must be \\[low, high\\]"),
+        (lambda d: d["input"].update(range=[False, 1]), "'range' must be \\[low, high\\]"),
+        (lambda d: d["input"].update(crop_margin=-0.05), "'crop_margin' must be between"),
+        (lambda d: d["input"].update(crop_margin="0.1"), "'crop_margin' must be between"),
+        (lambda d: d["input"].update(crop_margin=True), "'crop_margin' must be between"),
+    ],
+)
+def test_labels_input_size_range_and_margin_bounds(mutate, match):
+    d = good()
+    mutate(d)
+    with pytest.raises(ModelError, match=match):
+        parse_model_info(d, "m.json")
+
+
+def test_the_edges_of_the_bounds_are_accepted():
+    d = good()
+    d["labels"] = [f"l{i}" for i in range(63)] + ["x" * 64]
+    d["input"].update(height=8, width=512, crop_margin=1.0, range=[-1, 1])
+    d["quantization"] = None  # optional: null is as good as absent
+    info = parse_model_info(d, "m.json")
+    assert len(info.labels) == 64 and (info.input.height, info.input.width, info.input.crop_margin) == (8, 512, 1.0)
+    assert info.input.range == (-1.0, 1.0) and info.input.channels == 1
+    d["input"].pop("crop_margin")
+    d["input"].pop("range")
+    d["input"].pop("channels", None)
+    info = parse_model_info(d, "m.json")
+    assert info.input.crop_margin == 0.0 and info.input.range == (0.0, 1.0)  # the defaults a format-1 model meant
+
+
+@pytest.mark.parametrize("dtype,rng,scale,zp,ok", [
+    ("int8", (0.0, 1.0), 1 / 255, -128, True),       # what export writes for [0, 1]
+    ("int8", (-1.0, 1.0), 2 / 255, 0, True),
+    ("uint8", (0.0, 255.0), 1.0, 0, True),
+    ("uint8", (0.0, 1.0), 1 / 255, 0, True),
+    ("int8", (0.0, 255.0), 1 / 255, -128, False),     # JSON says 0..255, tensor holds 0..1
+    ("int8", (0.0, 1.0), 1 / 255, 0, False),          # zero point off: -0.5..0.5
+    ("uint8", (0.0, 1.0), 1 / 255, -128, False),      # the int8 zero point on a uint8 input
+    ("int8", (0.0, 1.0), 1.08 / 255, -128, True),     # within a tenth of the range
+    ("int8", (0.0, 1.0), 1.12 / 255, -128, False),    # beyond it
+    ("int8", (0.0, 1.0), float("inf"), -128, False),
+])
+def test_input_quantization_must_span_the_declared_range(dtype, rng, scale, zp, ok):
+    from edge.contract import check_input_quantization
+
+    info = ModelInfo(FER_LABELS, InputSpec(48, 48, 1, dtype, rng), sha256="0")
+    if ok:
+        check_input_quantization(info, scale, zp, "m.tflite")
+    else:
+        with pytest.raises(ModelError, match=r"^m.tflite: input is quantized for .* but the metadata says range"):
+            check_input_quantization(info, scale, zp, "m.tflite")
+    check_input_quantization(ModelInfo(FER_LABELS, InputSpec(48, 48, 1, "float32", rng), sha256="0"), scale, zp, "m")  # float: no check
