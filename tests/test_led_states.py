@@ -18,6 +18,20 @@ def pins(f) -> tuple[float, float, float]:
     return (f.pin(R).state, f.pin(G).state, f.pin(B).state)
 
 
+def spy_writes(led: GpioLed) -> list:
+    """Every colour the LED pushes to its pins, in order (the writes still reach the mock pins)."""
+    writes = []
+    real = led._write
+    led._write = lambda rgb: (writes.append(rgb), real(rgb))
+    return writes
+
+
+def sure(label: str) -> np.ndarray:
+    probs = np.zeros(len(FER_LABELS), np.float32)
+    probs[FER_LABELS.index(label)] = 1.0
+    return probs
+
+
 def test_auto_on_a_raspberry_pi_drives_the_gpio_led(factory, tmp_path, monkeypatch):
     model = tmp_path / "model"
     model.write_text("Raspberry Pi 5 Model B Rev 1.0\x00")
@@ -46,17 +60,12 @@ def test_a_mood_without_probabilities_shows_its_own_colour_or_white(factory):
 
 def test_changes_below_one_pwm_step_are_not_written(factory):
     led = GpioLed(LedConfig(fade=0.0, brightness=1.0), pin_factory=factory)
-    writes = []
-    real = led._write
-    led._write = lambda rgb: (writes.append(rgb), real(rgb))
-    probs = np.zeros(len(FER_LABELS), np.float32)
-    probs[FER_LABELS.index("sad")] = 1.0
-    led.show(Mood("sad", 1.0, probs, FER_LABELS, 0.0), 0.0)
+    writes = spy_writes(led)
+    led.show(Mood("sad", 1.0, sure("sad"), FER_LABELS, 0.0), 0.0)
     assert len(writes) == 1
     # a slow fade: each frame moves the colour by a fraction of one PWM step
     led.cfg.fade = 30.0
-    happy = np.zeros_like(probs)
-    happy[FER_LABELS.index("happy")] = 1.0
+    happy = sure("happy")
     for i in range(1, 6):
         led.show(Mood("happy", 1.0, happy, FER_LABELS, 0.0), i * 0.001)  # 1/30000 of full scale per frame
     assert len(writes) == 1, "sub-step changes must not reach the pins"
@@ -90,12 +99,8 @@ def test_calibration_states_white_breathe_green_and_red_blink(factory):
 def test_a_slow_fade_lands_exactly_on_the_target_in_whole_pwm_steps(factory):
     """Each write moves a channel by more than one PWM step, except the last, which is the target itself."""
     led = GpioLed(LedConfig(fade=2.0, brightness=1.0), pin_factory=factory)
-    writes = []
-    real = led._write
-    led._write = lambda rgb: (writes.append(rgb), real(rgb))
-    happy = np.zeros(len(FER_LABELS), np.float32)
-    happy[FER_LABELS.index("happy")] = 1.0
-    mood = Mood("happy", 1.0, happy, FER_LABELS, 0.0)
+    writes = spy_writes(led)
+    mood = Mood("happy", 1.0, sure("happy"), FER_LABELS, 0.0)
     target = led.target_for(mood)
     for i in range(3001):  # 1 ms frames for 3 s: the 2 s fade moves 1/2000 of full scale per frame
         led.show(mood, i * 0.001)
