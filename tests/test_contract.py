@@ -141,6 +141,8 @@ def test_the_edges_of_the_bounds_are_accepted():
     ("uint8", (0.0, 1.0), 1 / 255, -128, False),      # the int8 zero point on a uint8 input
     ("int8", (0.0, 1.0), 1.08 / 255, -128, True),     # within a tenth of the range
     ("int8", (0.0, 1.0), 1.12 / 255, -128, False),    # beyond it
+    ("int8", (-1.0, 1.0), 2.16 / 255, 0, True),       # a tenth of a range twice as wide
+    ("int8", (-1.0, 1.0), 2.5 / 255, 0, False),      # a quarter beyond
     ("int8", (0.0, 1.0), float("inf"), -128, False),
 ])
 def test_input_quantization_must_span_the_declared_range(dtype, rng, scale, zp, ok):
