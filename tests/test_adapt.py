@@ -132,6 +132,10 @@ BAD = {
     "zero weight": json.dumps({**_good_file(), "weight": 0}).encode(),
     "nan sum": json.dumps({**_good_file(), "sum": [float("nan")] * 7}).replace("NaN", "NaN").encode(),
     "positive log-probabilities": json.dumps({**_good_file(), "sum": [5.0] * 7}).encode(),
+    "slightly positive mean": json.dumps({**_good_file(), "sum": [0.001] * 7, "weight": 1.0}).encode(),
+    "mean below the floor": json.dumps({**_good_file(), "sum": [math.log(PROB_FLOOR) - 0.01] * 7, "weight": 1.0}).encode(),
+    "negative face time": json.dumps({**_good_file(), "face_seconds": -1}).encode(),
+    "started not a number": json.dumps({**_good_file(), "started_unix": "today"}).encode(),
     "binary": b"\xff\xfe\x00",
 }
 
@@ -326,3 +330,42 @@ def test_a_damaged_file_at_service_start_is_one_warning_and_the_service_runs_and
     import sqlite3
     with sqlite3.connect(tmp_path / "log.db") as db:
         assert db.execute("select count(*) from events").fetchone()[0] > 0, "the mood log was kept as always"
+
+
+def test_the_state_file_is_written_every_five_minutes_not_every_frame(tmp_path):
+    """An SD card wears out: the service saves what it learned every SAVE_SECONDS and at close, and a
+    save with nothing new writes nothing."""
+    path = tmp_path / "learned-baseline.json"
+    now = [1000.0]
+    a = BaselineLearner(SHA, LABELS, half_life=600, min_seconds=5, apply=lambda cal: None, path=path, clock=lambda: now[0])
+    t = 0.0
+    for _ in range(250):  # 50 s of frames within the first five minutes
+        t += 0.2
+        now[0] += 0.2
+        a.feed(t, Prediction(probs("sad"), LABELS))
+    assert not path.exists()
+    now[0] = 1000.0 + adapt.SAVE_SECONDS
+    a.feed(t + 0.2, Prediction(probs("sad"), LABELS))
+    assert path.exists()
+    first = path.stat().st_ino, path.read_text()
+    now[0] += 1.0
+    a.feed(t + 0.4, Prediction(probs("sad"), LABELS))
+    assert (path.stat().st_ino, path.read_text()) == first, "saved again a second later"
+    a.save()
+    second = path.stat().st_ino, path.read_text()
+    a.save()  # nothing new since: no write (write_atomic would give the file a new inode)
+    assert (path.stat().st_ino, path.read_text()) == second
+
+
+def test_ready_exactly_at_min_seconds_of_face_time():
+    b = LearnedBaseline(SHA, LABELS, half_life=600, min_seconds=2.0)
+    b.observe(0.0, probs("sad"))  # the first sighting counts MAX_GAP
+    assert b.face_seconds == adapt.MAX_GAP and not b.ready
+    b.observe(1.0, probs("sad"))
+    assert b.face_seconds == 2.0 and b.ready
+
+
+@pytest.mark.parametrize("seconds,text", [(0, "0 s"), (40, "40 s"), (119.4, "119 s"), (120, "2 min"), (725, "12 min"),
+                                          (7199, "120 min"), (7200, "2.0 h"), (12600, "3.5 h")])
+def test_face_time_reads_in_seconds_minutes_or_hours(seconds, text):
+    assert adapt.face_time(seconds) == text

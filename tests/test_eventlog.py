@@ -83,6 +83,22 @@ def test_rows_on_changes_and_summaries(tmp_path):
     assert d["time"] == "2023-11-14T22:13:20.000Z" and d["mood"] == "happy" and d["confidence"] == 0.9
 
 
+def test_each_summary_counts_its_own_interval_and_keeps_its_largest_box(tmp_path):
+    """The second summary must not carry the first one's sums; the box is the largest of the interval, not the latest."""
+    db = tmp_path / "ev.db"
+    clock = Clock()
+    with EventLog(db, LogConfig(summary_interval=2.0, commit_interval=0.5), clock=clock) as log:
+        for k in range(40):  # 10 fps: happy for 2 s, then sad for 2 s
+            t = k / 10
+            clock.t = T0 + t
+            box = (5, 5, 90, 90) if k in (3, 25) else (10, 10, 40, 40)  # one big face early in each interval
+            log.record(mood("happy" if t < 2 else "sad"), 1, box, t)
+    first, second = [r for r in read_rows(db) if r.kind == "summary"]
+    assert first.box == second.box == (5, 5, 90, 90)
+    assert first.probs["happy"] == pytest.approx((20 * 0.9 + 0.1 / 6) / 21, abs=1e-3)  # frames 0.0 .. 2.0 s
+    assert second.probs["sad"] == pytest.approx(0.9, abs=1e-3) and sum(second.probs.values()) == pytest.approx(1.0, abs=1e-3)
+
+
 def test_commits_are_batched(tmp_path):
     db = tmp_path / "ev.db"
     clock = Clock()
@@ -202,13 +218,28 @@ def test_retention_by_size_trims_oldest_never_newest(tmp_path):
             clock.t = T0 + i
             log.record(mood(labels[i % 2]), 1, (1, 2, 3, 4), float(i))
         log.flush()
+        per_row = EventLog._used_bytes(log._conn) / 3000
         log._retention()
+        used = EventLog._used_bytes(log._conn)
         n = sqlite3.connect(db).execute("SELECT count(*) FROM events").fetchone()[0]
     rows = read_rows(db)
     assert 100 <= len(rows) < 3000
+    assert used <= 0.1e6 and len(rows) > 0.5 * 0.1e6 / per_row, (used, len(rows))  # trimmed to fit, not far below
     assert rows[-2].time == T0 + 2999  # the newest change survived
     assert rows[0].time == T0 + 3000 - n  # a contiguous newest block
     assert db.stat().st_size < 0.25e6
+
+
+def test_size_trimming_keeps_the_newest_hundred_rows_however_small_the_limit(tmp_path):
+    db = tmp_path / "ev.db"
+    clock = Clock()
+    with EventLog(db, LogConfig(max_mb=0.001, commit_interval=60, summary_interval=3600), clock=clock) as log:
+        for i in range(400):
+            clock.t = T0 + i
+            log.record(mood(["happy", "sad"][i % 2]), 1, (1, 2, 3, 4), float(i))
+        log.flush()
+        log._retention()
+        assert sqlite3.connect(db).execute("SELECT count(*), min(time) FROM events").fetchone() == (100, T0 + 300)
 
 
 def test_reader_thread_during_writes_sees_committed_rows(tmp_path):
