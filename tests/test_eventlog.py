@@ -194,6 +194,21 @@ def test_summarize_time_share_and_hours(tmp_path):
     assert summarize(db, now=T0 + end + 100).moods["sad"].seconds == pytest.approx(130, abs=1)  # still running
 
 
+def test_summarize_splits_time_and_changes_by_hour(tmp_path):
+    """Each row's time goes to the hour it starts in; changes are counted per hour too (`log --summary`)."""
+    db = tmp_path / "ev.db"
+    hour = (T0 // 3600 + 1) * 3600  # the next full hour after T0
+    clock = Clock(hour - 60)
+    with EventLog(db, LogConfig(summary_interval=60, commit_interval=1), clock=clock) as log:
+        end = run(log, clock, [(90, "happy", 1), (30, "sad", 1)], fps=2)
+    s = summarize(db, now=clock.base + end)
+    before, after = iso_utc(hour - 60)[:13], iso_utc(hour)[:13]
+    assert s.hour_changes == {before: 1, after: 1}
+    assert s.hours[before] == pytest.approx({"happy": 60.0}, abs=1)
+    assert s.hours[after] == pytest.approx({"happy": 30.0, "sad": 30.0}, abs=1)
+    assert s.seconds == pytest.approx(120, abs=1) and s.moods["sad"].share == pytest.approx(0.25, abs=0.01)
+
+
 def test_retention_by_age_keeps_recent(tmp_path):
     db = tmp_path / "ev.db"
     clock = Clock(T0 - 10 * 86400)
