@@ -92,10 +92,13 @@ def _passes(tests: list[str], timeout: float) -> bool:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("module", type=Path)
-    p.add_argument("tests", nargs="+", help="test files, then pytest options after --")
+    p.add_argument("tests", nargs="+", help="test files (pytest options go after --)")
     p.add_argument("--lines", default="", help="only these line numbers (comma list)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds one test run may take")
-    a = p.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    a = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    a.tests += extra
     src = a.module.read_text()
     todo = mutants(src)
     if a.lines:

@@ -40,3 +40,8 @@ def test_survivors_are_listed_and_the_module_is_restored(tmp_path, monkeypatch, 
     assert f"survived {mod}:3: '<' -> '<='" in out and f"survived {mod}:2: '10' -> '11'" not in out
     assert "4 changes, 1 survived" in out
     assert mod.read_text() == MODULE
+    # pytest options after --, and --lines: only line 3's change, then none selected at all
+    assert main([str(mod), str(tmp_path / "test_mod.py"), "--lines", "3", "--", "-k", "test_it"]) == 0
+    assert "1 changes, 1 survived" in capsys.readouterr().out
+    assert main([str(mod), str(tmp_path / "test_mod.py"), "--", "-k", "no_such_test"]) == 2  # pytest found nothing
+    assert mod.read_text() == MODULE
