@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.argtypes import float_in, int_in
-from edge.config import NEUTRAL_MARGIN_RANGE, STRENGTH_RANGE
+from edge.config import NEUTRAL_MARGIN_RANGE, STRENGTH_RANGE, CalibrateConfig
 from edge.contract import CROP_MARGIN_RANGE
 from edge.errors import DataError
 
@@ -123,7 +123,7 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
     `found` caches each photo's Haar boxes between calls (jittered repeats detect once)."""
     from edge.calibration import CalibrationApplier, make_calibration
     from edge.classify import EmotionClassifier, resolve_model
-    from edge.config import CalibrateConfig, DetectConfig
+    from edge.config import DetectConfig
     from edge.detect import FaceDetector
     from edge.photo import read_image
 
@@ -252,8 +252,6 @@ def sign_flip_p(diff: np.ndarray, draws: int = 20000, seed: int = 0) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.config import CalibrateConfig
-
     d = CalibrateConfig()
     strength = d.strength if args.strength is None else args.strength
     margin = d.neutral_margin if args.neutral_margin is None else args.neutral_margin
