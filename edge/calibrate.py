@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edge.calibration import Calibration, CalibrationError, make_calibration, save
+from edge.calibration import Calibration, CalibrationError, make_calibration, save, smiling
 from edge.safeio import read_bytes, write_atomic
 from edge.types import Box, Prediction
 
@@ -75,6 +75,9 @@ class CalibrationSession:
 
     def finish(self) -> Outcome:
         n = len(self.samples)
+        if n >= self.min_frames and (smile := smiling(np.mean(self.samples, axis=0), self.labels)):
+            return Outcome(False, f"calibration failed: the face read {smile}, not at rest; "
+                                  "relax your face (no smile) and calibrate again", None, n)
         if n >= self.min_frames:
             cal = make_calibration(self.samples, self.model_sha256, self.labels, "camera")
             return Outcome(True, f"calibrated from {n} frames of one face", cal, n)

@@ -121,7 +121,7 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
     """Per-subject counts, the uncalibrated and calibrated confusion matrices, and each photo's outcome.
     With `jitter_seed`, every face box (calibration photos' too) is jittered, reproducibly for that seed.
     `found` caches each photo's Haar boxes between calls (jittered repeats detect once)."""
-    from edge.calibration import CalibrationApplier, make_calibration
+    from edge.calibration import CalibrationApplier, make_calibration, smiling
     from edge.classify import EmotionClassifier, resolve_model
     from edge.config import DetectConfig
     from edge.detect import FaceDetector
@@ -152,7 +152,7 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
             if boxes and rng is not None:
                 boxes = [jitter_box(boxes[0], rng, gray.shape[1], gray.shape[0])]
             probs[path] = None if not boxes else clf.classify(gray, boxes[0]).probs.copy()
-        samples = [probs[r[0]] for r in cal_rows if probs[r[0]] is not None]
+        samples = [probs[r[0]] for r in cal_rows if probs[r[0]] is not None and not smiling(probs[r[0]], labels)]
         applier = CalibrationApplier(make_calibration(samples, clf.info.sha256, labels, "photos"), strength,
                                      neutral_margin) if samples else None
         for path, label, _ in mine:

@@ -217,6 +217,24 @@ def test_session_outcomes(faces_per_frame, expect):
         np.testing.assert_allclose(out.calibration.baseline, calmod.log_probs(rest), rtol=1e-6)
 
 
+@pytest.mark.parametrize("happy,ok", [(0.49, True), (0.5, False), (0.9, False)])
+def test_session_refuses_a_smile_but_not_a_sad_or_angry_rest(happy, ok):
+    """A smile is not a resting face: calibrating on it would make the person's smiles read neutral."""
+    s = CalibrationSession(0.0, 2, SHA, LABELS)
+    other = (1 - happy) / 6
+    smile = np.array([other, other, other, happy + 0.05, other, other, other - 0.05])
+    s.feed(0.0, 1, [((0, 0, 1, 1), _pred(smile))])
+    out = s.feed(0.1, 1, [((0, 0, 1, 1), _pred(np.array([other] * 3 + [happy - 0.05] + [other] * 2 + [other + 0.05])))])
+    assert out.ok == ok, out.message
+    if not ok:
+        assert out.message == (f"calibration failed: the face read happy ({happy:.0%}), not at rest; "
+                               "relax your face (no smile) and calibrate again") and out.calibration is None
+    sad = CalibrationSession(0.0, 1, SHA, LABELS).feed(0.0, 1, [((0, 0, 1, 1), _pred([0.05, 0, 0.05, 0.05, 0.8, 0, 0.05]))])
+    assert sad.ok
+    no_happy = CalibrationSession(0.0, 1, SHA, ("a", "b")).feed(0.0, 1, [((0, 0, 1, 1), Prediction(np.float32([0.9, 0.1]), ("a", "b")))])
+    assert no_happy.ok, "a model without a happy class has nothing to refuse"
+
+
 def test_session_uses_the_raw_probabilities_of_an_already_calibrated_classifier():
     s = CalibrationSession(0.0, 1, SHA, LABELS)
     raw = np.array([0.1, 0.0, 0.1, 0.1, 0.4, 0.0, 0.3], np.float32)
@@ -275,6 +293,16 @@ def test_calibrate_photos_then_photo_with_and_without_it(tmp_path):
     assert r.returncode == 2 and "calibration file not found" in r.stderr
 
 
+def test_calibrate_photos_skips_a_smiling_photo(tmp_path):
+    happy, neutral = FACES_DIR / "fer32305_happy_320x240.png", FACES_DIR / "fer32313_neutral_320x240.png"
+    r = cli("calibrate", "--photos", str(happy), str(neutral), "--out", str(tmp_path / "me.json"))
+    assert r.returncode == 0, r.stderr
+    assert f"{happy}: the face reads happy (9" in r.stderr and "not at rest; skipped" in r.stderr
+    assert "calibration from 1 photo written" in r.stdout and load(tmp_path / "me.json").frames == 1
+    r = cli("calibrate", "--photos", str(happy), "--out", str(tmp_path / "smile.json"))
+    assert r.returncode == 1 and "no usable photo" in r.stderr and not (tmp_path / "smile.json").exists()
+
+
 def test_calibrate_photos_frames_the_face_as_photo_does(tmp_path):
     """The baseline is the log of photo's own answer: four framings averaged by default, the loop's single
     crop with --single-crop; --single-crop means nothing for a camera calibration and is refused."""
@@ -313,7 +341,8 @@ def _clip(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
     return path
 
 
-@pytest.mark.parametrize("what,expect", [("noface", "no face seen"), ("two", "several faces")])
+@pytest.mark.parametrize("what,expect", [("noface", "no face seen"), ("two", "several faces"),
+                                         ("happy", "the face read happy")])
 def test_calibrate_with_a_camera_says_why_it_failed(tmp_path, what, expect):
     img = cv2.imread(str(next(FACES_DIR.glob(f"*{what}*.png"))), cv2.IMREAD_GRAYSCALE)
     clip = _clip(tmp_path / "c.mp4", [img] * 40)

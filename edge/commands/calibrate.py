@@ -151,7 +151,7 @@ def _with_camera(cfg: Any, out: Path) -> int:
 # -- still photos --------------------------------------------------------------------------------
 def _from_photos(cfg: Any, photos: list[str], out: Path, multi_crop: bool = True) -> int:
     from edge.app import build_classifier
-    from edge.calibration import make_calibration, save
+    from edge.calibration import make_calibration, save, smiling
     from edge.detect import FaceDetector
     from edge.errors import FrameError, SourceError
     from edge.photo import expand_inputs, read_image
@@ -170,11 +170,15 @@ def _from_photos(cfg: Any, photos: list[str], out: Path, multi_crop: bool = True
                     _say(f"{path}: {'no face found' if not boxes else f'{len(boxes)} faces'}; "
                          "skipped (one face of the person per photo)")
                     continue
-                samples.append(clf.classify(gray, boxes[0]).probs.copy())
+                probs = clf.classify(gray, boxes[0]).probs.copy()
+                if smile := smiling(probs, clf.labels):
+                    _say(f"{path}: the face reads {smile}, not at rest; skipped (photos of a relaxed face, no smile)")
+                    continue
+                samples.append(probs)
             except (SourceError, FrameError) as e:
                 _say(str(e) if str(path) in str(e) else f"{path}: {e}")
         if not samples:
-            _say("no usable photo: the calibration needs at least one photo with exactly one face")
+            _say("no usable photo: the calibration needs at least one photo with exactly one face, at rest")
             return 1
         cal = make_calibration(samples, clf.info.sha256, clf.labels, "photos")
     try:
