@@ -106,6 +106,10 @@ def plan(model: str | Path, host: str, remote_dir: str = DEFAULT_REMOTE_DIR, nam
     return steps
 
 
+RECALIBRATE = ("a calibration belongs to the model it was made with, so the device now ignores its old one "
+               "(one warning): run `emotion-edge calibrate` there again")
+
+
 def _local_path(p: Path) -> str:
     """A local file as scp must see it: a name with ':' before any '/' would be taken as HOST:PATH."""
     s = str(p)
@@ -133,6 +137,7 @@ def deploy(model: str | Path, host: str, *, remote_dir: str = DEFAULT_REMOTE_DIR
             raise DeployError(f"{step.what} failed (exit {res.returncode}): {line}")
     if not dry_run:
         log(f"deployed {Path(model).name} as {remote_dir.rstrip('/')}/{name}.tflite on {host}; {_model_setting(remote_dir, name)}")
+        log(RECALIBRATE)
     return steps
 
 

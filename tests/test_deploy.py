@@ -87,7 +87,9 @@ def test_dry_run_prints_commands_and_copies_nothing(tmp_path, fake, capsys):
 
 def test_deploy_copies_swaps_and_reloads(tmp_path, fake):
     model = _model(tmp_path)
-    deploy(model, "pi@raspberrypi", remote_dir=str(fake["remote"]), name="mood", log=lambda m: None)
+    said = []
+    deploy(model, "pi@raspberrypi", remote_dir=str(fake["remote"]), name="mood", log=said.append)
+    assert said[-1].startswith("a calibration belongs to the model") and "emotion-edge calibrate" in said[-1]
     r = fake["remote"]
     assert (r / "mood.tflite").read_bytes() == model.read_bytes()
     assert (r / "mood.json").read_bytes() == model.with_suffix(".json").read_bytes()
