@@ -80,7 +80,7 @@ class CalibrationSession:
                                   "relax your face (no smile) and calibrate again", None, n)
         if n >= self.min_frames:
             cal = make_calibration(self.samples, self.model_sha256, self.labels, "camera")
-            return Outcome(True, f"calibrated from {n} frames of one face", cal, n)
+            return Outcome(True, f"calibrated from {n} frames of one face (at rest it read {cal.resting()})", cal, n)
         if self.frames == 0:
             why = "no frames arrived from the camera"
         elif self.several > max(self.no_face, n):

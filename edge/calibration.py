@@ -67,6 +67,13 @@ class Calibration:
     def created_text(self) -> str:
         return time.strftime("%Y-%m-%d %H:%M", time.localtime(self.created))
 
+    def resting(self) -> str:
+        """What the model read in the resting face, which from now on reads neutral: 'sad 48%, neutral 30%'."""
+        p = np.exp(self.baseline - self.baseline.max())
+        p /= p.sum()
+        top = np.argsort(-p, kind="stable")[:2]
+        return ", ".join(f"{self.labels[i]} {p[i]:.0%}" for i in top)
+
     def describe(self) -> str:
         """'from 2026-11-25 12:40, 42 camera frames' / '..., 2 photos'"""
         what = "camera frame" if self.source == "camera" else "photo"

@@ -186,5 +186,5 @@ def _from_photos(cfg: Any, photos: list[str], out: Path, multi_crop: bool = True
     except OSError as e:
         raise EdgeError(f"{out}: cannot write calibration ({e.strerror or e})") from None
     print(f"calibration from {len(samples)} photo{'s' if len(samples) != 1 else ''} written to {out} "
-          f"(model {cal.model_sha256[:12]})")
+          f"(model {cal.model_sha256[:12]}; at rest the face read {cal.resting()})")
     return 0
