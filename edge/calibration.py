@@ -86,7 +86,7 @@ def log_probs(probs: np.ndarray) -> np.ndarray:
 
 
 def smiling(probs: np.ndarray, labels: Sequence[str]) -> str:
-    """'happy (72 %)' when the face reads as a smile rather than at rest, else ''."""
+    """'happy (72%)' when the face reads as a smile rather than at rest, else ''."""
     if "happy" not in labels:
         return ""
     p = float(probs[list(labels).index("happy")])

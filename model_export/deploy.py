@@ -106,8 +106,8 @@ def plan(model: str | Path, host: str, remote_dir: str = DEFAULT_REMOTE_DIR, nam
     return steps
 
 
-RECALIBRATE = ("a calibration belongs to the model it was made with, so the device now ignores its old one "
-               "(one warning): run `emotion-edge calibrate` there again")
+RECALIBRATE = ("a calibration belongs to the model it was made with: if this model is new to the device, it now "
+               "ignores its old calibration (one warning), so run `emotion-edge calibrate` there again")
 
 
 def _local_path(p: Path) -> str:
