@@ -75,10 +75,10 @@ class CalibrationSession:
 
     def finish(self) -> Outcome:
         n = len(self.samples)
-        if n >= self.min_frames and (smile := smiling(np.mean(self.samples, axis=0), self.labels)):
-            return Outcome(False, f"calibration failed: the face read {smile}, not at rest; "
-                                  "relax your face (no smile) and calibrate again", None, n)
         if n >= self.min_frames:
+            if smile := smiling(np.mean(self.samples, axis=0), self.labels):
+                return Outcome(False, f"calibration failed: the face read {smile}, not at rest; "
+                                      "relax your face (no smile) and calibrate again", None, n)
             cal = make_calibration(self.samples, self.model_sha256, self.labels, "camera")
             return Outcome(True, f"calibrated from {n} frames of one face (at rest it read {cal.resting()})", cal, n)
         if self.frames == 0:
