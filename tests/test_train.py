@@ -1,6 +1,7 @@
 """emotion-export train (the lead's model_export/train.py) through the CLI: a tiny run saves and resumes."""
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -204,6 +205,46 @@ def test_a_tiny_run_trains_with_mixup(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "--data", str(data), "--out", str(tmp_path / "r2"), "--mixup", "-1"])
     assert e.value.code == 2 and "argument --mixup: must be a finite number at least 0" in capsys.readouterr().err
+
+
+def test_random_erasing_replaces_one_rectangle_of_the_chosen_faces_with_noise():
+    from model_export.train import ERASE_AREA, erase
+
+    x = np.full((2000, 48, 48, 1), 0.5, np.float32)
+    assert erase(x, 0.0, np.random.default_rng(0)) is x  # off: untouched
+    e = erase(x, 1.0, np.random.default_rng(0))
+    assert np.all(x == 0.5) and e.dtype == np.float32 and e.shape == x.shape  # a copy, the input kept
+    assert np.all(e >= 0) and np.all(e <= 1)
+    changed = e[..., 0] != 0.5
+    share = changed.reshape(len(x), -1).mean(1)
+    lo, hi = ERASE_AREA
+    assert share.min() >= lo * 0.8 and share.max() <= hi * 1.15  # area within bounds (rounded to whole pixels)
+    assert share.mean() == pytest.approx((lo + hi) / 2, abs=0.02)
+    for face in changed[:50]:  # one solid rectangle: its bounding box is all noise
+        ys, xs = np.nonzero(face)
+        assert face[ys.min():ys.max() + 1, xs.min():xs.max() + 1].all()
+    assert len({(np.nonzero(f)[0].min(), np.nonzero(f)[1].min()) for f in changed[:50]}) > 25  # it moves around
+    half = erase(x, 0.5, np.random.default_rng(1))
+    assert (half != 0.5).reshape(len(x), -1).any(1).mean() == pytest.approx(0.5, abs=0.04)
+
+
+def test_a_tiny_run_trains_with_random_erasing(tmp_path, capsys):
+    from model_export.train import _batch_extras
+
+    args = argparse.Namespace(erase=1.0, mixup=0.0)
+    x = np.full((8, 48, 48, 1), 0.5, np.float32)
+    y = np.eye(7, dtype=np.float32)[:8 % 7 + 1].repeat(2, 0)[:8]
+    bx, by = _batch_extras(x, y, args, np.random.default_rng(0))
+    assert by is y and (bx != 0.5).reshape(8, -1).any(1).all()  # erased, targets as they were without mixup
+    data = _tiny_npz(tmp_path / "tiny.npz")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--limit", "300", "--batch-size", "64",
+                 "--width", "0.5", "--verbose", "0", "--epochs", "1", "--erase", "0.5"]) == 0
+    assert json.loads((run / "state.json").read_text())["args"]["erase"] == 0.5
+    assert (run / "best.keras").is_file()
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--data", str(data), "--out", str(tmp_path / "r2"), "--erase", "1.5"])
+    assert e.value.code == 2 and "argument --erase: must be" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", [["train", "--data", "D", "--out", "R"], ["average", "a.keras", "b.keras", "--data", "D", "--out", "o.keras"]])
