@@ -24,6 +24,8 @@ COMMANDS = {
     "framing": ("model_export.framing", "FER2013 faces through the device's Haar box and crop: the price of a crop margin"),
     "calibration-report": ("model_export.calibration_report",
                            "per-person calibration on photos of known people: accuracy without and with it"),
+    "headroom": ("model_export.headroom",
+                 "how well could any head on a net's features read people it never saw (leave one person out)"),
 }
 
 
