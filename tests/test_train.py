@@ -195,18 +195,6 @@ def test_mixup_blends_faces_and_targets_alike():
     np.testing.assert_allclose(by[5], lam[5] * y[5] + (1 - lam[5]) * y[perm[5]], rtol=1e-5)
 
 
-def test_a_tiny_run_trains_with_mixup(tmp_path, capsys):
-    data = _tiny_npz(tmp_path / "tiny.npz")
-    run = tmp_path / "run"
-    assert main(["train", "--data", str(data), "--out", str(run), "--limit", "300", "--batch-size", "64",
-                 "--width", "0.5", "--verbose", "0", "--epochs", "1", "--mixup", "0.2"]) == 0
-    assert json.loads((run / "state.json").read_text())["args"]["mixup"] == 0.2
-    assert (run / "best.keras").is_file()
-    with pytest.raises(SystemExit) as e:
-        main(["train", "--data", str(data), "--out", str(tmp_path / "r2"), "--mixup", "-1"])
-    assert e.value.code == 2 and "argument --mixup: must be a finite number at least 0" in capsys.readouterr().err
-
-
 def test_random_erasing_replaces_one_rectangle_of_the_chosen_faces_with_noise():
     from model_export.train import ERASE_AREA, erase
 
@@ -228,23 +216,29 @@ def test_random_erasing_replaces_one_rectangle_of_the_chosen_faces_with_noise():
     assert (half != 0.5).reshape(len(x), -1).any(1).mean() == pytest.approx(0.5, abs=0.04)
 
 
-def test_a_tiny_run_trains_with_random_erasing(tmp_path, capsys):
+def test_erasing_without_mixup_changes_the_faces_not_the_targets():
     from model_export.train import _batch_extras
 
-    args = argparse.Namespace(erase=1.0, mixup=0.0)
     x = np.full((8, 48, 48, 1), 0.5, np.float32)
-    y = np.eye(7, dtype=np.float32)[:8 % 7 + 1].repeat(2, 0)[:8]
-    bx, by = _batch_extras(x, y, args, np.random.default_rng(0))
-    assert by is y and (bx != 0.5).reshape(8, -1).any(1).all()  # erased, targets as they were without mixup
+    y = np.eye(7, dtype=np.float32)[np.arange(8) % 7]
+    bx, by = _batch_extras(x, y, argparse.Namespace(erase=1.0, mixup=0.0), np.random.default_rng(0))
+    assert by is y and (bx != 0.5).reshape(8, -1).any(1).all()
+
+
+@pytest.mark.parametrize("flag, good, bad, refusal", [
+    ("--mixup", "0.2", "-1", "must be a finite number at least 0"),
+    ("--erase", "0.5", "1.5", "must be a finite number at least 0 and at most 1"),
+])
+def test_a_tiny_run_trains_with_host_side_augmentation(tmp_path, capsys, flag, good, bad, refusal):
     data = _tiny_npz(tmp_path / "tiny.npz")
     run = tmp_path / "run"
     assert main(["train", "--data", str(data), "--out", str(run), "--limit", "300", "--batch-size", "64",
-                 "--width", "0.5", "--verbose", "0", "--epochs", "1", "--erase", "0.5"]) == 0
-    assert json.loads((run / "state.json").read_text())["args"]["erase"] == 0.5
+                 "--width", "0.5", "--verbose", "0", "--epochs", "1", flag, good]) == 0
+    assert json.loads((run / "state.json").read_text())["args"][flag[2:]] == float(good)
     assert (run / "best.keras").is_file()
     with pytest.raises(SystemExit) as e:
-        main(["train", "--data", str(data), "--out", str(tmp_path / "r2"), "--erase", "1.5"])
-    assert e.value.code == 2 and "argument --erase: must be" in capsys.readouterr().err
+        main(["train", "--data", str(data), "--out", str(tmp_path / "r2"), flag, bad])
+    assert e.value.code == 2 and f"argument {flag}: {refusal}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", [["train", "--data", "D", "--out", "R"], ["average", "a.keras", "b.keras", "--data", "D", "--out", "o.keras"]])
