@@ -20,6 +20,7 @@ COMMANDS = {
     "deploy": ("model_export.deploy", "copy a model to a Pi over ssh, swap it in atomically, reload the service"),
     "average": ("model_export.average", "average checkpoints of one architecture (model soup), BatchNorm re-estimated, scored on PublicTest"),
     "ensemble": ("model_export.ensemble", "one model averaging several (and, with --mirror, each face's mirror image), to export as one .tflite"),
+    "rehead": ("model_export.rehead", "new softmax head on one or more nets' mirror-averaged features, fitted on FER2013"),
     "teacher": ("model_export.teacher", "an ensemble's probabilities for every Training face, to distil with `train --teacher`"),
     "framing": ("model_export.framing", "FER2013 faces through the device's Haar box and crop: the price of a crop margin"),
     "calibration-report": ("model_export.calibration_report",

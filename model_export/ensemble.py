@@ -38,6 +38,8 @@ def build(members: list, paths: list[Path], mirror: bool):
     import keras
     from keras import layers
 
+    from model_export.heads import mirror_view, set_mirror
+
     shape = tuple(members[0].input_shape[1:])
     n_out = members[0].output_shape[-1]
     for m, p in zip(members[1:], paths[1:]):
@@ -52,15 +54,13 @@ def build(members: list, paths: list[Path], mirror: bool):
     views = [inp]
     flip = None
     if mirror:
-        width = shape[1]
-        flip = layers.Dense(width, use_bias=False, trainable=False, name="mirror")
-        t = layers.Permute((1, 3, 2), name="width_last")(inp)
-        views.append(layers.Permute((1, 3, 2), name="mirrored")(flip(t)))
+        mirrored, flip = mirror_view(inp, shape[1])
+        views.append(mirrored)
     outs = [m(v) for m in members for v in views]
     out = layers.Average(name="probs")(outs) if len(outs) > 1 else outs[0]
     model = keras.Model(inp, out, name=f"ensemble{len(members)}{'_mirror' if mirror else ''}")
     if flip is not None:
-        flip.set_weights([np.eye(shape[1], dtype=np.float32)[::-1]])
+        set_mirror(flip, shape[1])
     return model
 
 

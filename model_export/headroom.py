@@ -25,6 +25,7 @@ from edge.argtypes import float_in, int_in
 from edge.config import CalibrateConfig
 from edge.contract import CROP_MARGIN_RANGE
 from edge.errors import DataError, ModelError
+from model_export.heads import backbone, fit_softmax
 
 L2_DEFAULT = 3.0
 """Weight of the squared weights beside the mean cross-entropy (standardised features). Chosen on
@@ -46,31 +47,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0, help="seed of the jittered boxes")
 
 
-def fit_softmax(x: np.ndarray, y: np.ndarray, n_cls: int, l2: float, steps: int = 400) -> tuple[np.ndarray, np.ndarray]:
-    """Multinomial logistic regression (mean cross-entropy + l2/2 |W|^2) by Nesterov's accelerated gradient
-    on features standardised here; returns (W, b) for the raw features. Convex: no seed, no tuning."""
-    mu, sd = x.mean(0), x.std(0) + 1e-6
-    z = (x - mu) / sd
-    n, d = z.shape
-    onehot = np.eye(n_cls)[y]
-    lip = 0.5 * np.linalg.norm(z, 2) ** 2 / n + l2  # the loss's gradient is Lipschitz with at most this
-    w = np.zeros((d + 1, n_cls))
-    v = w.copy()
-    za = np.hstack([z, np.ones((n, 1))])
-    for k in range(steps):
-        logits = za @ v
-        logits -= logits.max(1, keepdims=True)
-        p = np.exp(logits)
-        p /= p.sum(1, keepdims=True)
-        grad = za.T @ (p - onehot) / n
-        grad[:-1] += l2 * v[:-1]
-        w_new = v - grad / lip
-        v = w_new + (k / (k + 3)) * (w_new - w)
-        w = w_new
-    weights = w[:-1] / sd[:, None]
-    return weights, w[-1] - mu @ weights
-
-
 @dataclass
 class Faces:
     """Per photo (in labels.csv order) and repeat (0 = Haar's own box): mean features and probabilities."""
@@ -82,7 +58,7 @@ class Faces:
     probs: np.ndarray        # (photos, repeats, classes)
 
 
-def read_faces(model, rows: list[tuple[Path, str, str]], labels: tuple[str, ...], crop_margin: float, jitter: int,
+def read_faces(model, where: str | Path, rows: list[tuple[Path, str, str]], labels: tuple[str, ...], crop_margin: float, jitter: int,
                seed: int, input_range: tuple[float, float]) -> Faces:
     """Haar's largest face in each photo (and `jitter` moved boxes), four framings, face and mirror image."""
     import keras
@@ -94,11 +70,7 @@ def read_faces(model, rows: list[tuple[Path, str, str]], labels: tuple[str, ...]
     from edge.preprocess import crop_face, resize_face, to_float
     from model_export.calibration_report import jitter_box
 
-    head = model.layers[-1]
-    if not isinstance(head, keras.layers.Dense):
-        raise ModelError(f"{model.name}: its last layer is a {type(head).__name__}, not the softmax head: give a "
-                         "trained checkpoint (train's best.keras), not an ensemble")
-    features = keras.Model(model.inputs, [head.input, model.outputs[0]])
+    features = keras.Model(model.inputs, [backbone(model, where).output, model.outputs[0]])
     size = int(model.inputs[0].shape[1])
     lo = CROP_MARGIN_RANGE[0]
     margins = [max(lo, crop_margin + d) for d in MULTI_CROP_OFFSETS]
@@ -117,7 +89,7 @@ def read_faces(model, rows: list[tuple[Path, str, str]], labels: tuple[str, ...]
                 crops.append(resize_face(np.ascontiguousarray(crop_face(gray, box, m)), size, size).copy())
                 where.append((i, r))
     n_cls = len(labels)
-    feats = np.full((len(rows), jitter + 1, int(head.input.shape[-1])), np.nan)
+    feats = np.full((len(rows), jitter + 1, int(features.outputs[0].shape[-1])), np.nan)
     probs = np.full((len(rows), jitter + 1, n_cls), np.nan)
     if crops:
         x = to_float(np.stack(crops), input_range)[..., None]
@@ -201,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"{args.data / 'labels.csv'}: labels the model does not have: {', '.join(unknown)}")
     if "neutral" not in labels:
         raise DataError(f"{args.model}: the model has no neutral class to take a resting face from")
-    faces = read_faces(model, rows, labels, args.crop_margin, args.jitter, args.seed,
+    faces = read_faces(model, args.model, rows, labels, args.crop_margin, args.jitter, args.seed,
                        info.input_range if info else (0.0, 1.0))
     d = CalibrateConfig()
     o = leave_one_person_out(faces, args.calib, args.l2, d.strength, d.neutral_margin, labels.index("neutral"))

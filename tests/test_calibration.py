@@ -285,10 +285,13 @@ def test_calibrate_photos_then_photo_with_and_without_it(tmp_path):
     r = cli("calibrate", "--photos", str(neutral), str(FACES_DIR / "noface_320x240.png"),
             str(FACES_DIR / "fer32350+fer32466_two_640x480.png"), "--out", str(out))
     assert r.returncode == 0, r.stderr
-    assert "calibration from 1 photo written" in r.stdout and "at rest the face read neutral " in r.stdout
     assert "noface_320x240.png: no face found; skipped" in r.stderr and "2 faces; skipped" in r.stderr
     assert load(out).frames == 1 and load(out).source == "photos"
     plain = json.loads(cli("photo", "--json", str(neutral)).stdout)[0]["faces"][0]
+    # it says what the resting face read (photo's answer, its two likeliest classes), which now reads neutral
+    top = sorted(plain["probabilities"].items(), key=lambda kv: -kv[1])[:2]
+    assert "calibration from 1 photo written" in r.stdout
+    assert f"at rest the face read {top[0][0]} {top[0][1]:.0%}, {top[1][0]} {top[1][1]:.0%})" in r.stdout, r.stdout
     calibrated = json.loads(cli("photo", "--json", "--calibration", str(out), str(neutral)).stdout)[0]["faces"][0]
     assert calibrated["emotion"] == "neutral"
     head = np.exp(CalibrateConfig().neutral_margin)  # the resting face itself: all equal, neutral's head start on top
