@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.argtypes import float_in, int_in
+from edge.calibration import PROB_FLOOR
 from edge.config import CalibrateConfig
 from edge.contract import CROP_MARGIN_RANGE
 from edge.errors import DataError, ModelError
@@ -130,7 +131,7 @@ def leave_one_person_out(faces: Faces, calib: int, l2: float, strength: float, n
         return np.nanmean(arr[rest[s]], axis=0)  # (repeats, d): mean over the resting photos
 
     rel = np.full_like(faces.feats, np.nan)
-    lp = np.log(np.maximum(faces.probs, 1e-3))
+    lp = np.log(np.maximum(faces.probs, PROB_FLOOR))  # as the device's calibration floors them
     cal = np.full_like(lp, np.nan)
     for i in test:
         s = faces.subjects[i]
@@ -147,7 +148,7 @@ def leave_one_person_out(faces: Faces, calib: int, l2: float, strength: float, n
         tr = [i for i in test if faces.subjects[i] != s]
         te = np.flatnonzero([faces.subjects[i] == s for i in test])
         for key, arr in (("abs", faces.feats), ("rel", rel)):
-            ok = [(i, r) for i in tr for r in range(arr.shape[1]) if found[i, r] and np.isfinite(arr[i, r]).all()]
+            ok = [(i, r) for i in tr for r in range(arr.shape[1]) if np.isfinite(arr[i, r]).all()]  # no face, or no resting face
             w, b = fit_softmax(np.array([arr[i, r] for i, r in ok]), np.array([y[i] for i, _ in ok]), n_cls, l2)
             pred = np.nan_to_num(arr[test[te]]) @ w + b
             out[key][te] = (pred.argmax(-1) == y[test[te], None]) & found[test[te]]

@@ -89,11 +89,20 @@ def _passes(tests: list[str], timeout: float) -> bool:
         return False  # a change that hangs the tests is noticed too (CI would time out)
 
 
+def line_numbers(text: str) -> set[int]:
+    """'3,18-20' -> {3, 18, 19, 20}."""
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("module", type=Path)
     p.add_argument("tests", nargs="+", help="test files (pytest options go after --)")
-    p.add_argument("--lines", default="", help="only these line numbers (comma list)")
+    p.add_argument("--lines", default="", help="only these line numbers (comma list; ranges like 18-37)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds one test run may take")
     argv = sys.argv[1:] if argv is None else list(argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -102,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     src = a.module.read_text()
     todo = mutants(src)
     if a.lines:
-        keep = {int(x) for x in a.lines.split(",")}
+        keep = line_numbers(a.lines)
         todo = [m for m in todo if m.line in keep]
     if not _passes(a.tests, a.timeout):
         print("the tests fail before any change: nothing to measure", file=sys.stderr)

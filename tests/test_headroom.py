@@ -30,6 +30,29 @@ def test_the_fitted_head_separates_classes_on_raw_unscaled_features():
     assert np.abs(w).max() < 1e-3 and ((x @ w + b).argmax(1) == np.bincount(y).argmax()).all()
 
 
+def test_the_fit_reaches_the_penalised_optimum_whatever_each_features_scale_and_offset():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (4, 20))
+    y = rng.integers(0, 4, 800)
+    z0 = centres[y] + rng.normal(0, 1.5, (800, 20))
+    scale, offset = rng.uniform(0.1, 100, 20), rng.uniform(-500, 500, 20)
+    x = z0 * scale + offset
+    l2 = 0.01
+    w, b = fit_softmax(x, y, 4, l2)
+    # first-order optimality of mean cross-entropy + l2/2 |W|^2, with W on standardised features (bias free)
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    z = (x - mu) / sd
+    w_std, b_std = w * sd[:, None], b + mu @ w
+    logits = z @ w_std + b_std
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    onehot = np.eye(4)[y]
+    assert np.abs(z.T @ (p - onehot) / len(x) + l2 * w_std).max() < 1e-5 and np.abs((p - onehot).mean(0)).max() < 1e-5
+    # standardising inside makes the answer the same for the features before scaling and shifting
+    w0, b0 = fit_softmax(z0, y, 4, l2)
+    np.testing.assert_allclose(x @ w + b, z0 @ w0 + b0, atol=1e-3)
+
+
 def _people(offset: float, n_people: int = 5, per_class: int = 3) -> Faces:
     """Three classes (index 2 neutral); each person's features = their own large offset + a small expression."""
     rng = np.random.default_rng(1)
@@ -50,9 +73,19 @@ def _people(offset: float, n_people: int = 5, per_class: int = 3) -> Faces:
 
 def test_reading_faces_relative_to_the_persons_rest_is_what_recovers_subtle_expressions():
     faces = _people(offset=3.0)  # who you are moves the features far more than what you show
+    # a second (jittered) box for every photo, and one photo where Haar found no face at all
+    faces.feats = np.concatenate([faces.feats, faces.feats + 0.01], axis=1)
+    faces.probs = np.concatenate([faces.probs, faces.probs], axis=1)
+    lost = faces.names.index("P4.036.png")
+    assert faces.labels[lost] == 0
+    faces.feats[lost], faces.probs[lost] = np.nan, np.nan
     o = leave_one_person_out(faces, calib=2, l2=0.01, strength=1.0, neutral_margin=0.0, neutral=NEUTRAL)
     assert len(o.subjects) == 5 * 6 and set(o.subjects) == {f"P{p}" for p in range(5)}  # rest photos left out
-    assert o.head_relative.mean() == 1.0
+    assert o.head_relative.shape == o.head_absolute.shape == o.rule_calibrated.shape == (30, 2)
+    k = len(o.subjects) - 6 + 2  # the lost photo: wrong in every column, and kept out of every fit
+    for column in (o.head_relative, o.head_absolute, o.rule_uncalibrated, o.rule_calibrated):
+        assert not column[k].any()
+    assert np.delete(o.head_relative, k, axis=0).all()
     assert o.head_absolute.mean() < 0.8
 
 

@@ -45,3 +45,10 @@ def test_survivors_are_listed_and_the_module_is_restored(tmp_path, monkeypatch, 
     assert "1 changes, 1 survived" in capsys.readouterr().out
     assert main([str(mod), str(tmp_path / "test_mod.py"), "--", "-k", "no_such_test"]) == 2  # pytest found nothing
     assert mod.read_text() == MODULE
+
+
+def test_line_numbers_take_ranges():
+    from .mutate import line_numbers
+
+    assert line_numbers("3") == {3}
+    assert line_numbers("3,18-20,7") == {3, 7, 18, 19, 20}
