@@ -76,7 +76,7 @@ def read_faces(model, where: str | Path, rows: list[tuple[Path, str, str]], labe
     lo = CROP_MARGIN_RANGE[0]
     margins = [max(lo, crop_margin + d) for d in MULTI_CROP_OFFSETS]
     det = FaceDetector(DetectConfig())
-    crops, where = [], []
+    crops, slots = [], []  # slots: (photo, repeat) of each crop
     for i, (path, _, _) in enumerate(rows):
         gray = read_image(path).gray
         boxes = det.detect(gray)
@@ -88,7 +88,7 @@ def read_faces(model, where: str | Path, rows: list[tuple[Path, str, str]], labe
                                                    for _ in range(jitter)]):
             for m in margins:
                 crops.append(resize_face(np.ascontiguousarray(crop_face(gray, box, m)), size, size).copy())
-                where.append((i, r))
+                slots.append((i, r))
     n_cls = len(labels)
     feats = np.full((len(rows), jitter + 1, int(features.outputs[0].shape[-1])), np.nan)
     probs = np.full((len(rows), jitter + 1, n_cls), np.nan)
@@ -97,7 +97,7 @@ def read_faces(model, where: str | Path, rows: list[tuple[Path, str, str]], labe
         f1, p1 = features.predict(x, batch_size=256, verbose=0)
         f2, p2 = features.predict(x[:, :, ::-1], batch_size=256, verbose=0)
         f, p = (f1 + f2) / 2, (p1 + p2) / 2
-        idx = np.array(where)
+        idx = np.array(slots)
         k = len(margins)  # the framings of one box are consecutive
         feats[idx[::k, 0], idx[::k, 1]] = f.reshape(-1, k, f.shape[-1]).mean(1)
         probs[idx[::k, 0], idx[::k, 1]] = p.reshape(-1, k, n_cls).mean(1)
