@@ -89,6 +89,11 @@ calibrated and 3 points better learned (docs/CALIBRATION.md, "Multi-crop"). A li
 frames instead (the mood smoother)."""
 
 
+def multi_crop_margins(margin: float) -> tuple[float, ...]:
+    """The margins of the four framings around a model's own crop margin (never below the range's floor)."""
+    return tuple(max(CROP_MARGIN_RANGE[0], margin + d) for d in MULTI_CROP_OFFSETS)
+
+
 class EmotionClassifier:
     """Face crop -> probabilities over the model's labels (float32, sum 1)."""
 
@@ -114,9 +119,8 @@ class EmotionClassifier:
         lo, hi = CROP_MARGIN_RANGE
         if not lo <= margin <= hi:
             raise ModelError(f"crop margin {margin:g}: must be between {lo:g} and {hi:g}")
-        # with multi_crop, classify() averages one crop per margin (never below the range's floor)
-        self.margins: tuple[float, ...] = (tuple(max(lo, margin + d) for d in MULTI_CROP_OFFSETS)
-                                           if multi_crop else (margin,))
+        # with multi_crop, classify() averages one crop per margin
+        self.margins: tuple[float, ...] = multi_crop_margins(margin) if multi_crop else (margin,)
         if in_dtype == "float32":
             self._lut = to_float(np.arange(256, dtype=np.uint8), spec.range)
         else:

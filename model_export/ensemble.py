@@ -38,14 +38,9 @@ def build(members: list, paths: list[Path], mirror: bool):
     import keras
     from keras import layers
 
-    from model_export.heads import mirror_view, set_mirror
+    from model_export.heads import mirror_view, same_io, set_mirror
 
-    shape = tuple(members[0].input_shape[1:])
-    n_out = members[0].output_shape[-1]
-    for m, p in zip(members[1:], paths[1:]):
-        if tuple(m.input_shape[1:]) != shape or m.output_shape[-1] != n_out:
-            raise ModelError(f"{p}: input {tuple(m.input_shape[1:])} / {m.output_shape[-1]} outputs, but {paths[0]} has "
-                             f"{shape} / {n_out}; an ensemble needs the same input and outputs")
+    shape, _ = same_io(members, paths, "an ensemble needs the same input and outputs")
     if len(shape) != 3:
         raise ModelError(f"{paths[0]}: expected an image input (height, width, channels), got {shape}")
     for i, m in enumerate(members):
@@ -65,7 +60,7 @@ def build(members: list, paths: list[Path], mirror: bool):
 
 
 def run(args: argparse.Namespace) -> int:
-    from model_export.predictors import load_keras, run_info, same_run_inputs
+    from model_export.predictors import load_keras, run_info, same_run_inputs, write_run_info
 
     check_request(args)
     known = [(c, i) for c in args.checkpoints if (i := run_info(c)) is not None]
@@ -77,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     model.save(args.out)
     if known:  # a run folder for the ensemble, so export/evaluate find the labels and input range
-        _write_run_info(args.out, known[0][1])
+        write_run_info(args.out, known[0][1], {"command": "ensemble"})
     rng = f"{known[0][1].input_range[0]:g},{known[0][1].input_range[1]:g}" if known else "LO,HI"
     print(f"wrote {args.out} ({len(members)} member{'s' if len(members) > 1 else ''}{', mirror averaged' if args.mirror else ''}); "
           f"export it with: emotion-export export {args.out} --input-range {rng} --calibration-data DATA --out NAME.tflite")
@@ -100,15 +95,3 @@ def _score(args: argparse.Namespace, members: list, model) -> None:
 def _accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
     return float((model.predict(x, batch_size=256, verbose=0).argmax(1) == y).mean())
 
-
-def _write_run_info(out: Path, info) -> None:
-    """state.json beside OUT only when the folder has none (never overwrite a training run's)."""
-    import json
-
-    from model_export.predictors import RUN_STATE
-
-    state = out.parent / RUN_STATE
-    if state.exists():
-        return
-    state.write_text(json.dumps({"args": {"command": "ensemble"}, "labels": list(info.labels),
-                                 "input_range": list(info.input_range)}, indent=1) + "\n")

@@ -24,8 +24,8 @@ import numpy as np
 from edge.argtypes import float_in, int_in
 from edge.calibration import PROB_FLOOR
 from edge.config import CalibrateConfig
-from edge.contract import CROP_MARGIN_RANGE
-from edge.errors import DataError, ModelError
+from edge.contract import CROP_MARGIN_RANGE, FER_LABELS
+from edge.errors import DataError
 from model_export.heads import backbone, fit_softmax
 
 L2_DEFAULT = 3.0
@@ -64,7 +64,7 @@ def read_faces(model, where: str | Path, rows: list[tuple[Path, str, str]], labe
     """Haar's largest face in each photo (and `jitter` moved boxes), four framings, face and mirror image."""
     import keras
 
-    from edge.classify import MULTI_CROP_OFFSETS
+    from edge.classify import multi_crop_margins
     from edge.config import DetectConfig
     from edge.detect import FaceDetector
     from edge.photo import read_image
@@ -73,8 +73,7 @@ def read_faces(model, where: str | Path, rows: list[tuple[Path, str, str]], labe
 
     features = keras.Model(model.inputs, [backbone(model, where).output, model.outputs[0]])
     size = int(model.inputs[0].shape[1])
-    lo = CROP_MARGIN_RANGE[0]
-    margins = [max(lo, crop_margin + d) for d in MULTI_CROP_OFFSETS]
+    margins = multi_crop_margins(crop_margin)
     det = FaceDetector(DetectConfig())
     crops, slots = [], []  # slots: (photo, repeat) of each crop
     for i, (path, _, _) in enumerate(rows):
@@ -157,18 +156,13 @@ def leave_one_person_out(faces: Faces, calib: int, l2: float, strength: float, n
 
 
 def run(args: argparse.Namespace) -> int:
-    import keras
-
     from model_export.calibration_report import read_labels
-    from model_export.predictors import run_info
+    from model_export.predictors import load_keras, run_info
 
     rows = read_labels(args.data)
-    try:
-        model = keras.saving.load_model(args.model, compile=False)
-    except (OSError, ValueError) as e:
-        raise ModelError(f"{args.model}: cannot load ({str(e).splitlines()[0]})") from None
+    model = load_keras(args.model)
     info = run_info(args.model)
-    labels = info.labels if info else ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    labels = info.labels if info else FER_LABELS
     unknown = sorted({r[1] for r in rows} - set(labels))
     if unknown:
         raise DataError(f"{args.data / 'labels.csv'}: labels the model does not have: {', '.join(unknown)}")

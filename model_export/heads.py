@@ -37,6 +37,16 @@ def fit_softmax(x: np.ndarray, y: np.ndarray, n_cls: int, l2: float, steps: int 
     return weights, w[-1] - mu @ weights
 
 
+def same_io(models: list, paths: list, need: str) -> tuple[tuple[int, ...], int]:
+    """(input shape, outputs) shared by all the models, or one line naming the first that differs."""
+    shape, n_out = tuple(models[0].input_shape[1:]), int(models[0].output_shape[-1])
+    for m, p in zip(models[1:], paths[1:]):
+        if tuple(m.input_shape[1:]) != shape or int(m.output_shape[-1]) != n_out:
+            raise ModelError(f"{p}: input {tuple(m.input_shape[1:])} / {m.output_shape[-1]} outputs, but {paths[0]} has "
+                             f"{shape} / {n_out}; {need}")
+    return shape, n_out
+
+
 def backbone(model, where: str | Path):
     """The net up to its softmax head's input (the penultimate features): `train`'s checkpoints end in
     one Dense softmax layer; an ensemble or a foreign model is refused in one line."""

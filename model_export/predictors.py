@@ -52,6 +52,16 @@ class RunInfo:
     input_range: tuple[float, float]
 
 
+def write_run_info(out: Path, info: RunInfo, args: dict) -> None:
+    """state.json beside OUT, for a model made from trained ones (ensemble, rehead), so `export` and
+    `evaluate` find its labels and input range; only when the folder has none (never overwrite a run's)."""
+    state = out.parent / RUN_STATE
+    if state.exists():
+        return
+    state.write_text(json.dumps({"args": args, "labels": list(info.labels), "input_range": list(info.input_range)},
+                                indent=1) + "\n")
+
+
 def run_info(model_path: str | Path) -> RunInfo | None:
     """The training run that made MODEL (its folder's state.json), or None for a model from elsewhere.
 

@@ -12,13 +12,12 @@ for each `--l2` given, and the model is written with the first.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from edge.argtypes import float_in
-from edge.errors import ConfigError, DataError
+from edge.errors import DataError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,19 +31,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from model_export.data import load_dataset
-    from model_export.heads import backbone, fit_softmax, with_new_head
-    from model_export.predictors import check_keras_out, load_keras, run_info, same_run_inputs
-    from edge.preprocess import resize_face, to_float
+    from model_export.heads import backbone, fit_softmax, same_io, with_new_head
+    from model_export.calibration import prepare_float
+    from model_export.predictors import check_keras_out, load_keras, run_info, same_run_inputs, write_run_info
 
     check_keras_out(args.out, args.checkpoints, "new model")
     known = [(c, i) for c in args.checkpoints if (i := run_info(c)) is not None]
     same_run_inputs(known)
     nets = [load_keras(c) for c in args.checkpoints]
-    shape, n_out = tuple(nets[0].input_shape[1:]), int(nets[0].output_shape[-1])
-    for c, m in zip(args.checkpoints[1:], nets[1:]):
-        if tuple(m.input_shape[1:]) != shape or int(m.output_shape[-1]) != n_out:
-            raise ConfigError(f"{c}: input {tuple(m.input_shape[1:])} / {m.output_shape[-1]} outputs, but "
-                              f"{args.checkpoints[0]} has {shape} / {n_out}; they must match")
+    shape, n_out = same_io(nets, args.checkpoints, "they must match")
     model, features, head = with_new_head([backbone(m, c) for c, m in zip(args.checkpoints, nets)], shape, n_out)
     data = load_dataset(args.data)
     x_tr, y_tr = data.split("Training")
@@ -54,30 +49,20 @@ def run(args: argparse.Namespace) -> int:
     if int(y_tr.max()) >= n_out:
         raise DataError(f"{args.data}: has classes the checkpoints have no output for")
     rng = known[0][1].input_range if known else (0.0, 1.0)
-
-    def prepare(images: np.ndarray) -> np.ndarray:
-        if images.shape[1:3] != shape[:2]:
-            images = np.stack([resize_face(im, shape[1], shape[0]) for im in images])
-        return to_float(images, rng)[..., None]
-
     print(f"features of {len(x_tr)} Training and {len(x_pu)} PublicTest faces (each also mirrored) ...", flush=True)
-    f_tr = features.predict(prepare(x_tr), batch_size=256, verbose=0)
-    f_pu = features.predict(prepare(x_pu), batch_size=256, verbose=0)
-    fitted = []
-    for l2 in args.l2:
+    f_tr = features.predict(prepare_float(x_tr, shape[1], shape[0], rng), batch_size=256, verbose=0)
+    f_pu = features.predict(prepare_float(x_pu, shape[1], shape[0], rng), batch_size=256, verbose=0)
+    for i, l2 in enumerate(args.l2):
         w, b = fit_softmax(f_tr, y_tr, n_out, l2, steps=600)
         acc = float(((f_pu @ w + b).argmax(1) == y_pu).mean())
         print(f"l2 {l2:g}: PublicTest {acc:.4f}", flush=True)
-        fitted.append((w, b))
-    w, b = fitted[0]
-    head.set_weights([w.astype(np.float32), b.astype(np.float32)])
+        if i == 0:  # the model is written with the first --l2
+            head.set_weights([w.astype(np.float32), b.astype(np.float32)])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     model.save(args.out)
-    if known and not (args.out.parent / "state.json").exists():  # export/evaluate read labels and range there
-        info = known[0][1]
-        (args.out.parent / "state.json").write_text(json.dumps(
-            {"args": {"command": "rehead", "checkpoints": [str(c) for c in args.checkpoints], "l2": args.l2[0]},
-             "labels": list(info.labels), "input_range": list(info.input_range)}, indent=1) + "\n")
+    if known:
+        write_run_info(args.out, known[0][1], {"command": "rehead", "checkpoints": [str(c) for c in args.checkpoints],
+                                               "l2": args.l2[0]})
     print(f"wrote {args.out} ({len(nets)} backbone{'s' if len(nets) > 1 else ''}, mirror averaged, head l2 {args.l2[0]:g}); "
           f"export it with: emotion-export export {args.out} --input-range {rng[0]:g},{rng[1]:g} --calibration-data DATA "
           "--out NAME.tflite")
