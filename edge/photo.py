@@ -181,6 +181,21 @@ def read_image(path: str | Path) -> LoadedImage:
 
 
 # -- analysis ---------------------------------------------------------------------------------
+OWN_FACE_SIDE_RATIO = 2.0
+"""In a photo of one person (`calibrate --photos`), a face at least this many times as wide as the next
+one is theirs and the others are background (a poster, a passer-by); closer sizes are ambiguous."""
+
+
+def own_face(boxes: Sequence[Box]) -> Box | None:
+    """The person's face among `boxes` (largest first, as FaceDetector returns them): the only one, or
+    the largest where it dwarfs the rest; None when there is none or it is not clear which."""
+    if not boxes:
+        return None
+    if len(boxes) == 1 or boxes[0][2] >= OWN_FACE_SIDE_RATIO * boxes[1][2]:
+        return boxes[0]
+    return None
+
+
 class PhotoAnalyzer:
     """Detector + classifier on one still image; `detector=None` treats each image as one cropped face."""
 

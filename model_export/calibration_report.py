@@ -125,7 +125,7 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
     from edge.classify import EmotionClassifier, resolve_model
     from edge.config import DetectConfig
     from edge.detect import FaceDetector
-    from edge.photo import read_image
+    from edge.photo import own_face, read_image
 
     d = CalibrateConfig()  # None: the device's defaults
     strength = d.strength if strength is None else strength
@@ -141,7 +141,7 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
         mine = sorted((r for r in rows if r[2] == subject), key=lambda r: r[0].name)
         cal_rows = [r for r in mine if r[1] == "neutral"][:calib]
         res = SubjectResult(subject, calibration_photos=[r[0].name for r in cal_rows])
-        probs = {}
+        probs, ambiguous = {}, set()  # ambiguous: no face of the person's own, as `calibrate --photos` decides
         for path, _, _ in mine:
             gray = read_image(path).gray
             boxes = found.get(path) if found is not None else None
@@ -149,10 +149,12 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
                 boxes = det.detect(gray)
                 if found is not None:
                     found[path] = boxes
+            if own_face(boxes) is None:
+                ambiguous.add(path)
             if boxes and rng is not None:
                 boxes = [jitter_box(boxes[0], rng, gray.shape[1], gray.shape[0])]
             probs[path] = None if not boxes else clf.classify(gray, boxes[0]).probs.copy()
-        samples = [probs[r[0]] for r in cal_rows if probs[r[0]] is not None and not smiling(probs[r[0]], labels)]
+        samples = [probs[r[0]] for r in cal_rows if r[0] not in ambiguous and not smiling(probs[r[0]], labels)]
         applier = CalibrationApplier(make_calibration(samples, clf.info.sha256, labels, "photos"), strength,
                                      neutral_margin) if samples else None
         for path, label, _ in mine:

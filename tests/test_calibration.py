@@ -285,7 +285,7 @@ def test_calibrate_photos_then_photo_with_and_without_it(tmp_path):
     r = cli("calibrate", "--photos", str(neutral), str(FACES_DIR / "noface_320x240.png"),
             str(FACES_DIR / "fer32350+fer32466_two_640x480.png"), "--out", str(out))
     assert r.returncode == 0, r.stderr
-    assert "noface_320x240.png: no face found; skipped" in r.stderr and "2 faces; skipped" in r.stderr
+    assert "noface_320x240.png: no face found; skipped" in r.stderr and "2 faces of similar size; skipped" in r.stderr
     assert load(out).frames == 1 and load(out).source == "photos"
     plain = json.loads(cli("photo", "--json", str(neutral)).stdout)[0]["faces"][0]
     # it says what the resting face read (photo's answer, its two likeliest classes), which now reads neutral
@@ -300,6 +300,31 @@ def test_calibrate_photos_then_photo_with_and_without_it(tmp_path):
     assert r.returncode == 1 and "no usable photo" in r.stderr and not (tmp_path / "none.json").exists()
     r = cli("photo", "--calibration", str(tmp_path / "missing.json"), str(neutral))
     assert r.returncode == 2 and "calibration file not found" in r.stderr
+
+
+def test_own_face_is_the_only_or_a_clearly_larger_one():
+    from edge.photo import own_face
+    assert own_face([]) is None
+    assert own_face([(5, 5, 50, 50)]) == (5, 5, 50, 50)
+    assert own_face([(0, 0, 200, 200), (300, 0, 100, 100)]) == (0, 0, 200, 200)  # exactly twice as wide
+    assert own_face([(0, 0, 199, 199), (300, 0, 100, 100)]) is None
+    assert own_face([(0, 0, 212, 212), (418, 48, 142, 142), (9, 9, 20, 20)]) is None  # the next one counts
+
+
+def test_calibrate_photos_takes_a_face_that_dwarfs_the_others(tmp_path):
+    """A person's photo with a small face behind them (a poster, a passer-by) calibrates on their face."""
+    big = cv2.imread(str(FACES_DIR / "fer32313_neutral_320x240.png"), cv2.IMREAD_GRAYSCALE)
+    small = cv2.imread(str(FACES_DIR / "fer32305_happy_320x240.png"), cv2.IMREAD_GRAYSCALE)
+    img = cv2.resize(big, (640, 480), interpolation=cv2.INTER_CUBIC)
+    img[330:480, 440:640] = cv2.resize(small, (200, 150), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(tmp_path / "me_and_poster.png"), img)
+    r = cli("calibrate", "--photos", str(tmp_path / "me_and_poster.png"), "--out", str(tmp_path / "me.json"))
+    assert r.returncode == 0, r.stderr
+    assert "me_and_poster.png: 2 faces; took the largest (320 px wide; the next is 106 px)" in r.stderr
+    faces = json.loads(cli("photo", "--json", str(tmp_path / "me_and_poster.png")).stdout)[0]["faces"]
+    assert [f["box"][2] for f in faces] == [320, 106]
+    mine = np.array([faces[0]["probabilities"][k] for k in load(tmp_path / "me.json").labels])
+    np.testing.assert_allclose(load(tmp_path / "me.json").baseline, np.log(np.maximum(mine, calmod.PROB_FLOOR)), atol=1e-5)
 
 
 def test_calibrate_photos_skips_a_smiling_photo(tmp_path):

@@ -5,6 +5,8 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from model_export.calibration_report import mcnemar_p
@@ -142,3 +144,27 @@ def test_crop_margin_and_single_crop_change_what_the_model_sees(people, capsys):
     with pytest.raises(SystemExit) as e:
         main(args + ["--crop-margin", "1.5"])
     assert e.value.code == 2 and "argument --crop-margin: must be a finite number at least -0.1 and at most 1" in capsys.readouterr().err
+
+
+def test_a_calibration_photo_with_faces_of_similar_size_is_not_used(people, capsys):
+    """As `calibrate --photos` decides (edge.photo.own_face): with no clear face of the person's own, the
+    report calibrates nothing for them rather than calibrating on whichever face is largest."""
+    def report() -> dict:
+        assert main(["calibration-report", "--data", str(people), "--calib", "1", "--model", str(BUNDLED), "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    calibrated = report()
+    assert calibrated["confusion_calibrated"] != calibrated["confusion_uncalibrated"]
+    # two resting faces side by side (no smile, which would be refused anyway)
+    two = np.hstack([cv2.imread(str(FIX / "faces" / f"fer323{n}_320x240.png"), cv2.IMREAD_GRAYSCALE) for n in ("13_neutral", "01_sad")])
+    from edge.config import DetectConfig
+    from edge.detect import FaceDetector
+    assert len(FaceDetector(DetectConfig()).detect(two)) == 2
+    for name in ("A_0two.png", "B_0two.png"):
+        cv2.imwrite(str(people / name), two)
+    rows = (people / "labels.csv").read_text().splitlines()
+    (people / "labels.csv").write_text("\n".join([rows[0], "A_0two.png,neutral,A", "B_0two.png,neutral,B", *rows[1:]]) + "\n")
+    r = report()
+    assert [s["calibration_photos"] for s in r["subjects"]] == [["A_0two.png"], ["B_0two.png"]]
+    assert r["n"] == calibrated["n"] + 2  # each person's neutral fixture is now a test photo
+    assert r["confusion_calibrated"] == r["confusion_uncalibrated"]

@@ -154,7 +154,7 @@ def _from_photos(cfg: Any, photos: list[str], out: Path, multi_crop: bool = True
     from edge.calibration import make_calibration, save, smiling
     from edge.detect import FaceDetector
     from edge.errors import FrameError, SourceError
-    from edge.photo import expand_inputs, read_image
+    from edge.photo import OWN_FACE_SIDE_RATIO, expand_inputs, own_face, read_image
 
     files, problems = expand_inputs(photos)
     for msg in problems:
@@ -166,11 +166,14 @@ def _from_photos(cfg: Any, photos: list[str], out: Path, multi_crop: bool = True
             try:
                 gray = read_image(path).gray
                 boxes = det.detect(gray)
-                if len(boxes) != 1:
-                    _say(f"{path}: {'no face found' if not boxes else f'{len(boxes)} faces'}; "
-                         "skipped (one face of the person per photo)")
+                box = own_face(boxes)
+                if box is None:
+                    _say(f"{path}: {'no face found' if not boxes else f'{len(boxes)} faces of similar size'}; skipped "
+                         f"(one face of the person per photo, or theirs at least {OWN_FACE_SIDE_RATIO:g}x as wide as any other)")
                     continue
-                probs = clf.classify(gray, boxes[0]).probs.copy()
+                if len(boxes) > 1:
+                    _say(f"{path}: {len(boxes)} faces; took the largest ({box[2]} px wide; the next is {boxes[1][2]} px)")
+                probs = clf.classify(gray, box).probs.copy()
                 if smile := smiling(probs, clf.labels):
                     _say(f"{path}: the face reads {smile}, not at rest; skipped (photos of a relaxed face, no smile)")
                     continue
