@@ -262,6 +262,13 @@ def train(args: argparse.Namespace) -> Path:
         raise ConfigError(f"--out {out}: exists and is not a folder (train writes a run folder)")
     if init and not Path(init).is_file():
         raise ModelError(f"--init-from {init}: no such file")
+    if (out / STATE).is_file() and not (out / "last.keras").exists() and not args.no_resume:
+        if (best := _finished_best(out, args)) is not None:
+            return best
+        # a fresh run here would overwrite best.keras with its first epoch
+        raise ConfigError(f"--out {out}: has {STATE} but no last.keras to resume from (a finished run that kept only "
+                          f"best.keras, or one stopped before its first epoch ended); continue from its weights in a new "
+                          f"folder: {_restart_hint(args, out)}, or start this one over with --no-resume")
     created = not out.exists()
     try:
         return _train(args, out)
@@ -269,6 +276,23 @@ def train(args: argparse.Namespace) -> Path:
         if created and out.is_dir() and not (out / "last.keras").exists():
             _remove_unfinished_run(out)
         raise
+
+
+def _finished_best(out: Path, args: argparse.Namespace) -> Path | None:
+    """best.keras of a run that finished this very schedule and kept no last.keras (as resuming a finished
+    run would: nothing left to train), else None."""
+    try:
+        state = json.loads((out / STATE).read_text())
+        planned, epoch = int(state["args"]["epochs"]), int(state["epoch"])
+        stopped = int(state.get("wait", 0)) >= int(state["args"].get("patience", args.patience))
+        best_acc, best_epoch = float(state["best_val_accuracy"]), int(state["best_epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if planned != args.epochs or not (epoch >= planned or stopped) or not (out / "best.keras").is_file():
+        return None
+    print(f"{out}: finished after epoch {epoch} of {planned} (best PublicTest {best_acc:.4f} at epoch {best_epoch}); "
+          f"nothing to train, best.keras kept. To train on: {_restart_hint(args, out)}", flush=True)
+    return out / "best.keras"
 
 
 def _tf_environment(args: argparse.Namespace) -> None:

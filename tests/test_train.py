@@ -153,6 +153,24 @@ def test_failed_train_leaves_no_run_folder(tmp_path, capsys):
         assert "pip install tensorboard" in capsys.readouterr().err and not run.exists()
 
 
+def test_a_finished_run_that_kept_only_best_keras_is_not_overwritten(tmp_path, capsys):
+    """The committed runs keep best.keras (weights only) and state.json but no last.keras: training into
+    such a folder again would start afresh and replace best.keras with its first epoch, so it is refused."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "state.json").write_text(json.dumps({"epoch": 3, "best_val_accuracy": 0.5, "best_epoch": 2, "wait": 1, "args": {"epochs": 3}}))
+    (run / "best.keras").write_bytes(b"the weights someone chose")
+    data = _tiny_npz(tmp_path / "tiny.npz")
+    assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "1", "--batch-size", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "has state.json but no last.keras to resume from" in err and f"--init-from {run / 'best.keras'}" in err
+    assert "--no-resume" in err and (run / "best.keras").read_bytes() == b"the weights someone chose"
+    # the schedule it finished (as recipe.sh re-runs it): nothing to train, nothing touched
+    assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "3", "--batch-size", "64"]) == 0
+    assert "finished after epoch 3 of 3 (best PublicTest 0.5000 at epoch 2); nothing to train" in capsys.readouterr().out
+    assert (run / "best.keras").read_bytes() == b"the weights someone chose"
+
+
 def test_targets_for_a_class_subset_and_old_logs_renumbered(tmp_path):
     from model_export.data import FERPLUS_COLUMNS
     from model_export.train import _plot, _renumber_old_log, class_targets
