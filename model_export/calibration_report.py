@@ -124,14 +124,14 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
     from edge.calibration import CalibrationApplier, make_calibration, smiling
     from edge.classify import EmotionClassifier, resolve_model
     from edge.config import DetectConfig
-    from edge.detect import FaceDetector
+    from edge.detect import StillDetector
     from edge.photo import own_face, read_image
 
     d = CalibrateConfig()  # None: the device's defaults
     strength = d.strength if strength is None else strength
     neutral_margin = d.neutral_margin if neutral_margin is None else neutral_margin
     clf = EmotionClassifier(resolve_model(model), flip_average=flip_average, multi_crop=multi_crop, crop_margin=crop_margin)
-    det = FaceDetector(DetectConfig())
+    det = StillDetector(DetectConfig())  # as `photo` finds faces
     labels = clf.labels
     k = len(labels)
     cm_u, cm_c, cm_l = np.zeros((k, k), int), np.zeros((k, k), int), np.zeros((k, k), int)

@@ -66,7 +66,7 @@ def read_faces(model, where: str | Path, rows: list[tuple[Path, str, str]], labe
 
     from edge.classify import multi_crop_margins
     from edge.config import DetectConfig
-    from edge.detect import FaceDetector
+    from edge.detect import StillDetector
     from edge.photo import read_image
     from edge.preprocess import crop_face, resize_face, to_float
     from model_export.calibration_report import jitter_box
@@ -74,7 +74,7 @@ def read_faces(model, where: str | Path, rows: list[tuple[Path, str, str]], labe
     features = keras.Model(model.inputs, [backbone(model, where).output, model.outputs[0]])
     size = int(model.inputs[0].shape[1])
     margins = multi_crop_margins(crop_margin)
-    det = FaceDetector(DetectConfig())
+    det = StillDetector(DetectConfig())
     crops, slots = [], []  # slots: (photo, repeat) of each crop
     for i, (path, _, _) in enumerate(rows):
         gray = read_image(path).gray

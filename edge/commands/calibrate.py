@@ -152,7 +152,7 @@ def _with_camera(cfg: Any, out: Path) -> int:
 def _from_photos(cfg: Any, photos: list[str], out: Path, multi_crop: bool = True) -> int:
     from edge.app import build_classifier
     from edge.calibration import make_calibration, save, smiling
-    from edge.detect import FaceDetector
+    from edge.detect import StillDetector
     from edge.errors import FrameError, SourceError
     from edge.photo import OWN_FACE_SIDE_RATIO, expand_inputs, own_face, read_image
 
@@ -161,7 +161,7 @@ def _from_photos(cfg: Any, photos: list[str], out: Path, multi_crop: bool = True
         _say(msg)
     samples = []
     with build_classifier(cfg, multi_crop=multi_crop, calibrated=False) as clf:
-        det = FaceDetector(cfg.detect)
+        det = StillDetector(cfg.detect)
         for path in files:
             try:
                 gray = read_image(path).gray

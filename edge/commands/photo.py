@@ -57,8 +57,8 @@ def main(args: argparse.Namespace) -> int:
     with build_classifier(cfg, calibration_required=bool(args.calibration), multi_crop=not args.single_crop) as clf:
         detector = None
         if not args.cropped:
-            from edge.detect import FaceDetector
-            detector = FaceDetector(cfg.detect)
+            from edge.detect import StillDetector
+            detector = StillDetector(cfg.detect)
         analyzer = PhotoAnalyzer(clf, detector)
         for path in files:
             try:
