@@ -120,9 +120,10 @@ def keras_inputs(path: str | Path, value_range: tuple[float, float] | None, labe
     return value_range, labels
 
 
-def load_keras(path: str | Path):
-    """keras.models.load_model without compiling; legacy .h5 included. Errors name the file and
-    tell a missing file, a SavedModel folder and a damaged file apart (each needs something else)."""
+def load_keras(path: str | Path, compile: bool = False):
+    """keras.models.load_model, by default without compiling (`compile=True` keeps the optimizer, to resume
+    training); legacy .h5 included. Errors name the file and tell a missing file, a SavedModel folder and
+    a damaged file apart (each needs something else)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     path = Path(path)
     if path.is_dir():
@@ -144,7 +145,7 @@ def load_keras(path: str | Path):
     if problem:  # Keras itself says "File not found" for a damaged .keras zip
         raise ModelError(f"{path}: not a readable Keras model ({problem})")
     try:
-        return keras.models.load_model(path, compile=False)
+        return keras.models.load_model(path, compile=compile)
     except Exception as e:  # Keras raises many types; the user needs the file and the first line
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise ModelError(f"{path}: not a readable Keras model ({first})") from None

@@ -447,10 +447,14 @@ def _start_run_folder(args: argparse.Namespace, out: Path, state: dict, labels: 
 def _open_model(args: argparse.Namespace, out: Path, state: dict, resuming: bool, labels: tuple[str, ...],
                 steps_per_epoch: int):
     """The model to fit: last.keras when resuming, else a new one in a new run folder."""
-    import keras
+    from model_export.predictors import load_keras
 
     if resuming:
-        model = keras.models.load_model(out / "last.keras")
+        try:
+            model = load_keras(out / "last.keras", compile=True)
+        except ModelError as e:
+            raise ModelError(f"{e}; cannot resume: start over with --no-resume, or from its weights: "
+                             f"{_restart_hint(args, out)}") from None
         print(f"resuming {out / 'last.keras'} after epoch {state['epoch']} "
               f"(best PublicTest {state['best_val_accuracy']:.4f})", flush=True)
         _renumber_old_log(out / "log.csv", state["epoch"])

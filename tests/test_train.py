@@ -169,6 +169,24 @@ def test_a_finished_run_that_kept_only_best_keras_is_not_overwritten(tmp_path, c
     assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "3", "--batch-size", "64"]) == 0
     assert "finished after epoch 3 of 3 (best PublicTest 0.5000 at epoch 2); nothing to train" in capsys.readouterr().out
     assert (run / "best.keras").read_bytes() == b"the weights someone chose"
+    # stopped early (patience spent) counts as finished; still patient does not
+    for wait, finished in ((2, True), (1, False)):
+        (run / "state.json").write_text(json.dumps({"epoch": 2, "best_val_accuracy": 0.5, "best_epoch": 1, "wait": wait,
+                                                    "args": {"epochs": 3, "patience": 2}}))
+        assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "3", "--batch-size", "64"]) == (0 if finished else 2)
+        out, err = capsys.readouterr()
+        assert ("finished after epoch 2 of 3" in out) is finished and ("no last.keras to resume from" in err) is not finished
+    # a last.keras means resume; a damaged one is named in one line, with the ways on
+    (run / "last.keras").write_bytes(b"not a keras file")
+    assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "3", "--batch-size", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "no last.keras to resume from" not in err and len(err.strip().splitlines()) == 1
+    assert f"{run / 'last.keras'}: not a readable Keras model" in err and "cannot resume: start over with --no-resume" in err
+    (run / "last.keras").unlink()
+    # --no-resume starts over here, as asked
+    assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "1", "--batch-size", "64", "--no-resume",
+                 "--verbose", "0"]) == 0
+    assert (run / "best.keras").read_bytes() != b"the weights someone chose" and (run / "last.keras").is_file()
 
 
 def test_targets_for_a_class_subset_and_old_logs_renumbered(tmp_path):
