@@ -51,6 +51,16 @@ def noface_image() -> np.ndarray:
 
 
 @pytest.fixture
+def distant_face_image() -> np.ndarray:
+    """A 1600x1200 photo with one committed face shrunk to 80x60 (the face about 40 px wide), at (700, 500):
+    lost in the loop's 320-px downscale, found by a photo's second look."""
+    face = cv2.imread(str(FACES_DIR / "fer32313_neutral_320x240.png"), cv2.IMREAD_GRAYSCALE)
+    img = np.full((1200, 1600), 128, np.uint8)
+    img[500:560, 700:780] = cv2.resize(face, (80, 60), interpolation=cv2.INTER_AREA)
+    return img
+
+
+@pytest.fixture
 def tiny_model() -> Path:
     """A 2.5 KB int8 48x48x1 -> 7 model with random weights (real LiteRT, meaningless answers)."""
     return MODELS_DIR / "tiny_int8.tflite"

@@ -173,30 +173,16 @@ def test_haar_finds_most_upscaled_fer_faces(fer_npz, detector):
     assert hits >= 0.6 * len(idx), f"{hits}/{len(idx)}"
 
 
-def _distant_face(side: int) -> np.ndarray:
-    """A 1600x1200 photo with one committed face shrunk to about side/2 px: lost in the loop's 320-px downscale."""
-    import cv2
-
-    from .conftest import FACES_DIR
-    face = cv2.imread(str(FACES_DIR / "fer32313_neutral_320x240.png"), cv2.IMREAD_GRAYSCALE)
-    img = np.full((1200, 1600), 128, np.uint8)
-    img[500:500 + side * 3 // 4, 700:700 + side] = cv2.resize(face, (side, side * 3 // 4), interpolation=cv2.INTER_AREA)
-    return img
-
-
-def test_still_detector_takes_a_second_look_only_where_the_loops_finds_nothing(detector):
-    from .conftest import FACES_DIR, face_files
+def test_still_detector_takes_a_second_look_only_where_the_loops_finds_nothing(detector, distant_face_image, face_images,
+                                                                               noface_image):
     still = StillDetector(DetectConfig())
-    img = _distant_face(80)
-    assert detector.detect(img) == []
-    boxes = still.detect(img)
+    assert detector.detect(distant_face_image) == []
+    boxes = still.detect(distant_face_image)
     assert len(boxes) == 1 and iou(boxes[0], (719, 509, 40, 40)) > 0.5 and still.second_looks == 1
-    import cv2
-    for f in face_files():  # found the first time: the loop's boxes exactly, no second look
-        gray = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
+    for _, gray in face_images:  # found the first time: the loop's boxes exactly, no second look
         assert still.detect(gray) == detector.detect(gray)
     assert still.second_looks == 1
-    assert still.detect(cv2.imread(str(FACES_DIR / "noface_320x240.png"), cv2.IMREAD_GRAYSCALE)) == []
+    assert still.detect(noface_image) == []
     assert still.second_looks == 2
 
 

@@ -83,13 +83,10 @@ def test_text_output_finds_known_faces(capsys, model_path):
     assert blocks[NOFACE.name] == ["no faces"]
 
 
-def test_a_distant_face_in_a_large_photo_is_found(capsys, model_path, tmp_path):
+def test_a_distant_face_in_a_large_photo_is_found(capsys, model_path, tmp_path, distant_face_image):
     """The loop's detector sees frames at 320 px; for a photo `photo` looks again at up to 1280 px."""
-    face = cv2.imread(str(FACES_DIR / "fer32313_neutral_320x240.png"), cv2.IMREAD_GRAYSCALE)
-    img = np.full((1200, 1600), 128, np.uint8)
-    img[500:560, 700:780] = cv2.resize(face, (80, 60), interpolation=cv2.INTER_AREA)
-    cv2.imwrite(str(tmp_path / "far.png"), img)
-    assert FaceDetector(load_config(None, {}).detect).detect(img) == []
+    cv2.imwrite(str(tmp_path / "far.png"), distant_face_image)
+    assert FaceDetector(load_config(None, {}).detect).detect(distant_face_image) == []
     rc, out, err = run_photo(capsys, str(tmp_path / "far.png"), "--json", model=model_path)
     assert rc == 0, err
     faces = json.loads(out)[0]["faces"]
