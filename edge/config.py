@@ -316,8 +316,13 @@ def state_dir(for_reading: bool = False) -> Path:
     return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "emotion-edge"
 
 
+def default_db_path(for_reading: bool = False) -> Path:
+    """The log when log.db is empty: in the service's state folder, so it is the service's own."""
+    return state_dir(for_reading) / "emotion-edge.db"
+
+
 def db_path(cfg: Config, for_reading: bool = False) -> Path:
-    return Path(cfg.log.db) if cfg.log.db else state_dir(for_reading) / "emotion-edge.db"
+    return Path(cfg.log.db) if cfg.log.db else default_db_path(for_reading)
 
 
 def learned_baseline_path(cfg: Config, for_reading: bool = False) -> Path:

@@ -3,7 +3,9 @@
 Writes are buffered and committed in batches; I/O trouble (disk full, read-only, locked) is
 reported once and retried, so the mood light keeps running; a bug raises like anywhere else. Our
 own log (application id in the header) when damaged is moved aside, never overwritten; any other
-file (text, another program's SQLite database, a FIFO) is refused untouched. The table's format is
+file (text, another program's SQLite database, a FIFO) is refused untouched, except at the default
+path in the service's own state folder, which is ours whatever its header says (a damaged header is
+moved aside too). Created as root, the file is handed to the state folder's owner (the service). The table's format is
 edge/logschema.py; reading (the CLI, the chart, the MQTT follower) is edge/history.py.
 """
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from edge import notices
 from edge.affect import Affect, affect_of
-from edge.config import LogConfig
+from edge.config import LogConfig, default_db_path
 from edge.errors import ConfigError, LogError
 from edge.logschema import (APPLICATION_ID, BY_NAME, COLUMN_NAMES, INSERT, SCHEMA, SCHEMA_VERSION, V1_COLUMNS,
                             row_values, table_columns)
@@ -93,6 +96,35 @@ def identify(path: Path) -> str | None:
 
 
 # -- the steps of opening the file, in order ------------------------------------------------------
+def _create_for_owner(path: Path) -> None:
+    """As root, create the log (and hand an existing root-owned one back) as the owner of its folder.
+
+    `sudo emotion-edge run` before the service ever logged made a root-owned log that the service
+    could never write (every row dropped). SQLite gives -wal and -shm the database file's owner, so
+    only the file itself needs handing over. Not root, or a folder of root's own: nothing to do.
+    """
+    if os.geteuid() != 0:
+        return
+    d = os.stat(path.parent)
+    if d.st_uid == 0:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except FileExistsError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_uid == 0:
+            os.fchown(fd, d.st_uid, d.st_gid)
+            for sfx in ("-wal", "-shm"):  # left by an older version as root; never follow a link
+                try:
+                    os.chown(str(path) + sfx, d.st_uid, d.st_gid, follow_symlinks=False)
+                except FileNotFoundError:
+                    pass
+    finally:
+        os.close(fd)
+
+
 def _has_tables(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
 
@@ -171,9 +203,13 @@ class EventLog:
     """Buffered writer; `record()` is called every frame and never raises for disk trouble (reported
     once, retried); a bug in this module (TypeError, sqlite3 misuse, ...) raises like any other."""
 
-    def __init__(self, path: str | Path, cfg: LogConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: str | Path, cfg: LogConfig, clock: Callable[[], float] = time.time,
+                 owned: bool | None = None) -> None:
         self.path = Path(path)
         self.cfg = cfg
+        # owned: the default log in the state folder is ours whatever its header says (a damaged header
+        # is moved aside); a file the user named (log.db, --db) that is not our log is refused untouched
+        self.owned = (not cfg.db and self.path == default_db_path()) if owned is None else owned
         self._clock = clock  # UTC wall time for rows; injectable so tests can age data
         self._conn: sqlite3.Connection | None = None
         self._buf: deque[tuple] = deque(maxlen=BUFFER_CAP)
@@ -306,6 +342,7 @@ class EventLog:
             if _is_bug(e):
                 raise
             self._report(e)
+            self._note_failing()
             code = (getattr(e, "sqlite_errorcode", 0) or 0) & 0xFF
             if _is_corrupt(e) or code in _REOPEN_CODES:
                 self._drop_conn()  # reopen next time: moves a damaged file aside, regains write access
@@ -316,7 +353,17 @@ class EventLog:
         if self._failing:
             self._failing = False
             log.warning("event log %s: writing again (%d rows dropped while it failed)", self.path, self.dropped)
+            if self.dropped:
+                notices.note("log", f"event log {self.path}: writing again; {self.dropped} rows were dropped while "
+                                    f"it failed ({self._last_error})")
+            else:
+                notices.clear("log")
         return True
+
+    def _note_failing(self) -> None:
+        """For `status`: the rows waiting and dropped while the log cannot be written (cheap: every commit interval)."""
+        notices.note("log", f"event log {self.path}: cannot write ({self._last_error}); {len(self._buf)} rows waiting, "
+                            f"{self.dropped} dropped")
 
     def _report(self, e: BaseException) -> None:
         """One error line per failure episode, with the path; the next success says so. At exit,
@@ -332,8 +379,12 @@ class EventLog:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._refused = identify(self.path)
+            if self._refused and self.owned and self._refused != "not a regular file":
+                self._move_aside(f"its header is damaged ({self._refused})")
+                self._refused = None
             if self._refused:
                 raise OSError(f"{self._refused}; left untouched")
+            _create_for_owner(self.path)
             self._conn = self._connect_or_move_aside()
             self._retention()
             return True
@@ -343,6 +394,7 @@ class EventLog:
                 raise
             if not (first and self._refused):  # at start a refusal is raised (one line), not logged too
                 self._report(e)
+                self._note_failing()
             return False
 
     def _connect_or_move_aside(self) -> sqlite3.Connection:
@@ -364,6 +416,8 @@ class EventLog:
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         try:
             refusal = _refusal(conn)
+            if refusal and self.owned:
+                raise _Damaged(f"its header is damaged ({refusal})")
             if refusal:
                 self._refused = refusal
                 raise OSError(f"{refusal}; left untouched")
@@ -395,6 +449,7 @@ class EventLog:
             if side.exists():
                 os.rename(side, str(dest) + sfx)
         log.warning("event log %s: %s; moved it aside to %s and started a fresh log", self.path, reason, dest.name)
+        notices.note("log_moved", f"event log {self.path}: {reason}; moved aside to {dest.name}, a fresh log started")
         return dest
 
     def _drop_conn(self) -> None:

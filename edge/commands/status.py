@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge.errors import EdgeError
-from edge.statusfile import candidate_paths, read_status
+from edge.statusfile import _is_number, candidate_paths, read_status
 from edge.text import printable
 
 UNIT = "emotion-edge"
@@ -99,6 +99,27 @@ def _face_time(v: Any) -> str:
     return face_time(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 else "?"
 
 
+def _count_of(frames: int, source: Any) -> str:
+    """'1 photo', '12 photos', '1 camera frame', '42 camera frames' (never "photos photos")."""
+    if source == "photos":
+        return f"{frames} photo{'' if frames == 1 else 's'}"
+    return f"{frames} {source if isinstance(source, str) else 'camera'} frame{'' if frames == 1 else 's'}"
+
+
+def _notice_lines(notes: Any, now: float) -> list[str]:
+    """The service's notes (edge/notices.py): a damaged log moved aside, the bundled model used instead
+    of a damaged deployed one, rows dropped. status.json is another process's file: anything may be there."""
+    if not isinstance(notes, dict):
+        return []
+    out = []
+    for note in notes.values():
+        if isinstance(note, dict) and isinstance(note.get("message"), str):
+            t = note.get("time")
+            when = _age(t, now) if _is_number(t) else "?"
+            out.append(f"notice:  {note['message']} ({when})")
+    return out
+
+
 def _calibration_text(cal: Any, now: float) -> str:
     """'from 2026-11-25 12:40 (3 h ago), 42 camera frames' / 'none (run `emotion-edge calibrate`)'."""
     if not isinstance(cal, dict):
@@ -112,8 +133,7 @@ def _calibration_text(cal: Any, now: float) -> str:
         stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(created))
         frames = cal.get("frames")
         parts.append(f"in use, from {stamp} ({_age(created, now)})"
-                     + (f", {frames} {cal.get('source', 'camera')} {'frames' if cal.get('source') != 'photos' else 'photos'}"
-                        if isinstance(frames, int) else ""))
+                     + (f", {_count_of(frames, cal.get('source'))}" if isinstance(frames, int) else ""))
     else:
         parts.append("none")
     if learned is not None and cal.get("source") != "learned":
@@ -191,6 +211,7 @@ def summarize(service: dict[str, str] | None, path: Path | None, data: dict[str,
             lines.append(f"error:   {err}")
         else:
             lines.append("error:   none")
+        lines.extend(_notice_lines(data.get("notices"), now))
         note = f"status:  {state}, updated {_age(updated, now)} ({path})"
         if stale:
             note += f" - STALE: no frames for over {STALE_AFTER:.0f} s (camera hung? the watchdog will restart it)"
