@@ -262,6 +262,8 @@ def train(args: argparse.Namespace) -> Path:
         raise ConfigError(f"--out {out}: exists and is not a folder (train writes a run folder)")
     if init and not Path(init).is_file():
         raise ModelError(f"--init-from {init}: no such file")
+    if (out / STATE).is_file() and (out / "last.keras").exists() and not args.no_resume:
+        _refuse_changed_options(args, out)
     if (out / STATE).is_file() and not (out / "last.keras").exists() and not args.no_resume:
         if (best := _finished_best(out, args)) is not None:
             return best
@@ -276,6 +278,52 @@ def train(args: argparse.Namespace) -> Path:
         if created and out.is_dir() and not (out / "last.keras").exists():
             _remove_unfinished_run(out)
         raise
+
+
+RESUME_FREE = frozenset({"out", "epochs", "no_resume", "init_from", "verbose", "tensorboard", "patience", "command", "module", "func"})
+"""Options a resumed run may change: where it is, how it reports, when it stops (--epochs is checked with its
+schedule in _load_state); every other one shapes the model, its data or its schedule."""
+
+
+def _same_option(key: str, old, new) -> bool:
+    """Equal as the run would use them: paths compared resolved, numbers as numbers."""
+    if old is None or new is None:
+        return old is None and new is None
+    if key in ("data", "teacher"):
+        return Path(str(old)).resolve() == Path(str(new)).resolve()
+    if isinstance(new, (int, float)) and not isinstance(new, bool) and isinstance(old, (int, float)):
+        return float(old) == float(new)
+    return str(old) == str(new)
+
+
+def changed_options(args: argparse.Namespace, recorded: dict) -> list[tuple[str, object, object]]:
+    """(option, recorded value, asked value) for each option that differs from the run folder's state.json
+    (options the run predates are not compared)."""
+    asked = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    return [(k, recorded[k], v) for k, v in asked.items()
+            if k not in RESUME_FREE and k in recorded and not _same_option(k, recorded[k], v)]
+
+
+def _flag(key: str, value) -> str:
+    return f"--{key.replace('_', '-')} {value}" if value is not None else f"no --{key.replace('_', '-')}"
+
+
+def _refuse_changed_options(args: argparse.Namespace, out: Path) -> None:
+    """Resuming with other options would mix two runs in one (a model of one width trained on one data size,
+    its best epoch picked across scores on different faces) while state.json still named the first: refused,
+    before anything loads."""
+    try:
+        recorded = json.loads((out / STATE).read_text()).get("args", {})
+    except (OSError, ValueError, AttributeError):
+        return  # _load_state names an unreadable state.json
+    if not isinstance(recorded, dict):
+        return
+    changed = changed_options(args, recorded)
+    if changed:
+        raise ConfigError(
+            f"{out} was trained with {', '.join(_flag(k, old) for k, old, _ in changed)}; this call asks for "
+            f"{', '.join(_flag(k, new) for k, _, new in changed)}: resume with the run's own options, train into a "
+            f"new --out, or start this one over with --no-resume")
 
 
 def _finished_best(out: Path, args: argparse.Namespace) -> Path | None:
