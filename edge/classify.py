@@ -7,6 +7,7 @@ quantization from the .tflite itself, so training and inference cannot disagree.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -16,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge import notices
 from edge.calibration import Calibration, CalibrationApplier, for_model
 from edge.contract import CROP_MARGIN_RANGE, check_input_quantization, check_tensors, read_model_info
 from edge.errors import FrameError, ModelError
@@ -28,12 +30,33 @@ DEPLOYED_MODEL = Path("/var/lib/emotion-edge/models/emotion.tflite")
 """Where `emotion-export deploy` puts a model; used instead of the bundled one when present."""
 
 
+def check_deployed(deployed: Path = DEPLOYED_MODEL) -> str | None:
+    """Why the deployed model cannot be used (None: it is whole). A power cut after a deploy can leave
+    an empty or truncated .tflite or a cut-off .json; read_model_info catches both (the JSON must parse
+    and the .tflite's sha256 match it), at the cost of hashing about 1 MB once per start."""
+    try:
+        read_model_info(deployed)
+    except ModelError as e:
+        return str(e)
+    return None
+
+
 def resolve_model(path: str | Path = "", deployed: Path = DEPLOYED_MODEL) -> Path:
-    """"" -> a deployed model if there is one, else the bundled model; otherwise the given path."""
+    """"" -> a deployed model if there is a whole one, else the bundled model (one warning, and a note for
+    `status`, when a deployed one is damaged); otherwise the given path."""
     if str(path):
         p = Path(path).expanduser()
     else:
-        p = deployed if deployed.is_file() else DEFAULT_MODEL
+        p = DEFAULT_MODEL
+        if deployed.is_file():
+            why = check_deployed(deployed)
+            if why is None:
+                p = deployed
+                notices.clear("model")
+            else:
+                msg = f"deployed model damaged ({why}); running the bundled model {DEFAULT_MODEL} instead"
+                logging.getLogger(__name__).warning("%s", msg)
+                notices.note("model", msg)
     if not p.is_file():
         what = "bundled model" if not str(path) else "model"
         raise ModelError(f"{p}: {what} not found (set classify.model to a NAME.tflite with its NAME.json)")

@@ -3,7 +3,9 @@
 Steps (each an argv list, no local shell; remote arguments are shell-quoted):
   1. ssh HOST mkdir -p DIR
   2. scp MODEL.tflite HOST:DIR/.NAME.tflite.new ; scp MODEL.json HOST:DIR/.NAME.json.new
-  3. ssh HOST: check the copy's sha256, then `mv -f` the .tflite and then the .json into place.
+  3. ssh HOST: check the copy's sha256, `sync` both copies to disk, then `mv -f` the .tflite and then
+     the .json into place, then `sync` the folder (a power cut soon after must not leave an empty or
+     cut-off file under the final name; the device falls back to its bundled model if it ever does).
      Each rename is atomic; between the two (microseconds) the pair disagrees, and the device,
      which checks the sha256 in NAME.json against NAME.tflite, refuses such a pair rather than use
      it. The service only reads the files at start and on reload, which comes after both renames.
@@ -93,13 +95,16 @@ def plan(model: str | Path, host: str, remote_dir: str = DEFAULT_REMOTE_DIR, nam
         check = f"echo {q(sha + '  ' + stage_t)} | sha256sum -c --status"
         swap = (f"set -e; {check}; sudo mkdir -p {q(remote_dir)}; "
                 f"sudo install -m 0644 {q(stage_t)} {q(new_t)}; sudo install -m 0644 {q(stage_j)} {q(new_j)}; "
-                f"sudo mv -f {q(new_t)} {q(final_t)}; sudo mv -f {q(new_j)} {q(final_j)}; rm -f {q(stage_t)} {q(stage_j)}")
+                f"sudo sync -- {q(new_t)} {q(new_j)}; "
+                f"sudo mv -f {q(new_t)} {q(final_t)}; sudo mv -f {q(new_j)} {q(final_j)}; sudo sync -- {q(remote_dir)}; "
+                f"rm -f {q(stage_t)} {q(stage_j)}")
     else:
         steps.append(Step("make remote folder", ssh + [f"mkdir -p {q(remote_dir)}"]))
         steps.append(Step("copy model", scp + [local(model), f"{host}:{new_t}"]))
         steps.append(Step("copy metadata", scp + [local(meta), f"{host}:{new_j}"]))
         check = f"echo {q(sha + '  ' + new_t)} | sha256sum -c --status"
-        swap = f"set -e; {check}; mv -f {q(new_t)} {q(final_t)}; mv -f {q(new_j)} {q(final_j)}"
+        swap = (f"set -e; {check}; sync -- {q(new_t)} {q(new_j)}; "
+                f"mv -f {q(new_t)} {q(final_t)}; mv -f {q(new_j)} {q(final_j)}; sync -- {q(remote_dir)}")
     steps.append(Step("swap in (sha256 checked)", ssh + [swap]))
     if reload:
         steps.append(Step("reload service", ssh + [f"sudo systemctl reload {q(service)}"]))

@@ -254,7 +254,8 @@ def test_resolve_model_prefers_a_deployed_model(tmp_path, copy_model):
     deployed = tmp_path / "models" / "emotion.tflite"
     assert resolve_model("", deployed=deployed) == DEFAULT_MODEL
     deployed.parent.mkdir()
-    deployed.write_bytes(b"x")
+    for ext in (".tflite", ".json"):  # a whole deployed model (a damaged one: tests/test_model_fallback.py)
+        deployed.with_suffix(ext).write_bytes((DEFAULT_MODEL.with_suffix(ext)).read_bytes())
     assert resolve_model("", deployed=deployed) == deployed
     other = copy_model()
     assert resolve_model(str(other), deployed=deployed) == other

@@ -34,6 +34,13 @@ while [ "$1" != "--" ]; do shift; done
 dst="${3#*:}"
 cd "$FAKE_HOME" && cp "$2" "$dst"
 """
+# sync stand-in: records its operands and whether each still existed (the .new copies: before the renames)
+FAKE_SYNC = r"""#!/bin/sh
+for a in "$@"; do
+  [ "$a" = "--" ] && continue
+  if [ -e "$a" ]; then echo "sync $a" >> "$FAKE_LOG"; else echo "sync missing $a" >> "$FAKE_LOG"; fi
+done
+"""
 # sudo stand-in: systemctl is recorded only; anything else runs as the user
 FAKE_SUDO = r"""#!/bin/sh
 echo "sudo $*" >> "$FAKE_LOG"
@@ -47,7 +54,7 @@ def fake(tmp_path, monkeypatch):
     bin_dir, home = tmp_path / "bin", tmp_path / "home"
     bin_dir.mkdir()
     home.mkdir()
-    for name, text in (("ssh", FAKE_SSH), ("scp", FAKE_SCP), ("sudo", FAKE_SUDO)):
+    for name, text in (("ssh", FAKE_SSH), ("scp", FAKE_SCP), ("sudo", FAKE_SUDO), ("sync", FAKE_SYNC)):
         p = bin_dir / name
         p.write_text(text)
         p.chmod(p.stat().st_mode | stat.S_IEXEC)
@@ -96,7 +103,7 @@ def test_deploy_copies_swaps_and_reloads(tmp_path, fake):
     assert sorted(p.name for p in r.iterdir()) == ["mood.json", "mood.tflite"]  # no .new left behind
     calls = _calls(fake)
     assert calls[-1] == "sudo systemctl reload emotion-edge"
-    assert [c.split()[0] for c in calls] == ["ssh", "scp", "scp", "ssh", "ssh", "sudo"]
+    assert [c.split()[0] for c in calls] == ["ssh", "scp", "scp", "ssh", "sync", "sync", "sync", "ssh", "sudo"]
     # the device-side pair is what the edge accepts
     from edge.classify import EmotionClassifier
 
@@ -116,6 +123,16 @@ def test_sudo_mode_stages_in_home(tmp_path, fake):
     assert list(fake["home"].iterdir()) == []  # staging files removed
     assert not any("systemctl" in c for c in _calls(fake))
     assert any(c.startswith("sudo install -m 0644") for c in _calls(fake))
+
+
+@pytest.mark.parametrize("sudo", [False, True])
+def test_copies_reach_the_disk_before_they_are_renamed_into_place(tmp_path, fake, sudo):
+    """Issue 29 B: a power cut after a deploy left an empty emotion.tflite (nothing was synced)."""
+    model = _model(tmp_path)
+    r = fake["remote"]
+    deploy(model, "pi@host", remote_dir=str(r), sudo=sudo, reload=False, log=lambda m: None)
+    synced = [c for c in _calls(fake) if c.startswith("sync")]
+    assert synced == [f"sync {r}/.emotion.tflite.new", f"sync {r}/.emotion.json.new", f"sync {r}"]
 
 
 def test_corrupt_copy_is_not_swapped_in(tmp_path, fake):
