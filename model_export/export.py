@@ -274,12 +274,18 @@ def _check_request(out: Path, crop_margin: float) -> None:
         raise ModelError(f"--crop-margin {crop_margin}: must be between 0 and 1")
 
 
-def _load_source(model_path: Path, input_range, labels, say) -> _Source:
-    """The Keras model, its input size, range and labels (given, or from its training run folder)."""
-    from model_export.predictors import keras_input_hw, keras_inputs, load_keras
+def _source_inputs(model_path: Path, input_range, labels, say) -> tuple[tuple[float, float], tuple[str, ...]]:
+    """The model's input range and labels (given, or from its training run folder), before it loads."""
+    from model_export.predictors import keras_inputs
 
     input_range, labels = keras_inputs(model_path, input_range, tuple(labels) if labels else None)
-    labels = _check_labels(labels or FER_LABELS, say)
+    return input_range, _check_labels(labels or FER_LABELS, say)
+
+
+def _load_source(model_path: Path, input_range, labels, say) -> _Source:
+    """The Keras model with its input size, range and labels (from _source_inputs)."""
+    from model_export.predictors import keras_input_hw, load_keras
+
     say(f"loading {model_path}")
     model = load_keras(model_path)
     h, w = keras_input_hw(model, str(model_path))
@@ -290,14 +296,25 @@ def _load_source(model_path: Path, input_range, labels, say) -> _Source:
     return _Source(model, model_path, h, w, input_range, labels)
 
 
-def _calibration(src: _Source, calibration_data, labels_from: str, size: int, seed: int,
-                 min_calibration: int) -> _Calibration:
-    """A stratified sample of Training faces, prepared for the model's input."""
+def _calibration_faces(calibration_data, labels_from: str, size: int, seed: int, min_calibration: int) -> _Calibration:
+    """A stratified sample of Training faces (uint8), checked before the model loads: too few fails in a
+    second, naming the way on, not after the model and TensorFlow have loaded."""
     ds = load_dataset(calibration_data, labels_from)
     tr_x, tr_y = ds.split("Training")
-    faces = calibration_images(tr_x, tr_y, size, ds.source, seed, min_calibration)
+    try:
+        faces = calibration_images(tr_x, tr_y, size, ds.source, seed, min_calibration)
+    except DataError as e:
+        if len(tr_x) >= min_calibration:
+            raise
+        raise DataError(f"{e}; pass --calibration-data with another face set (e.g. FER2013's fer2013.npz): only the "
+                        f"int8 value ranges come from it, the model and its labels stay as they are") from None
     fewer = f" (asked for {size}; the Training split has only {len(tr_x)})" if len(faces) < size else ""
-    return _Calibration(prepare_float(faces, src.width, src.height, src.input_range), ds, fewer)
+    return _Calibration(faces, ds, fewer)
+
+
+def _prepared(cal: _Calibration, src: _Source) -> _Calibration:
+    """The calibration faces prepared for the model's input, as the edge prepares them."""
+    return replace(cal, faces=prepare_float(cal.faces, src.width, src.height, src.input_range))
 
 
 def _with_probabilities(src: _Source, calib: np.ndarray, say) -> tuple[_Source, bool]:
@@ -343,8 +360,10 @@ def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[
     say = _Clock(log)
     model_path, out = Path(model_path), Path(out)
     _check_request(out, crop_margin)
+    input_range, labels = _source_inputs(model_path, input_range, labels, say)
+    cal = _calibration_faces(calibration_data, labels_from, calibration_size, seed, min_calibration)
     src = _load_source(model_path, input_range, labels, say)
-    cal = _calibration(src, calibration_data, labels_from, calibration_size, seed, min_calibration)
+    cal = _prepared(cal, src)
     src, softmax_added = _with_probabilities(src, cal.faces, say)
     say(f"converting {model_path.name} ({src.height}x{src.width}, range {list(src.input_range)}, labels "
         f"{','.join(src.labels)}) to int8, calibrating on {len(cal.faces)} Training faces of "

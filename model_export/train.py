@@ -217,7 +217,15 @@ def _restart_hint(args: argparse.Namespace, out: Path) -> str:
     return (f"emotion-export train --data {args.data} --out {out}-more --init-from {out / 'best.keras'} --epochs N")
 
 
-def _next_command(args: argparse.Namespace, best: Path) -> str:
+def _next_command(args: argparse.Namespace, best: Path, n_training: int) -> str:
+    """The export to run next; with fewer Training faces than int8 calibration needs, it names another face
+    set instead of a command that would fail after loading the model."""
+    from model_export.calibration import MIN_CALIBRATION
+
+    if n_training < MIN_CALIBRATION:
+        return (f"next: emotion-export export {best} --calibration-data OTHER_FACES --out models/emotion.tflite"
+                f"   ({args.data} has {n_training} Training faces and int8 calibration needs at least {MIN_CALIBRATION}: "
+                f"calibrate on another face set, e.g. FER2013's fer2013.npz; only the int8 value ranges come from it)")
     return (f"next: emotion-export export {best} --calibration-data {args.data} --out models/emotion.tflite"
             "   (input range and labels are read from the run folder)")
 
@@ -453,6 +461,11 @@ def _print_data_summary(args: argparse.Namespace, data: _Data) -> None:
     missing = [lab for lab in FER_LABELS if lab not in data.labels]
     if missing:
         print(f"not in the data, so not in the model: {', '.join(missing)}", flush=True)
+    from model_export.calibration import MIN_CALIBRATION
+
+    if counts["Training"] < MIN_CALIBRATION:
+        print(f"note: {counts['Training']} Training faces are fewer than the {MIN_CALIBRATION} that int8 calibration "
+              f"needs: export this model with --calibration-data on another face set (e.g. FER2013)", flush=True)
 
 
 def _new_model(args: argparse.Namespace, n_cls: int, steps_per_epoch: int):
@@ -689,7 +702,7 @@ def _train(args: argparse.Namespace, out: Path) -> Path:
     if state["epoch"] >= args.epochs or state["wait"] >= args.patience:
         print(f"nothing to do: run finished at epoch {state['epoch']} "
               f"(best PublicTest accuracy {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']})", flush=True)
-        print(_next_command(args, best), flush=True)
+        print(_next_command(args, best, data.ds.counts()["Training"]), flush=True)
         return best
     _print_data_summary(args, data)
 
@@ -733,7 +746,7 @@ def _train(args: argparse.Namespace, out: Path) -> Path:
                   verbose=args.verbose, callbacks=_callbacks(run))
     print(f"done in {_hms(time.monotonic() - run.t_start)}: best PublicTest accuracy {state['best_val_accuracy']:.4f} "
           f"at epoch {state['best_epoch']}: {best}", flush=True)
-    print(_next_command(args, best), flush=True)
+    print(_next_command(args, best, data.ds.counts()["Training"]), flush=True)
     return best
 
 

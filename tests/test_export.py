@@ -213,11 +213,13 @@ def test_refusals(tmp_path):
     rgb = tmp_path / "rgb.keras"
     _tiny(channels=3).save(rgb)
     with pytest.raises(ModelError, match=r"input shape \[None, 48, 48, 3\] is not \(H, W, 1\)"):
-        export_model(rgb, tmp_path / "x.tflite", input_range=(0, 1), calibration_data=FOLDER, log=QUIET)
+        export_model(rgb, tmp_path / "x.tflite", input_range=(0, 1), calibration_data=FOLDER, calibration_size=7,
+                     min_calibration=5, log=QUIET)
     five = tmp_path / "five.keras"
     _tiny(n_out=5).save(five)
     with pytest.raises(ModelError, match="5 outputs but 7 labels"):
-        export_model(five, tmp_path / "x.tflite", input_range=(0, 1), calibration_data=FOLDER, log=QUIET)
+        export_model(five, tmp_path / "x.tflite", input_range=(0, 1), calibration_data=FOLDER, calibration_size=7,
+                     min_calibration=5, log=QUIET)
     with pytest.raises(DataError, match="only 7 Training faces"):
         export_model(five, tmp_path / "x.tflite", input_range=(0, 1), labels=tuple("abcde"),
                      calibration_data=FOLDER, log=QUIET)

@@ -221,3 +221,28 @@ def test_calibration_refuses_too_few_faces_and_prepares_like_the_edge():
     assert -1.0 <= f.min() and f.max() <= 1.0
     one = cv2.resize(faces[0], (64, 64), interpolation=cv2.INTER_LINEAR).astype(np.float32) * (2 / 255) - 1
     np.testing.assert_allclose(f[0, ..., 0], one, atol=1e-5)
+
+
+def test_too_few_calibration_faces_fail_before_the_model_loads_and_name_another_face_set(tmp_path):
+    """Issue 30 item 8: the export that train printed failed after 13 s (model and TensorFlow loaded first)."""
+    from model_export.export import export_model
+
+    never_opened = tmp_path / "absent" / "best.keras"  # loading it would fail with "no such model file"
+    with pytest.raises(DataError) as e:
+        export_model(never_opened, tmp_path / "m.tflite", input_range=(0.0, 1.0), calibration_data=FOLDER,
+                     log=lambda m: None)
+    msg = str(e.value)
+    assert "only 7 Training faces; int8 calibration needs at least 300" in msg
+    assert "pass --calibration-data with another face set" in msg and "no such model file" not in msg
+
+
+def test_train_names_another_face_set_for_the_next_export_when_its_data_is_too_small():
+    import argparse
+
+    from model_export.train import _next_command
+
+    args = argparse.Namespace(data="mine/")
+    small = _next_command(args, Path("run/best.keras"), 279)
+    assert "--calibration-data OTHER_FACES" in small and "mine/ has 279 Training faces" in small
+    assert "at least 300" in small and "another face set" in small
+    assert "--calibration-data mine/ " in _next_command(args, Path("run/best.keras"), 300)
