@@ -30,6 +30,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
             raise
         mod.add_parser(sub)
         mains[name] = mod.main
+    for sp in sub.choices.values():  # `emotion-edge run --config X` as well as `emotion-edge --config X run`
+        try:
+            sp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                            help="TOML config (default /etc/emotion-edge/config.toml if it exists)")
+        except argparse.ArgumentError:  # the command has its own (log, publish, config)
+            pass
     return p, mains
 
 

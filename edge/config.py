@@ -20,6 +20,8 @@ from edge.safeio import CONFIG_MAX_BYTES, read_text
 DEFAULT_CONFIG_PATH = Path("/etc/emotion-edge/config.toml")
 COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
+MAX_CONFIG_INT = 2 ** 53  # larger than any setting takes, and every float up to it is exact
+BOM = "\ufeff"  # Windows editors start UTF-8 files with it; TOML has no place for it
 
 
 def _opt(default: Any, doc: str, check: Callable[[Any], str | None] | None = None, **kw: Any) -> Any:
@@ -199,8 +201,13 @@ class Config:
 def _check_value(section: str, f: dataclasses.Field, value: Any) -> Any:
     name = f"{section}.{f.name}"
     want = f.type if isinstance(f.type, type) else {"str": str, "int": int, "float": float, "bool": bool, "dict": dict}[f.type]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_CONFIG_INT:
+        # `1` and 400 zeros: float() raised OverflowError (a traceback; the service died on SIGHUP)
+        raise ConfigError(f"config key {name}: number too large ({len(str(abs(value)))} digits)")
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if isinstance(value, str) and "\0" in value:  # every str key is a path or a name: open() refuses NUL
+        raise ConfigError(f"config key {name}: must not contain a NUL character")
     if want is not bool and isinstance(value, bool) or not isinstance(value, want):
         raise ConfigError(f"config key {name}: expected {want.__name__}, got {type(value).__name__} {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
@@ -240,18 +247,35 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if path is not None:
         p = Path(path)
         try:
-            data = tomllib.loads(read_text(p, CONFIG_MAX_BYTES))  # no FIFO, device or giant file
+            text = read_text(p, CONFIG_MAX_BYTES)  # no FIFO, device or giant file
+            data = tomllib.loads(text.removeprefix(BOM))  # a BOM is the editor's, not the TOML's
         except FileNotFoundError:
             raise ConfigError(f"{p}: config file not found") from None
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{p}: cannot read config ({e})") from None
         except (tomllib.TOMLDecodeError, RecursionError) as e:
             raise ConfigError(f"{p}: not valid TOML ({e or 'nested too deeply'})") from None
+        except ValueError as e:  # an integer of over 4300 digits: Python refuses to convert it
+            raise ConfigError(f"{p}: not valid TOML (a number too large: {str(e).split(':')[0]})") from None
         apply(cfg, data, str(p))
     if overrides:
         apply(cfg, overrides, "command line")
     _check_lores(cfg.source)
+    _check_pins(cfg)
     return cfg
+
+
+def _check_pins(cfg: Config) -> None:
+    """One GPIO pin can drive one thing: two LED legs (or the button) on one pin pass every range check
+    but show a wrong colour, or gpiozero refuses the second at start."""
+    used: dict[int, str] = {}
+    pins = [("led.red_pin", cfg.led.red_pin), ("led.green_pin", cfg.led.green_pin), ("led.blue_pin", cfg.led.blue_pin)]
+    if cfg.calibrate.button_pin >= 0:
+        pins.append(("calibrate.button_pin", cfg.calibrate.button_pin))
+    for name, pin in pins:
+        if pin in used:
+            raise ConfigError(f"config keys {used[pin]} and {name}: both are BCM pin {pin}; each needs its own pin")
+        used[pin] = name
 
 
 def _check_lores(src: SourceConfig) -> None:

@@ -148,3 +148,48 @@ def test_lores_larger_than_main_is_a_config_error(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and "lores" in err
     p.write_text("[source]\nlores_width = 640\nlores_height = 480\nwidth = 640\nheight = 480\n")
     assert load_config(p).source.lores_width == 640  # equal sizes are fine
+
+
+# -- issue 29: hostile input, round 2 -------------------------------------------------------------
+
+@pytest.mark.parametrize("text, key, why", [
+    ("[mood]\nhalf_life = 1" + "0" * 400 + "\n", "mood.half_life", "number too large"),  # OverflowError in float()
+    ("[led]\nred_pin = 1" + "0" * 400 + "\n", "led.red_pin", "number too large"),
+    ("[mood]\nhalf_life = 1" + "0" * 5000 + "\n", "not valid TOML", "number too large"),  # Python's 4300-digit limit
+    ('[log]\ndb = "/tmp/a\\u0000b.db"\n', "log.db", "NUL"),  # "embedded null byte" at open()
+    ('[classify]\nmodel = "\\u0000"\n', "classify.model", "NUL"),
+    ("[led]\nred_pin = 17\ngreen_pin = 17\n", "led.red_pin and led.green_pin", "BCM pin 17"),
+    ("[calibrate]\nbutton_pin = 22\n", "led.blue_pin and calibrate.button_pin", "BCM pin 22"),
+])
+def test_round2_bad_values_are_one_line_config_errors(tmp_path, capsys, text, key, why):
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert key in msg and why in msg and "\n" not in msg and len(msg) < 300
+    assert cli_main(["config", "--check", "--config", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("emotion-edge: error:") and err.count("\n") == 1
+
+
+def test_a_utf8_bom_from_a_windows_editor_is_skipped(tmp_path):
+    p = tmp_path / "config.toml"
+    p.write_bytes("\ufeff[mood]\nhalf_life = 1.5\n".encode())
+    assert load_config(p).mood.half_life == 1.5
+
+
+def test_distinct_pins_and_no_button_pass():
+    cfg = load_config(None, {"led": {"red_pin": 5, "green_pin": 6, "blue_pin": 13}, "calibrate": {"button_pin": 17}})
+    assert cfg.calibrate.button_pin == 17
+
+
+@pytest.mark.parametrize("command", ["run", "log", "bench", "check", "config", "status", "photo", "calibrate", "publish"])
+def test_config_after_the_subcommand_works_for_every_command(command):
+    from edge.cli import build_parser
+
+    parser, mains = build_parser()
+    assert command in mains
+    extra = {"photo": ["x.png"]}.get(command, [])
+    args = parser.parse_args([command, "--config", "/x/c.toml", *extra])
+    assert args.config == "/x/c.toml"
+    assert parser.parse_args(["--config", "/y/c.toml", command, *extra]).config == "/y/c.toml"
