@@ -331,8 +331,9 @@ def evaluate(model: str | Path, data: str | Path, split: str = "PrivateTest", *,
              limit: int = 0, report_dir: str | Path | None = None, write_report: bool = True,
              log=lambda m: None) -> Evaluation:
     """Evaluate MODEL (and optionally COMPARE) on SPLIT of DATA."""
-    from model_export.predictors import open_predictor
+    from model_export.predictors import open_predictor, run_folder_model
 
+    model = run_folder_model(model, log)
     images, y_fer, source = load_split(data, split, labels_from, limit)
     with quiet_stderr():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
         pred = open_predictor(model, input_range, labels)

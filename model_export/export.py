@@ -358,7 +358,9 @@ def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[
     Without input_range/labels they come from the training run folder beside MODEL (its state.json).
     """
     say = _Clock(log)
-    model_path, out = Path(model_path), Path(out)
+    from model_export.predictors import run_folder_model
+
+    model_path, out = run_folder_model(model_path, say), Path(out)
     _check_request(out, crop_margin)
     input_range, labels = _source_inputs(model_path, input_range, labels, say)
     cal = _calibration_faces(calibration_data, labels_from, calibration_size, seed, min_calibration)

@@ -103,6 +103,24 @@ def check_keras_out(out: Path, inputs: list[Path], what: str) -> None:
         raise ConfigError(f"--out {out}: is one of the checkpoints; write the {what} to a new file")
 
 
+def run_folder_model(path: str | Path, log=None) -> Path:
+    """PATH itself, or for an `emotion-export train` run folder its best.keras (said through `log`); any other
+    folder (a SavedModel is left to load_keras) is refused naming the file to pass."""
+    p = Path(path)
+    if not p.is_dir() or (p / "saved_model.pb").is_file():
+        return p
+    best = p / "best.keras"
+    if best.is_file():
+        if log is not None:
+            log(f"{p} is a run folder: using its best.keras")
+        return best
+    if (p / RUN_STATE).is_file():
+        raise ModelError(f"{p}: a run folder without best.keras (stopped before its first epoch ended?); "
+                         f"pass {best} once it exists, or another model file")
+    raise ModelError(f"{p}: a folder, not a model file; pass the model itself (RUNDIR/best.keras for a "
+                     f"`train` run folder, or a .keras, .h5 or .tflite file)")
+
+
 def keras_inputs(path: str | Path, value_range: tuple[float, float] | None, labels: tuple[str, ...] | None,
                  flag: str = "--input-range") -> tuple[tuple[float, float], tuple[str, ...] | None]:
     """(range, labels) for a Keras model: as given, else from its training run folder; a Keras file
@@ -319,7 +337,7 @@ def _normalise(p: np.ndarray) -> np.ndarray:
 def open_predictor(path: str | Path, value_range: tuple[float, float] | None = None,
                    labels: tuple[str, ...] | None = None, num_threads: int = 1, flag: str = "--input-range"):
     """A predictor for MODEL: .tflite reads its metadata; Keras needs the input range (given or from its run)."""
-    p = Path(path)
+    p = run_folder_model(path)
     if p.suffix.lower() == ".tflite":
         return TFLitePredictor(p, num_threads)
     if p.suffix.lower() in KERAS_SUFFIXES or p.is_dir():

@@ -246,3 +246,26 @@ def test_train_names_another_face_set_for_the_next_export_when_its_data_is_too_s
     assert "--calibration-data OTHER_FACES" in small and "mine/ has 279 Training faces" in small
     assert "at least 300" in small and "another face set" in small
     assert "--calibration-data mine/ " in _next_command(args, Path("run/best.keras"), 300)
+
+
+def test_a_run_folder_given_as_the_model_means_its_best_keras(tmp_path):
+    """Issue 30 item 10: `export RUNDIR` said the model records no input range, then that it is a folder."""
+    import json
+
+    from edge.errors import ModelError
+    from model_export.export import export_model
+    from model_export.predictors import run_folder_model
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "state.json").write_text(json.dumps({"args": {}, "labels": ["happy", "sad"], "input_range": [0.0, 1.0]}))
+    with pytest.raises(ModelError, match=f"a run folder without best.keras .*pass {run / 'best.keras'}"):
+        export_model(run, tmp_path / "m.tflite", calibration_data=FOLDER, log=lambda m: None)
+    (run / "best.keras").write_bytes(b"weights")
+    said: list[str] = []
+    with pytest.raises(DataError, match="only 7 Training faces"):  # got past the range/labels: read from state.json
+        export_model(run, tmp_path / "m.tflite", calibration_data=FOLDER, log=said.append)
+    assert any(f"{run} is a run folder: using its best.keras" in m for m in said)
+    assert run_folder_model(run) == run / "best.keras"
+    with pytest.raises(ModelError, match="a folder, not a model file; pass the model itself"):
+        run_folder_model(tmp_path)

@@ -127,8 +127,8 @@ def test_six_class_data_gives_a_six_output_model_and_its_labels(tmp_path, capsys
     assert "not in the data, so not in the model: disgust" in out
     assert json.loads((run / "state.json").read_text())["labels"] == six
     assert keras.models.load_model(run / "best.keras").output_shape == (None, 6)
-    # export takes labels and input range from the run folder
-    res = export_model(run / "best.keras", tmp_path / "six.tflite", calibration_data=data, calibration_size=100,
+    # export takes the run folder (its best.keras), labels and input range from it (issue 30 item 10)
+    res = export_model(run, tmp_path / "six.tflite", calibration_data=data, calibration_size=100,
                        min_calibration=100, eval_split="PublicTest", log=lambda m: None)
     assert res.info.labels == tuple(six) and res.info.input.range == (0.0, 1.0)
 
