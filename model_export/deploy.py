@@ -26,6 +26,7 @@ from pathlib import Path
 
 from edge.contract import metadata_path, read_model_info
 from edge.errors import EdgeError, ModelError
+from edge.text import printable
 
 DEFAULT_REMOTE_DIR = "/var/lib/emotion-edge/models"
 HOST_RE = re.compile(r"^(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -41,6 +42,7 @@ class DeployError(EdgeError):
 class Step:
     what: str
     argv: list[str]
+    cleanup: list[str] | None = None  # run when this step fails: removes what it may have left on the Pi
 
 
 def validate_model(model: str | Path, log=print) -> None:
@@ -62,6 +64,48 @@ def validate_model(model: str | Path, log=print) -> None:
     if spare:
         log(f"note: labels {', '.join(f'{k} (LED {v})' for k, v in spare.items())} have no default LED colour "
             f"and get these spare ones; set [led] colors on the device to choose")
+
+
+NEAR_CHANCE = 1.5
+"""A model whose recorded accuracy is below this many times chance (1 / number of labels) reads faces
+hardly better than a die: 21 % for 7 labels (the bundled model: about 71 %)."""
+ONE_CLASS_SHARE = 0.9
+"""A model that gives one class for this share of the evaluation faces is stuck (often a wrong input range)."""
+
+
+def quality_problems(info) -> tuple[list[str], str]:
+    """(problems, what was checked) from NAME.json's evaluation numbers, as `export` recorded them:
+    accuracy against chance, and the share of faces given the most-predicted class."""
+    m = info.metrics or {}
+    k = len(info.labels)
+    acc, share = m.get("accuracy"), m.get("top_class_share")
+    checked, problems = [], []
+    if isinstance(acc, (int, float)) and not isinstance(acc, bool):
+        chance = 1.0 / k
+        checked.append(f"{m.get('split', 'test')} accuracy {acc:.1%} (n={m.get('n', '?')}; chance {chance:.1%})")
+        if acc < NEAR_CHANCE * chance:
+            problems.append(f"its {m.get('split', 'test')} accuracy {acc:.1%} is near chance ({chance:.1%} for {k} labels)")
+    if isinstance(share, (int, float)) and not isinstance(share, bool):
+        top = printable(m.get("top_class", "?"))
+        checked.append(f"most-predicted class {top} {share:.0%} of faces")
+        if share >= ONE_CLASS_SHARE:
+            problems.append(f"it predicts {top} for {share:.0%} of faces (stuck on one class; often a wrong "
+                            f"--input-range or --labels at export)")
+    what = ("checked its metadata's evaluation: " + ", ".join(checked)) if checked else \
+        "its metadata has no evaluation numbers (exported without --eval-data?): its accuracy is not checked"
+    return problems, what
+
+
+def check_quality(model: str | Path, force: bool, log=print) -> None:
+    """Refuse, unless forced, a model that would replace the device's with one near chance or stuck on one class."""
+    problems, what = quality_problems(read_model_info(model, check_sha=False))
+    log(what)
+    if not problems:
+        return
+    if not force:
+        raise DeployError(f"{printable(model)}: {'; '.join(problems)}; it would replace the model on the device: "
+                          f"pass --force to deploy it anyway")
+    log(f"warning: {'; '.join(problems)}; deploying anyway (--force)")
 
 
 def plan(model: str | Path, host: str, remote_dir: str = DEFAULT_REMOTE_DIR, name: str = "emotion",
@@ -90,8 +134,9 @@ def plan(model: str | Path, host: str, remote_dir: str = DEFAULT_REMOTE_DIR, nam
     steps: list[Step] = []
     if sudo:
         stage_t, stage_j = f".emotion-export.{name}.tflite", f".emotion-export.{name}.json"  # in the login home
-        steps.append(Step("copy model", scp + [local(model), f"{host}:{stage_t}"]))
-        steps.append(Step("copy metadata", scp + [local(meta), f"{host}:{stage_j}"]))
+        clean = f"rm -f {q(stage_t)} {q(stage_j)}; sudo -n rm -f {q(new_t)} {q(new_j)} 2>/dev/null || true"
+        steps.append(Step("copy model", scp + [local(model), f"{host}:{stage_t}"], ssh + [clean]))
+        steps.append(Step("copy metadata", scp + [local(meta), f"{host}:{stage_j}"], ssh + [clean]))
         check = f"echo {q(sha + '  ' + stage_t)} | sha256sum -c --status"
         swap = (f"set -e; {check}; sudo mkdir -p {q(remote_dir)}; "
                 f"sudo install -m 0644 {q(stage_t)} {q(new_t)}; sudo install -m 0644 {q(stage_j)} {q(new_j)}; "
@@ -100,12 +145,13 @@ def plan(model: str | Path, host: str, remote_dir: str = DEFAULT_REMOTE_DIR, nam
                 f"rm -f {q(stage_t)} {q(stage_j)}")
     else:
         steps.append(Step("make remote folder", ssh + [f"mkdir -p {q(remote_dir)}"]))
-        steps.append(Step("copy model", scp + [local(model), f"{host}:{new_t}"]))
-        steps.append(Step("copy metadata", scp + [local(meta), f"{host}:{new_j}"]))
+        clean = f"rm -f {q(new_t)} {q(new_j)}"
+        steps.append(Step("copy model", scp + [local(model), f"{host}:{new_t}"], ssh + [clean]))
+        steps.append(Step("copy metadata", scp + [local(meta), f"{host}:{new_j}"], ssh + [clean]))
         check = f"echo {q(sha + '  ' + new_t)} | sha256sum -c --status"
         swap = (f"set -e; {check}; sync -- {q(new_t)} {q(new_j)}; "
                 f"mv -f {q(new_t)} {q(final_t)}; mv -f {q(new_j)} {q(final_j)}; sync -- {q(remote_dir)}")
-    steps.append(Step("swap in (sha256 checked)", ssh + [swap]))
+    steps.append(Step("swap in (sha256 checked)", ssh + [f"trap {q(clean)} EXIT; {swap}"]))  # no .new left on failure
     if reload:
         steps.append(Step("reload service", ssh + [f"sudo systemctl reload {q(service)}"]))
     return steps
@@ -121,10 +167,36 @@ def _local_path(p: Path) -> str:
     return s if s.startswith("/") else "./" + s
 
 
+PERMISSION_DENIED = re.compile(r"Permission denied\s*$", re.MULTILINE)
+"""How scp, mkdir and mv say a remote folder is not writable (ssh's login refusal says 'Permission denied (publickey...)')."""
+
+
+def _run_step(step: Step) -> tuple[int, str]:
+    """Run one step; its stderr is passed on (non-printable characters escaped) and returned."""
+    try:
+        res = subprocess.run(step.argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    except FileNotFoundError:
+        raise DeployError(f"{step.argv[0]} not found; install an OpenSSH client") from None
+    err = res.stderr.decode("utf-8", "replace")
+    for line in err.splitlines():
+        print(printable(line), file=sys.stderr, flush=True)
+    return res.returncode, err
+
+
+def _failure(step: Step, code: int, err: str, line: str, sudo: bool) -> DeployError:
+    """The one-line error for a failed step; 'Permission denied' on the Pi's folder points at --sudo."""
+    hint = ""
+    if PERMISSION_DENIED.search(err):
+        hint = ("; the remote folder is not writable by this login: add --sudo (copies are staged in its home and "
+                "moved in with sudo)") if not sudo else "; sudo on the Pi could not write there either"
+    return DeployError(f"{step.what} failed (exit {code}){hint}: {printable(line)}")
+
+
 def deploy(model: str | Path, host: str, *, remote_dir: str = DEFAULT_REMOTE_DIR, name: str = "emotion",
            ssh_opts: list[str] | None = None, service: str = "emotion-edge", sudo: bool = False,
-           reload: bool = True, dry_run: bool = False, log=print) -> list[Step]:
+           reload: bool = True, dry_run: bool = False, force: bool = False, log=print) -> list[Step]:
     validate_model(model, log)
+    check_quality(model, force, log)
     steps = plan(model, host, remote_dir, name, ssh_opts, service, sudo, reload)
     log(summary(model, host, remote_dir, name, service, reload, dry_run))
     for i, step in enumerate(steps, 1):
@@ -134,12 +206,12 @@ def deploy(model: str | Path, host: str, *, remote_dir: str = DEFAULT_REMOTE_DIR
             print(line)
             continue
         log(f"step {i}/{len(steps)}: {step.what}: {line}")
-        try:
-            res = subprocess.run(step.argv, stdin=subprocess.DEVNULL, check=False)
-        except FileNotFoundError:
-            raise DeployError(f"{step.argv[0]} not found; install an OpenSSH client") from None
-        if res.returncode != 0:
-            raise DeployError(f"{step.what} failed (exit {res.returncode}): {line}")
+        code, err = _run_step(step)
+        if code != 0:
+            if step.cleanup:  # best effort: the copy may have left half a file
+                subprocess.run(step.cleanup, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, check=False)
+            raise _failure(step, code, err, line, sudo)
     if not dry_run:
         log(f"deployed {Path(model).name} as {remote_dir.rstrip('/')}/{name}.tflite on {host}; {_model_setting(remote_dir, name)}")
         log(RECALIBRATE)
@@ -177,10 +249,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sudo", action="store_true", help="the remote folder needs root: stage in home, move in with sudo")
     p.add_argument("--no-reload", action="store_true", help="copy only; do not reload the service")
     p.add_argument("--dry-run", action="store_true", help="check the model and print the commands; copy nothing")
+    p.add_argument("--force", action="store_true", help="deploy a model whose recorded evaluation is near chance or "
+                   "stuck on one class (refused otherwise)")
 
 
 def run(args: argparse.Namespace) -> int:
     deploy(args.model, args.host, remote_dir=args.remote_dir, name=args.name, ssh_opts=args.ssh_opt,
-           service=args.service, sudo=args.sudo, reload=not args.no_reload, dry_run=args.dry_run,
+           service=args.service, sudo=args.sudo, reload=not args.no_reload, dry_run=args.dry_run, force=args.force,
            log=lambda m: print(m, file=sys.stderr, flush=True))
     return 0

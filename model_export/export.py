@@ -179,6 +179,8 @@ def _evaluate(ex, ey, eds, labels, tflite: Path, info: ModelInfo, eval_split: st
            "log_loss": mi.log_loss}
     if note:
         out["dropped"] = note
+    counts = np.bincount(ip.argmax(axis=1), minlength=len(labels))  # deploy refuses a model stuck on one class
+    out.update(top_class=labels[int(counts.argmax())], top_class_share=float(counts.max() / max(1, len(ip))))
     if float_model is not None:
         fp = KerasPredictor(float_model, input_range, labels, name=name).predict(ex[keep])
         mf = metrics(y[keep], fp, labels)

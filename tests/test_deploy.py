@@ -32,7 +32,9 @@ echo "scp $*" >> "$FAKE_LOG"
 [ -n "$FAKE_SCP_FAIL" ] && exit 1
 while [ "$1" != "--" ]; do shift; done
 dst="${3#*:}"
-cd "$FAKE_HOME" && cp "$2" "$dst"
+[ -n "$FAKE_SCP_DENY" ] && { echo "scp: $dst: Permission denied" >&2; exit 1; }
+cd "$FAKE_HOME" && cp "$2" "$dst" || exit 1
+case "$dst" in *"${FAKE_SCP_BREAK_ON:-//}"*) exit 1;; esac  # a transfer cut off after writing
 """
 # sync stand-in: records its operands and whether each still existed (the .new copies: before the renames)
 FAKE_SYNC = r"""#!/bin/sh
@@ -44,6 +46,7 @@ done
 # sudo stand-in: systemctl is recorded only; anything else runs as the user
 FAKE_SUDO = r"""#!/bin/sh
 echo "sudo $*" >> "$FAKE_LOG"
+[ "$1" = -n ] && shift
 [ "$1" = systemctl ] && exit 0
 exec "$@"
 """
@@ -144,6 +147,7 @@ def test_corrupt_copy_is_not_swapped_in(tmp_path, fake):
     (fake["remote"] / ".emotion.tflite.new").write_bytes(b"truncated")
     r = subprocess.run(steps[3].argv)
     assert r.returncode != 0 and not (fake["remote"] / "emotion.tflite").exists()
+    assert list(fake["remote"].iterdir()) == []  # issue 30 item 9: the refused copies are removed on the Pi too
 
 
 def test_refused_before_copying(tmp_path, fake):
@@ -211,3 +215,60 @@ def test_help_shows_defaults():
     assert "(default: /var/lib/emotion-edge/models)" in " ".join(sub["deploy"].format_help().split())
     assert "(default: PrivateTest)" in " ".join(sub["evaluate"].format_help().split())
     assert "(default: 500)" in " ".join(sub["export"].format_help().split())
+
+
+def _with_metrics(model: Path, **metrics) -> Path:
+    meta = model.with_suffix(".json")
+    d = json.loads(meta.read_text())
+    d["metrics"] = {"split": "PrivateTest", "n": 500, **metrics}
+    meta.write_text(json.dumps(d))
+    return model
+
+
+def test_a_model_near_chance_or_stuck_on_one_class_needs_force(tmp_path, fake):
+    """Issue 30 item 9: a 16.6 % model answering one class for every face replaced a 71.8 % one without a word."""
+    bad = _with_metrics(_model(tmp_path), accuracy=0.166, top_class="happy", top_class_share=1.0)
+    said: list[str] = []
+    with pytest.raises(DeployError) as e:
+        deploy(bad, "pi@h", remote_dir=str(fake["remote"]), log=said.append)
+    msg = str(e.value)
+    assert "accuracy 16.6% is near chance (14.3% for 7 labels)" in msg and "predicts happy for 100% of faces" in msg
+    assert "pass --force" in msg and _calls(fake) == []
+    assert "checked its metadata's evaluation: PrivateTest accuracy 16.6% (n=500; chance 14.3%), most-predicted " \
+           "class happy 100% of faces" in said
+    deploy(bad, "pi@h", remote_dir=str(fake["remote"]), force=True, log=said.append)
+    assert any(m.startswith("warning: ") and "(--force)" in m for m in said)
+    assert (fake["remote"] / "emotion.tflite").read_bytes() == bad.read_bytes()
+    # one problem is enough; a good model passes and says what was checked
+    skewed = _with_metrics(bad, accuracy=0.70, top_class="happy", top_class_share=0.95)
+    with pytest.raises(DeployError, match="stuck on one class"):
+        deploy(skewed, "pi@h", remote_dir=str(fake["remote"]), log=lambda m: None)
+    good = _with_metrics(bad, accuracy=0.718, top_class="happy", top_class_share=0.31)
+    said.clear()
+    deploy(good, "pi@h", remote_dir=str(fake["remote"]), dry_run=True, log=said.append)
+    assert any("PrivateTest accuracy 71.8%" in m for m in said)
+    no_numbers = _model(tmp_path, "tiny_uint8")
+    said.clear()
+    deploy(no_numbers, "pi@h", remote_dir=str(fake["remote"]), dry_run=True, log=said.append)
+    assert any("has no evaluation numbers" in m and "not checked" in m for m in said)
+
+
+def test_permission_denied_on_the_pi_suggests_sudo(tmp_path, fake, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_SCP_DENY", "1")
+    with pytest.raises(DeployError) as e:
+        deploy(_model(tmp_path), "pi@h", remote_dir=str(fake["remote"]), log=lambda m: None)
+    assert "copy model failed (exit 1); the remote folder is not writable by this login: add --sudo" in str(e.value)
+    assert "Permission denied" in capsys.readouterr().err  # scp's own line still shown
+    with pytest.raises(DeployError) as e:
+        deploy(_model(tmp_path), "pi@h", remote_dir=str(fake["remote"]), sudo=True, log=lambda m: None)
+    assert "add --sudo" not in str(e.value)
+
+
+@pytest.mark.parametrize("sudo", [False, True])
+def test_a_failed_copy_leaves_no_new_files_on_the_pi(tmp_path, fake, monkeypatch, sudo):
+    """Issue 30 item 9: a transfer cut off during the metadata left .emotion.tflite.new and a partial .json.new."""
+    monkeypatch.setenv("FAKE_SCP_BREAK_ON", ".json")
+    with pytest.raises(DeployError, match="copy metadata failed"):
+        deploy(_model(tmp_path), "pi@h", remote_dir=str(fake["remote"]), sudo=sudo, log=lambda m: None)
+    left = [p.name for d in (fake["remote"], fake["home"]) if d.exists() for p in d.iterdir()]
+    assert left == []

@@ -190,6 +190,11 @@ def test_export_without_fer_on_the_fixture_folder(tmp_path):
     assert info.input.range == (0.0, 255.0)
     with EmotionClassifier(res.tflite) as clf:
         p = clf.classify_face(load_dataset(FOLDER).images[0])
+        # issue 30 item 9: the share of faces given the most-predicted class, which deploy checks
+        top = np.bincount([clf.classify_face(im).probs.argmax() for im in load_dataset(FOLDER).split("PrivateTest")[0]],
+                          minlength=7)
+    assert info.metrics["top_class"] == info.labels[int(top.argmax())]
+    assert info.metrics["top_class_share"] == pytest.approx(top.max() / 7)
     assert p.probs.sum() == pytest.approx(1.0, abs=1e-5)
     # int8 fidelity on the fixture faces, computed here: the Keras logits + softmax on the float input
     # against the edge's int8 answer (this runs without ../shared, unlike the FER2013 fidelity tests)
