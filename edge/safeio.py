@@ -93,26 +93,37 @@ def write_output(path: str | Path, data: bytes, mode: int = 0o644) -> None:
 def write_atomic(path: str | Path, data: bytes, mode: int = 0o644, exact: bool = False) -> None:
     """Temporary file beside `path` (O_EXCL, `mode` less the umask; `exact`: `mode` itself), then
     rename over it: a reader never sees half a file and the name is replaced, never followed. The
-    one atomic writer (photo outputs, status.json, calibration and its request files)."""
+    one atomic writer (photo outputs, status.json, calibration and its request files).
+
+    The folder may be writable by others (the requests folder is group-writable): everything after
+    the create goes through the open descriptor (fchmod, never chmod by name: a member who swapped
+    the temporary name for a symlink got any file of the service's chmodded) and names are resolved
+    in the folder opened once (dir_fd), so a name swapped meanwhile is at worst renamed, never followed.
+    """
     path = Path(path)
-    for _ in range(100):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise UnsafeFileError("cannot create a temporary file beside it")
+    cloexec = getattr(os, "O_CLOEXEC", 0)
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | cloexec)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        if exact:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
+        for _ in range(100):
+            tmp = f".{path.name}.{secrets.token_hex(4)}.tmp"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | cloexec, mode, dir_fd=dfd)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise UnsafeFileError("cannot create a temporary file beside it")
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+            with os.fdopen(fd, "wb") as f:
+                if exact:
+                    os.fchmod(f.fileno(), mode)
+                f.write(data)
+            os.replace(tmp, path.name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except BaseException:
+            try:
+                os.unlink(tmp, dir_fd=dfd)  # unlink never follows a link
+            except OSError:
+                pass
+            raise
+    finally:
+        os.close(dfd)
