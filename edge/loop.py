@@ -1,7 +1,8 @@
-"""The edge loop: the one place that wires source -> detector -> classifier -> smoother -> LED + log.
+"""The edge loop: the one place that passes values source -> detector -> classifier -> smoother -> LED + log.
 
-Parts do not know each other; the loop passes values between them, keeps stats, and checks the
-stop/reload events between frames. Nothing is logged per frame.
+Stages do not know each other; edge.pipeline.Pipeline owns them (builds, reloads, closes), the loop
+passes values between them, keeps stats, and checks the stop/reload events between frames. Nothing
+is logged per frame.
 """
 from __future__ import annotations
 
@@ -9,20 +10,18 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from edge.config import Config
 from edge.errors import FrameError, SourceStalled
-from edge.types import Box, Frame, Mood, Prediction
+from edge.types import Box, Mood, Prediction
+
+if TYPE_CHECKING:
+    from edge.pipeline import Pipeline
 
 log = logging.getLogger("emotion-edge")
-
-
-class _Source(Protocol):
-    def read(self) -> Frame | None: ...
-    def close(self) -> None: ...
 
 
 @dataclass
@@ -31,30 +30,6 @@ class Control:
 
     stop: threading.Event = field(default_factory=threading.Event)
     reload: threading.Event = field(default_factory=threading.Event)
-
-
-@dataclass
-class Parts:
-    """Everything the loop drives; close() releases all of it (LED off first), safe twice."""
-
-    source: Any
-    detector: Any
-    classifier: Any
-    smoother: Any
-    led: Any
-    log: Any = None
-    calibrate: Any = None  # edge.calibrate.CalibrationController: per-person calibration on request
-    button: Any = None     # edge.button.CalibrateButton: a push button that asks for a calibration
-    adapt: Any = None      # edge.adapt.BaselineLearner: the resting face learned while watching
-
-    def close(self) -> None:
-        for part in (self.calibrate, self.adapt, self.led, self.log, self.source, self.classifier, self.button):
-            if part is None:
-                continue
-            try:
-                part.close()
-            except Exception as e:  # keep closing the rest; a half-closed device is worse
-                log.warning("closing %s failed: %s", type(part).__name__, e)
 
 
 class _Ring:
@@ -114,7 +89,7 @@ def format_stats(s: dict[str, float | int], mood: Mood | None) -> str:
             f"skipped {s['frames_skipped']}, faces seen {s['faces_seen']}, bad frames {s['bad_frames']}")
 
 
-def run_loop(parts: Parts, cfg: Config, control: Control, max_frames: int | None = None,
+def run_loop(pipe: Pipeline, cfg: Config, control: Control, max_frames: int | None = None,
              on_frame: Callable[[Stats, Mood], None] | None = None, stats: Stats | None = None) -> str:
     """Process frames until the source ends, max_frames is reached or control asks to stop/reload."""
     stats = stats if stats is not None else Stats()
@@ -123,7 +98,7 @@ def run_loop(parts: Parts, cfg: Config, control: Control, max_frames: int | None
     last_classify = -1e18
     next_stats = time.monotonic() + cfg.stats.interval
     clock = time.perf_counter
-    mood: Mood = parts.smoother.mood
+    mood: Mood = pipe.smoother.mood
     last_t, last_wall = 0.0, time.monotonic()
     while True:
         if control.stop.is_set():
@@ -133,12 +108,12 @@ def run_loop(parts: Parts, cfg: Config, control: Control, max_frames: int | None
         if max_frames is not None and stats.frames >= max_frames:
             return "max_frames"
         try:
-            frame = parts.source.read()
+            frame = pipe.source.read()
         except SourceStalled:
             # No frame within the source's poll time: show it, keep checking stop/reload, and do
             # not call on_frame, so the service's watchdog pings stop while the camera is gone.
             stats.stalls += 1
-            parts.led.show_state("no_camera", last_t + (time.monotonic() - last_wall))
+            pipe.led.show_state("no_camera", last_t + (time.monotonic() - last_wall))
             continue
         if frame is None:
             return "end"
@@ -147,7 +122,7 @@ def run_loop(parts: Parts, cfg: Config, control: Control, max_frames: int | None
         last_wall = time.monotonic()
         try:
             t0 = clock()
-            boxes, ran = parts.detector.boxes(frame)
+            boxes, ran = pipe.detector.boxes(frame)
             if ran:
                 stats.detect_ms.add((clock() - t0) * 1e3)
                 stats.detections += 1
@@ -162,23 +137,23 @@ def run_loop(parts: Parts, cfg: Config, control: Control, max_frames: int | None
                     faces = []
                     for box in boxes[:max_faces]:
                         t0 = clock()
-                        faces.append((box, parts.classifier.classify(frame.image, box)))
+                        faces.append((box, pipe.classifier.classify(frame.image, box)))
                         stats.classify_ms.add((clock() - t0) * 1e3)
                         stats.classifications += 1
                     pred = faces[0][1]   # the largest face drives the mood
-                    if parts.adapt is not None:
-                        parts.adapt.feed(t, pred)
+                    if pipe.adapt is not None:
+                        pipe.adapt.feed(t, pred)
         except FrameError:
             stats.bad_frames += 1
             continue
-        mood = parts.smoother.update(t, pred, bool(boxes))
-        led_state = parts.calibrate.feed(t, len(boxes), faces) if parts.calibrate is not None else None
+        mood = pipe.smoother.update(t, pred, bool(boxes))
+        led_state = pipe.calibrate.feed(t, len(boxes), faces) if pipe.calibrate is not None else None
         if led_state is None:
-            parts.led.show(mood, t)
+            pipe.led.show(mood, t)
         else:  # a calibration is running or has just ended: the LED says so instead of the mood
-            parts.led.show_state(led_state, t)
-        if parts.log is not None:
-            parts.log.record(mood, len(boxes), _largest(boxes), time.monotonic(), faces)
+            pipe.led.show_state(led_state, t)
+        if pipe.log is not None:
+            pipe.log.record(mood, len(boxes), _largest(boxes), time.monotonic(), faces)
         now = time.monotonic()
         stats.tick_fps(now)
         if on_frame is not None:

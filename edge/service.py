@@ -1,6 +1,6 @@
 """The systemd entry point: wraps the loop with sd_notify, signals, reload and a status file.
 
-Start-up: logging -> config -> parts -> READY=1 -> loop. WATCHDOG=1 is sent from the per-frame
+Start-up: logging -> config -> pipeline -> READY=1 -> loop. WATCHDOG=1 is sent from the per-frame
 callback only, so a camera that stops delivering frames stops the pings and systemd restarts us.
 SIGTERM/SIGINT stop (LED off, log flushed, camera released, exit 0); SIGHUP reloads config and
 model, keeping the old ones when the new ones are bad.
@@ -18,9 +18,8 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from edge.config import Config
 from edge.errors import ConfigError, DetectorError, EdgeError, ModelError
@@ -28,6 +27,9 @@ from edge.logsetup import setup_logging
 from edge.notify import Notifier
 from edge.affect import affect_of
 from edge.statusfile import status_path, write_status
+
+if TYPE_CHECKING:
+    from edge.pipeline import Pipeline
 
 log = logging.getLogger("emotion-edge")
 
@@ -56,21 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     return run_service(build_parser().parse_args(argv))
 
 
-@dataclass
-class _Model:
-    path: str
-    sha256: str
-    labels: list[str]
-
-
-def _model_of(classifier: Any) -> _Model:
-    info = getattr(classifier, "info", None)
-    return _Model(str(getattr(classifier, "path", "")), str(getattr(info, "sha256", "")),
-                  list(getattr(classifier, "labels", ())))
-
-
 class Service:
-    """One run of the service: owns the parts, the control events, the notifier and the status file."""
+    """One run of the service: owns the pipeline, the control events, the notifier and the status file
+    (the pipeline owns the stages: the service only starts, reloads and closes it)."""
 
     def __init__(self, args: argparse.Namespace, notifier: Notifier, *, pin_factory: Any = None,
                  camera_factory: Any = None, status_interval: float = STATUS_INTERVAL) -> None:
@@ -83,7 +73,7 @@ class Service:
         self.status_interval = status_interval
         self.control = Control()
         self.cfg: Config | None = None
-        self.parts: Any = None
+        self.pipeline: Pipeline | None = None
         self.status_file: Path | None = None
         self.state: State = "starting"
         self.last_error: dict[str, Any] | None = None
@@ -152,10 +142,8 @@ class Service:
         if self.cfg is not None:
             d["source"] = self.cfg.source.source
             d["led"] = self.cfg.led.backend
-        if self.parts is not None and self.parts.classifier is not None:
-            m = _model_of(self.parts.classifier)
-            d["model"] = {"path": str(Path(m.path).resolve()) if m.path else "", "sha256": m.sha256, "labels": m.labels}
-            d["calibration"] = _calibration_of(self.parts)
+        if self.pipeline is not None:
+            d.update(self.pipeline.status())
         if stats is not None:
             snap = stats.snapshot()
             d["fps"] = snap["fps"]
@@ -217,8 +205,8 @@ class Service:
             self._write_status(final)
 
     def _run(self, config_from_args: Any) -> int:
-        from edge.app import build_parts
         from edge.loop import Stats, run_loop
+        from edge.pipeline import Pipeline
 
         explicit = getattr(self.args, "status_file", None)
         if explicit or os.environ.get("STATE_DIRECTORY"):  # so a bad config at start shows in `status`
@@ -233,10 +221,10 @@ class Service:
             return self._fail(f"--max-frames must be at least 1 (got {max_frames})", EXIT_BAD_INPUT)
         try:
             with _signals_blocked():  # threads started here (camera) inherit the mask: signals wake the main thread
-                self.parts = build_parts(self.cfg, pin_factory=self.pin_factory, camera_factory=self.camera_factory,
-                                         calibration_required=bool(getattr(self.args, "calibration", None)),
-                                         state_dir=self.status_file.parent,
-                                         sample_fallback=False, no_camera_hold=NO_CAMERA_HOLD, on_error=self._error)
+                self.pipeline = Pipeline.build(self.cfg, pin_factory=self.pin_factory, camera_factory=self.camera_factory,
+                                               calibration_required=bool(getattr(self.args, "calibration", None)),
+                                               state_dir=self.status_file.parent, sample_fallback=False,
+                                               no_camera_hold=NO_CAMERA_HOLD, on_error=self._error)
         except BAD_INPUT as e:
             return self._fail(e, EXIT_BAD_INPUT)
         except EdgeError as e:  # camera missing at boot...: systemd retries after RestartSec
@@ -244,14 +232,14 @@ class Service:
         why = "stop"
         try:
             self.state = "running"
-            m = _model_of(self.parts.classifier)
+            clf = self.pipeline.classifier
             self.notifier.ready(status=f"started, source {self.cfg.source.source}, waiting for frames")
             self._write_status(self._status_dict())
-            log.info("ready: source %s, model %s (%s), LED %s", self.cfg.source.source, m.path, m.sha256[:12],
+            log.info("ready: source %s, model %s (%s), LED %s", self.cfg.source.source, clf.path, clf.info.sha256[:12],
                      self.cfg.led.backend)
             stats = self._stats = Stats()
             while True:
-                why = run_loop(self.parts, self.cfg, self.control, max_frames=max_frames,
+                why = run_loop(self.pipeline, self.cfg, self.control, max_frames=max_frames,
                                on_frame=self.on_frame, stats=stats)
                 if why != "reload":
                     break
@@ -259,65 +247,36 @@ class Service:
             if why == "stop":
                 self.notifier.stopping()
             self.state, self.stop_reason = "stopping", why
-            self._mood = self.parts.smoother.mood
+            self._mood = self.pipeline.smoother.mood
             log.info("stopping (%s) after %d frames", why, stats.frames)
         except EdgeError as e:  # the camera failed for good: exit non-zero so systemd restarts us
             self.notifier.stopping()
             return self._fail(e, EXIT_RUNTIME, reason="error")
         finally:
-            self.parts.close()  # LED off first, then log flush + close, camera, interpreter
+            self.pipeline.close()  # LED off first, then log flush + close, camera, interpreter
         return EXIT_OK
 
     def reload(self) -> None:
-        """SIGHUP: new config + classifier + smoother (+ detector); on any error keep the running ones."""
-        from edge.app import build_classifier, build_detector, build_smoother
+        """SIGHUP: the pipeline reloads from the new config; on any error it keeps the running stages."""
         from edge.commands.common import config_from_args
 
         self.control.reload.clear()
         self.state = "reloading"
         self.notifier.reloading()
         old_cfg = self.cfg
-        classifier = None
         try:
             cfg = config_from_args(self.args)
-            classifier = build_classifier(cfg, bool(getattr(self.args, "calibration", None)))
-            smoother = build_smoother(cfg, classifier.labels)
-            detector = build_detector(cfg) if cfg.detect != old_cfg.detect else self.parts.detector
+            self.pipeline.reload(cfg)
         except EdgeError as e:
-            if classifier is not None:
-                classifier.close()
             self._error(f"reload failed, still running the previous config and model: {e}")
         else:
-            old = self.parts.classifier
-            self.parts.classifier, self.parts.smoother, self.parts.detector = classifier, smoother, detector
-            old.close()
-            if cfg.calibrate != old_cfg.calibrate and self.parts.calibrate is not None:
-                from edge.app import build_calibrator
-
-                self.parts.calibrate.close()
-                self.parts.calibrate = build_calibrator(cfg, self.parts, self.parts.calibrate.state_dir)
-            self._renew_learner(cfg)
             self.cfg = cfg
-            later = [s for s in ("source", "led", "log") if getattr(cfg, s) != getattr(old_cfg, s)]
-            if later:
-                log.warning("changes to [%s] take effect after `sudo systemctl restart emotion-edge`", "], [".join(later))
-            m = _model_of(classifier)
-            log.info("reloaded: model %s (%s)", m.path, m.sha256[:12])
+            clf = self.pipeline.classifier
+            log.info("reloaded: model %s (%s)", clf.path, clf.info.sha256[:12])
         self.state = "running"
         self._write_status(self._status_dict())  # before READY=1: whoever waits for it reads the new model
         self.notifier.ready(status="reloaded" if self.cfg is not old_cfg else "reload failed, previous config kept")
         self._next_status = 0.0  # publish the new model at the next frame
-
-    def _renew_learner(self, cfg: Any) -> None:
-        """After a reload: what was learned is saved and read back for the new model and settings (another
-        model's is not used: it learns afresh), and handed to the new classifier at once."""
-        from edge.app import build_learner
-
-        if self.parts.adapt is not None:
-            self.parts.adapt.close()
-        self.parts.adapt = build_learner(cfg, self.parts, persist=True)
-        if self.parts.adapt is not None:
-            self.parts.adapt.reapply()
 
 
 @contextlib.contextmanager
@@ -335,24 +294,6 @@ def _signals_blocked():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _calibration_of(parts: Any) -> dict[str, Any] | None:
-    """What `status` shows about the per-person calibration in use (and one being taken)."""
-    applier = getattr(parts.classifier, "calibrator", None)
-    ctl = parts.calibrate
-    d: dict[str, Any] = {}
-    if applier is not None:
-        cal = applier.calibration
-        d.update(created=cal.created, frames=cal.frames, source=cal.source,
-                 file=str(ctl.cal_path) if ctl is not None else "")
-    if getattr(parts, "adapt", None) is not None:
-        d["learned"] = parts.adapt.describe()
-    if ctl is not None and ctl.session is not None:
-        d["running"] = True
-    if ctl is not None and ctl.last is not None and not ctl.last.ok:
-        d["last_failure"] = ctl.last.message
-    return d or None
 
 
 def status_line(d: dict[str, Any]) -> str:

@@ -1,7 +1,9 @@
-"""Values that cross stage boundaries: source -> detector -> classifier -> smoother -> outputs."""
+"""Values that cross stage boundaries (source -> detector -> classifier -> smoother -> outputs), and the
+interfaces of the stages that more than one class implements (`Source`, `Detector`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -52,3 +54,24 @@ class Mood:
     probs: np.ndarray | None
     labels: tuple[str, ...]
     time: float
+
+
+class Source(Protocol):
+    """Where frames come from: edge.sources.FrameSource, edge.resilient.ResilientSource, a test's list."""
+
+    def read(self) -> Frame | None:
+        """The next frame; None when a file or folder has ended (cameras block, or raise SourceError)."""
+        ...
+
+    def close(self) -> None:
+        """Release the device or file; safe twice."""
+        ...
+
+
+class Detector(Protocol):
+    """The loop's face finder: edge.track.TrackingDetector (`detect.mode = "track"`) or
+    edge.detect.SkippingDetector ("skip"); both reuse boxes between Haar runs."""
+
+    def boxes(self, frame: Frame) -> tuple[list[Box], bool]:
+        """Face boxes in frame pixels, largest first, and whether Haar ran on this frame."""
+        ...

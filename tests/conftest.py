@@ -159,10 +159,10 @@ def factory():
 
 def replay_labels(cfg) -> list[tuple[float, str]]:
     """(time, label) of the smoothed mood at every frame of the whole source, through the real parts (no log)."""
-    from edge.app import build_parts
     from edge.loop import Control, run_loop
+    from edge.pipeline import Pipeline
 
-    parts = build_parts(cfg, with_log=False)
+    parts = Pipeline.build(cfg, with_log=False)
     seen: list[tuple[float, str]] = []
     try:
         run_loop(parts, cfg, Control(), on_frame=lambda s, m: seen.append((m.time, m.label)))

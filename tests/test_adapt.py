@@ -202,10 +202,10 @@ def _cfg(tmp_path, **calibrate):
 
 
 def _run(cfg, state_dir=None):
-    from edge.app import build_parts
     from edge.loop import Control, run_loop
+    from edge.pipeline import Pipeline
 
-    parts = build_parts(cfg, state_dir=state_dir)
+    parts = Pipeline.build(cfg, state_dir=state_dir)
     try:
         run_loop(parts, cfg, Control())
         return parts.classifier.calibrator, parts.adapt.describe() if parts.adapt else None
@@ -294,11 +294,11 @@ def test_the_learned_face_lifts_accuracy_on_real_people_even_when_every_expressi
 
 
 def test_a_reset_asked_of_the_service_forgets_the_learned_face(tmp_path):
-    from edge.app import build_parts
     from edge.loop import Control, run_loop
+    from edge.pipeline import Pipeline
 
     cfg = _cfg(tmp_path)
-    parts = build_parts(cfg, state_dir=tmp_path)
+    parts = Pipeline.build(cfg, state_dir=tmp_path)
     try:
         run_loop(parts, cfg, Control())
         parts.adapt.save()

@@ -451,15 +451,15 @@ def test_a_nan_model_never_drives_the_led(tmp_path):
     """Row 7: every face frame is a bad frame; the mock pins never leave the idle (off) state."""
     from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-    from edge.app import build_parts
     from edge.config import load_config
     from edge.loop import Control, Stats, run_loop
+    from edge.pipeline import Pipeline
 
     cfg = load_config(None, {"source": {"source": str(CLIP)}, "led": {"backend": "gpio", "fade": 0.0},
                              "classify": {"model": str(MODELS / "nan_float32.tflite")},
                              "log": {"db": str(tmp_path / "log.db")}})
     factory = MockFactory(pin_class=MockPWMPin)
-    parts = build_parts(cfg, pin_factory=factory)
+    parts = Pipeline.build(cfg, pin_factory=factory)
     stats = Stats()
     try:
         assert run_loop(parts, cfg, Control(), stats=stats) == "end"

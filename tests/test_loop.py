@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from edge.app import build_classifier, build_detector, build_parts, build_smoother
 from edge.config import Config, load_config
 from edge.led import NullLed, blend_color
-from edge.loop import Control, Parts, Stats, run_loop
+from edge.loop import Control, Stats, run_loop
+from edge.pipeline import Pipeline
 from edge.types import Frame
 
 from .conftest import CLIP, replay_labels
@@ -50,7 +50,7 @@ def test_sample_ends_with_the_led_colour_of_the_expected_mood(tmp_path):
     """The bundled clip ends on a happy face: the mood is happy and the mock pins show its blend."""
     factory = MockFactory(pin_class=MockPWMPin)
     cfg = _cfg(tmp_path, source={"source": str(SAMPLE)}, led={"fade": 0.3})
-    parts = build_parts(cfg, pin_factory=factory)
+    parts = Pipeline.build(cfg, pin_factory=factory)
     try:
         assert run_loop(parts, cfg, Control()) == "end"
         mood = parts.smoother.mood
@@ -76,9 +76,9 @@ def test_sample_mood_timeline_follows_the_script(tmp_path):
         assert share >= 0.6, (seg, share)
 
 
-def _replay(cfg: Config, with_log: bool = False) -> tuple[Parts, Stats]:
+def _replay(cfg: Config, with_log: bool = False) -> tuple[Pipeline, Stats]:
     """Run the loop over the configured clip to its end; the parts come back closed."""
-    parts = build_parts(cfg, with_log=with_log)
+    parts = Pipeline.build(cfg, with_log=with_log)
     stats = Stats()
     try:
         run_loop(parts, cfg, Control(), stats=stats)
@@ -100,7 +100,7 @@ def test_classification_rate_is_capped_by_classify_hz(tmp_path, hz):
     """Exactly the classifications the cap allows: a face frame is classified when at least
     1/classify_hz seconds of clip time passed since the last one (counted here independently)."""
     cfg = _cfg(tmp_path, classify={"classify_hz": hz}, led={"backend": "none"})
-    parts = build_parts(cfg, with_log=False)
+    parts = Pipeline.build(cfg, with_log=False)
     face_times: list[float] = []
     boxes_of = parts.detector.boxes
 
@@ -129,8 +129,7 @@ def test_bad_frames_are_skipped_and_counted(tmp_path, face_images):
     bad = [np.zeros((0, 0), np.uint8), good.astype(np.float64), np.zeros((5,), np.uint8), None]
     images = [good, *bad, good, good]
     cfg = _cfg(tmp_path, detect={"detect_every": 1})
-    clf = build_classifier(cfg)
-    parts = Parts(ListSource(images), build_detector(cfg), clf, build_smoother(cfg, clf.labels), NullLed(cfg.led), None)
+    parts = Pipeline.build(cfg, with_log=False, open_source=lambda: ListSource(images), led=NullLed(cfg.led))
     stats = Stats()
     assert run_loop(parts, cfg, Control(), stats=stats) == "end"
     assert stats.frames == len(images)
@@ -140,7 +139,7 @@ def test_bad_frames_are_skipped_and_counted(tmp_path, face_images):
 
 def test_stop_reload_and_max_frames(tmp_path):
     cfg = _cfg(tmp_path, led={"backend": "none"})
-    parts = build_parts(cfg, with_log=False)
+    parts = Pipeline.build(cfg, with_log=False)
     try:
         ctl = Control()
         assert run_loop(parts, cfg, ctl, max_frames=5) == "max_frames"

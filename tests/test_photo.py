@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.app import build_classifier, build_detector
+from edge.pipeline import build_classifier, build_detector
 from edge.classify import EmotionClassifier
 from edge.cli import main as cli_main
 from edge.config import DEFAULT_COLORS, load_config

@@ -13,7 +13,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from edge import service
-from edge.app import build_parts
+from edge.pipeline import Pipeline
 from edge.config import load_config
 from edge.led import NullLed
 from edge.mockcamera import MockPicamera2
@@ -86,7 +86,7 @@ def test_busy_gpio_pin_runs_without_the_led_and_says_so_once(tmp_path):
     cfg = load_config(None, {"source": {"source": str(CLIP)}, "classify": {"model": str(MODEL)},
                              "led": {"backend": "gpio"}, "log": {"db": str(tmp_path / "l.db")}})
     errors: list[str] = []
-    parts = build_parts(cfg, pin_factory=BusyPinFactory(pin_class=MockPWMPin), on_error=errors.append)
+    parts = Pipeline.build(cfg, pin_factory=BusyPinFactory(pin_class=MockPWMPin), on_error=errors.append)
     try:
         assert isinstance(parts.led, NullLed)
     finally:

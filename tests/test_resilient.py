@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from edge.app import build_classifier, build_detector, build_smoother
 from edge.config import SourceConfig, load_config
 from edge.errors import CameraNotFound, SourceError, SourceStalled
 from edge.led import GpioLed, hex_to_rgb
-from edge.loop import Control, Parts, run_loop
+from edge.loop import Control, run_loop
 from edge.mockcamera import MockPicamera2
+from edge.pipeline import Pipeline, build_classifier, build_detector, build_smoother
 from edge.resilient import ResilientSource, is_camera, wrap_camera
 from edge.sources import ImageFolderSource, Picamera2Source, VideoFileSource, open_source
 
@@ -315,7 +315,7 @@ def test_loop_through_a_camera_outage_stops_on_frame_shows_no_camera_and_resumes
     source = ResilientSource(opener, first=FaultyCamera("raise", after=15), poll=0.1, stall_after=0.3,
                              backoff=(0.3,), give_up_after=10.0)
     classifier = build_classifier(cfg)
-    parts = Parts(source, build_detector(cfg), classifier, build_smoother(cfg, classifier.labels),
+    parts = Pipeline(source, build_detector(cfg), classifier, build_smoother(cfg, classifier.labels),
                   GpioLed(cfg.led, pin_factory=factory))
     calls: list[float] = []
     control = Control()

@@ -66,13 +66,13 @@ def test_an_error_mid_run_exits_1_with_state_failed_and_reason_error(tmp_path, m
 
 def _running_service(tmp_path: Path, config: Path) -> service.Service:
     """A Service with its parts built as at start, without running the loop."""
-    from edge.app import build_parts
+    from edge.pipeline import Pipeline
     from edge.commands.common import config_from_args
 
     svc = service.Service(_args(tmp_path, "--source", str(CLIP), config=config), Notifier(None))
     svc.cfg = config_from_args(svc.args)
     svc.status_file = tmp_path / "status.json"
-    svc.parts = build_parts(svc.cfg, state_dir=tmp_path)
+    svc.pipeline = Pipeline.build(svc.cfg, state_dir=tmp_path)
     return svc
 
 
@@ -81,12 +81,12 @@ def test_reload_rebuilds_the_detector_only_when_detect_changed_and_warns_about_r
     cfg.write_text("[detect]\nmin_neighbors = 5\n")
     svc = _running_service(tmp_path, cfg)
     try:
-        det, clf = svc.parts.detector, svc.parts.classifier
+        det, clf = svc.pipeline.detector, svc.pipeline.classifier
         svc.reload()  # nothing changed: same detector, a fresh classifier (the model file may have)
-        assert svc.parts.detector is det and svc.parts.classifier is not clf
+        assert svc.pipeline.detector is det and svc.pipeline.classifier is not clf
         cfg.write_text("[detect]\nmin_neighbors = 3\n")
         svc.reload()
-        assert svc.parts.detector is not det and svc.parts.detector.detector.cfg.min_neighbors == 3
+        assert svc.pipeline.detector is not det and svc.pipeline.detector.detector.cfg.min_neighbors == 3
         assert not [r for r in caplog.records if "take effect after" in r.getMessage()]
         cfg.write_text("[detect]\nmin_neighbors = 3\n[led]\nbrightness = 0.2\n[log]\nkeep_days = 7\n")
         with caplog.at_level(logging.WARNING, logger="emotion-edge"):
@@ -94,18 +94,18 @@ def test_reload_rebuilds_the_detector_only_when_detect_changed_and_warns_about_r
         warn = [r.getMessage() for r in caplog.records if "take effect after" in r.getMessage()]
         assert warn == ["changes to [led], [log] take effect after `sudo systemctl restart emotion-edge`"]
     finally:
-        svc.parts.close()
+        svc.pipeline.close()
 
 
 def test_a_reload_failing_after_the_classifier_was_built_closes_it_and_keeps_the_old_parts(tmp_path, monkeypatch):
-    import edge.app
+    import edge.pipeline
     from edge.errors import DetectorError
 
     cfg = tmp_path / "config.toml"
     cfg.write_text("[detect]\nmin_neighbors = 5\n")
     svc = _running_service(tmp_path, cfg)
     built = []
-    real = edge.app.build_classifier
+    real = edge.pipeline.build_classifier
 
     def recording(*a, **k):
         clf = real(*a, **k)
@@ -115,18 +115,18 @@ def test_a_reload_failing_after_the_classifier_was_built_closes_it_and_keeps_the
     def broken_detector(cfg):
         raise DetectorError("cascade: cannot load")
 
-    monkeypatch.setattr(edge.app, "build_classifier", recording)
-    monkeypatch.setattr(edge.app, "build_detector", broken_detector)
+    monkeypatch.setattr(edge.pipeline, "build_classifier", recording)
+    monkeypatch.setattr(edge.pipeline, "build_detector", broken_detector)
     try:
-        old_clf, old_det = svc.parts.classifier, svc.parts.detector
+        old_clf, old_det = svc.pipeline.classifier, svc.pipeline.detector
         cfg.write_text("[detect]\nmin_neighbors = 4\n")
         svc.reload()
         assert len(built) == 1 and built[0]._interp is None, "the new classifier must be closed"
-        assert svc.parts.classifier is old_clf and old_clf._interp is not None
-        assert svc.parts.detector is old_det and svc.cfg.detect.min_neighbors == 5
+        assert svc.pipeline.classifier is old_clf and old_clf._interp is not None
+        assert svc.pipeline.detector is old_det and svc.cfg.detect.min_neighbors == 5
         assert "reload failed" in svc.last_error["message"]
     finally:
-        svc.parts.close()
+        svc.pipeline.close()
 
 
 def test_a_status_file_that_cannot_be_written_is_warned_about_once(tmp_path, caplog):

@@ -124,13 +124,13 @@ def test_status_of_a_real_service_run(tmp_path):
     assert st["state"] == "stopped" and st["stop_reason"] == "end" and st["frames"] == 30
     assert st["model"]["path"] == str(FIX / "models" / "tiny_int8.tflite")
     # the mood the loop itself ends with on this clip and model (computed here, in-process)
-    from edge.app import build_parts
     from edge.config import load_config
     from edge.loop import Control, run_loop
+    from edge.pipeline import Pipeline
 
     c = load_config(None, {"source": {"source": str(FIX / "clip.mp4")}, "led": {"backend": "none"},
                            "classify": {"model": str(FIX / "models" / "tiny_int8.tflite")}})
-    parts = build_parts(c, with_log=False)
+    parts = Pipeline.build(c, with_log=False)
     try:
         run_loop(parts, c, Control())
         final = parts.smoother.mood

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from edge.app import build_detector
+from edge.pipeline import build_detector
 from edge.config import DetectConfig, SourceConfig, load_config
 from edge.detect import FaceDetector, SkippingDetector
 from edge.errors import ConfigError, FrameError

@@ -88,20 +88,19 @@ class _TimedDetector:
 
 
 def bench_once(cfg, loops: int) -> dict:
-    from edge.app import build_classifier, build_detector, build_smoother
     from edge.led import NullLed
-    from edge.loop import Control, Parts, Stats, run_loop
+    from edge.loop import Control, Stats, run_loop
+    from edge.pipeline import Pipeline
 
-    clf = build_classifier(cfg)
-    src = _TimedSource(cfg, loops)
-    det = _TimedDetector(build_detector(cfg))
-    parts = Parts(src, det, clf, build_smoother(cfg, clf.labels), NullLed(cfg.led), None)
+    pipe = Pipeline.build(cfg, with_log=False, open_source=lambda: _TimedSource(cfg, loops), led=NullLed(cfg.led))
+    src: _TimedSource = pipe.source  # type: ignore[assignment]
+    det = pipe.detector = _TimedDetector(pipe.detector)
     stats = Stats()
     t0, c0 = time.perf_counter(), time.process_time()
     try:
-        run_loop(parts, cfg, Control(), stats=stats)
+        run_loop(pipe, cfg, Control(), stats=stats)
     finally:
-        parts.close()
+        pipe.close()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     if not stats.frames:
         raise SourceError(f"{cfg.source.source}: no frames to benchmark")

@@ -117,14 +117,14 @@ def _through_service(state_dir: Path, action: str, seconds: float) -> int:
 
 # -- the camera, here ----------------------------------------------------------------------------
 def _with_camera(cfg: Any, out: Path) -> int:
-    from edge.app import build_calibrator, build_parts
     from edge.loop import Control, run_loop
+    from edge.pipeline import Pipeline, build_calibrator
 
     cfg.calibrate.strength = max(cfg.calibrate.strength, 0.0)
     cfg.calibrate.file = str(out)
-    parts = build_parts(cfg, with_log=False, sample_fallback=False)  # `auto` with no camera: an error, never the sample
+    pipe = Pipeline.build(cfg, with_log=False, sample_fallback=False)  # `auto` with no camera: an error, never the sample
     try:
-        ctl = parts.calibrate = build_calibrator(cfg, parts, out.parent, requests=False)
+        ctl = pipe.calibrate = build_calibrator(cfg, pipe, out.parent, requests=False)
         control = Control()
         ctl.start()
         print(f"calibrating: look at the camera with a relaxed face for {cfg.calibrate.seconds:g} s …", flush=True)
@@ -133,10 +133,10 @@ def _with_camera(cfg: Any, out: Path) -> int:
             if ctl.session is None:
                 control.stop.set()
 
-        why = run_loop(parts, cfg, control, on_frame=on_frame)
+        why = run_loop(pipe, cfg, control, on_frame=on_frame)
         ctl.end_now()  # the clip or camera ended first: judge what was seen
     finally:
-        parts.close()
+        pipe.close()
     res = ctl.last
     if res is None:
         _say(f"no frames ({why})")
@@ -150,7 +150,7 @@ def _with_camera(cfg: Any, out: Path) -> int:
 
 # -- still photos --------------------------------------------------------------------------------
 def _from_photos(cfg: Any, photos: list[str], out: Path, multi_crop: bool = True) -> int:
-    from edge.app import build_classifier
+    from edge.pipeline import build_classifier
     from edge.calibration import make_calibration, save, smiling
     from edge.detect import StillDetector
     from edge.errors import FrameError, SourceError

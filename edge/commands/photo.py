@@ -37,7 +37,7 @@ def _say(msg: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from edge.app import build_classifier
+    from edge.pipeline import build_classifier
     from edge.errors import EdgeError, FrameError, SourceError
     from edge.photo import PHOTO_SUFFIXES, OutputNames, PhotoAnalyzer, PhotoResult, annotate, check_output_dir, expand_inputs, read_image, write_image
 

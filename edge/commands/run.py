@@ -21,8 +21,8 @@ def main(args: argparse.Namespace) -> int:
     if args.service:
         from edge import service
         return service.run_service(args)
-    from edge.app import build_parts
     from edge.loop import Control, Stats, format_stats, run_loop
+    from edge.pipeline import Pipeline
 
     cfg = config_from_args(args)
     if args.max_frames is not None and args.max_frames < 1:
@@ -30,13 +30,13 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-frames must be at least 1 (got {args.max_frames})")
     control = Control()
     old = {s: signal.signal(s, lambda *_: control.stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-    parts = build_parts(cfg, calibration_required=bool(getattr(args, "calibration", None)))
+    pipe = Pipeline.build(cfg, calibration_required=bool(getattr(args, "calibration", None)))
     try:
         stats = Stats()
-        why = run_loop(parts, cfg, control, max_frames=args.max_frames, stats=stats)
-        mood = parts.smoother.mood
+        why = run_loop(pipe, cfg, control, max_frames=args.max_frames, stats=stats)
+        mood = pipe.smoother.mood
     finally:
-        parts.close()
+        pipe.close()
         for s, h in old.items():
             signal.signal(s, h)
     if why == "end" and stats.frames == 0:  # a folder of unreadable files is an error, as in `bench`

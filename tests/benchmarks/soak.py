@@ -22,12 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from edge.app import build_classifier, build_detector, build_smoother  # noqa: E402
 from edge.config import SourceConfig, load_config  # noqa: E402
 from edge.eventlog import EventLog  # noqa: E402
 from edge.history import read_rows  # noqa: E402
 from edge.led import NullLed  # noqa: E402
-from edge.loop import Control, Parts, Stats, run_loop  # noqa: E402
+from edge.loop import Control, Stats, run_loop  # noqa: E402
+from edge.pipeline import Pipeline, build_classifier, build_detector, build_smoother  # noqa: E402
 from edge.resilient import ResilientSource  # noqa: E402
 from edge.sources import SAMPLE_CLIP, FrameSource, VideoFileSource  # noqa: E402
 from edge.types import Frame  # noqa: E402
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     classifier = build_classifier(cfg)
     clip = LoopingClip(Path(args.clip), cfg.source)
     source: FrameSource = clip if args.no_resilient else ResilientSource(lambda: clip, first=clip, poll=2.0)
-    parts = Parts(source, build_detector(cfg), classifier, build_smoother(cfg, classifier.labels),
+    parts = Pipeline(source, build_detector(cfg), classifier, build_smoother(cfg, classifier.labels),
                   NullLed(cfg.led), EventLog(db, cfg.log))
     control = Control()
     stats = Stats()
