@@ -9,7 +9,7 @@ import sys
 from edge import __version__
 from edge.errors import EdgeError
 
-COMMANDS = ("run", "log", "bench", "check", "config", "status", "photo", "calibrate", "publish")
+COMMANDS = ("run", "log", "bench", "check", "config", "status", "photo", "calibrate", "publish", "view")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:

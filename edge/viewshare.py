@@ -64,6 +64,7 @@ class FrameShare:
         self.width = DEFAULT_WIDTH
         self.writes = 0
         self._buf: np.ndarray | None = None
+        self._last_reads: list[tuple[str, float]] = []  # per face: the last classification (frames between have none)
         self._warned = False
         try:
             ensure_requests_dir(Path(state_dir))
@@ -149,10 +150,14 @@ class FrameShare:
         small = image if sw == w else cv2.resize(image, (sw, sh), dst=self._buf, interpolation=cv2.INTER_AREA)
         frame_mean = float(image.mean())
         out = []
-        for box, pred in faces:
+        for i, (box, pred) in enumerate(faces):
             lk = look(image, box, self.detect, frame_mean)
-            out.append({"box": list(lk.box), "label": pred.top if pred is not None else "",
-                        "conf": round(pred.confidence, 3) if pred is not None else 0.0,
+            while len(self._last_reads) <= i:
+                self._last_reads.append(("", 0.0))
+            if pred is not None:
+                self._last_reads[i] = (pred.top, round(pred.confidence, 3))
+            label, conf = self._last_reads[i]
+            out.append({"box": list(lk.box), "label": label, "conf": conf,
                         "mean": round(lk.mean, 1), "std": round(lk.std, 1), "sharp": round(lk.sharpness, 1)})
         head = {"w": sw, "h": sh, "src_w": w, "src_h": h, "t": float(t), "wall": self._wall(),
                 "fps": None if fps is None else round(float(fps), 1), "frame_mean": round(frame_mean, 1),

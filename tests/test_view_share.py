@@ -228,3 +228,15 @@ def test_a_user_outside_the_group_cannot_ask(tmp_path):
         msg = f.read()
     os.waitpid(pid, 0)
     assert msg.startswith("PermissionError"), msg
+
+
+def test_frames_between_classifications_keep_the_last_reading(share, tmp_path):
+    r = FrameReader(tmp_path)
+    r.renew(force=True)
+    box = faces()[0][0]
+    share.offer(frame(), [(box, faces()[0][1]), ((10, 10, 50, 50), None)], MOOD, 0.0)
+    assert [f.label for f in r.read().faces] == ["happy", ""]
+    share.clock.t += 1.0
+    share.offer(frame(), [(box, None)], MOOD, 1.0)  # tracked, not classified this frame
+    (f,) = r.read().faces
+    assert (f.label, f.confidence) == ("happy", 0.9)

@@ -156,6 +156,35 @@ def _led(cfg) -> tuple[bool, str]:
     return True, backend
 
 
+def _framing(cfg) -> tuple[bool, str]:
+    """Framing advice (edge/aim.py, as `view` gives it) from a few frames of the camera; never a failure."""
+    from edge.aim import Aimer, look
+    from edge.commands.calibrate import _running_service
+    from edge.detect import FaceDetector
+    from edge.errors import CameraNotFound
+    from edge.sources import open_source
+
+    if cfg.source.source.strip() in ("", "auto") and _running_service(cfg, None) is not None:
+        return True, "the service holds the camera: `emotion-edge view` shows its picture with this advice"
+    try:
+        src = open_source(cfg.source, sample_fallback=False)
+    except CameraNotFound:
+        return True, "nothing to frame: no camera found"
+    det, aimer, advice = FaceDetector(cfg.detect), Aimer(cfg.detect), ""
+    try:
+        for i in range(5):
+            frame = src.read()
+            if frame is None:
+                break
+            looks = [look(frame.image, b, cfg.detect) for b in det.detect(frame.image)]
+            advice = aimer.advise(float(i), frame.image, looks, once=True)
+            if looks:
+                break
+    finally:
+        src.close()
+    return True, advice or "no frame to judge"
+
+
 def main(args: argparse.Namespace) -> int:
     from edge.errors import EdgeError
 
@@ -177,6 +206,11 @@ def main(args: argparse.Namespace) -> int:
             results[name] = fn()
         except Exception as e:
             results[name] = (False, str(e).splitlines()[0] if str(e) else type(e).__name__)
+    if cfg is not None and results[checks[0][0]][0]:  # the picture, when the source could be read
+        try:
+            results["framing"] = _framing(cfg)
+        except Exception as e:  # a camera that opened for the source check and not now: advice is no verdict
+            results["framing"] = (True, f"no advice ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
     ok = all(r[0] for r in results.values())
     if args.json:
         print(json.dumps({"ok": ok, **{k: {"ok": v[0], "detail": v[1]} for k, v in results.items()}}))
