@@ -83,6 +83,7 @@ def _join_negative_ranges(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     from edge.errors import EdgeError
+    from edge.text import printable
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = _join_negative_ranges(list(sys.argv[1:] if argv is None else argv))
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         mod = importlib.import_module(args.module)
         return int(mod.run(args) or 0)
     except EdgeError as e:
-        print(f"emotion-export: error: {e}", file=sys.stderr)
+        print(f"emotion-export: error: {printable(e)}", file=sys.stderr)  # paths and data may hold escape sequences
         return 2
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] in ("tensorflow", "keras", "matplotlib"):

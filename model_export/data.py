@@ -19,7 +19,10 @@ dropped); `ferplus-soft` does the same and also keeps `Dataset.soft`, the vote s
 from __future__ import annotations
 
 import csv
+import os
+import stat
 import sys
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,13 +101,50 @@ def apply_labels(ds: Dataset, labels_from: str) -> Dataset:
                    ds.votes[keep], soft, ds.public_from)
 
 
+NPZ_MAX_BYTES = 1 << 30
+"""Largest .npz accepted, its arrays decompressed (FER2013 with FER+ votes: about 90 MB). A few hundred KB
+of zip can declare gigabytes of zeros; the members' declared sizes are checked before any is read, and
+zipfile never inflates a member past its declared size."""
+
+
+def _open_regular(path: Path, text: bool = False):
+    """The file opened for reading if it is a regular file: a FIFO named *.csv or *.png would block open()
+    for ever, a device never ends; refused in one line naming it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise DataError(f"{path}: {kind}, not a regular file")
+    os.set_blocking(fd, True)
+    return open(fd, newline="", encoding="utf-8") if text else open(fd, "rb")
+
+
+def _check_npz_size(path: Path, f) -> None:
+    """Refuse an .npz whose arrays would decompress to more than NPZ_MAX_BYTES (a zip bomb)."""
+    try:
+        with zipfile.ZipFile(f) as zf:
+            total = sum(i.file_size for i in zf.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise DataError(f"{path}: not a FER2013 .npz file (not a zip archive: {e})") from None
+    if total > NPZ_MAX_BYTES:
+        raise DataError(f"{path}: its arrays would take {total / 1e6:,.0f} MB decompressed, more than the "
+                        f"{NPZ_MAX_BYTES / 1e6:,.0f} MB allowed; not a FER2013 .npz file (or split it)")
+    f.seek(0)
+
+
 def load_npz(path: Path) -> Dataset:
     """Our compact FER2013 file (see shared/data/fer2013/README.md)."""
     try:
-        z = np.load(path, allow_pickle=False)
-        images, labels, usage = z["images"], z["labels"].astype(np.int64), z["usage"].astype(np.int64)
-        votes = z["ferplus_votes"] if "ferplus_votes" in z.files else None
-    except (OSError, ValueError, KeyError, EOFError) as e:
+        with _open_regular(path) as f:
+            _check_npz_size(path, f)
+            with np.load(f, allow_pickle=False) as z:
+                images, labels, usage = z["images"], z["labels"].astype(np.int64), z["usage"].astype(np.int64)
+                votes = z["ferplus_votes"] if "ferplus_votes" in z.files else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: not a FER2013 .npz file ({e})") from None
     if images.ndim != 3 or images.dtype != np.uint8 or len(labels) != len(images) or len(usage) != len(images):
         raise DataError(f"{path}: 'images' must be uint8 (N, H, W) with one label and usage per image")
@@ -122,10 +162,7 @@ def _usage_index(value: str) -> int | None:
 
 
 def _open_csv(path: Path):
-    try:
-        return open(path, newline="", encoding="utf-8")
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    return _open_regular(path, text=True)
 
 
 @dataclass
@@ -188,6 +225,8 @@ def _csv_pixels(text: str, side: int, where: str) -> np.ndarray:
         px = np.array(text.split(), dtype=np.int32)
     except ValueError:
         raise DataError(f"{where}: pixels must be space-separated integers 0..255") from None
+    except OverflowError:  # 99999999999999999999: too large for any integer type
+        raise DataError(f"{where}: pixel values must be 0..255") from None
     if side == 0:
         side = int(round(np.sqrt(px.size)))
         if side < 8 or side * side != px.size:
@@ -202,7 +241,7 @@ def _csv_pixels(text: str, side: int, where: str) -> np.ndarray:
 def _csv_votes(row: list[str], columns: list[int], where: str) -> list[int]:
     try:
         return [int(float(row[c])) for c in columns]
-    except ValueError:
+    except (ValueError, OverflowError):  # 'x', or 1e999 (infinite)
         raise DataError(f"{where}: FER+ vote columns must be integers") from None
 
 
@@ -253,9 +292,27 @@ def _class_index(folder: Path) -> int:
 
 
 def _read_gray(path: Path) -> np.ndarray:
+    """One face image, read as `photo` reads images: a regular file of at most IMAGE_MAX_BYTES (a FIFO named
+    *.png no longer hangs), its header's size checked before decoding (a PNG bomb no longer fills the RAM)."""
     import cv2
 
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    from edge.imagecheck import ImageRefused, check_image
+    from edge.safeio import IMAGE_MAX_BYTES, UnsafeFileError, read_bytes
+
+    try:
+        data = np.frombuffer(read_bytes(path, IMAGE_MAX_BYTES), np.uint8)
+    except UnsafeFileError as e:  # a FIFO, device or socket, or a file above the cap
+        raise DataError(f"{path}: {e}") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        check_image(data)
+    except ImageRefused as e:
+        raise DataError(f"{path}: not a readable image ({e})") from None
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+    except cv2.error:
+        img = None
     if img is None or img.size == 0:
         raise DataError(f"{path}: not a readable image")
     return img

@@ -209,7 +209,8 @@ def _threads_of(predictor) -> int:
 
 
 def plot_confusion(cm: np.ndarray, labels: tuple[str, ...] | list[str], title: str, png: Path) -> Path | None:
-    """Row-normalised confusion matrix with counts; skipped if matplotlib is missing."""
+    """Row-normalised confusion matrix with counts, written like the other report files (_write_file);
+    skipped if matplotlib is missing."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -231,9 +232,24 @@ def plot_confusion(cm: np.ndarray, labels: tuple[str, ...] | list[str], title: s
                     color="white" if norm[i, j] > 0.5 else "black")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(png, dpi=90)
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
+    _write_file(png, buf.getvalue())
     return png
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """A report file written beside a temporary name and renamed over PATH: a reader never sees half of it,
+    and a symbolic link (or anything not a file of ours) planted at PATH is refused, never written through."""
+    from edge.safeio import write_output
+
+    try:
+        write_output(path, data)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot write the report ({getattr(e, 'strerror', None) or e})") from None
 
 
 def markdown(result: Evaluation) -> str:
@@ -312,15 +328,18 @@ def _write_report(result: Evaluation, labels, source: str, report_dir: str | Pat
     """NAME.report.SPLIT.md, NAME.confusion.SPLIT.png/.json (one set per split: PublicTest keeps PrivateTest's)."""
     model, split, m = Path(result.model), result.split, result.metrics
     out_dir = Path(report_dir) if report_dir else model.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--report-dir {out_dir}: cannot create it ({e.strerror or e})") from None
     stem = f"{model.stem}.{{}}.{split}"
     png = plot_confusion(np.array(m.confusion["matrix"]), labels,
                          f"{model.name} on {Path(source).name} {split}, n={m.n} "
                          f"(accuracy {m.accuracy:.3f})", out_dir / f"{stem.format('confusion')}.png")
     result.confusion_png = str(png) if png else None
-    (out_dir / f"{stem.format('confusion')}.json").write_text(json.dumps(m.confusion) + "\n")
+    _write_file(out_dir / f"{stem.format('confusion')}.json", (json.dumps(m.confusion) + "\n").encode())
     report = out_dir / f"{stem.format('report')}.md"
-    report.write_text(markdown(result), encoding="utf-8")
+    _write_file(report, markdown(result).encode("utf-8"))
     result.report = str(report)
 
 

@@ -235,3 +235,34 @@ def test_cli_latency_holds_keras_to_one_thread(tmp_path):
                         "--no-report"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr[-500:]
     assert json.loads(r.stdout)["latency"]["keras:m.keras"]["threads"] == 1
+
+
+def test_reports_are_written_atomically_and_never_through_a_planted_link(tmp_path, capsys):
+    """Issue 29 P: a symlink named like a report (-> precious.txt) was written through."""
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    link = reports / "tiny_int8.report.PublicTest.md"
+    link.symlink_to(precious)
+    rc = main(["evaluate", "--model", str(INT8), "--data", str(FOLDER), "--split", "PublicTest",
+               "--report-dir", str(reports)])
+    err = capsys.readouterr().err
+    assert rc == 2 and precious.read_text() == "keep me" and link.is_symlink()
+    assert f"{link}: cannot write the report (a symbolic link is in the way; not replacing it)" in err
+    assert not [p for p in reports.iterdir() if p.name.endswith(".tmp")]  # no temporary left
+    link.unlink()  # the same call writes its three files once the way is clear
+    assert main(["evaluate", "--model", str(INT8), "--data", str(FOLDER), "--split", "PublicTest",
+                 "--report-dir", str(reports)]) == 0
+    assert sorted(p.name for p in reports.iterdir()) == ["tiny_int8.confusion.PublicTest.json",
+                                                        "tiny_int8.confusion.PublicTest.png",
+                                                        "tiny_int8.report.PublicTest.md"]
+
+
+def test_error_lines_escape_what_a_path_or_file_can_smuggle_into_the_terminal(tmp_path, capsys):
+    """Issue 29 H: emotion-export printed paths raw in its error lines (an escape sequence in a file name
+    could recolour or rewrite the terminal)."""
+    evil = tmp_path / "\x1b[2J\x1b[32mdone\x1b[0m.csv"
+    assert main(["evaluate", "--model", str(INT8), "--data", str(evil)]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\\x1b[2J\\x1b[32mdone\\x1b[0m.csv: no such file" in err

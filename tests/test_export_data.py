@@ -269,3 +269,60 @@ def test_a_run_folder_given_as_the_model_means_its_best_keras(tmp_path):
     assert run_folder_model(run) == run / "best.keras"
     with pytest.raises(ModelError, match="a folder, not a model file; pass the model itself"):
         run_folder_model(tmp_path)
+
+
+def test_a_fifo_named_like_an_image_or_data_file_is_refused_not_waited_on(tmp_path):
+    """Issue 29 Q: a FIFO named *.png in a class folder hung evaluate for ever (so did *.csv, *.npz)."""
+    import os
+    import threading
+
+    root = tmp_path / "faces"
+    shutil.copytree(FOLDER, root)
+    fifos = [root / "test" / "happy" / "stuck.png", tmp_path / "fer2013.csv", tmp_path / "fer2013.npz"]
+    for f in fifos:
+        os.mkfifo(f)
+    for target, fifo in ((root, fifos[0]), (fifos[1], fifos[1]), (fifos[2], fifos[2])):
+        got: list[BaseException] = []
+        t = threading.Thread(target=lambda: got.append(pytest.raises(DataError, load_dataset, target).value),
+                             daemon=True)
+        t.start()
+        t.join(20)
+        if t.is_alive():  # unblock the reader before failing, so the test run can end
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        assert not t.is_alive() and got, f"{fifo.name}: load_dataset waited on a FIFO"
+        assert f"{fifo}: a FIFO (named pipe), not a regular file" in str(got[0])
+
+
+def test_image_and_npz_bombs_are_refused_before_they_fill_the_memory(tmp_path, monkeypatch):
+    """Issue 29 Q: a 389 KB PNG reached 1.6 GB, an 875 KB npz 1.8 GB."""
+    import model_export.data as data
+
+    root = tmp_path / "faces"
+    shutil.copytree(FOLDER, root)
+    bomb = np.zeros((6000, 6000), np.uint8)  # 36 megapixels of one grey: a PNG of about 40 KB
+    ok, png = cv2.imencode(".png", bomb)
+    assert ok and len(png) < 200_000
+    (root / "train" / "happy" / "bomb.png").write_bytes(png.tobytes())
+    with pytest.raises(DataError, match=r"bomb.png: not a readable image \(.*6000x6000.*scale it down first\)"):
+        load_dataset(root)
+    # an npz whose arrays decompress past the cap (lowered here: the real one is 1 GiB) is refused from the
+    # sizes its zip directory declares, before any array is read
+    npz = tmp_path / "big.npz"
+    np.savez_compressed(npz, images=np.zeros((1000, 48, 48), np.uint8), labels=np.zeros(1000, np.int8),
+                        usage=np.zeros(1000, np.int8))
+    assert len(load_dataset(npz).images) == 1000
+    monkeypatch.setattr(data, "NPZ_MAX_BYTES", 1_000_000)
+    with pytest.raises(DataError, match=r"big.npz: its arrays would take 2 MB decompressed, more than the 1 MB allowed"):
+        load_dataset(npz)
+
+
+@pytest.mark.parametrize("pixel, vote", [("99999999999999999999", "1"), ("1", "1e999")])
+def test_a_number_too_large_for_any_integer_is_one_line(tmp_path, pixel, vote):
+    """Issue 29 R: a CSV pixel 99999999999999999999 ended in an OverflowError traceback (a vote 1e999 too)."""
+    rows = _rows()
+    header = rows[0] + list(FERPLUS_COLUMNS)
+    body = [r + ["1"] * len(FERPLUS_COLUMNS) for r in rows[1:]]
+    body[1][header.index("pixels")] = " ".join([pixel] + body[1][header.index("pixels")].split()[1:])
+    body[1][header.index("neutral")] = vote
+    with pytest.raises(DataError, match=r"line 3: (pixel values must be 0\.\.255|FER\+ vote columns must be integers)"):
+        load_dataset(_write(tmp_path / "big.csv", [header] + body))
