@@ -29,6 +29,7 @@ SUPPORTED_CODENAMES="bookworm trixie"
 
 MODE=install
 ROOT=""
+ROOT_GIVEN=0
 DRY_RUN=0
 PURGE=0
 NO_VENV=0
@@ -49,9 +50,10 @@ while (($#)); do
         --root)
             (($# >= 2)) || die "--root needs a directory"
             ROOT=$2
+            ROOT_GIVEN=1
             shift
             ;;
-        --root=*) ROOT=${1#--root=} ;;
+        --root=*) ROOT=${1#--root=}; ROOT_GIVEN=1 ;;
         --dry-run) DRY_RUN=1 ;;
         --no-venv) NO_VENV=1 ;;
         -h | --help) usage; exit 0 ;;
@@ -60,10 +62,12 @@ while (($#)); do
     shift
 done
 
-if [[ -n $ROOT ]]; then
-    [[ $ROOT == /* ]] || ROOT=$PWD/$ROOT
-    ROOT=${ROOT%/}
-    [[ -n $ROOT ]] || die "--root / would install into the running system; leave --root out for that"
+if ((ROOT_GIVEN)); then
+    # Resolved (//, /tmp/.., a link to /): any spelling of / is the running system, never a staging root.
+    [[ -n $ROOT ]] || die "--root needs a directory (an empty --root would be the running system)"
+    given=$ROOT
+    ROOT=$(realpath -m -- "$ROOT") || die "--root $given: cannot resolve the path"
+    [[ $ROOT != / ]] || die "--root $given is / and would install into the running system; leave --root out for that"
 fi
 ((PURGE == 0)) || [[ $MODE == uninstall ]] || die "--purge only goes with --uninstall"
 
@@ -195,7 +199,7 @@ default_config() {
 # Check a file with:   emotion-edge check --config /etc/emotion-edge/config.toml
 
 EOF
-    PYTHONPATH=$SRC_DIR "$PYTHON" -c 'from edge.config import Config, dump_config; print(dump_config(Config(), commented=True), end="")' 2>/dev/null \
+    PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=$SRC_DIR "$PYTHON" -c 'from edge.config import Config, dump_config; print(dump_config(Config(), commented=True), end="")' 2>/dev/null \
         || cat "$SRC_DIR/edge/config.default.toml" 2>/dev/null \
         || die "cannot generate the default config ($PYTHON with edge.config failed and edge/config.default.toml is missing)"
 }
@@ -204,7 +208,7 @@ EOF
 mqtt_host() {
     local conf=$ROOT$CONF_DIR/config.toml
     [[ -r $conf ]] || return 0
-    PYTHONPATH=$SRC_DIR "$PYTHON" -c 'import sys; from edge.config import load_config; print(load_config(sys.argv[1]).mqtt.host)' \
+    PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=$SRC_DIR "$PYTHON" -c 'import sys; from edge.config import load_config; print(load_config(sys.argv[1]).mqtt.host)' \
         "$conf" 2>/dev/null || say "warning: $CONF_DIR/config.toml has errors (emotion-edge check --config ...); MQTT left off" >&2
 }
 
@@ -267,9 +271,15 @@ install_venv() {
     if ((DRY_RUN)); then
         say "would run: $PREFIX/bin/python -m pip install --constraint $PREFIX/constraints.txt ${SRC_DIR}[mqtt]"
     else
+        # pip builds in the folder it installs from (build/, *.egg-info): as root in the user's checkout that
+        # left root-owned files there, so it builds from a copy of what the package needs.
+        local src
+        src=$(mktemp -d)
+        tar -C "$SRC_DIR" --exclude=__pycache__ -cf - pyproject.toml README.md edge model_export | tar -C "$src" -xf -
         # [mqtt]: paho-mqtt 2.x for emotion-edge-mqtt.service (Debian's python3-paho-mqtt is 1.6).
         "$ROOT$PREFIX/bin/python" -m pip install --quiet --disable-pip-version-check \
-            --constraint "$ROOT$PREFIX/constraints.txt" "${SRC_DIR}[mqtt]"
+            --constraint "$ROOT$PREFIX/constraints.txt" "${src}[mqtt]" || { rm -rf -- "$src"; exit 1; }
+        rm -rf -- "$src"
     fi
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -240,3 +241,70 @@ def test_deploy_folder_is_writable_by_the_installing_user(tmp_path):
     assert DEFAULT_REMOTE_DIR == "/var/lib/emotion-edge/models"
     purge = install("--root", str(root), "--uninstall", "--purge").stdout
     assert "would run: groupdel emotion-edge-deploy" in purge
+
+
+# -- issue 29 K: every spelling of / is the running system ----------------------------------------
+
+@pytest.mark.parametrize("spelling", ["//", "/tmp/..", "", "///", "/./", "link-to-slash"])
+@pytest.mark.parametrize("mode", [[], ["--uninstall", "--purge"]])
+def test_a_root_that_resolves_to_slash_is_refused(tmp_path, spelling, mode):
+    """`--root // --uninstall --purge` removed /var/lib/emotion-edge on the live system; `--root ""` targeted it
+    silently. --dry-run rides along so that even an installer without the guard changes nothing here."""
+    if spelling == "link-to-slash":
+        (tmp_path / "slash").symlink_to("/")
+        spelling = str(tmp_path / "slash")
+    p = install("--dry-run", "--root", spelling, *mode, check=False)
+    assert p.returncode != 0, p.stdout
+    assert "running system" in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    assert "would" not in p.stdout  # refused before anything was planned
+    p = install("--dry-run", f"--root={spelling}", *mode, check=False)
+    assert p.returncode != 0 and "running system" in p.stderr
+
+
+def test_a_staging_root_spelled_with_dots_is_resolved(tmp_path):
+    root = staged(tmp_path)
+    (tmp_path / "x").mkdir()
+    install("--root", f"{tmp_path}/x/..//root/", "--no-venv")
+    assert (root / "etc/systemd/system/emotion-edge.service").is_file()
+    assert not (tmp_path / "x" / "etc").exists()
+
+
+# the interpreter without this checkout's venv: its editable install would import edge/ from the real
+# checkout whatever PYTHONPATH says, and the copy under test would never be imported
+BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
+FAKE_VENV_PYTHON = r"""#!/bin/sh
+echo "python $*" >> "$FAKE_LOG"
+for a in "$@"; do
+  case $a in *"[mqtt]") ls "${a%\[mqtt\]}" >> "$FAKE_LOG" ;; esac
+done
+"""
+
+
+def test_install_leaves_nothing_of_roots_in_the_users_checkout(tmp_path):
+    """`sudo ./install.sh` left root-owned edge/__pycache__ (and pip's build/, *.egg-info) in the checkout."""
+    co = tmp_path / "checkout"
+    co.mkdir()
+    for name in ("install.sh", "pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, co / name)
+    for name in ("edge", "systemd", "docs"):
+        shutil.copytree(REPO / name, co / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (co / "model_export").mkdir()
+    (co / "model_export" / "__init__.py").write_text("")
+    before = {str(p.relative_to(co)) for p in co.rglob("*")}
+    root = staged(tmp_path)
+    py = root / "opt/emotion-edge/bin/python"  # an existing venv: only its pip install runs
+    py.parent.mkdir(parents=True)
+    py.write_text(FAKE_VENV_PYTHON)
+    py.chmod(0o755)
+    log = tmp_path / "calls.log"
+    p = subprocess.run(["bash", "./install.sh", "--root", str(root)], capture_output=True, text=True, cwd=co,
+                       timeout=120, env={**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+                                         "FAKE_LOG": str(log), "PYTHON": BASE_PYTHON})
+    assert p.returncode == 0, p.stderr
+    after = {str(p.relative_to(co)) for p in co.rglob("*")}
+    assert after == before  # no __pycache__, build/ or emotion_edge.egg-info
+    calls = log.read_text().splitlines()
+    pip = next(c for c in calls if c.startswith("python -m pip install"))
+    src = pip.split()[-1].removesuffix("[mqtt]")
+    assert not src.startswith(str(co)) and not Path(src).exists()  # a copy, removed afterwards
+    assert {"pyproject.toml", "edge", "model_export"} <= set(calls[calls.index(pip) + 1:])
