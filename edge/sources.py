@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 SAMPLE_CLIP = Path(__file__).resolve().parent / "samples" / "sample.mp4"
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pbm", ".tif", ".tiff", ".webp"})
-_DEV_RE = re.compile(r"^/dev/video\d+$")
+_DEV_RE = re.compile(r"/dev/video[0-9]+")  # fullmatch: "$" would also take a trailing newline
+_INDEX_RE = re.compile(r"[0-9]+")
 V4L_SYSFS = Path("/sys/class/video4linux")  # where `auto` looks up the device node of a USB camera
 BUSY_HINT = ("the camera is probably busy (Device or resource busy): another program holds it, such as "
              "rpicam-hello/rpicam-vid/rpicam-still, libcamera-*, or a second emotion-edge; stop it and try again")
@@ -226,6 +227,15 @@ def usb_video_device(sysfs: Path | None = None) -> str | None:
 
 
 # ------------------------------------------------------------------ OpenCV
+MAX_CAMERA_INDEX = 1023  # OpenCV takes an int32 index (4294967296 raised cv2.error); no Pi has this many cameras
+
+
+def _cv_reason(e: BaseException) -> str:
+    """cv2.error's text is several lines (overloads tried, C++ locations): its first line is enough."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
 class _CvCapture(FrameSource):
     def __init__(self) -> None:
         self._cap: cv2.VideoCapture | None = None
@@ -246,7 +256,10 @@ class OpenCvDeviceSource(_CvCapture):
         self.name = f"device {device}"
         if isinstance(device, str) and not os.path.exists(device):
             raise CameraNotFound(f"no camera found: {device} does not exist")
-        cap = cv2.VideoCapture(device)
+        try:
+            cap = cv2.VideoCapture(device)
+        except cv2.error as e:  # an index OpenCV cannot take: the service must not restart on a traceback
+            raise CameraNotFound(f"no camera found: OpenCV cannot open {device} ({_cv_reason(e)})") from None
         if not cap.isOpened():
             cap.release()
             raise CameraNotFound(f"no camera found: OpenCV cannot open {device}")
@@ -273,7 +286,10 @@ class VideoFileSource(_CvCapture):
         super().__init__()
         self.path = Path(path)
         self.name = str(self.path)
-        cap = cv2.VideoCapture(str(self.path))
+        try:
+            cap = cv2.VideoCapture(str(self.path))
+        except cv2.error as e:
+            raise SourceError(f"{self.path}: cannot open video ({_cv_reason(e)})") from None
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"{self.path}: cannot open video (unreadable or unsupported format)")
@@ -308,6 +324,9 @@ class VideoFileSource(_CvCapture):
         return frame
 
 
+LIST_SKIPPED = 5  # unreadable images named one line each; beyond, counted (100,000 empty files logged 100,000 lines)
+
+
 class ImageFolderSource(FrameSource):
     """Every image in a folder, in sorted name order, at `cfg.fps` clip time; unreadable files are skipped and counted."""
 
@@ -327,6 +346,7 @@ class ImageFolderSource(FrameSource):
         self.fps = float(cfg.fps)
         self._pacer = _Pacer(cfg.realtime, sleep)
         self._closed = False
+        self._summarized = False
 
     def read(self) -> Frame | None:
         while not self._closed and self._next < len(self._files):
@@ -338,13 +358,18 @@ class ImageFolderSource(FrameSource):
                 img, why = None, str(e)
             if img is None:
                 self.skipped += 1
-                log.warning("%s: unreadable image skipped (%s; %d so far)", path, why, self.skipped)
+                if self.skipped <= LIST_SKIPPED:
+                    log.warning("%s: unreadable image skipped (%s; %d so far%s)", path, why, self.skipped,
+                                "; further ones are counted, not listed" if self.skipped == LIST_SKIPPED else "")
                 continue
             t = self._index / self.fps
             self._pacer.wait(t)
             frame = Frame(img, t, self._index)
             self._index += 1
             return frame
+        if not self._summarized and self.skipped > LIST_SKIPPED:
+            self._summarized = True
+            log.warning("%s: %d unreadable images skipped in all", self.folder, self.skipped)
         return None
 
     def close(self) -> None:
@@ -389,9 +414,13 @@ def open_source(cfg: SourceConfig, *, camera_factory: Any = None, sample_fallbac
         if not SAMPLE_CLIP.is_file():
             raise SourceError(f"{SAMPLE_CLIP}: the bundled sample clip is missing; pass a video file or image folder with --source")
         return VideoFileSource(SAMPLE_CLIP, cfg)
-    if spec.isdigit():
-        return OpenCvDeviceSource(int(spec), cfg)
-    if _DEV_RE.match(spec):
+    if _INDEX_RE.fullmatch(spec):  # str.isdigit() also takes "²" and other digits int() refuses
+        index = int(spec) if len(spec) <= 6 else MAX_CAMERA_INDEX + 1  # int() refuses over 4300 digits
+        if index > MAX_CAMERA_INDEX:
+            raise CameraNotFound(f"no camera found: camera index {spec if len(spec) <= 20 else spec[:20] + '…'} "
+                                 f"is out of range (0..{MAX_CAMERA_INDEX}; /dev/videoN names a device)")
+        return OpenCvDeviceSource(index, cfg)
+    if _DEV_RE.fullmatch(spec):
         return OpenCvDeviceSource(spec, cfg)
     path = Path(spec).expanduser()
     if path.is_dir():

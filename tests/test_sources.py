@@ -1,6 +1,7 @@
 """Frame sources: real OpenCV on a real clip and image folder; picamera2 against the shipped stand-in camera."""
 from __future__ import annotations
 
+import logging
 import time
 
 import cv2
@@ -251,3 +252,39 @@ def test_busy_camera_names_the_cause_and_who_holds_it():
     msg = str(e.value)
     assert "did not complete" in msg and "cause: Failed to acquire camera: Device or resource busy" in msg
     assert "rpicam-" in msg and "\n" not in msg
+
+
+# ------------------------------------------------------------------ issue 29: hostile input, round 2
+@pytest.mark.parametrize("spec", ["4294967296", "2147483648", "1024", "9" * 5000])
+def test_a_camera_index_out_of_range_is_one_line(spec):
+    """4294967296 raised cv2.error (a traceback; the service restarted on it for ever)."""
+    with pytest.raises(CameraNotFound, match=r"camera index \d+.* is out of range \(0\.\.1023") as e:
+        open_source(SourceConfig(source=spec))
+    assert "\n" not in str(e.value) and len(str(e.value)) < 200
+
+
+def test_an_index_opencv_refuses_is_camera_not_found():
+    from edge.sources import OpenCvDeviceSource
+
+    with pytest.raises(CameraNotFound, match="OpenCV cannot open 4294967296") as e:
+        OpenCvDeviceSource(4294967296, SourceConfig())
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("spec", ["²", "١"])  # str.isdigit() is True, int() refuses or OpenCV cannot
+def test_other_digits_are_a_path_not_an_index(spec):
+    with pytest.raises(SourceError, match="no such file or folder"):
+        open_source(SourceConfig(source=spec))
+
+
+def test_a_folder_of_many_unreadable_files_logs_a_few_lines_and_a_count(tmp_path, caplog):
+    for i in range(3000):
+        (tmp_path / f"{i:05d}.png").write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="edge.sources"):
+        with ImageFolderSource(tmp_path, SourceConfig()) as src:
+            assert src.read() is None and src.skipped == 3000
+            assert src.read() is None
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 6, lines
+    assert "further ones are counted, not listed" in lines[4]
+    assert lines[-1] == f"{tmp_path}: 3000 unreadable images skipped in all"
