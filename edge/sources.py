@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from edge.config import SourceConfig
-from edge.errors import CameraNotFound, SourceError
+from edge.errors import CameraNotFound, ConfigError, SourceError
 from edge.frames import MAX_SIDE
 from edge.imagecheck import ImageRefused, load_checked
 from edge.types import Frame
@@ -227,6 +227,10 @@ def usb_video_device(sysfs: Path | None = None) -> str | None:
 
 
 # ------------------------------------------------------------------ OpenCV
+class SourceSpecError(CameraNotFound, ConfigError):
+    """`source` names a camera that can never exist: bad input (the service exits 2, not restarted for ever)."""
+
+
 MAX_CAMERA_INDEX = 1023  # OpenCV takes an int32 index (4294967296 raised cv2.error); no Pi has this many cameras
 
 
@@ -417,7 +421,7 @@ def open_source(cfg: SourceConfig, *, camera_factory: Any = None, sample_fallbac
     if _INDEX_RE.fullmatch(spec):  # str.isdigit() also takes "²" and other digits int() refuses
         index = int(spec) if len(spec) <= 6 else MAX_CAMERA_INDEX + 1  # int() refuses over 4300 digits
         if index > MAX_CAMERA_INDEX:
-            raise CameraNotFound(f"no camera found: camera index {spec if len(spec) <= 20 else spec[:20] + '…'} "
+            raise SourceSpecError(f"no camera found: camera index {spec if len(spec) <= 20 else spec[:20] + '…'} "
                                  f"is out of range (0..{MAX_CAMERA_INDEX}; /dev/videoN names a device)")
         return OpenCvDeviceSource(index, cfg)
     if _DEV_RE.fullmatch(spec):

@@ -257,8 +257,10 @@ def test_busy_camera_names_the_cause_and_who_holds_it():
 # ------------------------------------------------------------------ issue 29: hostile input, round 2
 @pytest.mark.parametrize("spec", ["4294967296", "2147483648", "1024", "9" * 5000])
 def test_a_camera_index_out_of_range_is_one_line(spec):
-    """4294967296 raised cv2.error (a traceback; the service restarted on it for ever)."""
-    with pytest.raises(CameraNotFound, match=r"camera index \d+.* is out of range \(0\.\.1023") as e:
+    """4294967296 raised cv2.error (a traceback; the service restarted on it for ever): now bad input (exit 2)."""
+    from edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"camera index \d+.* is out of range \(0\.\.1023") as e:
         open_source(SourceConfig(source=spec))
     assert "\n" not in str(e.value) and len(str(e.value)) < 200
 
