@@ -21,6 +21,7 @@ from typing import Mapping, Sequence, TextIO
 
 from edge.config import load_config
 from edge.history import read_timeline
+from edge.text import printable
 from edge.types import NO_MOOD
 
 BUCKETS_S = (60, 300, 600, 900, 1800, 3600, 7200, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400)
@@ -152,15 +153,15 @@ def render(buckets: Sequence[Bucket], size: int, colors: Mapping[str, str], colo
         top = ""
         if emo and face > 0:
             m = max(emo, key=lambda k: (emo[k], -moods.index(k)))
-            top = f"{m} {emo[m] / face:.0%}"
+            top = f"{printable(m)} {emo[m] / face:.0%}"  # moods come from the database: anything may be there
         lines.append(f"{_label(b.start, size, multi_day):<{lab_w}}  |{''.join(bar)}|  {faces}  {top}".rstrip())
     key = []
     for m in moods:
         if color:
             r, g, bl = _rgb(colors.get(m, "#ffffff"))
-            key.append(f"\x1b[48;2;{r};{g};{bl}m  {RESET} {m}")
+            key.append(f"\x1b[48;2;{r};{g};{bl}m  {RESET} {printable(m)}")
         else:
-            key.append(f"{marks[m]} {m}")
+            key.append(f"{marks[m]} {printable(m)}")
     key.append((f"\x1b[38;2;{NONE_RGB[0]};{NONE_RGB[1]};{NONE_RGB[2]}m{NONE_CHAR}{RESET}" if color else NONE_CHAR)
                + " no face")
     key.append("blank: not running")
@@ -179,11 +180,11 @@ def chart(db: Path, since: float | None, now: float, colors: Mapping[str, str], 
           width: int = BAR_WIDTH) -> str:
     start = now - DEFAULT_SPAN if since is None else since
     if start >= now:
-        return f"{db}: nothing to chart after {datetime.fromtimestamp(start, timezone.utc):%Y-%m-%dT%H:%MZ}\n"
+        return f"{printable(db)}: nothing to chart after {datetime.fromtimestamp(start, timezone.utc):%Y-%m-%dT%H:%MZ}\n"
     rows, cap = load_rows(db, start)
     size = bucket_size(now - start)
     buckets = make_buckets(rows, start, now, size, cap)
-    title = (f"{db}: {datetime.fromtimestamp(start, timezone.utc):%Y-%m-%d %H:%M} .. "
+    title = (f"{printable(db)}: {datetime.fromtimestamp(start, timezone.utc):%Y-%m-%d %H:%M} .. "
              f"{datetime.fromtimestamp(now, timezone.utc):%Y-%m-%d %H:%M} UTC")
     return render(buckets, size, colors, color, width, title)
 

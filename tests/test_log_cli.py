@@ -126,3 +126,35 @@ def test_main_with_own_parser(db, capsys):
     log_cmd.add_parser(parser.add_subparsers(dest="command"))
     assert log_cmd.main(parser.parse_args(["log", "--db", str(db), "-n", "1"])) == 0
     assert "summary  none" in capsys.readouterr().out
+
+
+# -- issue 29 H: text from the database never reaches the terminal raw --------------------------
+
+@pytest.fixture
+def hostile_db(tmp_path):
+    """Our log, plus rows another writer put there with escape sequences and a newline in the mood."""
+    import sqlite3
+
+    path = tmp_path / "ev.db"
+    EventLog(path, LogConfig()).close()
+    now = time.time()
+    c = sqlite3.connect(path)
+    for i, mood in enumerate(("\x1b[2J\x1b[31mhappy\nfake", "sad\x07", "happy")):
+        c.execute("INSERT INTO events (time, kind, mood, confidence, faces) VALUES (?, 'change', ?, 0.9, 1)",
+                  (now - 600 + i * 100, mood))
+    c.commit()
+    c.close()
+    return path
+
+
+@pytest.mark.parametrize("args", [["--chart"], ["--summary", "--csv"], ["--csv"], ["--summary"], []])
+def test_moods_from_the_database_are_printable(hostile_db, capsys, args):
+    rc, out, err = cli(capsys, "log", "--db", str(hostile_db), "--since", "1h", *args)
+    assert rc == 0, err
+    assert "\x1b" not in out and "\x07" not in out and "\nfake" not in out
+    assert "\\x1b[2J\\x1b[31mhappy\\x0afake" in out  # printable() spells every control as \\xNN
+
+
+def test_an_empty_since_is_an_error_not_everything(db, capsys):
+    rc, out, err = cli(capsys, "log", "--db", str(db), "--since", "")
+    assert rc == 2 and out == "" and "--since ''" in err and err.count("\n") == 1

@@ -70,7 +70,7 @@ def resolve_db(args: argparse.Namespace) -> Path:
 
 def main(args: argparse.Namespace) -> int:
     db = resolve_db(args)
-    since = parse_since(args.since) if getattr(args, "since", None) else None
+    since = parse_since(args.since) if getattr(args, "since", None) is not None else None  # "" is an error, not "all"
     last = getattr(args, "last", None)
     if last is not None and not 0 <= last <= MAX_LAST:
         raise ConfigError(f"--last {last}: must be 0 (all) to {MAX_LAST}")
@@ -118,7 +118,7 @@ def write_csv(rows: list[LogRow], out: TextIO) -> None:
         probs = [f"{r.probs[k]:.4f}" if r.probs and k in r.probs else "" for k in labels]
         detail = json.dumps(r.faces_detail, separators=(",", ":")) if r.faces_detail else ""
         va = [f"{v:.4f}" if v is not None else "" for v in (r.valence, r.arousal)]
-        w.writerow([iso_utc(r.time), r.kind, r.mood, f"{r.confidence:.4f}", f"{r.faces:g}", *box, *probs, detail, *va])
+        w.writerow([iso_utc(r.time), printable(r.kind), printable(r.mood), f"{r.confidence:.4f}", f"{r.faces:g}", *box, *probs, detail, *va])
 
 
 def write_text(rows: list[LogRow], out: TextIO) -> None:
@@ -155,4 +155,4 @@ def write_summary_csv(s: Summary, out: TextIO) -> None:
     w = csv.writer(out, lineterminator="\n")
     w.writerow(["mood", "changes", "seconds", "share"])
     for mood, t in s.moods.items():
-        w.writerow([mood, t.changes, f"{t.seconds:.1f}", f"{t.share:.4f}"])
+        w.writerow([printable(mood), t.changes, f"{t.seconds:.1f}", f"{t.share:.4f}"])  # text from the database
