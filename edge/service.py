@@ -25,6 +25,7 @@ from edge.config import Config
 from edge.errors import ConfigError, DetectorError, EdgeError, ModelError
 from edge.logsetup import setup_logging
 from edge.notify import Notifier
+from edge import notices
 from edge.affect import affect_of
 from edge.statusfile import status_path, write_status
 
@@ -144,6 +145,9 @@ class Service:
             d["led"] = self.cfg.led.backend
         if self.pipeline is not None:
             d.update(self.pipeline.status())
+        notes = notices.current()  # a damaged log moved aside, a damaged deployed model, rows dropped
+        if notes:
+            d["notices"] = notes
         if stats is not None:
             snap = stats.snapshot()
             d["fps"] = snap["fps"]

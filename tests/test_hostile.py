@@ -298,6 +298,36 @@ CASES = [
          "\\x1b[2Jhappy", stream="stdout", outputs=("ours.db-*",), forbid=("\x1b", "\nfake")),
 ]
 
+# Round 2 (issue 29): inputs found since, in the same table.
+CASES += [
+    # C: an integer too large for a float; one past Python's 4300-digit limit
+    Case("config-int-400-digits", ["--config", "{s}/c.toml", "config", "--check"],
+         write("c.toml", "[mood]\nhalf_life = 1" + "0" * 400 + "\n"), words="mood.half_life: number too large"),
+    Case("config-int-5000-digits", ["--config", "{s}/c.toml", "config", "--check"],
+         write("c.toml", "[mood]\nhalf_life = 1" + "0" * 5000 + "\n"), words="number too large"),
+    # S: a NUL in a path from the config ("embedded null byte" traceback)
+    Case("config-db-nul", ["--config", "{s}/c.toml", "run", "--source", str(CLIP), "--led", "none"],
+         write("c.toml", '[log]\ndb = "{s}/a\\u0000b.db"\n'), words="log.db: must not contain a NUL"),
+    # minor: one pin on two colours; a UTF-8 BOM from a Windows editor (accepted)
+    Case("config-pin-twice", ["--config", "{s}/c.toml", "config", "--check"],
+         write("c.toml", "[led]\nred_pin = 17\ngreen_pin = 17\n"), words="both are BCM pin 17"),
+    Case("config-bom", ["--config", "{s}/c.toml", "config", "--check"],
+         write("c.toml", "\ufeff[mood]\nhalf_life = 1.5\n".encode()), code=0, words="config OK", stream="stdout"),
+    # S: a camera index OpenCV cannot take (cv2.error traceback)
+    *[Case(f"run-source-index-{n}", ["run", "--source", n, "--led", "none", "--db", "{s}/log.db"], code=2,
+           words="is out of range", outputs=LOG_OUT) for n in ("4294967296", "9" * 5000)],
+    # minor: a folder of many empty files: five lines and a count, not a line each
+    Case("run-dir-many-empty", ["run", "--source", "{s}/in", "--led", "none", "--db", "{s}/log.db"],
+         steps(*[write(f"in/{i:04d}.png", b"") for i in range(400)]), 2, "no usable frames", outputs=LOG_OUT,
+         err_lines=7),
+    # minor: --since "" was silently "everything"
+    Case("log-since-empty", ["log", "--db", "{s}/none.db", "--since", ""], words="--since ''"),
+    # H: moods from the database in the chart and the summary CSV
+    *[Case(f"log-row-escapes-{name}", ["log", "--db", "{s}/ours.db", *extra], our_log_with(mood="\x1b[2Jhappy\nfake"),
+           0, "\\x1b[2Jhappy", stream="stdout", outputs=("ours.db-*",), forbid=("\x1b", "\nfake"))
+      for name, extra in (("chart", ["--chart"]), ("summary-csv", ["--summary", "--csv"]), ("csv", ["--csv"]))],
+]
+
 
 def snapshot(root: Path) -> dict[str, tuple]:
     """Every entry under root: type, size, mtime and content hash (FIFOs and links by kind/target)."""
@@ -668,3 +698,76 @@ def test_train_init_from_another_architecture_is_refused(tmp_path):
     (tmp_path / "junk.keras").write_bytes(np.zeros(100, np.uint8).tobytes())
     with pytest.raises(ModelError, match="not a readable Keras model"):
         _init_model(tmp_path / "junk.keras", 48, 7)
+
+
+# ---------------------------------------------------------------------------------------------
+# round 2 (issue 29): the running service
+def _service(args: list[str], tmp_path: Path, notify, **env: str) -> subprocess.Popen:
+    """The service as systemd starts it: its own state folder (STATE_DIRECTORY), no --db."""
+    e = {**child_env(tmp_path), "NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "200000", **env}
+    return subprocess.Popen([sys.executable, "-m", "edge.service", *args], env=e, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sighup_with_an_integer_too_large_for_a_float_keeps_the_old_config(tmp_path):
+    """C: `half_life = 1` and 400 zeros killed the service on SIGHUP (OverflowError); README promises the old config kept."""
+    from .notify_socket import Collector
+    from .test_service import LONG_CLIP, finish
+
+    cfg = tmp_path / "config.toml"
+    good = f'[classify]\nmodel = "{MODELS / "tiny_int8.tflite"}"\n[led]\nbackend = "none"\n'
+    cfg.write_text(good)
+    notify = Collector(tmp_path / "notify.sock")
+    p = _service(["--config", str(cfg), "--source", str(LONG_CLIP), "--realtime", "--db", str(tmp_path / "log.db")],
+                 tmp_path, notify)
+    try:
+        notify.wait_for("READY=1")
+        cfg.write_text(good + "[mood]\nhalf_life = 1" + "0" * 400 + "\n")
+        t = time.monotonic()
+        p.send_signal(signal.SIGHUP)
+        notify.wait_for("READY=1", after=t)
+        notify.wait_for("WATCHDOG=1", count=2, after=t)
+        st = json.loads((tmp_path / "status.json").read_text())
+        msg = st["last_error"]["message"]
+        assert "reload failed" in msg and "mood.half_life: number too large" in msg and "\n" not in msg
+        assert p.poll() is None
+        p.send_signal(signal.SIGTERM)
+        rc, err = finish(p, timeout=10)
+    finally:
+        p.kill()
+        notify.close()
+    assert rc == 0 and "Traceback" not in err, err
+
+
+def test_the_service_moves_its_own_damaged_log_aside_and_status_says_so(tmp_path):
+    """A: a zeroed first page of the service's own log was exit 2 for ever (RestartPreventExitStatus=2)."""
+    from edge.config import LogConfig
+    from edge.eventlog import EventLog
+
+    from .notify_socket import Collector
+    from .test_service import finish
+
+    state = tmp_path / "state-dir"
+    state.mkdir()
+    db = state / "emotion-edge.db"
+    EventLog(db, LogConfig()).close()
+    with open(db, "r+b") as f:
+        f.write(b"\0" * 100)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[classify]\nmodel = "{MODELS / "tiny_int8.tflite"}"\n[led]\nbackend = "none"\n')
+    notify = Collector(tmp_path / "notify.sock")
+    p = _service(["--config", str(cfg), "--source", str(CLIP), "--max-frames", "20"], tmp_path, notify,
+                 STATE_DIRECTORY=str(state))
+    try:
+        rc, err = finish(p, timeout=60)
+    finally:
+        p.kill()
+        notify.close()
+    assert rc == 0 and "Traceback" not in err, err
+    moved = [ln for ln in err.splitlines() if "moved it aside" in ln]
+    assert len(moved) == 1 and "header is damaged" in moved[0]
+    assert len(list(state.glob("emotion-edge.db.corrupt-*"))) == 1
+    r = run_child(["status", "--status-file", str(state / "status.json"), "--unit", "emotion-edge-hostile-test"],
+                  tmp_path, child_env(tmp_path))
+    notes = [ln for ln in r.out.splitlines() if ln.startswith("notice:")]
+    assert len(notes) == 1 and "moved aside to emotion-edge.db.corrupt-" in notes[0], r.out
