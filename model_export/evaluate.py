@@ -19,7 +19,9 @@ import numpy as np
 from edge.argtypes import int_in, label_list
 from edge.contract import FER_LABELS
 from edge.errors import ConfigError, DataError
+from edge.text import printable
 from model_export.data import LABEL_SOURCES, SPLITS, fer_index, load_dataset
+from model_export.progress import Clock, replaces
 from model_export.quiet import quiet_stderr
 
 LOG_EPS = 1e-7
@@ -352,8 +354,11 @@ def evaluate(model: str | Path, data: str | Path, split: str = "PrivateTest", *,
     """Evaluate MODEL (and optionally COMPARE) on SPLIT of DATA."""
     from model_export.predictors import open_predictor, run_folder_model
 
-    model = run_folder_model(model, log)
+    say = Clock(log)  # each step with the elapsed time, like export: a 70 s evaluation is not silent
+    model = run_folder_model(model, say)
+    say(f"loading the {split} faces of {data}")
     images, y_fer, source = load_split(data, split, labels_from, limit)
+    say(f"loading {model}")
     with quiet_stderr():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
         pred = open_predictor(model, input_range, labels)
     y, keep = map_labels(y_fer, pred.labels)
@@ -361,6 +366,7 @@ def evaluate(model: str | Path, data: str | Path, split: str = "PrivateTest", *,
     note = dropped_note(y_fer, keep)
     if note:
         log(note)
+    say(f"predicting {int(keep.sum())} {split} faces with {Path(model).name} ({pred.kind})")
     probs = pred.predict(images[keep])
     result = Evaluation(model=str(model), kind=pred.kind, data=source, split=split, dropped=int((~keep).sum()),
                         dropped_note=note, metrics=metrics(y[keep], probs, pred.labels),
@@ -370,9 +376,11 @@ def evaluate(model: str | Path, data: str | Path, split: str = "PrivateTest", *,
     other = None
     if compare:
         other = _open_compare(compare, compare_range, model, input_range, labels, pred, log)
+        say(f"predicting the same faces with {Path(compare).name} ({other.kind})")
         result.compare = _comparison(other, str(compare), y[keep], images[keep], probs, result.metrics)
     if with_latency:
         sample = images[:latency_n]
+        say(f"timing {len(sample)} faces one at a time")
         result.latency = {f"{p.kind}:{Path(p.name).name}": latency(p, sample) for p in (pred, other) if p is not None}
     if write_report:
         _write_report(result, pred.labels, source, report_dir)
@@ -408,14 +416,23 @@ def run(args: argparse.Namespace) -> int:
                       compare=args.compare, compare_range=parse_range(args.compare_input_range),
                       with_latency=args.latency, latency_n=args.latency_n, labels_from=args.labels_from,
                       limit=args.limit, report_dir=args.report_dir, write_report=not args.no_report,
-                      log=lambda m: print(m, file=sys.stderr, flush=True))
+                      log=lambda m: print(printable(m), file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(result.as_json()))
     else:
-        print("\n".join(summary_lines(result)))
+        print("\n".join(printable(line) for line in summary_lines(result)))
         if result.report:
-            print(f"report: {result.report}", file=sys.stderr)
+            print(f"report: {printable(result.report)}", file=sys.stderr)
+    print(printable(next_command(result.model, args.data)), file=sys.stderr, flush=True)
     return 0
+
+
+def next_command(model: str, data: str) -> str:
+    """What to do with the evaluated model: export a Keras one, deploy (a dry run first) a .tflite."""
+    if Path(model).suffix.lower() == ".tflite":
+        return f"next: emotion-export deploy {model} pi@HOST --dry-run   (then without --dry-run to copy it to the Pi)"
+    out = "models/emotion.tflite"
+    return f"next: emotion-export export {model} --calibration-data {data} --out {out}{replaces(out)}"
 
 
 def _one_thread() -> None:

@@ -13,7 +13,6 @@ import os
 import re
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from edge.errors import ConfigError, DataError, ModelError
 from model_export import __version__
 from model_export.calibration import MIN_CALIBRATION, calibration_images, prepare_float, representative
 from model_export.data import LABEL_SOURCES, SPLITS, fer_index, load_dataset
+from model_export.progress import Clock
 from model_export.quiet import quiet_stderr
 
 # the converter's own print-out of a failure: its exception holds the same text, told in one line
@@ -120,16 +120,6 @@ def check_int8(path: Path, where: str | Path | None = None) -> dict[str, Any]:
                 raise ModelError(f"{where}: op {name} uses a {dt.name} tensor {tensors[idx]['name']!r}; not a "
                                  f"full-integer model (an op with no int8 kernel was left in float)")
     return {"ops": names, "input": inp[0], "output": out[0]}
-
-
-class _Clock:
-    """'[  12.3s] converting ...': every step says what it does and how long the export has run."""
-
-    def __init__(self, log) -> None:
-        self.log, self.t0 = log, time.monotonic()
-
-    def __call__(self, msg: str) -> None:
-        self.log(f"[{time.monotonic() - self.t0:6.1f}s] {msg}")
 
 
 def _check_labels(labels: tuple[str, ...], say=None) -> tuple[str, ...]:
@@ -359,7 +349,7 @@ def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[
     the evaluation all succeeded: a failed export leaves no model that run/check/deploy would take.
     Without input_range/labels they come from the training run folder beside MODEL (its state.json).
     """
-    say = _Clock(log)
+    say = Clock(log)
     from model_export.predictors import run_folder_model
 
     model_path, out = run_folder_model(model_path, say), Path(out)
@@ -398,7 +388,7 @@ def write_metadata_only(tflite: str | Path, *, input_range: tuple[float, float] 
                         crop_margin: float = 0.0, labels_from: str = "fer2013", log=print) -> ExportResult:
     """`export --json-only`: the contract NAME.json for an int8 .tflite made elsewhere (checked, and
     evaluated when data is given), so the edge can run it."""
-    say = _Clock(log)
+    say = Clock(log)
     tflite = Path(tflite)
     if tflite.suffix != ".tflite" or not tflite.is_file():
         raise ModelError(f"{tflite}: --json-only needs an existing NAME.tflite")

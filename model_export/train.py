@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-resume", action="store_true", help="start fresh even if the run folder has a checkpoint")
     p.add_argument("--init-from", type=Path, help="start a new run from this checkpoint's weights (a warm restart "
                    "with a fresh schedule); ignored when the run folder already has its own checkpoint")
-    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras progress bar style")
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2),
+                   help="Keras progress bar style (default: 1 on a terminal, 0 when the output goes to a file or pipe, "
+                        "whose log would fill with bar redraws; each epoch's own line is printed either way)")
     p.add_argument("--tensorboard", type=Path, metavar="DIR", help="also write TensorBoard logs to DIR")
 
 
@@ -161,11 +165,20 @@ def _plot(log_csv: Path, png: Path) -> None:
     for k in ("accuracy", "val_accuracy"):
         if k in col:
             b.plot(col["epoch"], col[k], marker=".", label=k)
-    a.set_xlabel("epoch (first = 1)"), b.set_xlabel("epoch (first = 1)"), a.legend(), b.legend()
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (a, b):
+        ax.set_xlabel("epoch (first = 1)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.5 tick
+        ax.legend()
     b.set_title("accuracy (val = PublicTest)")
     fig.tight_layout()
     fig.savefig(png, dpi=80)
+    _last_figure[:] = [fig]
     plt.close(fig)
+
+
+_last_figure: list = []  # the figure _plot last drew (closed), for tests of its axes
 
 
 def _append_log(log_csv: Path, epoch: int, logs: dict) -> None:
@@ -221,13 +234,15 @@ def _next_command(args: argparse.Namespace, best: Path, n_training: int) -> str:
     """The export to run next; with fewer Training faces than int8 calibration needs, it names another face
     set instead of a command that would fail after loading the model."""
     from model_export.calibration import MIN_CALIBRATION
+    from model_export.progress import replaces
 
     if n_training < MIN_CALIBRATION:
         return (f"next: emotion-export export {best} --calibration-data OTHER_FACES --out models/emotion.tflite"
                 f"   ({args.data} has {n_training} Training faces and int8 calibration needs at least {MIN_CALIBRATION}: "
-                f"calibrate on another face set, e.g. FER2013's fer2013.npz; only the int8 value ranges come from it)")
+                f"calibrate on another face set, e.g. FER2013's fer2013.npz; only the int8 value ranges come from it"
+                f"{replaces('models/emotion.tflite')})")
     return (f"next: emotion-export export {best} --calibration-data {args.data} --out models/emotion.tflite"
-            "   (input range and labels are read from the run folder)")
+            f"   (input range and labels are read from the run folder{replaces('models/emotion.tflite')})")
 
 
 def _init_model(path: Path, input_size: int, n_cls: int):
@@ -279,13 +294,54 @@ def train(args: argparse.Namespace) -> Path:
         raise ConfigError(f"--out {out}: has {STATE} but no last.keras to resume from (a finished run that kept only "
                           f"best.keras, or one stopped before its first epoch ended); continue from its weights in a new "
                           f"folder: {_restart_hint(args, out)}, or start this one over with --no-resume")
+    if getattr(args, "verbose", None) is None:
+        args.verbose = keras_verbosity(sys.stdout)
     created = not out.exists()
     try:
         return _train(args, out)
+    except KeyboardInterrupt:
+        print(_interrupted(args, out, created), flush=True)
+        if created and out.is_dir() and not (out / "last.keras").exists():
+            _remove_unfinished_run(out)
+        raise
     except BaseException:
         if created and out.is_dir() and not (out / "last.keras").exists():
             _remove_unfinished_run(out)
         raise
+
+
+def keras_verbosity(stream) -> int:
+    """Keras' progress bar on a terminal; none into a file or pipe (its redraws would fill the log)."""
+    try:
+        return 1 if stream.isatty() else 0
+    except (AttributeError, ValueError):
+        return 0
+
+
+def _interrupted(args: argparse.Namespace, out: Path, created: bool) -> str:
+    """What a Ctrl-C kept and how to go on: the same command resumes after the last finished epoch."""
+    try:
+        done = int(json.loads((out / STATE).read_text()).get("epoch", 0)) if (out / "last.keras").exists() else 0
+    except (OSError, ValueError, AttributeError):
+        done = 0
+    again = train_command(args)
+    if done:
+        return f"interrupted: {out} keeps epoch {done} (last.keras, best.keras); resume with the same command: {again}"
+    return (f"interrupted before the first epoch ended: nothing kept{' (run folder removed)' if created else ''}; "
+            f"start again with: {again}")
+
+
+def train_command(args: argparse.Namespace) -> str:
+    """The `emotion-export train` command with this run's options (those not at their default), to repeat it."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    parts = ["emotion-export", "train"]
+    for a in parser._actions:  # noqa: SLF001 - argparse has no public list of a parser's actions
+        value = getattr(args, a.dest, None)
+        if not a.option_strings or a.dest == "verbose" or value is None or value is False or value == a.default:
+            continue
+        parts += [a.option_strings[0]] if value is True else [a.option_strings[0], str(value)]
+    return shlex.join(parts)
 
 
 RESUME_FREE = frozenset({"out", "epochs", "no_resume", "init_from", "verbose", "tensorboard", "patience", "command", "module", "func"})
@@ -658,6 +714,8 @@ def _end_of_epoch(model, run: _Epochs, epoch: int, logs: dict) -> bool:
         recalibrate_bn(model, run.bn_x)
     val = model.evaluate(run.x_va, run.oh_va, batch_size=256, verbose=0, return_dict=True)
     logs["val_loss"], logs["val_accuracy"] = float(val["loss"]), float(val["accuracy"])
+    if "learning_rate" not in logs:  # Keras 3 leaves it out with a schedule: log.csv's column was empty
+        logs["learning_rate"] = _current_lr(model)
     acc = float(logs["val_accuracy"])
     _save_checkpoints(model, run, epoch, acc)
     _append_log(run.out / "log.csv", epoch + 1, logs)
@@ -673,6 +731,13 @@ def _end_of_epoch(model, run: _Epochs, epoch: int, logs: dict) -> bool:
         print(f"early stop: no better PublicTest accuracy for {run.args.patience} epochs", flush=True)
         return True
     return False
+
+
+def _current_lr(model) -> float:
+    """The learning rate the schedule gives at the optimizer's current step."""
+    import keras
+
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
 def _callbacks(run: _Epochs) -> list:

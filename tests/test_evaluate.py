@@ -125,11 +125,17 @@ def test_evaluate_errors_are_one_line_exit_2(tmp_path):
     keras_file.write_bytes(b"")
     r = cli("--model", str(keras_file), "--data", str(FOLDER), "--json")
     assert r.returncode == 2 and r.stdout == ""
-    assert r.stderr.strip().startswith("emotion-export: error:") and "--input-range" in r.stderr
+    assert _one_error_line(r.stderr) and "--input-range" in r.stderr
     r = cli("--model", str(INT8), "--data", str(tmp_path / "nope.csv"))
-    assert r.returncode == 2 and "nope.csv: no such file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 2 and "nope.csv: no such file" in r.stderr and _one_error_line(r.stderr)
     r = cli("--model", str(INT8), "--data", str(FOLDER), "--input-range", "0,2")
     assert r.returncode == 2 and "--input-range '0,2': must be one of" in r.stderr
+
+
+def _one_error_line(stderr: str) -> bool:
+    """The error is the last line and one line; before it only the timed progress lines ('[  0.1s] ...')."""
+    lines = stderr.strip().splitlines()
+    return lines[-1].startswith("emotion-export: error: ") and all(line.lstrip().startswith("[") for line in lines[:-1])
 
 
 def _relabelled(tmp_path: Path, labels: list[str]) -> Path:
@@ -164,7 +170,7 @@ def test_no_matching_label_says_why(tmp_path):
     model = _relabelled(tmp_path, list("abcdefg"))
     r = subprocess.run([sys.executable, "-m", "model_export.cli", "evaluate", "--model", str(model), "--data",
                         str(FOLDER), "--no-report"], capture_output=True, text=True, cwd=ROOT, timeout=60)
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 2 and _one_error_line(r.stderr)
     assert "none of the model's labels (a,b,c,d,e,f,g) names a class of folder" in r.stderr
     assert "pass --labels" in r.stderr
 
@@ -266,3 +272,24 @@ def test_error_lines_escape_what_a_path_or_file_can_smuggle_into_the_terminal(tm
     assert main(["evaluate", "--model", str(INT8), "--data", str(evil)]) == 2
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\\x1b[2J\\x1b[32mdone\\x1b[0m.csv: no such file" in err
+
+
+def test_evaluate_tells_its_steps_and_what_to_do_next(tmp_path, capsys, monkeypatch):
+    """Issue 30 item 11: evaluate was silent for 70 s and ended without a next step."""
+    import re
+
+    assert main(["evaluate", "--model", str(INT8), "--data", str(FOLDER), "--no-report"]) == 0
+    err = capsys.readouterr().err
+    steps = re.findall(r"^\[ *\d+\.\ds\] (.*)$", err, re.M)
+    assert steps == [f"loading the PrivateTest faces of {FOLDER}", f"loading {INT8}",
+                     "predicting 7 PrivateTest faces with tiny_int8.tflite (tflite)"]
+    assert err.strip().splitlines()[-1] == f"next: emotion-export deploy {INT8} pi@HOST --dry-run   (then without --dry-run to copy it to the Pi)"
+    from model_export.evaluate import next_command
+
+    monkeypatch.chdir(tmp_path)
+    assert next_command("run/best.keras", "faces/") == \
+        "next: emotion-export export run/best.keras --calibration-data faces/ --out models/emotion.tflite"
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "emotion.tflite").write_bytes(b"an earlier model")
+    assert next_command("run/best.keras", "faces/").endswith(
+        "; models/emotion.tflite exists and this replaces it: choose another --out to keep it")

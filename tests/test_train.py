@@ -69,6 +69,9 @@ def test_tiny_run_interrupted_resumes_refuses_a_longer_schedule_and_restarts_war
     assert "classes (7, in this order = the model's outputs and labels): angry " in out
     assert "parameters" in out and "batch size 64" in out
     assert "epoch 1/2:" in out and "ETA" in out
+    # issue 30 item 11: Ctrl-C says what was kept and the command that resumes
+    assert f"interrupted: {run} keeps epoch 1 (last.keras, best.keras); resume with the same command: " \
+           f"emotion-export train --data {data} --out {run} --epochs 2 --batch-size 64 --width 0.5 --limit 300" in out
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 1 and state["labels"] == list(FER_LABELS) and state["input_range"] == [0.0, 1.0]
     first = keras.models.load_model(run / "last.keras")
@@ -82,6 +85,9 @@ def test_tiny_run_interrupted_resumes_refuses_a_longer_schedule_and_restarts_war
     assert state["epoch"] == 2
     # issue 12 (3): one row per epoch counted from 1 like the console, and each plot includes its own epoch
     assert _epochs(run / "log.csv") == [1, 2]
+    with open(run / "log.csv") as f:  # issue 30 item 11: the learning-rate column was empty
+        lrs = [float(r["learning_rate"]) for r in csv.DictReader(f)]
+    assert all(0 < lr <= 3e-3 for lr in lrs) and lrs[0] != lrs[1]  # warm-up: the schedule moves
     assert plotted == [[1], [1, 2]]
     assert (run / "curves.png").is_file()
     resumed = keras.models.load_model(run / "last.keras")

@@ -48,3 +48,69 @@ def test_resuming_with_other_options_is_refused_naming_each_one(tmp_path, capsys
     # a run made before an option existed is not refused for it
     del recorded["erase"]
     assert changed_options(_args(base + ["--limit", "300", "--erase", "0.5"]), recorded) == []
+
+
+def test_keras_progress_bars_only_on_a_terminal_and_the_resume_command():
+    """Issue 30 item 11: Keras' bar redraws filled logs written to a file; Ctrl-C did not say how to go on."""
+    import io
+    import os
+
+    from model_export.train import keras_verbosity, train_command
+
+    assert keras_verbosity(io.StringIO()) == 0
+    with open(os.devnull, "w") as f:
+        assert keras_verbosity(f) == 0
+    r, w = os.openpty()
+    try:
+        with open(w, "w", closefd=False) as tty:
+            assert keras_verbosity(tty) == 1
+    finally:
+        os.close(r), os.close(w)
+    assert _args(["train", "--data", "d.npz", "--out", "r"]).verbose is None  # decided when train starts
+    args = _args(["train", "--data", "my faces", "--out", "r", "--limit", "300", "--width", "0.5", "--no-resume"])
+    args.verbose = 0
+    assert train_command(args) == "emotion-export train --data 'my faces' --out r --width 0.5 --limit 300 --no-resume"
+
+
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path):
+    from model_export.train import _interrupted
+
+    args = _args(["train", "--data", "d.npz", "--out", str(tmp_path / "run"), "--epochs", "5"])
+    run = _stopped_run(tmp_path, ["train", "--data", "d.npz", "--out", str(tmp_path / "run"), "--epochs", "5"])
+    said = _interrupted(args, run, created=False)
+    assert said == (f"interrupted: {run} keeps epoch 1 (last.keras, best.keras); resume with the same command: "
+                    f"emotion-export train --data d.npz --out {run} --epochs 5")
+    (run / "last.keras").unlink()
+    assert _interrupted(args, run, created=True).startswith(
+        "interrupted before the first epoch ended: nothing kept (run folder removed); start again with: emotion-export train")
+
+
+def test_curves_have_whole_epoch_ticks(tmp_path):
+    """Issue 30 item 11: curves.png of a 3-epoch run had ticks at 1.25, 1.5, ..."""
+    pytest.importorskip("matplotlib")
+    from model_export import train
+
+    log = tmp_path / "log.csv"
+    log.write_text("epoch,loss,accuracy,val_loss,val_accuracy,learning_rate\n"
+                   "1,2.0,0.2,1.9,0.3,0.001\n2,1.8,0.3,1.7,0.35,0.002\n3,1.7,0.32,1.6,0.37,0.003\n")
+    train._plot(log, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    for ax in train._last_figure[0].axes:
+        lo, hi = ax.get_xlim()
+        shown = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert shown and all(float(t).is_integer() for t in shown), shown
+
+
+def test_next_export_line_says_when_it_would_replace_a_model(tmp_path, monkeypatch):
+    import argparse
+
+    from model_export.train import _next_command
+
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(data="faces/")
+    assert "replaces" not in _next_command(args, Path("run/best.keras"), 5000)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "emotion.tflite").write_bytes(b"an earlier model")
+    for n in (5000, 10):
+        assert "models/emotion.tflite exists and this replaces it: choose another --out to keep it" in \
+            _next_command(args, Path("run/best.keras"), n)
