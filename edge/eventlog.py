@@ -10,9 +10,11 @@ edge/logschema.py; reading (the CLI, the chart, the MQTT follower) is edge/histo
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import secrets
 import sqlite3
 import stat
 import time
@@ -96,6 +98,14 @@ def identify(path: Path) -> str | None:
 
 
 # -- the steps of opening the file, in order ------------------------------------------------------
+def _not_writable(path: Path) -> bool:
+    """The log or a side file of it exists and this user may not write it (always False for root)."""
+    for p in (str(path), str(path) + "-wal", str(path) + "-shm"):
+        if os.path.lexists(p) and not os.access(p, os.W_OK):
+            return True
+    return False
+
+
 def _create_for_owner(path: Path) -> None:
     """As root, create the log (and hand an existing root-owned one back) as the owner of its folder.
 
@@ -385,6 +395,8 @@ class EventLog:
             if self._refused:
                 raise OSError(f"{self._refused}; left untouched")
             _create_for_owner(self.path)
+            if self.owned and _not_writable(self.path):
+                self._take_over()
             self._conn = self._connect_or_move_aside()
             self._retention()
             return True
@@ -451,6 +463,37 @@ class EventLog:
         log.warning("event log %s: %s; moved it aside to %s and started a fresh log", self.path, reason, dest.name)
         notices.note("log_moved", f"event log {self.path}: {reason}; moved aside to {dest.name}, a fresh log started")
         return dest
+
+    def _take_over(self) -> None:
+        """Our own log that we may not write (root made it: `sudo emotion-edge run` before the service ever
+        logged), in our own folder: copy its rows into a file of ours and rename that over it; moved aside
+        if even that fails. Without this every row was dropped, start after start."""
+        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            src = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)  # read-only: the file is not ours to write
+            try:
+                dst = sqlite3.connect(tmp)
+                try:
+                    src.backup(dst)
+                finally:
+                    dst.close()
+            finally:
+                src.close()
+            for sfx in ("-wal", "-shm"):  # already in the copy; left beside it they would be replayed into it
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(str(self.path) + sfx)
+            os.replace(tmp, self.path)
+        except (sqlite3.Error, OSError) as e:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if _is_bug(e):
+                raise
+            self._move_aside(f"not writable by this user and cannot be copied ({type(e).__name__}: {e})")
+            return
+        log.warning("event log %s: was not writable by this user (made by root?); its rows now live in a file of ours",
+                    self.path)
+        notices.note("log_moved", f"event log {self.path}: was not writable by the service (made by root?); "
+                                  "its rows were copied into a file of the service's")
 
     def _drop_conn(self) -> None:
         if self._conn is not None:

@@ -172,3 +172,60 @@ def test_status_hears_when_rows_cannot_be_written(state, tmp_path):
             log.record(_mood(("happy", "sad")[i % 2]), 1, None, i * 0.1)
         note = notices.current()["log"]["message"]
     assert "cannot write" in note and "rows waiting" in note and "dropped" in note
+
+
+def _as_user(uid: int, fn) -> int:
+    """Run fn() in a forked child as `uid` (the service's user); its exit status (0: fn returned)."""
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 1
+        try:
+            os.setgid(uid)
+            os.setuid(uid)
+            fn()
+            code = 0
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+@pytest.fixture
+def open_state(monkeypatch):
+    """A state folder another user can reach (pytest's tmp_path lies under a folder only root may enter)."""
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="emotion-edge-state-"))
+    d.chmod(0o755)
+    monkeypatch.setenv("STATE_DIRECTORY", str(d))
+    notices.reset()
+    yield d
+    notices.reset()
+    shutil.rmtree(d)
+
+
+@needs_root
+def test_the_service_takes_over_a_log_root_made_and_keeps_its_rows(open_state):
+    """I: `sudo emotion-edge run` before the service ever logged left a root-owned log (an older version, or
+    the folder still root's then): the service dropped every row, start after start."""
+    state = open_state
+    db = default_db_path()
+    _log_with_rows(db)  # as root, while the state folder is root's: a root-owned log
+    n = len(read_rows(db))
+    assert db.stat().st_uid == 0
+    os.chown(state, 4321, 4321)
+
+    def service() -> None:
+        with EventLog(db, LogConfig()) as log:
+            log.record(_mood("surprise"), 1, None, 0.0)
+            assert log.flush() and not log.failing
+
+    assert _as_user(4321, service) == 0
+    assert db.stat().st_uid == 4321
+    rows = read_rows(db)
+    assert len(rows) == n + 2 and rows[-1].mood == "surprise"  # the old rows kept, the new ones written
+    assert not list(state.glob("*.corrupt-*")) and not list(state.glob(".*.tmp"))
