@@ -18,7 +18,6 @@ import cv2
 import numpy as np
 
 from edge import notices
-from edge.calibration import Calibration, CalibrationApplier, for_model
 from edge.contract import CROP_MARGIN_RANGE, check_input_quantization, check_tensors, read_model_info
 from edge.errors import FrameError, ModelError
 from edge.frames import as_gray
@@ -164,15 +163,6 @@ class EmotionClassifier:
         self._probs = np.empty(n_out, np.float32)
         self._probs2 = np.empty(n_out, np.float32)
         self._sum = np.empty(n_out, np.float32)
-        self.calibrator: CalibrationApplier | None = None  # per-person calibration (set_calibration)
-
-    def set_calibration(self, cal: Calibration | None, strength: float = 1.0, neutral_margin: float = 0.75) -> None:
-        """Apply a per-person calibration from now on (None: stop); it must be this model's."""
-        if cal is None:
-            self.calibrator = None
-            return
-        for_model(cal, self.info.sha256, self.labels, str(self.path))
-        self.calibrator = CalibrationApplier(cal, strength, neutral_margin)
 
     def classify(self, gray: np.ndarray, box: Box) -> Prediction:
         """Crop the box (grown by the model's crop margin; with multi_crop, several margins averaged),
@@ -215,11 +205,8 @@ class EmotionClassifier:
         return p
 
     def _finish(self, p: np.ndarray) -> Prediction:
-        cal = self.calibrator
-        if cal is None:
-            return Prediction(p.copy(), self.labels)
-        raw = p.copy()
-        return Prediction(cal.apply(p).copy(), self.labels, raw)
+        """The model's own answer (per-person calibration is the next stage: edge.calibration)."""
+        return Prediction(p.copy(), self.labels)
 
     def _invoke(self, pixels: np.ndarray, p: np.ndarray) -> np.ndarray:
         """One interpreter run on a prepared uint8 face; fills and returns `p` (sums to 1)."""

@@ -128,7 +128,6 @@ def run_loop(pipe: Pipeline, cfg: Config, control: Control, max_frames: int | No
                 stats.detections += 1
             else:
                 stats.frames_skipped += 1
-            pred: Prediction | None = None
             faces: list[tuple[Box, Prediction]] | None = None
             if boxes:
                 stats.faces_seen += 1
@@ -140,17 +139,14 @@ def run_loop(pipe: Pipeline, cfg: Config, control: Control, max_frames: int | No
                         faces.append((box, pipe.classifier.classify(frame.image, box)))
                         stats.classify_ms.add((clock() - t0) * 1e3)
                         stats.classifications += 1
-                    pred = faces[0][1]   # the largest face drives the mood
-                    if pipe.adapt is not None:
-                        pipe.adapt.feed(t, pred)
         except FrameError:
             stats.bad_frames += 1
             continue
-        mood = pipe.smoother.update(t, pred, bool(boxes))
-        led_state = pipe.calibrate.feed(t, len(boxes), faces) if pipe.calibrate is not None else None
+        faces, led_state = pipe.calibration.update(t, len(boxes), faces)
+        mood = pipe.smoother.update(t, faces[0][1] if faces else None, bool(boxes))  # the largest face drives the mood
         if led_state is None:
             pipe.led.show(mood, t)
-        else:  # a calibration is running or has just ended: the LED says so instead of the mood
+        else:  # a calibration is being taken or has just ended: the LED says so instead of the mood
             pipe.led.show_state(led_state, t)
         if pipe.log is not None:
             pipe.log.record(mood, len(boxes), _largest(boxes), time.monotonic(), faces)

@@ -197,11 +197,13 @@ def own_face(boxes: Sequence[Box]) -> Box | None:
 
 
 class PhotoAnalyzer:
-    """Detector + classifier on one still image; `detector=None` treats each image as one cropped face."""
+    """Detector + classifier (+ a calibration stage) on one still image; `detector=None` treats each image
+    as one cropped face; `calibration` None: the model's own answers."""
 
-    def __init__(self, classifier, detector=None) -> None:
+    def __init__(self, classifier, detector=None, calibration=None) -> None:
         self.classifier = classifier
         self.detector = detector
+        self.calibration = calibration
         spec = classifier.info.input
         self._w, self._h, self._margin = spec.width, spec.height, spec.crop_margin
 
@@ -214,9 +216,12 @@ class PhotoAnalyzer:
         gray = as_gray(gray, "image")
         if self.detector is None:
             h, w = gray.shape
-            return [FaceResult((0, 0, w, h), self.classifier.classify_face(gray))]
-        return [FaceResult(tuple(int(v) for v in box), self.classifier.classify(gray, box))  # type: ignore[arg-type]
+            return [FaceResult((0, 0, w, h), self._calibrated(self.classifier.classify_face(gray)))]
+        return [FaceResult(tuple(int(v) for v in box), self._calibrated(self.classifier.classify(gray, box)))  # type: ignore[arg-type]
                 for box in self.detector.detect(gray)]
+
+    def _calibrated(self, pred: Prediction) -> Prediction:
+        return pred if self.calibration is None else self.calibration.apply(pred)
 
     def model_input(self, gray: np.ndarray, box: Box) -> np.ndarray:
         """The uint8 HxW face exactly as the model sees it at its own crop margin (the single-crop input;

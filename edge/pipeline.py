@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from edge.calibration import CalibrationStage
 from edge.config import Config, calibration_path, db_path, learned_baseline_path
 from edge.types import Detector, Source
 
 if TYPE_CHECKING:
-    from edge.adapt import BaselineLearner
-    from edge.button import CalibrateButton
-    from edge.calibrate import CalibrationController
     from edge.classify import EmotionClassifier
     from edge.eventlog import EventLog
     from edge.led import MoodLight
@@ -30,7 +28,11 @@ RESTART_SECTIONS = ("source", "led", "log")
 
 @dataclass
 class Pipeline:
-    """Everything the loop drives; close() releases all of it (LED off first), safe twice."""
+    """Everything the loop drives, in the order frames flow; close() releases all of it, safe twice.
+
+    The positional order (source, detector, classifier, smoother, led, log) builds one by hand with
+    `calibration` passing predictions through; `build()` is how the service and the commands get one.
+    """
 
     source: Source
     detector: Detector
@@ -38,9 +40,7 @@ class Pipeline:
     smoother: MoodSmoother
     led: MoodLight
     log: EventLog | None = None
-    calibrate: CalibrationController | None = None  # per-person calibration on request
-    button: CalibrateButton | None = None           # a push button that asks for a calibration
-    adapt: BaselineLearner | None = None            # the resting face learned while watching
+    calibration: CalibrationStage = field(default_factory=CalibrationStage)  # between classifier and smoother
     cfg: Config | None = None                       # what it was built or last reloaded from
     calibration_required: bool = False              # an explicit --calibration PATH: any problem is an error
 
@@ -65,10 +65,15 @@ class Pipeline:
         from edge.resilient import wrap_camera
         from edge.sources import open_source as open_configured
 
-        classifier = build_classifier(cfg, calibration_required)
-        detector = build_detector(cfg)
-        smoother = build_smoother(cfg, classifier.labels)
+        classifier = build_classifier(cfg)
         log = source = None
+        try:
+            calibration = build_calibration(cfg, classifier, calibration_required)
+            detector = build_detector(cfg)
+            smoother = build_smoother(cfg, classifier.labels)
+        except BaseException:
+            classifier.close()
+            raise
         try:
             if led is None:
                 try:
@@ -91,27 +96,30 @@ class Pipeline:
         except BaseException:
             cls(source, detector, classifier, smoother, led, log).close()  # type: ignore[arg-type]
             raise
-        pipe = cls(source, detector, classifier, smoother, led, log, cfg=cfg, calibration_required=calibration_required)
+        pipe = cls(source, detector, classifier, smoother, led, log, calibration, cfg=cfg,
+                   calibration_required=calibration_required)
         if with_log:  # a loop that logs is one a calibration can be asked of (the service, `run`)
-            pipe.adapt = build_learner(cfg, pipe, persist=state_dir is not None)
-            pipe.calibrate = build_calibrator(cfg, pipe, state_dir or db_path(cfg).parent, requests=state_dir is not None)
+            calibration.add_learner(learned_baseline_path(cfg) if state_dir is not None else None)
+            calibration.add_capture(state_dir or db_path(cfg).parent, calibration_path(cfg), requests=state_dir is not None)
             if cfg.calibrate.button_pin >= 0:
-                from edge.button import ButtonError, CalibrateButton
+                from edge.calibration.button import ButtonError
 
                 try:
-                    pipe.button = CalibrateButton(cfg.calibrate.button_pin, pipe.calibrate.start_soon, pin_factory)
+                    calibration.add_button(cfg.calibrate.button_pin, pin_factory)
                 except ButtonError as e:  # like the LED: the mood light is still worth running without it
                     (on_error or _log.error)(f"{e}; running without the calibration button")
         return pipe
 
     # ---------------------------------------------------------------- reload
     def reload(self, cfg: Config) -> None:
-        """New classifier + smoother (+ detector when [detect] changed) for `cfg`; EdgeError (nothing
-        changed, nothing left open) when any of them cannot be built: the running stages go on."""
+        """New classifier, calibration for it, smoother (+ detector when [detect] changed) for `cfg`;
+        EdgeError (nothing changed, nothing left open) when any of them cannot be built: the running
+        stages go on."""
         old_cfg = self.cfg
         classifier = None
         try:
-            classifier = build_classifier(cfg, self.calibration_required)
+            classifier = build_classifier(cfg)
+            calibration = build_calibration(cfg, classifier, self.calibration_required)
             smoother = build_smoother(cfg, classifier.labels)
             detector = build_detector(cfg) if old_cfg is None or cfg.detect != old_cfg.detect else self.detector
         except BaseException:
@@ -121,14 +129,7 @@ class Pipeline:
         old = self.classifier
         self.classifier, self.smoother, self.detector = classifier, smoother, detector
         old.close()
-        if self.calibrate is not None and (old_cfg is None or cfg.calibrate != old_cfg.calibrate):
-            self.calibrate.close()
-            self.calibrate = build_calibrator(cfg, self, self.calibrate.state_dir)
-        if self.adapt is not None:  # what was learned is saved and read back for the new model and settings
-            self.adapt.close()
-        self.adapt = build_learner(cfg, self, persist=True)
-        if self.adapt is not None:
-            self.adapt.reapply()
+        self.calibration.reload(calibration)
         self.cfg = cfg
         later = [s for s in RESTART_SECTIONS if old_cfg is not None and getattr(cfg, s) != getattr(old_cfg, s)]
         if later:
@@ -141,28 +142,11 @@ class Pipeline:
         path = str(clf.path) if clf.path else ""
         return {"model": {"path": str(Path(path).resolve()) if path else "", "sha256": clf.info.sha256,
                           "labels": list(clf.labels)},
-                "calibration": self._calibration_status()}
-
-    def _calibration_status(self) -> dict[str, Any] | None:
-        """What `status` shows about the per-person calibration in use (and one being taken)."""
-        applier = self.classifier.calibrator
-        ctl = self.calibrate
-        d: dict[str, Any] = {}
-        if applier is not None:
-            cal = applier.calibration
-            d.update(created=cal.created, frames=cal.frames, source=cal.source,
-                     file=str(ctl.cal_path) if ctl is not None else "")
-        if self.adapt is not None:
-            d["learned"] = self.adapt.describe()
-        if ctl is not None and ctl.session is not None:
-            d["running"] = True
-        if ctl is not None and ctl.last is not None and not ctl.last.ok:
-            d["last_failure"] = ctl.last.message
-        return d or None
+                "calibration": self.calibration.status()}
 
     # ---------------------------------------------------------------- close
     def close(self) -> None:
-        for part in (self.calibrate, self.adapt, self.led, self.log, self.source, self.classifier, self.button):
+        for part in (self.calibration, self.led, self.log, self.source, self.classifier):
             if part is None:
                 continue
             try:
@@ -171,77 +155,25 @@ class Pipeline:
                 _log.warning("closing %s failed: %s", type(part).__name__, e)
 
 
-def build_classifier(cfg: Config, calibration_required: bool = False, multi_crop: bool | None = None,
-                     calibrated: bool = True) -> EmotionClassifier:
-    """The classifier with this person's calibration applied when one exists for this model.
-
-    A missing default calibration is normal; one made for another model is ignored with a warning;
-    `calibration_required` (an explicit --calibration PATH) makes any problem an error.
-    `multi_crop` None: as configured (`classify.multi_crop`). `calibrated=False` applies none (a new
-    calibration must be taken from the model's own answer, not through the old one).
-    """
-    from edge.calibrate import load_for
+def build_classifier(cfg: Config, multi_crop: bool | None = None) -> EmotionClassifier:
+    """The configured model's classifier (the model's own answers: calibration is the next stage).
+    `multi_crop` None: as configured (`classify.multi_crop`)."""
     from edge.classify import EmotionClassifier, resolve_model
 
-    clf = EmotionClassifier(resolve_model(cfg.classify.model), num_threads=cfg.classify.num_threads,
-                            flip_average=cfg.classify.flip_average,
-                            multi_crop=cfg.classify.multi_crop if multi_crop is None else multi_crop)
-    try:
-        if calibrated and cfg.calibrate.strength > 0:
-            cal = load_for(calibration_path(cfg), clf.info.sha256, clf.labels, required=calibration_required)
-            apply_calibration(clf, cal, cfg)
-    except BaseException:
-        clf.close()
-        raise
-    return clf
+    return EmotionClassifier(resolve_model(cfg.classify.model), num_threads=cfg.classify.num_threads,
+                             flip_average=cfg.classify.flip_average,
+                             multi_crop=cfg.classify.multi_crop if multi_crop is None else multi_crop)
 
 
-def apply_calibration(classifier: Any, cal: Any, cfg: Config) -> None:
-    classifier.set_calibration(cal, cfg.calibrate.strength, cfg.calibrate.neutral_margin)
+def build_calibration(cfg: Config, classifier: EmotionClassifier, required: bool = False) -> CalibrationStage:
+    """The calibration stage for this classifier's model with this person's calibration when one exists.
 
-
-def apply_learned(classifier: Any, cal: Any, cfg: Config) -> None:
-    """The learned resting face, only while no explicit calibration is in use (that one wins)."""
-    from edge.adapt import SOURCE
-    from edge.calibration import CalibrationError
-
-    current = classifier.calibrator
-    if current is not None and current.calibration.source != SOURCE:
-        return
-    try:
-        classifier.set_calibration(cal, cfg.calibrate.strength, 0.0)  # the mean holds expressions: no neutral head start
-    except CalibrationError:  # learned with a model that a reload has just replaced: the learner restarts
-        pass
-
-
-def build_calibrator(cfg: Config, pipe: Pipeline, state_dir: Path, requests: bool = True) -> CalibrationController:
-    """The loop's calibration part; it always works on the classifier the pipeline holds now (reloads swap it)."""
-    from edge.calibrate import CalibrationController
-
-    def model() -> tuple[str, tuple[str, ...]]:
-        return pipe.classifier.info.sha256, tuple(pipe.classifier.labels)
-
-    def apply(cal: Any) -> None:
-        apply_calibration(pipe.classifier, cal, cfg)
-        if cal is None and pipe.adapt is not None:  # `calibrate --reset` forgets the learned face too
-            pipe.adapt.forget()
-            pipe.adapt.reapply()
-
-    return CalibrationController(state_dir, calibration_path(cfg), seconds=cfg.calibrate.seconds,
-                                 min_frames=cfg.calibrate.min_frames, apply=apply, model=model, requests=requests)
-
-
-def build_learner(cfg: Config, pipe: Pipeline, persist: bool) -> BaselineLearner | None:
-    """The loop's learned resting face (None when off); `persist`: the service keeps it across restarts."""
-    if not cfg.calibrate.learn or cfg.calibrate.strength <= 0:
-        return None
-    from edge.adapt import BaselineLearner
-
-    clf = pipe.classifier
-    return BaselineLearner(clf.info.sha256, clf.labels, half_life=cfg.calibrate.learn_half_life,
-                           min_seconds=cfg.calibrate.learn_min_seconds,
-                           apply=lambda cal: apply_learned(pipe.classifier, cal, cfg),
-                           path=learned_baseline_path(cfg) if persist else None)
+    A missing default calibration is normal; one made for another model is ignored with a warning;
+    `required` (an explicit --calibration PATH) makes any problem an error. Nothing is applied with
+    [calibrate] strength = 0 (`--no-calibration`).
+    """
+    return CalibrationStage.from_file(calibration_path(cfg), classifier.info.sha256, classifier.labels, cfg.calibrate,
+                                      required=required)
 
 
 def build_smoother(cfg: Config, labels: tuple[str, ...]) -> MoodSmoother:

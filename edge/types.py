@@ -24,14 +24,11 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """Per-face probabilities (float32, sum 1) in the model's own label order.
-
-    With a per-person calibration applied, `probs` are calibrated and `raw` holds the model's own.
-    """
+    """Per-face probabilities (float32, sum 1) in the model's own label order: the classifier's own
+    answer, or the calibration stage's (edge.calibration) for this person."""
 
     probs: np.ndarray
     labels: tuple[str, ...]
-    raw: np.ndarray | None = None
 
     @property
     def top(self) -> str:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import cv2
 import numpy as np
 
-from edge.calibrate import ensure_requests_dir, read_json_small, requests_dir, write_json_atomic
+from edge.calibration.requests import ensure_requests_dir, read_json_small, requests_dir, write_json_atomic
 from edge.config import DetectConfig
 from edge.safeio import read_bytes
 from edge.types import Box, Mood, Prediction

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge import adapt
-from edge.adapt import BaselineFileError, BaselineLearner, LearnedBaseline, load
+from edge.calibration import learned as adapt
+from edge.calibration.learned import BaselineFileError, LearnedBaseline, Learner, load
 from edge.calibration import PROB_FLOOR, log_probs, make_calibration, save
 from edge.types import Prediction
 
@@ -88,8 +88,8 @@ def test_observe_allocates_nothing_per_call():
 
 
 # -- the file ------------------------------------------------------------------------------------
-def learner(path, apply=None, half_life=600.0, min_seconds=5.0, sha=SHA) -> BaselineLearner:
-    return BaselineLearner(sha, LABELS, half_life=half_life, min_seconds=min_seconds,
+def learner(path, apply=None, half_life=600.0, min_seconds=5.0, sha=SHA) -> Learner:
+    return Learner(sha, LABELS, half_life=half_life, min_seconds=min_seconds,
                            apply=apply or (lambda cal: None), path=path)
 
 
@@ -186,9 +186,13 @@ def test_learner_hands_over_every_refresh_once_ready_and_forget_removes_the_file
 
 
 def test_it_learns_from_the_raw_answer_of_a_calibrated_classifier():
-    a = learner(None)
+    from edge.calibration import CalibrationStage
+
+    stage = CalibrationStage(SHA, LABELS, explicit=make_calibration([probs("neutral")], SHA, LABELS, "photos"))
+    stage.add_learner(None)
+    a = stage.learner
     raw = probs("sad", 0.9)
-    a.feed(1.0, Prediction(probs("neutral"), LABELS, raw))
+    stage.update(1.0, 1, [((0, 0, 9, 9), Prediction(raw, LABELS))])
     np.testing.assert_allclose(a.state.baseline(), log_probs(raw), atol=1e-6)
 
 
@@ -208,7 +212,7 @@ def _run(cfg, state_dir=None):
     parts = Pipeline.build(cfg, state_dir=state_dir)
     try:
         run_loop(parts, cfg, Control())
-        return parts.classifier.calibrator, parts.adapt.describe() if parts.adapt else None
+        return parts.calibration.applier, parts.calibration.learner.describe() if parts.calibration.learner else None
     finally:
         parts.close()
 
@@ -301,11 +305,11 @@ def test_a_reset_asked_of_the_service_forgets_the_learned_face(tmp_path):
     parts = Pipeline.build(cfg, state_dir=tmp_path)
     try:
         run_loop(parts, cfg, Control())
-        parts.adapt.save()
-        assert (tmp_path / "learned-baseline.json").exists() and parts.classifier.calibrator is not None
-        parts.calibrate.reset("r1")  # what a `calibrate --reset` request file makes the service do
-        assert not (tmp_path / "learned-baseline.json").exists() and parts.adapt.state.face_seconds == 0
-        assert parts.classifier.calibrator is None, "nothing learned yet: the model's own answer again"
+        parts.calibration.learner.save()
+        assert (tmp_path / "learned-baseline.json").exists() and parts.calibration.applier is not None
+        parts.calibration.capture.reset("r1")  # what a `calibrate --reset` request file makes the service do
+        assert not (tmp_path / "learned-baseline.json").exists() and parts.calibration.learner.state.face_seconds == 0
+        assert parts.calibration.applier is None, "nothing learned yet: the model's own answer again"
     finally:
         parts.close()
 
@@ -337,7 +341,7 @@ def test_the_state_file_is_written_every_five_minutes_not_every_frame(tmp_path):
     save with nothing new writes nothing."""
     path = tmp_path / "learned-baseline.json"
     now = [1000.0]
-    a = BaselineLearner(SHA, LABELS, half_life=600, min_seconds=5, apply=lambda cal: None, path=path, clock=lambda: now[0])
+    a = Learner(SHA, LABELS, half_life=600, min_seconds=5, apply=lambda cal: None, path=path, clock=lambda: now[0])
     t = 0.0
     for _ in range(250):  # 50 s of frames within the first five minutes
         t += 0.2

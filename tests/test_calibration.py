@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from edge import calibration as calmod
-from edge.calibrate import CalibrationController, CalibrationSession, load_for
-from edge.calibration import (Calibration, CalibrationApplier, CalibrationError, for_model, load, make_calibration,
-                              save)
+from edge.calibration import CalibrationStage
+from edge.calibration.capture import CalibrationController, CalibrationSession
+from edge.calibration import (Calibration, CalibrationApplier, CalibrationError, for_model, load, load_for,
+                              make_calibration, save)
 from edge.config import CalibrateConfig
 from edge.types import Prediction
 
@@ -241,10 +242,14 @@ def test_session_refuses_a_smile_but_not_a_sad_or_angry_rest(happy, ok):
     assert no_happy.ok, "a model without a happy class has nothing to refuse"
 
 
-def test_session_uses_the_raw_probabilities_of_an_already_calibrated_classifier():
-    s = CalibrationSession(0.0, 1, SHA, LABELS)
+def test_session_uses_the_raw_probabilities_of_an_already_calibrated_classifier(tmp_path):
+    stage = CalibrationStage(SHA, LABELS, settings=CalibrateConfig(min_frames=1), explicit=cal_from(np.full(7, 1 / 7)))
+    ctl = stage.add_capture(tmp_path, tmp_path / "calibration.json", requests=False)
+    ctl.start(1.0)
     raw = np.array([0.1, 0.0, 0.1, 0.1, 0.4, 0.0, 0.3], np.float32)
-    out = s.feed(0.0, 1, [((0, 0, 1, 1), Prediction(np.full(7, 1 / 7, np.float32), LABELS, raw))])
+    for t in (0.0, 1.0):
+        stage.update(t, 1, [((0, 0, 1, 1), Prediction(raw, LABELS))])
+    out = ctl.last
     np.testing.assert_allclose(out.calibration.baseline, calmod.log_probs(raw), rtol=1e-6)
 
 
@@ -256,20 +261,22 @@ def test_classifier_applies_a_calibration_and_keeps_the_raw_answer(model_path):
     with EmotionClassifier(model_path) as clf:
         box = (96, 56, 128, 128)
         plain = [clf.classify(f, box) for f in faces]
-        assert all(p.raw is None for p in plain)
+        stage = CalibrationStage(clf.info.sha256, clf.labels, settings=CalibrateConfig(strength=1.0, neutral_margin=1.0))
+        assert all(stage.apply(p) is p for p in plain)
         # calibrate on the neutral face: that face then reads neutral, with the margin's share
         neutral = next(p for p, f in zip(plain, face_files()) if "neutral" in f.name)
-        clf.set_calibration(make_calibration([neutral.probs], clf.info.sha256, clf.labels, "photos"), 1.0, 1.0)
-        cal = [clf.classify(f, box) for f in faces]
-        for a, b in zip(plain, cal):
-            np.testing.assert_array_equal(b.raw, a.probs)
+        stage.use(make_calibration([neutral.probs], clf.info.sha256, clf.labels, "photos"))
+        raw = [clf.classify(f, box) for f in faces]
+        cal = [stage.apply(r) for r in raw]
+        for a, r, b in zip(plain, raw, cal):
+            np.testing.assert_array_equal(r.probs, a.probs)
             assert not np.allclose(b.probs, a.probs)
         n = next(c for c, f in zip(cal, face_files()) if "neutral" in f.name)
         assert n.top == "neutral" and abs(n.confidence - np.e / (6 + np.e)) < 0.02
         with pytest.raises(CalibrationError):
-            clf.set_calibration(make_calibration([neutral.probs], "ef" * 32, clf.labels, "photos"))
-        clf.set_calibration(None)
-        np.testing.assert_array_equal(clf.classify(faces[0], box).probs, plain[0].probs)
+            stage.use(make_calibration([neutral.probs], "ef" * 32, clf.labels, "photos"))
+        stage.use(None)
+        np.testing.assert_array_equal(stage.apply(clf.classify(faces[0], box)).probs, plain[0].probs)
 
 
 # -- the commands --------------------------------------------------------------------------------
@@ -472,7 +479,7 @@ def test_controller_refuses_malformed_requests_and_reports_back(tmp_path):
 def test_button_press_starts_a_calibration_and_the_led_breathes_then_shows_green(tmp_path):
     from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-    from edge.button import CalibrateButton
+    from edge.calibration.button import CalibrateButton
     from edge.config import LedConfig
     from edge.led import GpioLed
 
@@ -510,7 +517,7 @@ def test_button_on_a_busy_pin_is_one_line(tmp_path):
     from gpiozero import Button
     from gpiozero.pins.mock import MockFactory
 
-    from edge.button import ButtonError, CalibrateButton
+    from edge.calibration.button import ButtonError, CalibrateButton
 
     factory = MockFactory()
     held = Button(6, pin_factory=factory)

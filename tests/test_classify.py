@@ -306,21 +306,23 @@ def test_multi_crop_is_the_mean_of_the_four_framings(copy_model, face_images):
 def test_multi_crop_calibrates_the_average_and_allocates_nothing_per_call(tiny_model, face_images):
     import tracemalloc
 
-    from edge.calibration import make_calibration
+    from edge.calibration import CalibrationStage, make_calibration
 
     _, img = face_images[1]
     with EmotionClassifier(tiny_model, multi_crop=True) as clf:
         raw = clf.classify(img, BOX).probs
-        clf.set_calibration(make_calibration([raw], clf.info.sha256, clf.labels, "photos"), 1.0, 0.75)
-        pred = clf.classify(img, BOX)
-        assert np.allclose(pred.raw, raw, atol=1e-6)  # the calibration shifts the averaged answer ...
+        stage = CalibrationStage(clf.info.sha256, clf.labels,
+                                 explicit=make_calibration([raw], clf.info.sha256, clf.labels, "photos"))
+        model_pred = clf.classify(img, BOX)
+        pred = stage.apply(model_pred)
+        assert np.allclose(model_pred.probs, raw, atol=1e-6)  # the calibration shifts the averaged answer ...
         assert pred.top == "neutral"  # ... so the person's own resting face reads neutral
         tracemalloc.start()
         try:
-            clf.classify(img, BOX)
+            stage.apply(clf.classify(img, BOX))
             base = tracemalloc.get_traced_memory()[0]
             tracemalloc.reset_peak()
-            clf.classify(img, (82, 40, 160, 160))
+            stage.apply(clf.classify(img, (82, 40, 160, 160)))
             peak = tracemalloc.get_traced_memory()[1] - base
         finally:
             tracemalloc.stop()

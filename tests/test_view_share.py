@@ -201,7 +201,7 @@ def test_per_frame_cost_while_nobody_asks_is_a_clock_read(share):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root (CI runs as root)")
 def test_a_user_outside_the_group_cannot_ask(tmp_path):
-    from edge.calibrate import ensure_requests_dir
+    from edge.calibration.requests import ensure_requests_dir
 
     ensure_requests_dir(tmp_path)  # 2770 root:root, as the service makes it (group emotion-edge on a Pi)
     os.chmod(tmp_path, 0o755)

@@ -92,7 +92,7 @@ def _running_service(cfg: Any, explicit: str | None) -> Path | None:
 
 
 def _through_service(state_dir: Path, action: str, seconds: float) -> int:
-    from edge.calibrate import new_request, wait_result
+    from edge.calibration.requests import new_request, wait_result
 
     try:
         rid = new_request(state_dir, action, seconds)
@@ -118,13 +118,14 @@ def _through_service(state_dir: Path, action: str, seconds: float) -> int:
 # -- the camera, here ----------------------------------------------------------------------------
 def _with_camera(cfg: Any, out: Path) -> int:
     from edge.loop import Control, run_loop
-    from edge.pipeline import Pipeline, build_calibrator
+    from edge.config import calibration_path
+    from edge.pipeline import Pipeline
 
     cfg.calibrate.strength = max(cfg.calibrate.strength, 0.0)
     cfg.calibrate.file = str(out)
     pipe = Pipeline.build(cfg, with_log=False, sample_fallback=False)  # `auto` with no camera: an error, never the sample
     try:
-        ctl = pipe.calibrate = build_calibrator(cfg, pipe, out.parent, requests=False)
+        ctl = pipe.calibration.add_capture(out.parent, calibration_path(cfg), requests=False)
         control = Control()
         ctl.start()
         print(f"calibrating: look at the camera with a relaxed face for {cfg.calibrate.seconds:g} s …", flush=True)
@@ -160,7 +161,7 @@ def _from_photos(cfg: Any, photos: list[str], out: Path, multi_crop: bool = True
     for msg in problems:
         _say(msg)
     samples = []
-    with build_classifier(cfg, multi_crop=multi_crop, calibrated=False) as clf:
+    with build_classifier(cfg, multi_crop=multi_crop) as clf:  # the model's own answers, never through a calibration
         det = StillDetector(cfg.detect)
         for path in files:
             try:

@@ -116,7 +116,7 @@ def _calibration(cfg) -> tuple[bool, str]:
 def _learned(cfg, info=None) -> str:
     """'; while none is, ...': what the service has learned so far (a damaged file is only a note); '' when off.
     `info`: the model's, when the caller has read it already."""
-    from edge.adapt import BaselineFileError, face_time, load
+    from edge.calibration.learned import BaselineFileError, face_time, load
     from edge.classify import resolve_model
     from edge.config import learned_baseline_path
     from edge.contract import read_model_info

@@ -37,7 +37,7 @@ def _say(msg: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from edge.pipeline import build_classifier
+    from edge.pipeline import build_calibration, build_classifier
     from edge.errors import EdgeError, FrameError, SourceError
     from edge.photo import PHOTO_SUFFIXES, OutputNames, PhotoAnalyzer, PhotoResult, annotate, check_output_dir, expand_inputs, read_image, write_image
 
@@ -54,12 +54,13 @@ def main(args: argparse.Namespace) -> int:
 
     results: list[PhotoResult] = []
     names = OutputNames()
-    with build_classifier(cfg, calibration_required=bool(args.calibration), multi_crop=not args.single_crop) as clf:
+    with build_classifier(cfg, multi_crop=not args.single_crop) as clf:
+        calibration = build_calibration(cfg, clf, required=bool(args.calibration))
         detector = None
         if not args.cropped:
             from edge.detect import StillDetector
             detector = StillDetector(cfg.detect)
-        analyzer = PhotoAnalyzer(clf, detector)
+        analyzer = PhotoAnalyzer(clf, detector, calibration)
         for path in files:
             try:
                 img = read_image(path)

@@ -94,7 +94,7 @@ def _age(t: float | None, now: float) -> str:
 
 def _face_time(v: Any) -> str:
     """Face time from status.json (written by another process: anything may be there)."""
-    from edge.adapt import face_time
+    from edge.calibration.learned import face_time
 
     return face_time(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 else "?"
 

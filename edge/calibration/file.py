@@ -1,20 +1,14 @@
-"""Per-person calibration: learn one person's resting face and read their expressions relative to it.
-
-Most of the classifier's error on a real person is their resting face: one face reads "sad" at rest,
-another "angry". A calibration stores the mean log-probabilities of that person's neutral face (the
-*baseline*); applying it subtracts the baseline's shape from each prediction's log-probabilities
-(`strength` = 1: the resting face becomes indifferent between the classes), then gives neutral a
-head start of `neutral_margin` (log-odds), so a face must look more expressive than its own rest to
-read as an emotion. Measured on jaffe-tune (5 people, 96 photos; docs/CALIBRATION.md): 52 % -> 70 %.
-
-The file is small readable JSON, bound to the model it was made with (its sha256): the baseline is
-in that model's output space and means nothing for another model.
+"""The calibration file: one person's resting face (the *baseline*, mean log-probabilities of their
+neutral face) for one model, as small readable JSON (`KIND`, `VERSION` 1), bound to the model it was
+made with (its sha256): the baseline is in that model's output space and means nothing for another
+model. How it is applied: edge.calibration.apply.
 """
 from __future__ import annotations
 
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,31 +99,6 @@ def make_calibration(samples: Sequence[np.ndarray], model_sha256: str, labels: S
                        len(samples), source)
 
 
-class CalibrationApplier:
-    """Applies a calibration to probability vectors in place, without allocating (hot path)."""
-
-    def __init__(self, cal: Calibration, strength: float, neutral_margin: float) -> None:
-        self.calibration = cal
-        self.strength = float(strength)
-        self.neutral_margin = float(neutral_margin)
-        shift = -self.strength * (cal.baseline - cal.baseline.mean())
-        if "neutral" in cal.labels:
-            shift[cal.labels.index("neutral")] += self.neutral_margin
-        self.shift = shift.astype(np.float32)
-        self._z = np.empty(len(cal.labels), np.float32)
-
-    def apply(self, p: np.ndarray) -> np.ndarray:
-        """p (float32, sums to 1) -> calibrated probabilities, written into p."""
-        z = self._z
-        np.maximum(p, np.float32(PROB_FLOOR), out=z)
-        np.log(z, out=z)
-        z += self.shift
-        z -= z.max()
-        np.exp(z, out=p)
-        p /= p.sum()
-        return p
-
-
 # -- files ----------------------------------------------------------------------------------
 def save(cal: Calibration, path: Path) -> None:
     """Atomic write (temp file + rename), mode 0644: readable by `status`, never half-written."""
@@ -189,3 +158,17 @@ def for_model(cal: Calibration, model_sha256: str, labels: Sequence[str], where:
         raise CalibrationError(f"{where}: calibration was made for another model "
                                f"({cal.model_sha256[:12]}, running {model_sha256[:12]}); ignored, run `emotion-edge calibrate` again")
     return cal
+
+
+def load_for(path: Path, model_sha256: str, labels: Sequence[str], *, required: bool) -> Calibration | None:
+    """The calibration at `path` if it fits this model. A missing default file is fine; a file made for
+    another model is ignored with one warning; an explicit path that cannot be used is an error."""
+    if not required and not os.path.lexists(path):
+        return None
+    try:
+        return for_model(load(path), model_sha256, labels, str(path))
+    except CalibrationError as e:
+        if required:
+            raise
+        log.warning("%s", e)
+        return None

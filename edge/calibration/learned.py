@@ -1,7 +1,7 @@
 """The resting face learned while the device watches, for people who never run `calibrate`.
 
 Most of the time a person in front of a mood light is at rest, and most of the model's error on a
-real person is their resting face (docs/CALIBRATION.md). So the loop keeps a slowly forgetting,
+real person is their resting face (docs/CALIBRATION.md). So the calibration stage keeps a slowly forgetting,
 face-time-weighted mean of the largest face's log-probabilities and, once it has seen enough face
 time, applies it like a calibration (strength as `[calibrate] strength`, no neutral head start, since
 the mean holds expressions too). Measured on jaffe-tune with a baseline from all of each person's
@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edge.calibration import PROB_FLOOR, Calibration
+from edge.calibration.file import PROB_FLOOR, Calibration
 from edge.safeio import UnsafeFileError, read_bytes, write_atomic
 from edge.types import Prediction
 
@@ -131,9 +131,10 @@ def load(path: Path, model_sha256: str, labels: Sequence[str], half_life: float,
     return parse(data, str(path), model_sha256, labels, half_life, min_seconds)
 
 
-class BaselineLearner:
-    """The loop's `Parts.adapt`: learns from each classification of the largest face and, every
-    REFRESH_SECONDS once ready, hands the baseline to `apply` (which leaves an explicit calibration be).
+class Learner:
+    """The calibration stage's learning part: learns from each classification of the largest face and,
+    every REFRESH_SECONDS once ready, hands the baseline to `apply` (the stage, where an explicit
+    calibration still wins).
 
     `path` None: learn for this run only (a `run` on a clip); a path: load it at start, save it every
     SAVE_SECONDS and at close (the service).
@@ -159,8 +160,9 @@ class BaselineLearner:
         self._dirty = False
 
     def feed(self, t: float, pred: Prediction) -> None:
-        """Per classification of the largest face (cheap; the baseline is handed over every 10 s)."""
-        self.state.observe(t, pred.raw if pred.raw is not None else pred.probs)
+        """Per classification of the largest face, the model's own answer (cheap; the baseline is handed
+        over every 10 s)."""
+        self.state.observe(t, pred.probs)
         self._dirty = True
         if self._next_refresh is None or t >= self._next_refresh:
             self._next_refresh = t + REFRESH_SECONDS
@@ -170,7 +172,7 @@ class BaselineLearner:
             self.save()
 
     def reapply(self) -> None:
-        """Hand the baseline over now (a reload swapped the classifier)."""
+        """Hand the baseline over now (after a reload, the one read back for the new model)."""
         if self.state.ready:
             self._apply(self.state.calibration())
 

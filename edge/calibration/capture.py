@@ -1,17 +1,15 @@
-"""Taking a calibration from live frames, and the request files through which the service is asked.
+"""Taking a calibration from live frames.
 
-`CalibrationSession` collects the uncalibrated probabilities of a single resting face for a few
-seconds. `CalibrationController` is the loop's `Parts.calibrate`: idle (one time comparison per
-frame) until a request arrives, then it runs a session, shows it on the LED, saves and applies the
-result, and writes a result file that `emotion-edge calibrate` waits for. Requests come as a small
-JSON file in the state directory, so the camera is never opened twice and no socket is needed.
+`CalibrationSession` collects the model's own (uncalibrated) probabilities of a single resting face
+for a few seconds. `CalibrationController` is the calibration stage's capture part: idle (one time
+comparison per frame) until a request (edge.calibration.requests) or the button arrives, then it runs
+a session, shows it on the LED, saves and hands on the result, and writes the result file that
+`emotion-edge calibrate` waits for.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,18 +18,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edge.calibration import Calibration, CalibrationError, make_calibration, save, smiling
-from edge.safeio import read_bytes, write_atomic
+from edge.calibration.file import Calibration, make_calibration, save, smiling
+from edge.calibration.requests import REQUEST_NAME, RESULT_NAME, ensure_requests_dir, read_json_small, requests_dir, write_json_atomic
 from edge.types import Box, Prediction
 
 log = logging.getLogger("emotion-edge")
 
-REQUESTS_DIR = "requests"
-REQUEST_NAME = "calibrate.request"
-RESULT_NAME = "calibrate.result"
 POLL_SECONDS = 0.5          # how often the service looks for a request file
 SHOW_RESULT_SECONDS = 3.0   # LED shows "done" / "failed" this long afterwards
-MAX_REQUEST_BYTES = 4096
 
 
 @dataclass
@@ -68,7 +62,7 @@ class CalibrationSession:
             self.several += 1
         elif faces:
             pred = faces[0][1]
-            self.samples.append(np.array(pred.raw if pred.raw is not None else pred.probs, np.float32))
+            self.samples.append(np.array(pred.probs, np.float32))
         if t - self.t0 < self.seconds:
             return None
         return self.finish()
@@ -92,67 +86,9 @@ class CalibrationSession:
         return Outcome(False, "calibration failed: " + why, None, n)
 
 
-# -- request files ---------------------------------------------------------------------------
-def requests_dir(state_dir: Path) -> Path:
-    return Path(state_dir) / REQUESTS_DIR
-
-
-def ensure_requests_dir(state_dir: Path) -> Path:
-    """The service's drop box: group-writable and setgid, so members of its group may ask."""
-    d = requests_dir(state_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    try:
-        os.chmod(d, 0o2770)
-    except OSError:
-        pass  # not ours (a test, or a read-only state dir): requests still work for the owner
-    return d
-
-
-def write_json_atomic(path: Path, data: dict[str, Any], mode: int = 0o660) -> None:
-    write_atomic(path, (json.dumps(data) + "\n").encode("utf-8"), mode, exact=True)
-
-
-def read_json_small(path: Path) -> dict[str, Any] | None:
-    """A small JSON object from a regular file, or None if absent, not regular, too big or not JSON."""
-    try:
-        data = json.loads(read_bytes(path, MAX_REQUEST_BYTES).decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def new_request(state_dir: Path, action: str, seconds: float) -> str:
-    """Drop a request for the service; returns its id. PermissionError when not allowed."""
-    rid = secrets.token_hex(6)
-    d = requests_dir(state_dir)
-    if not d.is_dir():
-        raise FileNotFoundError(f"{d} does not exist (is the service running?)")
-    write_json_atomic(d / REQUEST_NAME, {"id": rid, "action": action, "seconds": float(seconds),
-                                          "time": time.time(), "uid": os.getuid()})
-    return rid
-
-
-def wait_result(state_dir: Path, rid: str, timeout: float, on_state: Callable[[str], None] | None = None,
-                poll: float = 0.2) -> dict[str, Any] | None:
-    """The service's final result for request `rid`, or None on time-out."""
-    path = requests_dir(state_dir) / RESULT_NAME
-    end = time.monotonic() + timeout
-    seen = ""
-    while time.monotonic() < end:
-        r = read_json_small(path)
-        if r and r.get("id") == rid:
-            st = str(r.get("state", ""))
-            if st != seen and on_state is not None:
-                on_state(st)
-            seen = st
-            if st in ("done", "failed", "reset"):
-                return r
-        time.sleep(poll)
-    return None
-
-
 class CalibrationController:
-    """The loop's calibration part: polls for requests, runs sessions, applies and saves results."""
+    """The capture part of the calibration stage: polls for requests, runs sessions, saves results and
+    hands them to `apply` (None: `calibrate --reset`); `model()` is the model the stage serves now."""
 
     def __init__(self, state_dir: Path, cal_path: Path, *, seconds: float, min_frames: int,
                  apply: Callable[[Calibration | None], None], model: Callable[[], tuple[str, tuple[str, ...]]],
@@ -168,6 +104,7 @@ class CalibrationController:
         self._show_state = ""
         self._next_poll = 0.0
         self._asked = threading.Event()  # set from the button's thread; acted on by the loop's thread
+        self.requests = requests
         self._dir: Path | None = None  # requests only for the service: `calibrate` asks a service, not a `run`
         if requests:
             try:
@@ -280,19 +217,3 @@ class CalibrationController:
         if self.session is not None:
             self.session = None
             self._result({"state": "failed", "message": "calibration interrupted (service stopping or reloading)"})
-
-
-def load_for(path: Path, model_sha256: str, labels: Sequence[str], *, required: bool) -> Calibration | None:
-    """The calibration at `path` if it fits this model. A missing default file is fine; a file made for
-    another model is ignored with one warning; an explicit path that cannot be used is an error."""
-    from edge.calibration import for_model, load
-
-    if not required and not os.path.lexists(path):
-        return None
-    try:
-        return for_model(load(path), model_sha256, labels, str(path))
-    except CalibrationError as e:
-        if required:
-            raise
-        log.warning("%s", e)
-        return None
