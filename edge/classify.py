@@ -43,6 +43,7 @@ def check_deployed(deployed: Path = DEPLOYED_MODEL) -> str | None:
 def resolve_model(path: str | Path = "", deployed: Path = DEPLOYED_MODEL) -> Path:
     """"" -> a deployed model if there is a whole one, else the bundled model (one warning, and a note for
     `status`, when a deployed one is damaged); otherwise the given path."""
+    notices.clear("model")  # the note says what the latest choice was
     if str(path):
         p = Path(path).expanduser()
     else:
@@ -51,7 +52,6 @@ def resolve_model(path: str | Path = "", deployed: Path = DEPLOYED_MODEL) -> Pat
             why = check_deployed(deployed)
             if why is None:
                 p = deployed
-                notices.clear("model")
             else:
                 msg = f"deployed model damaged ({why}); running the bundled model {DEFAULT_MODEL} instead"
                 logging.getLogger(__name__).warning("%s", msg)

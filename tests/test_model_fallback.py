@@ -72,3 +72,16 @@ def test_a_model_the_user_named_is_never_swapped(deployed, tmp_path):
     """classify.model names a file: a damaged one is the user's to fix (exit 2), not silently replaced."""
     _empty(deployed)
     assert resolve_model(str(deployed), deployed=deployed) == deployed
+
+
+def test_the_note_goes_once_the_deployed_model_is_whole_or_gone(deployed):
+    _truncated(deployed)
+    resolve_model("", deployed=deployed)
+    assert "model" in notices.current()
+    for ext in (".tflite", ".json"):  # deployed again, whole
+        deployed.with_suffix(ext).write_bytes(DEFAULT_MODEL.with_suffix(ext).read_bytes())
+    assert resolve_model("", deployed=deployed) == deployed and "model" not in notices.current()
+    _empty(deployed)
+    resolve_model("", deployed=deployed)
+    deployed.unlink()  # removed: the bundled model, nothing to say
+    assert resolve_model("", deployed=deployed) == DEFAULT_MODEL and "model" not in notices.current()
