@@ -169,17 +169,54 @@ class StatsConfig:
     interval: float = _opt(60.0, "seconds between stats log lines", _range(1, 86400))
 
 
+MQTT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def mqtt_id_problem(v: str) -> str | None:
+    """[mqtt] device_id: empty (derived) or letters, digits, _ and - only (a full match: no trailing newline)."""
+    return None if v == "" or MQTT_ID_RE.fullmatch(v) else "use letters, digits, _ and - only (at most 64)"
+
+
+def mqtt_topic_problem(v: str) -> str | None:
+    """A topic prefix: no wildcards, no $ at the start, no control characters, not empty."""
+    t = v.strip("/")
+    if not t or t.startswith("$") or any(c in "+#" or ord(c) < 32 or 0x7f <= ord(c) < 0xa0 for c in t):
+        return "must be a topic without + # $ or control characters"
+    return None
+
+
+def mqtt_host_problem(v: str) -> str | None:
+    """The broker host: empty (off), an IP address, or a DNS name whose labels are 1..63 bytes (IDNA)."""
+    import ipaddress
+
+    if v == "":
+        return None
+    try:
+        ipaddress.ip_address(v)
+        return None
+    except ValueError:
+        pass
+    if len(v) > 253 or any(ord(c) <= 32 or c in "/\\@:[]" or 0x7f <= ord(c) < 0xa0 for c in v):
+        return "must be a host name or IP address"
+    try:
+        v.encode("idna")  # an empty or over-long label fails here, not later in paho's thread
+    except UnicodeError:
+        return "must be a host name or IP address (each dot-separated part 1 to 63 characters)"
+    return None
+
+
 @dataclass
 class MqttConfig:
-    host: str = _opt("", "MQTT broker for `emotion-edge publish` (Home Assistant); empty = off")
+    host: str = _opt("", "MQTT broker for `emotion-edge publish` (Home Assistant); empty = off", mqtt_host_problem)
     port: int = _opt(1883, "broker port (8883 is usual with tls)", _range(1, 65535))
     username: str = _opt("", "broker user name (empty: none)")
     password_file: str = _opt("", "file holding the broker password (never the password itself here); mode 0640 root:emotion-edge")
     tls: bool = _opt(False, "connect with TLS, verifying the broker's certificate")
     ca_file: str = _opt("", "CA certificate (PEM) for tls; empty: the system's CAs")
-    topic_prefix: str = _opt("emotion-edge", "state topics: PREFIX/DEVICE_ID/...")
-    discovery_prefix: str = _opt("homeassistant", "Home Assistant MQTT discovery prefix")
-    device_id: str = _opt("", "this device in topics and Home Assistant (empty: the hostname, sanitised)")
+    topic_prefix: str = _opt("emotion-edge", "state topics: PREFIX/DEVICE_ID/...", mqtt_topic_problem)
+    discovery_prefix: str = _opt("homeassistant", "Home Assistant MQTT discovery prefix", mqtt_topic_problem)
+    device_id: str = _opt("", "this device in topics and Home Assistant (empty: the hostname and a short "
+                              "hash of /etc/machine-id, so two Pis called raspberrypi stay two devices)", mqtt_id_problem)
     qos: int = _opt(1, "MQTT QoS of what is published", _range(0, 2))
     retain: bool = _opt(True, "retain the state, so a new subscriber sees the mood at once")
     keepalive: int = _opt(30, "seconds between MQTT keep-alive pings (the broker sends the last will after 1.5x)", _range(5, 3600))

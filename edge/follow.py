@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ("id", *COLUMN_NAMES)  # every column: rows are checked by history.parse_row
 QUERY = "SELECT {cols} FROM events WHERE id > ? ORDER BY id"
-LATEST = "SELECT {cols} FROM events ORDER BY id DESC LIMIT 1"
+LATEST = "SELECT {cols} FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1"
 STALE_AFTER = 30.0  # seconds without a status update: the camera service is not running
 
 
@@ -60,7 +60,9 @@ class LogFollower:
         self._immutable = False
         self._cols = ""  # the SELECT list for this file (NULL AS valence, ... on a log before schema 3)
         self._last_id = 0
-        self._row: dict[str, Any] | None = None  # the latest row, as a state fragment
+        self._row: dict[str, Any] | None = None  # the current mood (latest change row), as a state fragment
+        self._interval: dict[str, Any] | None = None  # the latest summary row: means over its interval
+        self.last_row_time: float | None = None  # wall time of the newest row read
         self._status: dict[str, Any] = {}
         self._status_mtime: int | None = None
         self.backlog = Backlog()
@@ -109,17 +111,23 @@ class LogFollower:
                 pass
             self._conn = None
 
+    def _latest(self) -> list[sqlite3.Row]:
+        """At start (or on a new file): the latest change row and the latest summary row, not the history."""
+        assert self._conn is not None
+        rows = [r for kind in ("change", "summary")
+                for r in self._conn.execute(LATEST.format(cols=self._cols), (kind,)).fetchall()]
+        return sorted(rows, key=lambda r: r["id"])
+
     def _fetch(self) -> list[sqlite3.Row]:
         assert self._conn is not None
-        if self._last_id == 0:  # start (or a new file): the latest row only, not the history
-            rows = self._conn.execute(LATEST.format(cols=self._cols)).fetchall()
-            return rows
+        if self._last_id == 0:
+            return self._latest()
         rows = self._conn.execute(QUERY.format(cols=self._cols), (self._last_id,)).fetchall()
         if not rows:
             top = self._conn.execute("SELECT max(id) AS top FROM events").fetchone()["top"]
             if top is not None and top < self._last_id:  # rewritten in place: start over
                 self._last_id = 0
-                return self._conn.execute(LATEST.format(cols=self._cols)).fetchall()
+                return self._latest()
         return rows
 
     def poll_log(self, count_backlog: bool) -> bool:
@@ -134,18 +142,35 @@ class LogFollower:
             return False
         if not rows:
             return False
+        start = self._last_id == 0  # the latest rows of the log as found, not rows that came meanwhile
         self._last_id = rows[-1]["id"]
         good = [row for row in map(self._parse, rows) if row is not None]
-        if count_backlog:
+        if count_backlog and not start:
             for g in good:
                 self.backlog.add(g.time, g.kind, g.mood)
         if not good:
             return False
-        g = good[-1]
+        for g in good:
+            self._apply(g)
+        return True
+
+    def _apply(self, g: LogRow) -> None:
+        """One meaning per field: a change row is the current mood; a summary row's probabilities,
+        valence, arousal and face ratio are means over its interval, kept apart as `interval`."""
+        self.last_row_time = g.time
+        if g.kind == "summary":
+            self._interval = {"valence": g.valence, "arousal": g.arousal, "probs": g.probs,
+                              "face_ratio": g.faces, "time": iso_utc(g.time)}
+            if self._row is not None:
+                return
+            # no change row known (retention removed it): the label is the current one, its values are not
+            self._row = {"mood": g.mood, "confidence": round(float(g.confidence), 4), "probs": None,
+                         "valence": None, "arousal": None, "face": "OFF" if g.mood == "none" else "ON",
+                         "faces": None, "time": iso_utc(g.time)}
+            return
         self._row = {"mood": g.mood, "confidence": round(float(g.confidence), 4), "probs": g.probs,
                      "valence": g.valence, "arousal": g.arousal, "face": "OFF" if g.mood == "none" else "ON",
-                     "faces": g.faces, "time": iso_utc(g.time), "kind": g.kind}
-        return True
+                     "faces": g.faces, "time": iso_utc(g.time)}
 
     def _parse(self, r: sqlite3.Row) -> LogRow | None:
         """A row as the service wrote it, or None (one warning in all) for values another program put there."""
@@ -171,6 +196,11 @@ class LogFollower:
         self._status_mtime = mtime
         data = read_status(self.status) if mtime is not None else None
         new: dict[str, Any] = {}
+        model = (data or {}).get("model")
+        labels = model.get("labels") if isinstance(model, dict) else None
+        if isinstance(labels, list) and 0 < len(labels) <= 64 and all(
+                isinstance(x, str) and 0 < len(x) <= 64 for x in labels):
+            new["labels"] = list(labels)
         if data and "state" in data:
             if data.get("fps") is not None:
                 new["fps"] = round(float(data["fps"]), 1)
@@ -187,6 +217,7 @@ class LogFollower:
         if self._row is None:
             return None
         out = dict(self._row)
+        out["interval"] = self._interval
         st = self._status
         out["fps"] = st.get("fps")
         service = st.get("service")
@@ -195,3 +226,18 @@ class LogFollower:
             service = "stale"
         out["service"] = service
         return out
+
+    @property
+    def labels(self) -> list[str] | None:
+        """The running model's labels from status.json (None when unknown)."""
+        return self._status.get("labels")
+
+    def camera_live(self, now: float, log_stale_after: float) -> bool:
+        """Whether the camera service is producing moods now: from status.json when there is one
+        (running and updated within STALE_AFTER), else from the log (a row within log_stale_after)."""
+        st = self._status
+        if st.get("service") is not None:
+            updated = st.get("updated")
+            return st["service"] in ("running", "starting", "reloading") and updated is not None \
+                and now - updated <= STALE_AFTER
+        return self.last_row_time is not None and now - self.last_row_time <= log_stale_after

@@ -143,3 +143,43 @@ def make_test_ca(d: Path) -> tuple[Path, Path, Path]:
     ssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
         "-out", str(cert), "-days", "2", "-extfile", str(ext))
     return ca, cert, key
+
+
+class RawBroker:
+    """A scripted 'broker' on a 127.0.0.1 socket for what Mosquitto never does: answer one CONNECT with
+    `connack` (MQTT 3.1.1 bytes), then send `then` (a generator of byte chunks) until the client hangs up.
+    `sent` counts the bytes of `then` the client took before closing."""
+
+    def __init__(self, connack: bytes, then: Callable[[], Any] | None = None) -> None:
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(4)
+        self.port = self.srv.getsockname()[1]
+        self.connack, self.then = connack, then
+        self.sent = 0
+        self.closed = threading.Event()
+        self.connects = 0
+        self._t = threading.Thread(target=self._serve, daemon=True)
+        self._t.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.srv.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(10)
+            try:
+                conn.recv(4096)  # the CONNECT
+                self.connects += 1
+                conn.sendall(self.connack)
+                for chunk in (self.then() if self.then else ()):
+                    conn.sendall(chunk)
+                    self.sent += len(chunk)
+                conn.recv(1)  # wait for the client to hang up
+            except OSError:
+                pass
+        self.closed.set()
+
+    def close(self) -> None:
+        self.srv.close()

@@ -65,3 +65,10 @@ def test_install_enables_the_bridge_only_when_mqtt_host_is_set(tmp_path):
     out = install("--root", str(root), "--uninstall").stdout
     assert "would run: systemctl disable --now emotion-edge-mqtt.service" in out
     assert not (root / "etc/systemd/system/emotion-edge-mqtt.service").exists()
+
+
+def test_bridge_unit_is_not_stopped_with_the_camera_unit():
+    """Issue 30.1: the bridge reports a stopped or dead camera service itself (its `service` availability
+    topic); BindsTo=/PartOf= would instead take it down and, after a camera restart, leave it down."""
+    u = parse_unit(MQTT_UNIT.read_text())["Unit"]
+    assert "BindsTo" not in u and "PartOf" not in u and "emotion-edge.service" in u["After"][-1].split()

@@ -185,6 +185,14 @@ def _framing(cfg) -> tuple[bool, str]:
     return True, advice or "no frame to judge"
 
 
+def _mqtt(cfg) -> tuple[bool, str]:
+    """[mqtt], when a broker is set: paho present, settings valid, broker reachable, login accepted."""
+    if not cfg.mqtt.host:
+        return True, "off ([mqtt] host is empty)"
+    from edge.mqtt import probe
+    return probe(cfg.mqtt)
+
+
 def main(args: argparse.Namespace) -> int:
     from edge.errors import EdgeError
 
@@ -200,7 +208,8 @@ def main(args: argparse.Namespace) -> int:
         checks[0] = ("source", lambda: _source(cfg))
     if cfg is not None:
         checks += [("cascade", lambda: _cascade(cfg)), ("model", lambda: _model(cfg)),
-                   ("calibration", lambda: _calibration(cfg)), ("led", lambda: _led(cfg))]
+                   ("calibration", lambda: _calibration(cfg)), ("led", lambda: _led(cfg)),
+                   ("mqtt", lambda: _mqtt(cfg))]
     for name, fn in checks:
         try:
             results[name] = fn()

@@ -29,6 +29,7 @@ EXIT_OK, EXIT_NOT_RUNNING = 0, 3
 def add_parser(sub) -> None:
     p = sub.add_parser("status", help="service state, current mood, frames/s, model in use, last error")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--db", metavar="PATH", help="the service's SQLite log, as for `log --db`: its status.json is beside it")
     p.add_argument("--status-file", metavar="PATH", help="the service's status.json (default: found beside the log)")
     p.add_argument("--unit", default=UNIT, help=f"systemd unit name (default {UNIT})")
 
@@ -62,6 +63,11 @@ def find_status(args: argparse.Namespace) -> tuple[Path | None, dict[str, Any] |
     """(path, data, problem): the first status.json that exists; a bad config is reported, not fatal."""
     if getattr(args, "status_file", None):
         p = Path(args.status_file)
+        return p, read_status(p), None
+    if getattr(args, "db", None):  # like `log --db`: the log named, its status file beside it
+        from edge.statusfile import STATUS_NAME
+
+        p = Path(args.db).parent / STATUS_NAME
         return p, read_status(p), None
     cfg, problem = None, None
     try:
