@@ -314,6 +314,28 @@ def test_a_reset_asked_of_the_service_forgets_the_learned_face(tmp_path):
         parts.close()
 
 
+def test_a_reload_reads_back_what_was_learned_and_uses_it_at_once_and_explicit_still_wins(tmp_path):
+    from edge.classify import EmotionClassifier
+    from edge.loop import Control, run_loop
+    from edge.pipeline import Pipeline
+
+    cfg = _cfg(tmp_path)
+    parts = Pipeline.build(cfg, state_dir=tmp_path)
+    try:
+        run_loop(parts, cfg, Control())
+        seconds = parts.calibration.learner.state.face_seconds
+        parts.reload(_cfg(tmp_path))  # what SIGHUP does
+        assert parts.calibration.learner.state.face_seconds == pytest.approx(seconds, abs=1e-3)
+        assert parts.calibration.applier is not None and parts.calibration.applier.calibration.source == "learned"
+        with EmotionClassifier(BUNDLED_MODEL) as clf:
+            sha, labels = clf.info.sha256, clf.labels
+        save(make_calibration([np.full(7, 1 / 7, np.float32)], sha, labels, "photos", created=1.7e9), tmp_path / "calibration.json")
+        parts.reload(_cfg(tmp_path))
+        assert parts.calibration.applier.calibration.source == "photos" and parts.calibration.learner.state.ready
+    finally:
+        parts.close()
+
+
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
 def test_a_damaged_file_at_service_start_is_one_warning_and_the_service_runs_and_replaces_it(tmp_path, monkeypatch, capfd):
     from edge import service
