@@ -51,13 +51,30 @@ def fer_index(name: str) -> int | None:
     return _CLASS_ALIASES.get(name.strip().lower())
 
 
+def canonical(name: str) -> str:
+    """A class or label name as the data and models use it: FER's name for FER's classes and their synonyms
+    (Happiness -> happy), any other name in lower case (Smile -> smile)."""
+    i = fer_index(name)
+    return FER_LABELS[i] if i is not None else name.strip().lower()
+
+
+def name_index(names: tuple[str, ...], label: str) -> int | None:
+    """Index in a data set's class names of a model's label (by name or FER synonym), or None."""
+    c = canonical(label)
+    return names.index(c) if c in names else None
+
+
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
 PUBLIC_FROM_TRAIN = 0.10
 
 
 @dataclass
 class Dataset:
-    """uint8 images (N, H, W), int labels (N,) in FER_LABELS order, split index per row (SPLITS)."""
+    """uint8 images (N, H, W), int labels (N,) indexing `names`, split index per row (SPLITS).
+
+    `names` is FER_LABELS for FER2013 files and for folders of FER classes (so labels are FER indices, as
+    FER+ votes assume); a folder with classes of its own (train/smile, train/frown) names its classes,
+    FER's first in FER order, then the others in alphabetical order."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -66,6 +83,7 @@ class Dataset:
     votes: np.ndarray | None = None  # FER+ votes (N, 10) where known
     soft: np.ndarray | None = None  # (N, 7) float32 target distribution (ferplus-soft)
     public_from: str = "the data's own PublicTest rows"  # where the selection split came from (told to the user by train)
+    names: tuple[str, ...] = FER_LABELS  # class name of each label index
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         mask = self._mask(name)
@@ -98,7 +116,7 @@ def apply_labels(ds: Dataset, labels_from: str) -> Dataset:
     keep = (total > 0) & ~tied & (top_votes >= other_max)
     soft = emo[keep] / total[keep, None] if labels_from == "ferplus-soft" else None
     return Dataset(ds.images[keep], top[keep].astype(np.int64), ds.usage[keep], ds.source,
-                   ds.votes[keep], soft, ds.public_from)
+                   ds.votes[keep], soft, ds.public_from, ds.names)
 
 
 NPZ_MAX_BYTES = 1 << 30
@@ -284,11 +302,28 @@ def load_csv(path: Path) -> Dataset:
         return _csv_rows(path, reader, _csv_columns(path, reader))
 
 
-def _class_index(folder: Path) -> int:
-    idx = _CLASS_ALIASES.get(folder.name.lower())
-    if idx is None:
-        raise DataError(f"{folder}: unknown class folder {folder.name!r}; expected one of {', '.join(FER_LABELS)} (any case)")
-    return idx
+MAX_CLASSES = 64  # as many labels as a model's metadata may have (edge.contract)
+
+
+def _class_name(folder: Path) -> str:
+    """The class a folder holds: FER's name for FER's classes and synonyms, else its own name in lower case
+    (refused if it could not be a label on the device: 'none', control characters, over 64 characters)."""
+    name = canonical(folder.name)
+    if name == "none" or not name.isprintable() or len(name) > 64 or name != name.strip() or "," in name:
+        raise DataError(f"{folder}: {folder.name!r} cannot be a class name ('none' is reserved; printable, no "
+                        f"commas, at most 64 characters)")
+    return name
+
+
+def _class_names(parts: dict[str, Path]) -> tuple[str, ...]:
+    """Every class of the folder's splits: FER_LABELS when all are FER classes (labels stay FER indices),
+    else the classes found, FER's in FER order, then the others alphabetically."""
+    found = {_class_name(c) for d in parts.values() for c in d.iterdir() if c.is_dir() and not c.name.startswith(".")}
+    if found <= set(FER_LABELS):
+        return FER_LABELS
+    if len(found) > MAX_CLASSES:
+        raise DataError(f"{len(found)} class folders; a model can have at most {MAX_CLASSES} labels")
+    return tuple(n for n in FER_LABELS if n in found) + tuple(sorted(found - set(FER_LABELS)))
 
 
 def _read_gray(path: Path) -> np.ndarray:
@@ -344,9 +379,10 @@ def load_folder(root: Path) -> Dataset:
     usage: list[int] = []
     names: list[str] = []
     size: tuple[int, int] | None = None
+    class_names = _class_names(parts)
     for part, d in parts.items():
         for cls_dir in sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            cls = _class_index(cls_dir)
+            cls = class_names.index(_class_name(cls_dir))
             for f in sorted(cls_dir.iterdir()):
                 if f.name.startswith(".") or f.suffix.lower() not in IMAGE_EXTS:
                     continue
@@ -369,7 +405,7 @@ def load_folder(root: Path) -> Dataset:
             if u[i] == 0 and (zlib.crc32(n.encode()) % 1000) < PUBLIC_FROM_TRAIN * 1000:
                 u[i] = 1
         public = f"{PUBLIC_FROM_TRAIN:.0%} of train/ held out (picked by file-name hash; no val/ folder or PublicTest_ files)"
-    return Dataset(np.stack(images), np.array(labels, np.int64), u, str(root), public_from=public)
+    return Dataset(np.stack(images), np.array(labels, np.int64), u, str(root), public_from=public, names=class_names)
 
 
 def load_dataset(path: str | Path, labels_from: str = "fer2013") -> Dataset:

@@ -20,44 +20,49 @@ from edge.argtypes import int_in, label_list
 from edge.contract import FER_LABELS
 from edge.errors import ConfigError, DataError
 from edge.text import printable
-from model_export.data import LABEL_SOURCES, SPLITS, fer_index, load_dataset
+from model_export.data import LABEL_SOURCES, SPLITS, load_dataset, name_index
 from model_export.progress import Clock, replaces
 from model_export.quiet import quiet_stderr
 
 LOG_EPS = 1e-7
 
 
-def map_labels(y_fer: np.ndarray, model_labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """FER label indices -> the model's label indices by name or synonym (a model saying `anger`,
-    `happiness`, `sadness` names FER's angry, happy, sad); mask of rows the model can name."""
-    lut = np.full(len(FER_LABELS), -1, np.int64)
+def map_labels(y_fer: np.ndarray, model_labels: tuple[str, ...],
+               names: tuple[str, ...] = FER_LABELS) -> tuple[np.ndarray, np.ndarray]:
+    """The data's label indices (into `names`, FER's by default) -> the model's label indices by name or
+    synonym (a model saying `anger`, `happiness`, `sadness` names FER's angry, happy, sad; `smile` names a
+    smile/ folder); mask of rows the model can name."""
+    lut = np.full(len(names), -1, np.int64)
     for j, name in enumerate(model_labels):
-        i = fer_index(name)
+        i = name_index(tuple(names), name)
         if i is not None and lut[i] < 0:
             lut[i] = j
     y = lut[np.asarray(y_fer, np.int64)]
     return y, y >= 0
 
 
-def dropped_note(y_fer: np.ndarray, keep: np.ndarray) -> str:
+def dropped_note(y_fer: np.ndarray, keep: np.ndarray, names: tuple[str, ...] = FER_LABELS) -> str:
     """'left out 60 of 140 faces: the model has no label for disgust (55), fear (5)' (empty if none)."""
-    lost = np.bincount(np.asarray(y_fer, np.int64)[~keep], minlength=len(FER_LABELS))
+    lost = np.bincount(np.asarray(y_fer, np.int64)[~keep], minlength=len(names))
     if not lost.sum():
         return ""
-    what = ", ".join(f"{FER_LABELS[i]} ({int(c)})" for i, c in enumerate(lost) if c)
+    what = ", ".join(f"{names[i]} ({int(c)})" for i, c in enumerate(lost) if c)
     return f"left out {int(lost.sum())} of {len(keep)} faces: the model has no label for {what}"
 
 
-def check_some_kept(y_fer: np.ndarray, keep: np.ndarray, model_labels: tuple[str, ...], source: str) -> None:
-    """Refuse an evaluation with no faces, saying why (no model label names a class of the data)."""
+def check_some_kept(y_fer: np.ndarray, keep: np.ndarray, model_labels: tuple[str, ...], source: str,
+                    names: tuple[str, ...] = FER_LABELS, no_evaluate: str = "") -> None:
+    """Refuse an evaluation with no faces, saying why (no model label names a class of the data) and, where
+    the caller has one (`no_evaluate`, e.g. export's --no-evaluate), the way to do without."""
     if len(keep) and keep.any():
         return
     if not len(keep):
         raise DataError(f"{source}: no faces to evaluate")
-    present = [FER_LABELS[i] for i in np.unique(y_fer)]
+    present = [names[i] for i in np.unique(y_fer)]
     raise DataError(f"no faces to evaluate: none of the model's labels ({','.join(model_labels)}) names a class of "
                     f"{Path(source).name} ({','.join(present)}); pass --labels with the model's output order in "
-                    f"these names (synonyms such as anger, happiness, sadness are understood)")
+                    f"these names (synonyms such as anger, happiness, sadness are understood), or data with a "
+                    f"class folder per label (train/smile, test/smile, ...){no_evaluate}")
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
@@ -184,13 +189,21 @@ def agreement(probs_a: np.ndarray, probs_b: np.ndarray) -> float:
 
 
 def load_split(data: str | Path, split: str, labels_from: str = "fer2013", limit: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """(images, FER label indices, source) of one split; see load_faces for data with classes of its own."""
+    images, labels, source, _ = load_faces(data, split, labels_from, limit)
+    return images, labels, source
+
+
+def load_faces(data: str | Path, split: str, labels_from: str = "fer2013",
+               limit: int = 0) -> tuple[np.ndarray, np.ndarray, str, tuple[str, ...]]:
+    """(images, label indices, source, class names the indices stand for) of one split."""
     ds = load_dataset(data, labels_from)
     images, labels = ds.split(split)
     if len(images) == 0:
         raise DataError(f"{ds.source}: the {split} split is empty")
     if limit:
         images, labels = images[:limit], labels[:limit]
-    return images, labels, ds.source
+    return images, labels, ds.source, ds.names
 
 
 def latency(predictor, images: np.ndarray) -> Latency:
@@ -357,13 +370,13 @@ def evaluate(model: str | Path, data: str | Path, split: str = "PrivateTest", *,
     say = Clock(log)  # each step with the elapsed time, like export: a 70 s evaluation is not silent
     model = run_folder_model(model, say)
     say(f"loading the {split} faces of {data}")
-    images, y_fer, source = load_split(data, split, labels_from, limit)
+    images, y_fer, source, names = load_faces(data, split, labels_from, limit)
     say(f"loading {model}")
     with quiet_stderr():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
         pred = open_predictor(model, input_range, labels)
-    y, keep = map_labels(y_fer, pred.labels)
-    check_some_kept(y_fer, keep, tuple(pred.labels), source)
-    note = dropped_note(y_fer, keep)
+    y, keep = map_labels(y_fer, pred.labels, names)
+    check_some_kept(y_fer, keep, tuple(pred.labels), source, names)
+    note = dropped_note(y_fer, keep, names)
     if note:
         log(note)
     say(f"predicting {int(keep.sum())} {split} faces with {Path(model).name} ({pred.kind})")

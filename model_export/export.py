@@ -152,9 +152,10 @@ def _evaluate(ex, ey, eds, labels, tflite: Path, info: ModelInfo, eval_split: st
     from model_export.evaluate import agreement, check_some_kept, dropped_note, map_labels, metrics, one_class_warning
     from model_export.predictors import KerasPredictor, TFLitePredictor
 
-    y, keep = map_labels(ey, labels)
-    check_some_kept(ey, keep, labels, eds.source)
-    note = dropped_note(ey, keep)
+    y, keep = map_labels(ey, labels, eds.names)
+    check_some_kept(ey, keep, labels, eds.source, eds.names,
+                    "; or export with --no-evaluate (the metadata then has no accuracy numbers)")
+    note = dropped_note(ey, keep, eds.names)
     if note:
         say(note)
     n = int(keep.sum())
@@ -342,7 +343,7 @@ def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[
                  calibration_size: int = 500, min_calibration: int = MIN_CALIBRATION,
                  eval_data: str | Path | None = None, eval_split: str = "PrivateTest", eval_limit: int = 0,
                  crop_margin: float = 0.0, labels_from: str = "fer2013", seed: int = 0,
-                 log=print) -> ExportResult:
+                 evaluate: bool = True, log=print) -> ExportResult:
     """Export MODEL to OUT (.tflite) and OUT's .json; returns both paths and the metadata.
 
     Both files appear (renamed from temporary names) only after conversion, the int8 check and
@@ -371,9 +372,13 @@ def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[
         checked = check_int8(tmp, out)
         say(f"converted: {len(tfl) / 1024:.0f} KiB, int8 in and out, builtin ops only ({len(checked['ops'])} kinds)")
         info = _info_for(tmp, checked, src.labels, src.input_range, crop_margin)
-        eds, ex, ey = _eval_split(cal.data, eval_data, calibration_data, eval_split, eval_limit, labels_from)
-        metrics_out = _evaluate(ex, ey, eds, src.labels, tmp, info, eval_split, say, src.model, src.input_range,
-                                str(model_path))
+        if evaluate:
+            eds, ex, ey = _eval_split(cal.data, eval_data, calibration_data, eval_split, eval_limit, labels_from)
+            metrics_out = _evaluate(ex, ey, eds, src.labels, tmp, info, eval_split, say, src.model, src.input_range,
+                                    str(model_path))
+        else:  # labels of one's own with no faces to match them (deploy then says it cannot check the accuracy)
+            say("--no-evaluate: the metadata will have no accuracy numbers")
+            metrics_out = {}
         info = replace(info, metrics=metrics_out,
                        made_by=_made_by(src, cal, info, checked, labels_from, seed, softmax_added))
         meta = _publish(tmp, out, info)
@@ -437,6 +442,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-data", help="data for the float vs int8 numbers in the metadata (default: calibration data)")
     p.add_argument("--eval-split", default="PrivateTest", choices=SPLITS)
     p.add_argument("--eval-limit", type=int_in(0), default=0, help="evaluate only the first N faces (0 = all)")
+    p.add_argument("--no-evaluate", action="store_true",
+                   help="skip the float vs int8 evaluation (for labels no evaluation data has a class folder for); "
+                        "the metadata then has no accuracy numbers")
     p.add_argument("--labels-from", default="fer2013", choices=LABEL_SOURCES)
     p.add_argument("--crop-margin", type=float_in(0, 1), default=0.0, help="fraction added around the Haar box on the device")
     p.add_argument("--seed", type=random_seed, default=0)
@@ -453,7 +461,8 @@ def run(args: argparse.Namespace) -> int:
     labels = tuple(s.strip() for s in args.labels.split(",") if s.strip()) if args.labels else None
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731 - progress on stderr, like Keras
     if args.json_only:
-        write_metadata_only(args.model, input_range=rng, labels=labels, eval_data=args.eval_data or args.calibration_data,
+        eval_data = None if args.no_evaluate else args.eval_data or args.calibration_data
+        write_metadata_only(args.model, input_range=rng, labels=labels, eval_data=eval_data,
                             eval_split=args.eval_split, eval_limit=args.eval_limit, crop_margin=args.crop_margin,
                             labels_from=args.labels_from, log=log)
         return 0
@@ -463,5 +472,5 @@ def run(args: argparse.Namespace) -> int:
     export_model(args.model, args.out, input_range=rng, calibration_data=args.calibration_data, labels=labels,
                  calibration_size=args.calibration_size, eval_data=args.eval_data, eval_split=args.eval_split,
                  eval_limit=args.eval_limit, crop_margin=args.crop_margin, labels_from=args.labels_from,
-                 seed=args.seed, log=log)
+                 seed=args.seed, evaluate=not args.no_evaluate, log=log)
     return 0

@@ -104,11 +104,10 @@ def run(args: argparse.Namespace) -> int:
     flip = not args.no_flip
     labels = infos[0].labels
     if len(x_va):
-        from model_export.data import FER_LABELS
+        from model_export.evaluate import map_labels
 
-        keep = np.isin(y_va, [FER_LABELS.index(lab) for lab in labels])
-        lut = {FER_LABELS.index(lab): i for i, lab in enumerate(labels)}
-        xv, yv = _prepare(x_va[keep], size), np.array([lut[int(v)] for v in y_va[keep]])
+        yv, keep = map_labels(y_va, labels, ds.names)  # the data's classes (FER's or its own) -> the model's outputs
+        xv, yv = _prepare(x_va[keep], size), yv[keep]
         member = [ensemble_probs([m], xv, flip) for m in models]  # once each: the ensemble is their mean
         for c, p in zip(args.checkpoints, member):
             print(f"{c}: PublicTest {np.mean(p.argmax(1) == yv):.4f}", flush=True)

@@ -3,7 +3,8 @@
 Everything needed to continue lives in the run folder: last.keras (model + optimizer state),
 best.keras (best PublicTest accuracy), state.json (epoch, best, patience, labels, input range),
 log.csv and curves.png (epochs counted from 1, as on the console).
-The model has one output per class the Training split has, in FER order; state.json's `labels`
+The model has one output per class the Training split has, in FER order (a folder's classes of its own,
+train/smile, train/frown, after FER's, alphabetically); state.json's `labels`
 and `input_range` let `export` and `evaluate` use best.keras without --labels/--input-range.
 """
 from __future__ import annotations
@@ -127,10 +128,12 @@ def soft_targets(labels: np.ndarray, votes: np.ndarray | None, n_cls: int, weigh
     return out
 
 
-def class_targets(labels: np.ndarray, votes: np.ndarray | None, classes: np.ndarray, weight: float) -> np.ndarray:
-    """soft_targets restricted to the classes the model has (FER indices, in order), rows renormalised:
-    FER+ votes for a class the data lacks are spread over the others rather than lost from the sum."""
-    t = soft_targets(labels, votes, len(FER_LABELS), weight)[:, classes]
+def class_targets(labels: np.ndarray, votes: np.ndarray | None, classes: np.ndarray, weight: float,
+                  n_names: int = len(FER_LABELS)) -> np.ndarray:
+    """soft_targets restricted to the classes the model has (data label indices, in order), rows renormalised:
+    FER+ votes for a class the data lacks are spread over the others rather than lost from the sum.
+    n_names: how many classes the data's labels index (FER's 7; votes exist only for FER data)."""
+    t = soft_targets(labels, votes, n_names, weight)[:, classes]
     return t / np.maximum(t.sum(axis=1, keepdims=True), 1e-12)
 
 
@@ -219,8 +222,8 @@ def _hms(seconds: float) -> str:
 
 
 def _classes(y_train: np.ndarray, where: str) -> np.ndarray:
-    """The FER classes the Training split has, in FER order: the model's outputs and labels."""
-    classes = np.unique(y_train)
+    """The classes the Training split has, in the data's order (FER's for FER data): the model's outputs and labels."""
+    classes = np.unique(y_train)  # the data's label indices: FER order for FER data
     if len(classes) < 2:
         raise DataError(f"{where}: Training has {len(classes)} class(es); a classifier needs at least 2")
     return classes
@@ -429,13 +432,13 @@ class _Data:
 
     ds: Dataset
     x_tr: np.ndarray
-    y_tr: np.ndarray  # FER indices until _fit maps them
+    y_tr: np.ndarray  # data label indices until _train maps them through lut
     v_tr: np.ndarray | None  # FER+ votes of the Training rows
     x_va: np.ndarray
     y_va: np.ndarray
-    classes: np.ndarray  # FER indices of the model's outputs, in order
+    classes: np.ndarray  # data label indices (FER's, or into ds.names) of the model's outputs, in order
     labels: tuple[str, ...]
-    lut: np.ndarray  # FER index -> output index (-1: not a class of the model)
+    lut: np.ndarray  # data label index -> output index (-1: not a class of the model)
     va_left_out: int  # PublicTest faces of classes Training lacks
     teacher: np.ndarray | None = None  # distillation targets, one row per Training face (model's classes)
 
@@ -449,18 +452,19 @@ def _training_data(args: argparse.Namespace) -> _Data:
         raise DataError(f"{ds.source}: training needs Training and PublicTest faces "
                         f"(found {len(x_tr)} and {len(x_va)})")
     classes = _classes(y_tr, ds.source)
-    lut = np.full(len(FER_LABELS), -1, np.int64)
+    names = tuple(ds.names)  # FER_LABELS, or a folder's classes of its own (train/smile, train/frown)
+    lut = np.full(len(names), -1, np.int64)
     lut[classes] = np.arange(len(classes))
     v_tr = None if ds.votes is None else ds.votes[ds.usage == TRAINING]
     va_keep = lut[y_va] >= 0
-    teacher = _teacher_rows(args, x_tr, tuple(FER_LABELS[i] for i in classes))
+    teacher = _teacher_rows(args, x_tr, tuple(names[i] for i in classes))
     x_va, y_va = x_va[va_keep], y_va[va_keep]
     if args.limit:
         x_tr, y_tr = x_tr[:args.limit], y_tr[:args.limit]
         v_tr = None if v_tr is None else v_tr[:args.limit]
         teacher = None if teacher is None else teacher[:args.limit]
         x_va, y_va = x_va[:max(64, args.limit // 4)], y_va[:max(64, args.limit // 4)]
-    return _Data(ds, x_tr, y_tr, v_tr, x_va, y_va, classes, tuple(FER_LABELS[i] for i in classes), lut,
+    return _Data(ds, x_tr, y_tr, v_tr, x_va, y_va, classes, tuple(names[i] for i in classes), lut,
                  int((~va_keep).sum()), teacher)
 
 
@@ -514,7 +518,7 @@ def _print_data_summary(args: argparse.Namespace, data: _Data) -> None:
              if data.va_left_out else ""), flush=True)
     print(f"classes ({n_cls}, in this order = the model's outputs and labels): "
           + ", ".join(f"{lab} {int(c)}" for lab, c in zip(data.labels, tr_counts)), flush=True)
-    missing = [lab for lab in FER_LABELS if lab not in data.labels]
+    missing = [lab for lab in data.ds.names if lab not in data.labels]
     if missing:
         print(f"not in the data, so not in the model: {', '.join(missing)}", flush=True)
     from model_export.calibration import MIN_CALIBRATION
@@ -782,7 +786,7 @@ def _train(args: argparse.Namespace, out: Path) -> Path:
     fp_w = getattr(args, "ferplus_weight", 0.0)
     if fp_w > 0 and data.v_tr is None:
         print(f"{args.data}: no FER+ votes, so --ferplus-weight is ignored", flush=True)
-    oh_tr = class_targets(data.y_tr, data.v_tr, data.classes, fp_w)
+    oh_tr = class_targets(data.y_tr, data.v_tr, data.classes, fp_w, len(data.ds.names))
     if data.teacher is not None:
         w = args.teacher_weight
         oh_tr = (1.0 - w) * oh_tr + w * data.teacher

@@ -293,3 +293,23 @@ def test_evaluate_tells_its_steps_and_what_to_do_next(tmp_path, capsys, monkeypa
     (tmp_path / "models" / "emotion.tflite").write_bytes(b"an earlier model")
     assert next_command("run/best.keras", "faces/").endswith(
         "; models/emotion.tflite exists and this replaces it: choose another --out to keep it")
+
+
+def test_a_model_of_ones_own_labels_is_evaluated_on_the_matching_folders(tmp_path, capsys):
+    """Issue 30 item 7: a model with labels smile,frown,calm failed with 'no faces to evaluate'."""
+    from tests.test_export_data import own_label_folder
+
+    data = own_label_folder(tmp_path / "mine")
+    model = _relabelled(tmp_path, ["angry", "disgust", "fear", "smile", "frown", "surprised", "calm"])
+    assert main(["evaluate", "--model", str(model), "--data", str(data), "--json", "--no-report"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["n"] == 4 and got["dropped"] == 0  # one test face per folder, each named by a label
+    x, _ = load_dataset(data).split("PrivateTest")
+    names = load_dataset(data).names
+    truth = np.array([["angry", "disgust", "fear", "smile", "frown", "surprise", "calm"].index(names[i])
+                      for i in load_dataset(data).split("PrivateTest")[1]])
+    assert got["accuracy"] == pytest.approx(float(np.mean(_edge_probs(model, x).argmax(1) == truth)))
+    # a model whose labels no folder has: the error says what to pass
+    other = _relabelled(tmp_path, list("abcdefg"))
+    assert main(["evaluate", "--model", str(other), "--data", str(data), "--no-report"]) == 2
+    assert "a class folder per label (train/smile, test/smile, ...)" in capsys.readouterr().err

@@ -146,6 +146,38 @@ def _unprefixed_tree(tmp_path: Path, copies: int = 30) -> Path:
     return root
 
 
+OWN_CLASSES = {"happy": "Smile", "sad": "frown", "neutral": "calm", "surprise": "Surprised"}
+"""Fixture faces filed under classes of one's own (and one FER synonym), as issue 30 item 7's user had them."""
+
+
+def own_label_folder(root: Path, copies: int = 1, shift: int = 0) -> Path:
+    """train/ and test/ with the OWN_CLASSES folders; `copies` shifted copies of each train face (`shift` px)."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for part in ("train", "test"):
+        for fer_name, own in OWN_CLASSES.items():
+            dst = root / part / own
+            dst.mkdir(parents=True)
+            for f in (FOLDER / part / fer_name).iterdir():
+                img = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
+                for k in range(copies if part == "train" else 1):
+                    dy, dx = rng.integers(-shift, shift + 1, 2) if shift else (0, 0)
+                    name = f.name if part == "test" else f"{k}_{f.name}"  # test/ keeps its PublicTest_ prefixes
+                    cv2.imwrite(str(dst / name), np.roll(img, (dy, dx), axis=(0, 1)))
+    return root
+
+
+def test_a_folder_of_classes_of_ones_own_loads_with_its_names(tmp_path):
+    """Issue 30 item 7: train/smile, train/frown, train/calm was refused ('unknown class folder')."""
+    root = own_label_folder(tmp_path / "mine")
+    ds = load_dataset(root)
+    assert ds.names == ("surprise", "calm", "frown", "smile")  # FER's (a synonym mapped) first, then the others
+    x, y = ds.split("PrivateTest")
+    assert sorted(ds.names[i] for i in y) == ["calm", "frown", "smile", "surprise"]
+    assert load_dataset(FOLDER).names == FER_LABELS  # FER classes only: labels stay FER indices
+
+
 def test_folder_without_prefixes_carves_publictest_from_train(tmp_path):
     root = _unprefixed_tree(tmp_path)
     ds = load_dataset(root)
@@ -158,10 +190,10 @@ def test_folder_without_prefixes_carves_publictest_from_train(tmp_path):
 
 def test_folder_errors_name_the_path(tmp_path):
     root = _unprefixed_tree(tmp_path, copies=1)
-    (root / "train" / "contempt").mkdir()
-    with pytest.raises(DataError, match=r"contempt.*unknown class folder"):
+    (root / "train" / "None").mkdir()  # any other name is a class of its own (issue 30 item 7), not this one
+    with pytest.raises(DataError, match=r"None: 'None' cannot be a class name \('none' is reserved"):
         load_dataset(root)
-    (root / "train" / "contempt").rmdir()
+    (root / "train" / "None").rmdir()
     bad = root / "test" / "Sad" / "broken.png"
     bad.write_bytes(b"not a png")
     with pytest.raises(DataError) as e:

@@ -290,3 +290,35 @@ def test_a_seed_numpy_cannot_take_is_refused_before_any_work(tmp_path, capsys, c
         with pytest.raises(SystemExit) as e:
             main(command + ["--seed", bad])
         assert e.value.code == 2 and f"argument --seed: must be between 0 and {2**32 - 1} (got {bad})" in capsys.readouterr().err
+
+
+def test_labels_of_ones_own_train_export_and_evaluate(tmp_path, capsys):
+    """Issue 30 item 7: train/smile, train/frown, train/calm was refused; a model with such labels then failed
+    with 'no faces to evaluate'. Now the run's labels are the folder's classes, export evaluates on the
+    matching folders, and --no-evaluate exports where no data has them."""
+    from edge.errors import DataError
+    from model_export.export import export_model
+    from tests.test_export_data import FOLDER, own_label_folder
+
+    data = own_label_folder(tmp_path / "mine", copies=40, shift=3)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--batch-size", "64", "--width", "0.5",
+                 "--epochs", "1", "--bn-images", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "classes (4, in this order = the model's outputs and labels): surprise 40, calm 40, frown 40, smile 40" in out
+    assert json.loads((run / "state.json").read_text())["labels"] == ["surprise", "calm", "frown", "smile"]
+    res = export_model(run, tmp_path / "mine.tflite", calibration_data=data, calibration_size=100, min_calibration=100,
+                       log=lambda m: None)
+    assert res.info.labels == ("surprise", "calm", "frown", "smile") and res.info.metrics["n"] == 4
+    import shutil
+
+    angry = tmp_path / "angry"  # evaluation data with none of the model's classes
+    for part in ("train", "test"):
+        shutil.copytree(FOLDER / part / "angry", angry / part / "angry")
+    with pytest.raises(DataError, match="or export with --no-evaluate"):
+        export_model(run, tmp_path / "fer.tflite", calibration_data=data, calibration_size=100, min_calibration=100,
+                     eval_data=angry, log=lambda m: None)
+    said: list[str] = []
+    res = export_model(run, tmp_path / "fer.tflite", calibration_data=data, calibration_size=100, min_calibration=100,
+                       eval_data=angry, evaluate=False, log=said.append)
+    assert res.info.metrics == {} and any("--no-evaluate: the metadata will have no accuracy numbers" in m for m in said)
