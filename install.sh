@@ -275,7 +275,9 @@ install_venv() {
         # left root-owned files there, so it builds from a copy of what the package needs.
         local src
         src=$(mktemp -d)
-        tar -C "$SRC_DIR" --exclude=__pycache__ -cf - pyproject.toml README.md edge model_export | tar -C "$src" -xf -
+        # (model_export/runs: 21 MB of training runs, no Python package, never installed)
+        tar -C "$SRC_DIR" --exclude=__pycache__ --exclude=./model_export/runs \
+            -cf - ./pyproject.toml ./README.md ./edge ./model_export | tar -C "$src" -xf -
         # [mqtt]: paho-mqtt 2.x for emotion-edge-mqtt.service (Debian's python3-paho-mqtt is 1.6).
         "$ROOT$PREFIX/bin/python" -m pip install --quiet --disable-pip-version-check \
             --constraint "$ROOT$PREFIX/constraints.txt" "${src}[mqtt]" || { rm -rf -- "$src"; exit 1; }

@@ -275,7 +275,7 @@ BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
 FAKE_VENV_PYTHON = r"""#!/bin/sh
 echo "python $*" >> "$FAKE_LOG"
 for a in "$@"; do
-  case $a in *"[mqtt]") ls "${a%\[mqtt\]}" >> "$FAKE_LOG" ;; esac
+  case $a in *"[mqtt]") ls "${a%\[mqtt\]}" >> "$FAKE_LOG"; ls "${a%\[mqtt\]}/model_export" | sed 's|^|model_export/|' >> "$FAKE_LOG" ;; esac
 done
 """
 
@@ -288,8 +288,9 @@ def test_install_leaves_nothing_of_roots_in_the_users_checkout(tmp_path):
         shutil.copy(REPO / name, co / name)
     for name in ("edge", "systemd", "docs"):
         shutil.copytree(REPO / name, co / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (co / "model_export").mkdir()
+    (co / "model_export" / "runs" / "r1").mkdir(parents=True)
     (co / "model_export" / "__init__.py").write_text("")
+    (co / "model_export" / "runs" / "r1" / "best.keras").write_bytes(b"weights")
     before = {str(p.relative_to(co)) for p in co.rglob("*")}
     root = staged(tmp_path)
     py = root / "opt/emotion-edge/bin/python"  # an existing venv: only its pip install runs
@@ -308,3 +309,4 @@ def test_install_leaves_nothing_of_roots_in_the_users_checkout(tmp_path):
     src = pip.split()[-1].removesuffix("[mqtt]")
     assert not src.startswith(str(co)) and not Path(src).exists()  # a copy, removed afterwards
     assert {"pyproject.toml", "edge", "model_export"} <= set(calls[calls.index(pip) + 1:])
+    assert "model_export/__init__.py" in calls and "model_export/runs" not in calls  # no training runs copied
