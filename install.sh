@@ -379,6 +379,12 @@ uninstall_service() {
     if staged || systemctl list-unit-files "$APP-mqtt.service" >/dev/null 2>&1; then
         run systemctl disable --now "$APP-mqtt.service"
     fi
+    local host
+    host=$(mqtt_host)
+    if [[ -n $host ]] && { staged || [[ -x $PREFIX/bin/python ]]; }; then  # Home Assistant drops the device
+        run "$PREFIX/bin/python" -P -m edge.cli --config "$CONF_DIR/config.toml" publish --uninstall \
+            || say "warning: the device stays on MQTT broker $host (emotion-edge publish --uninstall failed)" >&2
+    fi
     remove "$UNIT_DIR/multi-user.target.wants/$APP.service" "$UNIT_DIR/$APP.service" \
         "$UNIT_DIR/multi-user.target.wants/$APP-mqtt.service" "$UNIT_DIR/$APP-mqtt.service"
     run systemctl daemon-reload

@@ -72,3 +72,20 @@ def test_bridge_unit_is_not_stopped_with_the_camera_unit():
     topic); BindsTo=/PartOf= would instead take it down and, after a camera restart, leave it down."""
     u = parse_unit(MQTT_UNIT.read_text())["Unit"]
     assert "BindsTo" not in u and "PartOf" not in u and "emotion-edge.service" in u["After"][-1].split()
+
+
+def test_uninstall_removes_the_device_from_the_broker(tmp_path):
+    """install.sh --uninstall runs `publish --uninstall` (after stopping the bridge) when [mqtt] host is set,
+    so Home Assistant does not keep a dead device from the broker's retained discovery."""
+    root = staged(tmp_path)
+    install("--root", str(root), "--no-venv")
+    cfg = root / "etc/emotion-edge/config.toml"
+    cfg.write_text(cfg.read_text() + '\n[mqtt]\nhost = "homeassistant.local"\n')
+    out = install("--root", str(root), "--uninstall").stdout.splitlines()
+    stop = out.index("would run: systemctl disable --now emotion-edge-mqtt.service")
+    call = ("would run: /opt/emotion-edge/bin/python -P -m edge.cli --config /etc/emotion-edge/config.toml "
+            "publish --uninstall")
+    assert call in out and out.index(call) > stop, out
+    root2 = staged(tmp_path / "two")
+    install("--root", str(root2), "--no-venv")  # no [mqtt] host: nothing to remove
+    assert not any("publish --uninstall" in line for line in install("--root", str(root2), "--uninstall").stdout.splitlines())
