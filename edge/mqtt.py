@@ -219,6 +219,19 @@ def discovery_messages(t: Topics, labels: list[str] | None = None, hw: str | Non
     ]
 
 
+def _alive(pid: Any) -> bool:
+    """Whether a process with this id runs here (a claim from this machine names one)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists
+        return True
+    return True
+
+
 def _paho():
     try:
         import paho.mqtt
@@ -328,7 +341,7 @@ class Bridge:
         self.sent = 0  # messages handed to paho, accepted or not (tests and stats)
         self.states = 0  # state messages paho accepted
         self.claim = {"host": socket.gethostname(), "pid": os.getpid(), "since": round(clock(), 3),
-                      "id": secrets.token_hex(4)}
+                      "id": secrets.token_hex(4), "machine": self.key[:16] if self.key else None}
         # unique per machine and device: a second bridge elsewhere never kicks this one off the broker
         self.client_id = f"emotion-edge-{self.topics.device_id}" + (f"-{self.key[:8]}" if self.key else "")
         self._mqtt, c = make_client(cfg, self.client_id, self.topics.availability)
@@ -402,6 +415,8 @@ class Bridge:
         since = data.get("since")
         if not isinstance(since, (int, float)) or (since, str(data.get("id"))) < (self.claim["since"], self.claim["id"]):
             return  # an older one's claim: it will stop when it sees ours
+        if self.key and data.get("machine") == self.claim["machine"] and not _alive(data.get("pid")):
+            return  # left by an earlier run on this machine (whose clock may have been ahead before a reboot)
         self._fatal = (f"MQTT broker {self.where}: another emotion-edge publish took over device id "
                        f"{self.topics.device_id!r} (host {str(data.get('host'))[:64]!r}, pid {data.get('pid')}); "
                        "stopping this one: run one bridge per device, or give each its own [mqtt] device_id")
@@ -495,6 +510,8 @@ class Bridge:
 
     def run(self, stop: threading.Event) -> int:
         """Publish until `stop` is set; a clean stop leaves `offline` (retained) behind."""
+        self.follower.poll_log(count_backlog=False)  # the model's labels and the state, before discovery
+        self.follower.poll_status()
         self._first_connect()
         self.client.loop_start()
         try:

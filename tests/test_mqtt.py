@@ -519,6 +519,7 @@ def test_unreadable_password_and_ca_files_are_one_line_not_a_hang(tmp_path):
 
 def test_tls_against_a_plain_port_is_one_line_and_exit_2(tmp_path, broker):
     """Issue 29 N: `tls = true` against a plain listener was 'unreachable (ConnectionResetError)' for ever."""
+    write_moods(tmp_path / "ev.db", "happy")
     p = publish_cli(tmp_path, config(tmp_path, broker.port, tls=True), timeout=30)
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1, p.stderr
@@ -679,7 +680,16 @@ def test_state_is_the_current_mood_and_the_interval_means_are_apart(tmp_path):
 
 
 def run_bridge(bridge, stop: threading.Event) -> threading.Thread:
-    t = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
+    """bridge.run in a thread; a MqttError it ends with is kept as bridge.error (None while it runs)."""
+    from edge.mqtt import MqttError
+
+    def target() -> None:
+        try:
+            bridge.run(stop)
+        except MqttError as e:
+            bridge.error = e
+    bridge.error = None
+    t = threading.Thread(target=target, daemon=True)
     t.start()
     return t
 
@@ -825,3 +835,33 @@ def test_check_reports_the_mqtt_broker_and_login(tmp_path):
         assert not got["ok"] and "unreachable" in got["detail"], got
     finally:
         broker.stop()
+
+
+def test_a_claim_left_by_an_earlier_run_on_this_machine_is_ignored(tmp_path, broker, subs):
+    """A Pi without a clock may boot 'before' its last run: that run's retained claim (its process gone)
+    must not make the new bridge stop; a live claim from this machine that is newer still does."""
+    from edge.mqtt import Bridge, machine_key
+
+    machine = tmp_path / "machine-id"
+    machine.write_text("0123456789abcdef0123456789abcdef\n")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    db = tmp_path / "ev.db"
+    write_moods(db, "happy")
+    sub = subs(broker.port)
+    stale = {"id": "old", "since": time.time() + 3600, "pid": dead.pid, "host": "x", "machine": machine_key(machine)[:16]}
+    sub.c.publish(f"{BASE}/bridge", json.dumps(stale), qos=1, retain=True).wait_for_publish(5)
+    b = Bridge(MqttConfig(host="127.0.0.1", port=broker.port, device_id=DEV), db, None, poll=0.05, machine=machine)
+    stop = threading.Event()
+    t = run_bridge(b, stop)
+    try:
+        wait_until(lambda: b.states >= 1, what="published despite the stale claim")
+        time.sleep(1)
+        assert t.is_alive() and b._fatal is None
+        live = {**stale, "id": "new", "pid": os.getpid()}  # a process that runs: a real, newer bridge
+        sub.c.publish(f"{BASE}/bridge", json.dumps(live), qos=1, retain=True)
+        wait_until(lambda: not t.is_alive(), what="the older bridge stopping")
+        assert "took over device id 'testpi'" in str(b.error)
+    finally:
+        stop.set()
+        t.join(10)
