@@ -148,6 +148,8 @@ def run_loop(pipe: Pipeline, cfg: Config, control: Control, max_frames: int | No
             pipe.led.show(mood, t)
         else:  # a calibration is being taken or has just ended: the LED says so instead of the mood
             pipe.led.show_state(led_state, t)
+        if pipe.share is not None:  # `emotion-edge view`: a clock read per frame unless a view asks
+            pipe.share.offer(frame.image, faces, mood, t, stats.fps, boxes)
         if pipe.log is not None:
             pipe.log.record(mood, len(boxes), _largest(boxes), time.monotonic(), faces)
         now = time.monotonic()

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from edge.eventlog import EventLog
     from edge.led import MoodLight
     from edge.mood import MoodSmoother
+    from edge.viewshare import FrameShare
 
 _log = logging.getLogger("emotion-edge")
 
@@ -43,6 +44,7 @@ class Pipeline:
     calibration: CalibrationStage = field(default_factory=CalibrationStage)  # between classifier and smoother
     cfg: Config | None = None                       # what it was built or last reloaded from
     calibration_required: bool = False              # an explicit --calibration PATH: any problem is an error
+    share: FrameShare | None = None                 # frames for `emotion-edge view`, only while one asks (service)
 
     # ---------------------------------------------------------------- build
     @classmethod
@@ -108,6 +110,10 @@ class Pipeline:
                     calibration.add_button(cfg.calibrate.button_pin, pin_factory)
                 except ButtonError as e:  # like the LED: the mood light is still worth running without it
                     (on_error or _log.error)(f"{e}; running without the calibration button")
+        if state_dir is not None:  # the service, which holds the camera: `emotion-edge view` asks it for frames
+            from edge.viewshare import FrameShare
+
+            pipe.share = FrameShare(state_dir, detect=cfg.detect)
         return pipe
 
     # ---------------------------------------------------------------- reload
@@ -146,7 +152,7 @@ class Pipeline:
 
     # ---------------------------------------------------------------- close
     def close(self) -> None:
-        for part in (self.calibration, self.led, self.log, self.source, self.classifier):
+        for part in (self.share, self.calibration, self.led, self.log, self.source, self.classifier):
             if part is None:
                 continue
             try:

@@ -136,9 +136,11 @@ def _box_mask(shape: tuple[int, int], boxes: Sequence[Box]) -> np.ndarray:
 
 
 def _plain(small: np.ndarray, boxes: Sequence[Box]) -> list[str]:
-    """Characters only: each cell the mean of its two pixels on a ramp; boxes drawn with + - |."""
-    cells = (small[0::2].astype(np.uint16) + small[1::2]) // 2
-    idx = (cells * len(RAMP) // 256).astype(int)
+    """Characters only: each cell the mean of its two pixels on a ramp (stretched to the picture's own
+    range); boxes drawn with + - |."""
+    cells = (small[0::2].astype(np.float32) + small[1::2]) / 2
+    lo, hi = np.percentile(cells, (2, 98))  # ten characters only: spread them over the grey levels present
+    idx = np.clip((cells - lo) * len(RAMP) / max(hi - lo, 1.0), 0, len(RAMP) - 1).astype(int)
     grid = [[RAMP[v] for v in row] for row in idx]
     h, w = cells.shape
     for x, y, bw, bh in boxes:

@@ -73,7 +73,9 @@ class FrameShare:
         self._remove_frame()  # a frame left by a service that was killed
 
     # -- per frame --------------------------------------------------------------------------
-    def offer(self, image: np.ndarray, faces: Sequence[FaceIn], mood: Mood | None, t: float, fps: float | None = None) -> None:
+    def offer(self, image: np.ndarray, faces: Sequence[FaceIn] | None, mood: Mood | None, t: float,
+              fps: float | None = None, boxes: Sequence[Box] = ()) -> None:
+        """`faces` None (no classification this frame): `boxes` are drawn with the last reading of each."""
         now = self._clock()
         if now < self._next:
             return
@@ -93,7 +95,7 @@ class FrameShare:
             self.width = width
         self._next = now + self.interval
         try:
-            self._write(image, faces, mood, t, fps)
+            self._write(image, faces if faces is not None else [(b, None) for b in boxes], mood, t, fps)
         except (OSError, ValueError, cv2.error) as e:
             if not self._warned:
                 log.warning("cannot share a frame with the view: %s", e)

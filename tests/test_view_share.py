@@ -237,6 +237,6 @@ def test_frames_between_classifications_keep_the_last_reading(share, tmp_path):
     share.offer(frame(), [(box, faces()[0][1]), ((10, 10, 50, 50), None)], MOOD, 0.0)
     assert [f.label for f in r.read().faces] == ["happy", ""]
     share.clock.t += 1.0
-    share.offer(frame(), [(box, None)], MOOD, 1.0)  # tracked, not classified this frame
+    share.offer(frame(), None, MOOD, 1.0, boxes=[box])  # tracked, not classified this frame (the loop's call)
     (f,) = r.read().faces
     assert (f.label, f.confidence) == ("happy", 0.9)
