@@ -216,12 +216,15 @@ class PhotoAnalyzer:
         gray = as_gray(gray, "image")
         if self.detector is None:
             h, w = gray.shape
-            return [FaceResult((0, 0, w, h), self._calibrated(self.classifier.classify_face(gray)))]
-        return [FaceResult(tuple(int(v) for v in box), self._calibrated(self.classifier.classify(gray, box)))  # type: ignore[arg-type]
+            return [FaceResult((0, 0, w, h), self._calibrated(self.classifier.classify_face(gray), gray, (0, 0, w, h)))]
+        return [FaceResult(tuple(int(v) for v in box), self._calibrated(self.classifier.classify(gray, box), gray, box))  # type: ignore[arg-type]
                 for box in self.detector.detect(gray)]
 
-    def _calibrated(self, pred: Prediction) -> Prediction:
-        return pred if self.calibration is None else self.calibration.apply(pred)
+    def _calibrated(self, pred: Prediction, gray: np.ndarray, box: Box) -> Prediction:
+        if self.calibration is None:
+            return pred
+        look = self.calibration.looker.of(gray, box) if self.calibration.needs_look else None
+        return self.calibration.apply(pred, look)
 
     def model_input(self, gray: np.ndarray, box: Box) -> np.ndarray:
         """The uint8 HxW face exactly as the model sees it at its own crop margin (the single-crop input;

@@ -179,7 +179,7 @@ def build_calibration(cfg: Config, classifier: EmotionClassifier, required: bool
     [calibrate] strength = 0 (`--no-calibration`).
     """
     return CalibrationStage.from_file(calibration_path(cfg), classifier.info.sha256, classifier.labels, cfg.calibrate,
-                                      required=required)
+                                      required=required, crop_margin=classifier.info.input.crop_margin)
 
 
 def build_smoother(cfg: Config, labels: tuple[str, ...]) -> MoodSmoother:

@@ -140,7 +140,7 @@ BAD_FILES = {
     "not UTF-8": b"\xff\xfe{}",
     "a list": b"[1, 2]",
     "another kind": json.dumps({**_good(), "kind": "something else"}).encode(),
-    "future version": json.dumps({**_good(), "version": 2}).encode(),
+    "future version": json.dumps({**_good(), "version": 3}).encode(),
     "short sha": json.dumps({**_good(), "model_sha256": "abc"}).encode(),
     "labels not a list": json.dumps({**_good(), "labels": "angry"}).encode(),
     "labels empty": json.dumps({**_good(), "labels": [], "baseline": {}}).encode(),

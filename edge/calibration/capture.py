@@ -18,7 +18,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edge.calibration.file import Calibration, make_calibration, save, smiling
+from edge.calibration.file import Calibration, CalibrationError, load_for, make_calibration, make_taught, save, smiling
+from edge.calibration.profile import moved_from_rest
 from edge.calibration.requests import REQUEST_NAME, RESULT_NAME, ensure_requests_dir, read_json_small, requests_dir, write_json_atomic
 from edge.types import Box, Prediction
 
@@ -40,7 +41,9 @@ class Outcome:
 
 @dataclass
 class CalibrationSession:
-    """Collect one resting face for `seconds` of frame time; `feed()` returns the Outcome at the end."""
+    """Collect one face for `seconds` of frame time, at rest (`as_label` "" or neutral) or showing the
+    expression `as_label`; `feed()` returns the Outcome at the end. `profile`: the profile it adds to
+    (its resting face judges whether an expression moved away from rest)."""
 
     seconds: float
     min_frames: int
@@ -48,11 +51,19 @@ class CalibrationSession:
     labels: tuple[str, ...]
     t0: float | None = None
     samples: list[np.ndarray] = field(default_factory=list)
+    looks: list[np.ndarray] = field(default_factory=list)
     frames: int = 0
     no_face: int = 0
     several: int = 0
+    as_label: str = ""
+    profile: Calibration | None = None
 
-    def feed(self, t: float, n_faces: int, faces: Sequence[tuple[Box, Prediction]] | None) -> Outcome | None:
+    @property
+    def rest(self) -> bool:
+        return self.as_label in ("", "neutral")
+
+    def feed(self, t: float, n_faces: int, faces: Sequence[tuple[Box, Prediction]] | None,
+             look: np.ndarray | None = None) -> Outcome | None:
         if self.t0 is None:
             self.t0 = t
         self.frames += 1
@@ -63,17 +74,24 @@ class CalibrationSession:
         elif faces:
             pred = faces[0][1]
             self.samples.append(np.array(pred.probs, np.float32))
+            if look is not None:
+                self.looks.append(look)
         if t - self.t0 < self.seconds:
             return None
         return self.finish()
 
     def finish(self) -> Outcome:
         n = len(self.samples)
+        if n >= self.min_frames and not self.rest:
+            return self._taught(n)
         if n >= self.min_frames:
             if smile := smiling(np.mean(self.samples, axis=0), self.labels):
                 return Outcome(False, f"calibration failed: the face read {smile}, not at rest; "
                                       "relax your face (no smile) and calibrate again", None, n)
-            cal = make_calibration(self.samples, self.model_sha256, self.labels, "camera")
+            looks = self.looks if len(self.looks) == n else ()
+            cal = make_calibration(self.samples, self.model_sha256, self.labels, "camera", looks=looks)
+            if self.profile is not None:
+                cal = self.profile.with_rest(cal)
             return Outcome(True, f"calibrated from {n} frames of one face (at rest it read {cal.resting()})", cal, n)
         if self.frames == 0:
             why = "no frames arrived from the camera"
@@ -85,6 +103,19 @@ class CalibrationSession:
             why = f"too few frames with one face ({n}, need {self.min_frames}); face the camera for the whole time"
         return Outcome(False, "calibration failed: " + why, None, n)
 
+    def _taught(self, n: int) -> Outcome:
+        """The expression taught from what was seen, added to the profile; refused when the face did not
+        move away from its resting face (the person did not really show it)."""
+        looks = self.looks if len(self.looks) == n else ()
+        taught = make_taught(self.samples, looks, self.labels, "camera")
+        base = self.profile or Calibration(self.model_sha256, self.labels, None, 0.0, 0, "camera")
+        if base.baseline is not None and not moved_from_rest(taught.logp, base.baseline):
+            return Outcome(False, f"teaching {self.as_label} failed: the face read as your resting face; "
+                                  f"show {self.as_label} more clearly and try again", None, n)
+        cal = base.with_expression(self.as_label, taught)
+        return Outcome(True, f"{self.as_label} taught from {n} frames of one face (the profile holds "
+                             f"{', '.join(cal.taught())})", cal, n)
+
 
 class CalibrationController:
     """The capture part of the calibration stage: polls for requests, runs sessions, saves results and
@@ -92,11 +123,12 @@ class CalibrationController:
 
     def __init__(self, state_dir: Path, cal_path: Path, *, seconds: float, min_frames: int,
                  apply: Callable[[Calibration | None], None], model: Callable[[], tuple[str, tuple[str, ...]]],
-                 clock: Callable[[], float] = time.monotonic, requests: bool = True) -> None:
+                 clock: Callable[[], float] = time.monotonic, requests: bool = True,
+                 current: Callable[[], Calibration | None] = lambda: None) -> None:
         self.state_dir = Path(state_dir)
         self.cal_path = Path(cal_path)
         self.seconds, self.min_frames = seconds, min_frames
-        self._apply, self._model, self._clock = apply, model, clock
+        self._apply, self._model, self._clock, self._current = apply, model, clock, current
         self.session: CalibrationSession | None = None
         self.request_id = ""
         self.last: Outcome | None = None
@@ -112,13 +144,28 @@ class CalibrationController:
             except OSError as e:
                 log.warning("calibration requests disabled: cannot create %s (%s)", requests_dir(self.state_dir), e)
 
-    def start(self, seconds: float | None = None, request_id: str = "") -> None:
-        """Begin a session now (a request, the button, or `calibrate` without a service)."""
+    def start(self, seconds: float | None = None, request_id: str = "", as_label: str = "") -> None:
+        """Begin a session now (a request, the button, or `calibrate` without a service); `as_label`: teach
+        that expression into the profile in use instead of the resting face."""
         sha, labels = self._model()
-        self.session = CalibrationSession(float(seconds or self.seconds), self.min_frames, sha, labels)
+        profile = self._current() or self._saved(sha, labels)
+        if profile is not None and (profile.model_sha256, profile.labels) != (sha, labels):
+            profile = None
+        self.session = CalibrationSession(float(seconds or self.seconds), self.min_frames, sha, labels,
+                                          as_label=as_label, profile=profile)
         self.request_id = request_id
-        log.info("calibration started: %.0f s, look at the camera with a relaxed face", self.session.seconds)
-        self._result({"state": "running", "message": "calibrating"})
+        if self.session.rest:
+            log.info("calibration started: %.0f s, look at the camera with a relaxed face", self.session.seconds)
+        else:
+            log.info("teaching %s: %.0f s, show it to the camera", as_label, self.session.seconds)
+        self._result({"state": "running", "message": "calibrating" if self.session.rest else f"teaching {as_label}"})
+
+    def _saved(self, sha: str, labels: tuple[str, ...]) -> Calibration | None:
+        """The profile in the file, when none is in use (strength 0): a step adds to it, never loses it."""
+        try:
+            return load_for(self.cal_path, sha, labels, required=False)
+        except CalibrationError:
+            return None
 
     def start_soon(self) -> None:
         """Thread-safe: start a session at the next frame (the push button calls this)."""
@@ -136,8 +183,10 @@ class CalibrationController:
         log.info("calibration removed")
         self._result({"state": "reset", "message": "calibration removed"}, request_id)
 
-    def feed(self, t: float, n_faces: int, faces: Sequence[tuple[Box, Prediction]] | None) -> str | None:
-        """Per frame: the LED state to show instead of the mood, or None (cheap when idle)."""
+    def feed(self, t: float, n_faces: int, faces: Sequence[tuple[Box, Prediction]] | None,
+             look: np.ndarray | None = None) -> str | None:
+        """Per frame: the LED state to show instead of the mood, or None (cheap when idle); `look`: the
+        largest face's look, which a capture keeps in the profile."""
         now = self._clock()
         if self.session is None and self._asked.is_set():
             self._asked.clear()
@@ -146,9 +195,9 @@ class CalibrationController:
             self._next_poll = now + POLL_SECONDS
             self._poll()
         if self.session is not None:
-            out = self.session.feed(t, n_faces, faces)
+            out = self.session.feed(t, n_faces, faces, look)
             if out is None:
-                return "calibrating"
+                return "calibrating" if self.session.rest else f"teaching:{self.session.as_label}"
             self._finish(out)
         if now < self._show_until:
             return self._show_state
@@ -176,7 +225,11 @@ class CalibrationController:
         if action != "calibrate" or not isinstance(secs, (int, float)) or isinstance(secs, bool) or not 1 <= secs <= 120:
             self._result({"state": "failed", "message": "bad calibration request (action or seconds out of range 1-120)"}, rid)
             return
-        self.start(float(secs), rid)
+        as_label = req.get("as", "")
+        if not isinstance(as_label, str) or (as_label and as_label not in self._model()[1]):
+            self._result({"state": "failed", "message": "bad calibration request (no such expression in the model)"}, rid)
+            return
+        self.start(float(secs), rid, as_label)
 
     def end_now(self) -> None:
         """End a running session with what it has (the clip or camera ended before its time was up)."""

@@ -1,7 +1,10 @@
-"""The calibration file: one person's resting face (the *baseline*, mean log-probabilities of their
-neutral face) for one model, as small readable JSON (`KIND`, `VERSION` 1), bound to the model it was
-made with (its sha256): the baseline is in that model's output space and means nothing for another
-model. How it is applied: edge.calibration.apply.
+"""The calibration file: one person's expression profile for one model, as small readable JSON bound to
+the model it was made with (its sha256): its numbers are in that model's output space and mean nothing
+for another model. The profile is the resting face (the *baseline*, mean log-probabilities of their
+neutral face) and, for any other labels the person taught (`calibrate --as`), what the model read in
+that expression and how the face looked (profile.py). A resting face alone is written as `VERSION` 1,
+exactly as before profiles existed, and every version-1 file reads as a resting face alone; a file
+with taught expressions or looks is version 2. How it is applied: edge.calibration.apply.
 """
 from __future__ import annotations
 
@@ -10,19 +13,23 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.calibration.look import LOOK_KIND, decode, encode
+from edge.calibration.profile import Taught, parse_taught
 from edge.safeio import UnsafeFileError, read_bytes, write_atomic
 
 log = logging.getLogger("emotion-edge")
 
 KIND = "emotion-edge calibration"
 VERSION = 1
+PROFILE_VERSION = 2
+"""A file with taught expressions or looks; version 1 is the resting face alone (still written so)."""
 PROB_FLOOR = 1e-3
 """Probabilities are floored before the log: an int8 output reads 0 for anything below 1/256."""
 MAX_FILE_BYTES = 64 * 1024
@@ -39,23 +46,69 @@ class CalibrationError(EdgeError):
 
 @dataclass(frozen=True)
 class Calibration:
-    """One person's resting-face baseline for one model."""
+    """One person's expression profile for one model: the resting face and any taught expressions."""
 
     model_sha256: str
     labels: tuple[str, ...]
-    baseline: np.ndarray          # mean natural-log probabilities of the neutral face, model label order
-    created: float                # unix time
-    frames: int                   # faces averaged
+    baseline: np.ndarray | None   # mean natural-log probabilities of the resting face, model label order;
+                                  # None: only other expressions taught so far
+    created: float                # unix time (of the resting face)
+    frames: int                   # faces averaged (0: no resting face)
     source: str                   # "camera" or "photos"
+    look: np.ndarray | None = None  # the resting face's look (look.py), when it was taken with one
+    expressions: dict[str, Taught] = field(default_factory=dict)  # other labels taught, model label order
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": KIND, "version": VERSION, "model_sha256": self.model_sha256,
+        profile = self.look is not None or bool(self.expressions)
+        d: dict[str, Any] = {
+            "kind": KIND, "version": PROFILE_VERSION if profile else VERSION, "model_sha256": self.model_sha256,
             "labels": list(self.labels),
-            "baseline": {lab: round(float(v), 5) for lab, v in zip(self.labels, self.baseline)},
+            "baseline": None if self.baseline is None else
+            {lab: round(float(v), 5) for lab, v in zip(self.labels, self.baseline)},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created)),
             "created_unix": round(self.created, 3), "frames": self.frames, "source": self.source,
         }
+        if profile:
+            d["look_kind"] = LOOK_KIND
+            if self.look is not None:
+                d["look"] = encode(self.look)
+            d["expressions"] = {lab: t.to_json(self.labels) for lab, t in self.expressions.items()}
+        return d
+
+    @property
+    def has_rest(self) -> bool:
+        return self.baseline is not None
+
+    def taught(self) -> list[str]:
+        """The labels this profile holds, in the model's order: 'neutral' for the resting face, then the others."""
+        have = set(self.expressions) | ({"neutral"} if self.has_rest else set())
+        return [lab for lab in self.labels if lab in have] + (["(resting face)"] if self.has_rest and "neutral" not in self.labels else [])
+
+    def with_rest(self, rest: Calibration) -> Calibration:
+        """This profile with its resting face replaced by `rest`'s (same model), expressions kept."""
+        return replace(self, baseline=rest.baseline, created=rest.created, frames=rest.frames, source=rest.source,
+                       look=rest.look)
+
+    def with_expression(self, label: str, taught: Taught) -> Calibration:
+        """This profile with `label` taught (added or replaced)."""
+        if label not in self.labels:
+            raise CalibrationError(f"'{label}' is not one of the model's labels ({', '.join(self.labels)})")
+        ex = dict(self.expressions)
+        ex[label] = taught
+        return replace(self, expressions={lab: ex[lab] for lab in self.labels if lab in ex})
+
+    def describe_taught(self) -> str:
+        """'resting face (2 photos, 2026-12-06 23:40); happy, sad, surprise taught (photos)'"""
+        parts = []
+        if self.has_rest:
+            what = "camera frame" if self.source == "camera" else "photo"
+            parts.append(f"resting face ({self.frames} {what}{'s' if self.frames != 1 else ''}, {self.created_text})")
+        else:
+            parts.append("no resting face")
+        if self.expressions:
+            newest = max(t.created for t in self.expressions.values())
+            parts.append(f"{', '.join(self.expressions)} taught (latest {time.strftime('%Y-%m-%d %H:%M', time.localtime(newest))})")
+        return "; ".join(parts)
 
     @property
     def created_text(self) -> str:
@@ -63,13 +116,17 @@ class Calibration:
 
     def resting(self) -> str:
         """What the model read in the resting face, which from now on reads neutral: 'sad 48%, neutral 30%'."""
+        if self.baseline is None:
+            return ""
         p = np.exp(self.baseline - self.baseline.max())
         p /= p.sum()
         top = np.argsort(-p, kind="stable")[:2]
         return ", ".join(f"{self.labels[i]} {p[i]:.0%}" for i in top)
 
     def describe(self) -> str:
-        """'from 2026-11-25 12:40, 42 camera frames' / '..., 2 photos'"""
+        """'from 2026-11-25 12:40, 42 camera frames' / '..., 2 photos' (and what else the profile holds)"""
+        if self.expressions or not self.has_rest:
+            return self.describe_taught()
         what = "camera frame" if self.source == "camera" else "photo"
         return f"from {self.created_text}, {self.frames} {what}{'s' if self.frames != 1 else ''}"
 
@@ -88,15 +145,31 @@ def smiling(probs: np.ndarray, labels: Sequence[str]) -> str:
 
 
 def make_calibration(samples: Sequence[np.ndarray], model_sha256: str, labels: Sequence[str], source: str,
-                     created: float | None = None) -> Calibration:
-    """Average the raw (uncalibrated) probabilities of resting-face samples into a baseline."""
+                     created: float | None = None, looks: Sequence[np.ndarray] = ()) -> Calibration:
+    """Average the raw (uncalibrated) probabilities of resting-face samples into a baseline (and their
+    looks, when given, into the resting face's look)."""
     if not samples:
         raise CalibrationError("no faces to calibrate from")
     lp = np.mean([log_probs(p) for p in samples], axis=0)
     if lp.shape != (len(labels),) or not np.all(np.isfinite(lp)):
         raise CalibrationError("calibration samples do not match the model's labels")
     return Calibration(model_sha256, tuple(labels), lp, time.time() if created is None else created,
-                       len(samples), source)
+                       len(samples), source, look=mean_look(looks))
+
+
+def make_taught(samples: Sequence[np.ndarray], looks: Sequence[np.ndarray], labels: Sequence[str], source: str,
+                created: float | None = None) -> Taught:
+    """Average one taught expression's raw probabilities and looks."""
+    if not samples:
+        raise CalibrationError("no faces to learn the expression from")
+    lp = np.mean([log_probs(p) for p in samples], axis=0)
+    if lp.shape != (len(labels),) or not np.all(np.isfinite(lp)):
+        raise CalibrationError("expression samples do not match the model's labels")
+    return Taught(lp, mean_look(looks), time.time() if created is None else created, len(samples), source)
+
+
+def mean_look(looks: Sequence[np.ndarray]) -> np.ndarray | None:
+    return np.mean(np.asarray(looks, np.float32), axis=0) if len(looks) else None
 
 
 # -- files ----------------------------------------------------------------------------------
@@ -111,14 +184,32 @@ def parse(data: Any, where: str) -> Calibration:
     """Validate a decoded calibration JSON object; CalibrationError names what is wrong."""
     if not isinstance(data, dict) or data.get("kind") != KIND:
         raise CalibrationError(f"{where}: not an emotion-edge calibration file")
-    if data.get("version") != VERSION:
-        raise CalibrationError(f"{where}: calibration version {data.get('version')!r} is not supported (expected {VERSION})")
+    version = data.get("version")
+    if version not in (VERSION, PROFILE_VERSION) or isinstance(version, bool):
+        raise CalibrationError(f"{where}: calibration version {version!r} is not supported (expected {VERSION} or {PROFILE_VERSION})")
     sha, labels, base = data.get("model_sha256"), data.get("labels"), data.get("baseline")
     if not isinstance(sha, str) or len(sha) != 64:
         raise CalibrationError(f"{where}: 'model_sha256' must be a sha256 hex string")
     if (not isinstance(labels, list) or not labels or len(labels) > 64
             or not all(isinstance(x, str) and x.isprintable() for x in labels) or len(set(labels)) != len(labels)):
         raise CalibrationError(f"{where}: 'labels' must be a list of distinct label names")
+    expressions: dict[str, Taught] = {}
+    look = None
+    if version == PROFILE_VERSION:
+        ours = data.get("look_kind") == LOOK_KIND  # looks made another way are left out, the rest is used
+        ex = data.get("expressions", {})
+        if not isinstance(ex, dict) or not set(ex) <= set(labels) - {"neutral"}:
+            raise CalibrationError(f"{where}: 'expressions' must map the model's labels (other than neutral) to taught faces")
+        for lab in labels:
+            if lab in ex:
+                t = parse_taught(ex[lab], labels, f"{where}: expression '{lab}'", CalibrationError)
+                expressions[lab] = t if ours else replace(t, look=None)
+        if "look" in data and ours:
+            look = decode(data["look"])
+            if look is None:
+                raise CalibrationError(f"{where}: 'look' is not a face look of this version")
+    if base is None and version == PROFILE_VERSION and expressions:
+        return Calibration(sha, tuple(labels), None, 0.0, 0, "photos", look=None, expressions=expressions)
     if not isinstance(base, dict) or set(base) != set(labels):
         raise CalibrationError(f"{where}: 'baseline' must give one number for each label")
     vals = [base[k] for k in labels]
@@ -131,7 +222,7 @@ def parse(data: Any, where: str) -> Calibration:
         raise CalibrationError(f"{where}: 'frames' must be a positive integer")
     source = data.get("source", "camera")
     return Calibration(sha, tuple(labels), np.array(vals, np.float64), float(created), frames,
-                       source if source in ("camera", "photos") else "camera")
+                       source if source in ("camera", "photos") else "camera", look=look, expressions=expressions)
 
 
 def load(path: Path) -> Calibration:

@@ -49,14 +49,17 @@ def read_json_small(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def new_request(state_dir: Path, action: str, seconds: float) -> str:
-    """Drop a request for the service; returns its id. PermissionError when not allowed."""
+def new_request(state_dir: Path, action: str, seconds: float, as_label: str = "") -> str:
+    """Drop a request for the service (`as_label`: teach that expression, not the resting face); returns
+    its id. PermissionError when not allowed."""
     rid = secrets.token_hex(6)
     d = requests_dir(state_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"{d} does not exist (is the service running?)")
-    write_json_atomic(d / REQUEST_NAME, {"id": rid, "action": action, "seconds": float(seconds),
-                                          "time": time.time(), "uid": os.getuid()})
+    req = {"id": rid, "action": action, "seconds": float(seconds), "time": time.time(), "uid": os.getuid()}
+    if as_label:
+        req["as"] = as_label
+    write_json_atomic(d / REQUEST_NAME, req)
     return rid
 
 

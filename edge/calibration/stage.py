@@ -14,10 +14,13 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from edge.calibration.apply import CalibrationApplier
 from edge.calibration.capture import CalibrationController
 from edge.calibration.file import Calibration, for_model, load_for
 from edge.calibration.learned import Learner
+from edge.calibration.look import Looker
 from edge.config import CalibrateConfig
 from edge.types import Box, Prediction
 
@@ -35,8 +38,9 @@ class CalibrationStage:
     """
 
     def __init__(self, sha256: str = "", labels: Sequence[str] = (), *, settings: CalibrateConfig | None = None,
-                 explicit: Calibration | None = None) -> None:
+                 explicit: Calibration | None = None, crop_margin: float = 0.0) -> None:
         self.model: tuple[str, tuple[str, ...]] = (sha256, tuple(labels))
+        self.looker = Looker(crop_margin)  # a face's look, for a profile with taught expressions
         self.settings = settings if settings is not None else CalibrateConfig()
         self._explicit: CalibrationApplier | None = None
         self._learned: CalibrationApplier | None = None
@@ -49,14 +53,14 @@ class CalibrationStage:
 
     @classmethod
     def from_file(cls, path: Path, sha256: str, labels: Sequence[str], settings: CalibrateConfig, *,
-                  required: bool) -> CalibrationStage:
+                  required: bool, crop_margin: float = 0.0) -> CalibrationStage:
         """The stage for this model with the calibration at `path` when it fits (none with strength 0).
 
         A missing default file is normal; one made for another model is ignored with a warning;
         `required` (an explicit --calibration PATH) makes any problem a CalibrationError.
         """
         cal = load_for(path, sha256, labels, required=required) if settings.strength > 0 else None
-        return cls(sha256, labels, settings=settings, explicit=cal)
+        return cls(sha256, labels, settings=settings, explicit=cal, crop_margin=crop_margin)
 
     # ---------------------------------------------------------------- what applies
     @property
@@ -75,28 +79,46 @@ class CalibrationStage:
         for_model(cal, *self.model, "calibration")
         self._explicit = CalibrationApplier(cal, self.settings.strength, self.settings.neutral_margin)
 
+    @property
+    def explicit(self) -> Calibration | None:
+        """The explicit calibration (profile) in use, if any."""
+        return self._explicit.calibration if self._explicit is not None else None
+
     def _use_learned(self, cal: Calibration) -> None:
         # the mean holds expressions too: no neutral head start
         self._learned = CalibrationApplier(cal, self.settings.strength, 0.0)
 
     # ---------------------------------------------------------------- per prediction, per frame
-    def apply(self, pred: Prediction) -> Prediction:
-        """The calibrated prediction (a new one; `pred`, the model's own answer, is left as it is)."""
+    @property
+    def needs_look(self) -> bool:
+        """Whether `apply` wants each face's look (a profile with taught expressions is in use)."""
+        applier = self.applier
+        return applier is not None and applier.needs_look
+
+    def apply(self, pred: Prediction, look: np.ndarray | None = None) -> Prediction:
+        """The calibrated prediction (a new one; `pred`, the model's own answer, is left as it is); `look`:
+        the face's look (look.py), which a profile with taught expressions reads it by."""
         applier = self.applier
         if applier is None:
             return pred
-        return Prediction(applier.apply(pred.probs.copy()), pred.labels)
+        return Prediction(applier.apply(pred.probs.copy(), look), pred.labels)
 
-    def update(self, t: float, n_faces: int, faces: Faces | None) -> tuple[Faces | None, str | None]:
+    def update(self, t: float, n_faces: int, faces: Faces | None,
+               image: np.ndarray | None = None) -> tuple[Faces | None, str | None]:
         """Per frame: the model's answers for the faces classified on it (None: none this frame) in, the
         calibrated ones out, with the LED state to show instead of the mood while a capture runs or has
-        just ended (else None). The learner and the capture see the model's own answers."""
+        just ended (else None). The learner and the capture see the model's own answers. `image`, the
+        grey frame, gives each face's look where a profile or a capture wants it (else it is not read)."""
         calibrated = None
+        capturing = self.capture is not None and self.capture.session is not None
+        looks = None
+        if faces and image is not None and (capturing or self.needs_look):
+            looks = [self.looker.of(image, box) for box, _ in faces]
         if faces:
-            calibrated = [(box, self.apply(pred)) for box, pred in faces]
+            calibrated = [(box, self.apply(pred, looks[i] if looks else None)) for i, (box, pred) in enumerate(faces)]
             if self.learner is not None:
                 self.learner.feed(t, faces[0][1])   # the largest face
-        led_state = self.capture.feed(t, n_faces, faces) if self.capture is not None else None
+        led_state = self.capture.feed(t, n_faces, faces, looks[0] if looks else None) if self.capture is not None else None
         return calibrated, led_state
 
     # ---------------------------------------------------------------- the parts that make calibrations
@@ -105,7 +127,8 @@ class CalibrationStage:
         that succeeds is saved to `cal_path` and applied from then on."""
         s = self.settings
         self.capture = CalibrationController(state_dir, cal_path, seconds=s.seconds, min_frames=s.min_frames,
-                                             apply=self.use, model=lambda: self.model, requests=requests)
+                                             apply=self.use, model=lambda: self.model, requests=requests,
+                                             current=lambda: self.explicit)
         return self.capture
 
     def add_learner(self, path: Path | None) -> None:
@@ -134,7 +157,7 @@ class CalibrationStage:
         model's is learned afresh) and used at once; the capture is restarted only when [calibrate]
         changed (one running then reports that it was interrupted)."""
         changed = fresh.settings != self.settings
-        self.model, self.settings = fresh.model, fresh.settings
+        self.model, self.settings, self.looker = fresh.model, fresh.settings, fresh.looker
         self._explicit, self._learned = fresh._explicit, None
         if self.capture is not None and changed:
             self.capture.close()
@@ -155,6 +178,9 @@ class CalibrationStage:
             cal = applier.calibration
             d.update(created=cal.created, frames=cal.frames, source=cal.source,
                      file=str(ctl.cal_path) if ctl is not None else "")
+            if cal.expressions or not cal.has_rest:
+                d["taught"] = cal.taught()
+                d["profile"] = cal.describe_taught()
         if self.learner is not None:
             d["learned"] = self.learner.describe()
         if ctl is not None and ctl.session is not None:

@@ -14,8 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edge.commands.common import add_pipeline_flags, config_from_args
 from edge.errors import ConfigError, EdgeError
+from edge.text import printable
 
 SERVICE_FRESH_SECONDS = 20.0  # a status file older than this belongs to no running service
 
@@ -33,7 +36,14 @@ def add_parser(sub) -> None:
     p.add_argument("--photos", nargs="+", metavar="FILE", help="make the calibration from still photos of the person's neutral face")
     p.add_argument("--single-crop", action="store_true",
                    help="with --photos: only the model's own crop of each face (default: four framings averaged, as `photo` does)")
+    p.add_argument("--as", dest="as_label", metavar="EXPRESSION",
+                   help="teach this expression (happy, sad, ...) into the profile instead of the resting face "
+                        "(neutral is the resting face); with --photos, or live from the camera")
     p.add_argument("--out", metavar="PATH", help="where to write the calibration (default: calibration.json beside the log)")
+    p.add_argument("--guided", action="store_true",
+                   help="teach every expression live, one after the other: the resting face first, each named on the "
+                        "terminal and shown in its colour on the LED; Enter starts a step, s skips it, q stops")
+    p.add_argument("--show", metavar="PATH", help="say what the profile at PATH holds and from when, and exit")
     p.add_argument("--no-service", action="store_true", help="open the camera here even if the service seems to run")
     p.add_argument("--status-file", metavar="PATH", help="the service's status.json (default: where the service writes it)")
 
@@ -45,10 +55,16 @@ def _say(msg: str) -> None:
 def main(args: argparse.Namespace) -> int:
     from edge.config import calibration_path
 
+    if args.show:
+        return _show(Path(args.show).expanduser())
     if args.seconds is not None and not 1 <= args.seconds <= 120:
         raise ConfigError(f"--seconds must be between 1 and 120 (got {args.seconds:g})")
     if args.reset and args.photos:
         raise ConfigError("--reset and --photos cannot be used together")
+    if args.guided and (args.photos or args.reset or args.as_label):
+        raise ConfigError("--guided walks through every expression live; it takes no --photos, --reset or --as")
+    if args.reset and args.as_label:
+        raise ConfigError("--reset removes the whole profile; it takes no --as")
     if args.single_crop and not args.photos:
         raise ConfigError("--single-crop only applies with --photos (the camera calibration crops as the loop does)")
     cfg = config_from_args(args)
@@ -56,10 +72,16 @@ def main(args: argparse.Namespace) -> int:
         cfg.calibrate.seconds = float(args.seconds)
     out = Path(args.out).expanduser() if args.out else calibration_path(cfg)
     if args.photos:
-        return _from_photos(cfg, args.photos, out, multi_crop=not args.single_crop)
+        return _from_photos(cfg, args.photos, out, multi_crop=not args.single_crop, as_label=args.as_label or "")
     service_dir = None if args.no_service or args.out else _running_service(cfg, args.status_file)
+    steps = _guided_steps(cfg) if args.guided else [args.as_label or ""]
     if service_dir is not None:
-        return _through_service(service_dir, "reset" if args.reset else "calibrate", cfg.calibrate.seconds)
+        if args.reset:
+            return _through_service(service_dir, "reset", cfg.calibrate.seconds)
+        if args.guided:
+            return _guided(steps, lambda label: _through_service(service_dir, "calibrate", cfg.calibrate.seconds, label,
+                                                                  quiet=True), cfg.calibrate.seconds)
+        return _through_service(service_dir, "calibrate", cfg.calibrate.seconds, steps[0])
     if args.reset:
         from edge.config import learned_baseline_path
 
@@ -73,7 +95,83 @@ def main(args: argparse.Namespace) -> int:
             else:
                 print(f"{what} removed: {path}")
         return 0
-    return _with_camera(cfg, out)
+    if args.guided:
+        return _with_camera(cfg, out, steps, guided=True)
+    return _with_camera(cfg, out, steps)
+
+
+# -- teaching every expression, one after the other -----------------------------------------------
+GUIDE = {
+    "": "your resting face: look at the camera and talk normally, as you would in front of it (no big smile)",
+    "happy": "a smile, as when something pleases you",
+    "sad": "a sad face: corners of the mouth down, brows raised in the middle",
+    "surprise": "surprise: brows up, eyes and mouth open",
+    "angry": "anger: brows drawn down and together, lips pressed",
+    "fear": "fear: brows raised and drawn together, eyes wide, mouth stretched",
+    "disgust": "disgust: nose wrinkled, upper lip raised",
+}
+"""What the guide asks for, by label; labels of other models are asked for by name."""
+
+
+def _guided_steps(cfg: Any) -> list[str]:
+    """The resting face first, then the model's other labels in its order (happy, sad and surprise, the
+    expressions a mood light shows most, before the rest)."""
+    from edge.pipeline import build_classifier
+
+    with build_classifier(cfg) as clf:
+        labels = [lab for lab in clf.labels if lab != "neutral"]
+    first = [lab for lab in ("happy", "sad", "surprise") if lab in labels]
+    return [""] + first + [lab for lab in labels if lab not in first]
+
+
+def _ask(prompt: str) -> str:
+    """One line from the person: '' (Enter: go), 's' (skip) or 'q' (stop); end of input stops."""
+    try:
+        return input(prompt).strip().lower()[:1]
+    except EOFError:
+        return "q"
+
+
+def _guided(steps: list[str], take: Any, seconds: float) -> int:
+    """Prompts each step, takes it with `take(label) -> exit status` unless skipped; 0 when at least one was taken."""
+    taken, failed = [], []
+    print(f"teaching your faces: {len(steps)} steps of {seconds:g} s; at each, Enter starts, s skips, q stops", flush=True)
+    for i, label in enumerate(steps, 1):
+        name = label or "resting face"
+        answer = _ask(f"[{i}/{len(steps)}] {name}: {GUIDE.get(label, label)}. Enter / s / q: ")
+        if answer == "q":
+            break
+        if answer == "s":
+            print(f"skipped {name}", flush=True)
+            continue
+        (taken if take(label) == 0 else failed).append(name)
+    print(f"taught: {', '.join(taken) or 'nothing'}" + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
+    return 0 if taken else 1
+
+
+def _show(path: Path) -> int:
+    """`calibrate --show PATH`: what a profile holds and from when."""
+    from edge.calibration import CalibrationError, load
+
+    try:
+        cal = load(path)
+    except CalibrationError as e:
+        raise ConfigError(str(e)) from None
+    print(f"{printable(str(path))}: model {cal.model_sha256[:12]}")
+    if cal.has_rest:
+        what = "camera frame" if cal.source == "camera" else "photo"
+        print(f"  resting face: {cal.frames} {what}{'s' if cal.frames != 1 else ''}, {cal.created_text} "
+              f"(at rest it read {cal.resting()})")
+    else:
+        print("  resting face: none (teach it with --as neutral, or without --as)")
+    for lab, t in cal.expressions.items():
+        what = "camera frame" if t.source == "camera" else "photo"
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(t.created))
+        print(f"  {printable(lab)}: {t.frames} {what}{'s' if t.frames != 1 else ''}, {when}")
+    missing = [lab for lab in cal.labels if lab != "neutral" and lab not in cal.expressions]
+    if missing:
+        print(f"  not taught: {', '.join(printable(m) for m in missing)} (read as the model reads them)")
+    return 0
 
 
 # -- through the running service ---------------------------------------------------------------
@@ -91,32 +189,35 @@ def _running_service(cfg: Any, explicit: str | None) -> Path | None:
     return None
 
 
-def _through_service(state_dir: Path, action: str, seconds: float) -> int:
+def _through_service(state_dir: Path, action: str, seconds: float, as_label: str = "", quiet: bool = False) -> int:
     from edge.calibration.requests import new_request, wait_result
 
     try:
-        rid = new_request(state_dir, action, seconds)
+        rid = new_request(state_dir, action, seconds, as_label)
     except PermissionError:
         raise EdgeError(f"{state_dir}: not allowed to ask the service; run `sudo emotion-edge calibrate`, or join "
                         f"its group: sudo usermod -aG emotion-edge $USER (then log in again)") from None
     except OSError as e:
         raise EdgeError(f"cannot ask the service for a calibration: {e}") from None
-    if action == "calibrate":
-        print(f"calibrating through the running service: look at the camera with a relaxed face for {seconds:g} s …", flush=True)
+    if action == "calibrate" and not quiet:
+        what = f"show {as_label} to the camera" if as_label not in ("", "neutral") else "look at the camera with a relaxed face"
+        print(f"calibrating through the running service: {what} for {seconds:g} s …", flush=True)
     res = wait_result(state_dir, rid, timeout=seconds + 20.0)
     if res is None:
         _say("the service did not answer (is it running and seeing frames? see `emotion-edge status`)")
         return 1
-    msg = str(res.get("message", "")).replace("\n", " ")
+    msg = printable(str(res.get("message", "")))
     if res.get("state") in ("done", "reset"):
-        print(msg + (f": {res['file']}" if res.get("file") else ""))
+        print(msg + (f": {printable(str(res['file']))}" if res.get("file") else ""))
         return 0
     _say(msg)
     return 1
 
 
 # -- the camera, here ----------------------------------------------------------------------------
-def _with_camera(cfg: Any, out: Path) -> int:
+def _with_camera(cfg: Any, out: Path, steps: list[str], guided: bool = False) -> int:
+    """Each step (a label, "" the resting face) taken from the camera here, one after the other on the
+    same open camera; with `guided`, each after a prompt."""
     from edge.loop import Control, run_loop
     from edge.config import calibration_path
     from edge.pipeline import Pipeline
@@ -126,33 +227,45 @@ def _with_camera(cfg: Any, out: Path) -> int:
     pipe = Pipeline.build(cfg, with_log=False, sample_fallback=False)  # `auto` with no camera: an error, never the sample
     try:
         ctl = pipe.calibration.add_capture(out.parent, calibration_path(cfg), requests=False)
-        control = Control()
-        ctl.start()
-        print(f"calibrating: look at the camera with a relaxed face for {cfg.calibrate.seconds:g} s …", flush=True)
+        _check_label(steps[0], pipe.classifier.labels)
 
-        def on_frame(stats: Any, mood: Any) -> None:
-            if ctl.session is None:
-                control.stop.set()
+        def take(label: str) -> int:
+            control = Control()
+            ctl.start(as_label=label)
+            what = f"show {label} to the camera" if label not in ("", "neutral") else "look at the camera with a relaxed face"
+            if not guided:
+                print(f"calibrating: {what} for {cfg.calibrate.seconds:g} s …", flush=True)
 
-        why = run_loop(pipe, cfg, control, on_frame=on_frame)
-        ctl.end_now()  # the clip or camera ended first: judge what was seen
+            def on_frame(stats: Any, mood: Any) -> None:
+                if ctl.session is None:
+                    control.stop.set()
+
+            why = run_loop(pipe, cfg, control, on_frame=on_frame)
+            ctl.end_now()  # the clip or camera ended first: judge what was seen
+            res = ctl.last
+            if res is None:
+                _say(f"no frames ({why})")
+                return 1
+            if not res.ok:
+                _say(res.message)
+                return 1
+            print(f"{res.message}: {printable(str(out))}", flush=True)
+            return 0
+
+        return _guided(steps, take, cfg.calibrate.seconds) if guided else take(steps[0])
     finally:
         pipe.close()
-    res = ctl.last
-    if res is None:
-        _say(f"no frames ({why})")
-        return 1
-    if not res.ok:
-        _say(res.message)
-        return 1
-    print(f"{res.message}: {out}")
-    return 0
 
 
 # -- still photos --------------------------------------------------------------------------------
-def _from_photos(cfg: Any, photos: list[str], out: Path, multi_crop: bool = True) -> int:
+def _from_photos(cfg: Any, photos: list[str], out: Path, multi_crop: bool = True, as_label: str = "") -> int:
+    """The resting face (no `as_label`, or neutral) or one taught expression from still photos, written
+    into the profile at `out` (created when missing; the rest of an existing profile is kept)."""
     from edge.pipeline import build_classifier
-    from edge.calibration import make_calibration, save, smiling
+    from edge.calibration import Calibration, make_calibration, save, smiling
+    from edge.calibration.file import log_probs
+    from edge.calibration.look import Looker
+    from edge.calibration.profile import Taught, moved_from_rest, teach_framings
     from edge.detect import StillDetector
     from edge.errors import FrameError, SourceError
     from edge.photo import OWN_FACE_SIDE_RATIO, expand_inputs, own_face, read_image
@@ -160,35 +273,89 @@ def _from_photos(cfg: Any, photos: list[str], out: Path, multi_crop: bool = True
     files, problems = expand_inputs(photos)
     for msg in problems:
         _say(msg)
-    samples = []
+    _refuse_input_as_output(files, out)
+    samples, taught_lp, looks = [], [], []
     with build_classifier(cfg, multi_crop=multi_crop) as clf:  # the model's own answers, never through a calibration
+        rest = as_label in ("", "neutral")
+        _check_label(as_label, clf.labels)
+        old = _existing_profile(out, clf.info.sha256, clf.labels)
         det = StillDetector(cfg.detect)
+        looker = Looker(clf.info.input.crop_margin)
         for path in files:
             try:
                 gray = read_image(path).gray
                 boxes = det.detect(gray)
                 box = own_face(boxes)
                 if box is None:
-                    _say(f"{path}: {'no face found' if not boxes else f'{len(boxes)} faces of similar size'}; skipped "
+                    _say(f"{printable(str(path))}: {'no face found' if not boxes else f'{len(boxes)} faces of similar size'}; skipped "
                          f"(one face of the person per photo, or theirs at least {OWN_FACE_SIDE_RATIO:g}x as wide as any other)")
                     continue
                 if len(boxes) > 1:
-                    _say(f"{path}: {len(boxes)} faces; took the largest ({box[2]} px wide; the next is {boxes[1][2]} px)")
+                    _say(f"{printable(str(path))}: {len(boxes)} faces; took the largest ({box[2]} px wide; the next is {boxes[1][2]} px)")
                 probs = clf.classify(gray, box).probs.copy()
-                if smile := smiling(probs, clf.labels):
-                    _say(f"{path}: the face reads {smile}, not at rest; skipped (photos of a relaxed face, no smile)")
+                if rest and (smile := smiling(probs, clf.labels)):
+                    _say(f"{printable(str(path))}: the face reads {smile}, not at rest; skipped (photos of a relaxed face, no smile)")
                     continue
+                framings = teach_framings(box, gray.shape[1], gray.shape[0])
+                looks += [looker.of(gray, b) for b in framings]
+                if not rest:
+                    taught_lp += [log_probs(clf.classify(gray, b).probs) for b in framings]
                 samples.append(probs)
             except (SourceError, FrameError) as e:
-                _say(str(e) if str(path) in str(e) else f"{path}: {e}")
+                _say(printable(str(e) if str(path) in str(e) else f"{path}: {e}"))
         if not samples:
-            _say("no usable photo: the calibration needs at least one photo with exactly one face, at rest")
+            what = "at rest" if rest else f"showing {as_label}"
+            _say(f"no usable photo: it needs at least one photo with exactly one face, {what}")
             return 1
-        cal = make_calibration(samples, clf.info.sha256, clf.labels, "photos")
+        n = len(samples)
+        if rest:
+            new = make_calibration(samples, clf.info.sha256, clf.labels, "photos", looks=looks)
+            cal = new if old is None else old.with_rest(new)
+        else:
+            taught = Taught(np.mean(taught_lp, axis=0), np.mean(np.asarray(looks, np.float32), axis=0), time.time(), n, "photos")
+            base = old if old is not None else Calibration(clf.info.sha256, clf.labels, None, 0.0, 0, "photos")
+            cal = base.with_expression(as_label, taught)
+            if cal.baseline is not None and not moved_from_rest(taught.logp, cal.baseline):
+                _say(f"the {as_label} photos read almost as the resting face; taught all the same (a clearer {as_label} reads better)")
     try:
         save(cal, out)
     except OSError as e:
-        raise EdgeError(f"{out}: cannot write calibration ({e.strerror or e})") from None
-    print(f"calibration from {len(samples)} photo{'s' if len(samples) != 1 else ''} written to {out} "
-          f"(model {cal.model_sha256[:12]}; at rest the face read {cal.resting()})")
+        raise EdgeError(f"{printable(str(out))}: cannot write calibration ({e.strerror or e})") from None
+    photos_text = f"{n} photo{'s' if n != 1 else ''}"
+    if rest:
+        print(f"calibration from {photos_text} written to {printable(str(out))} "
+              f"(model {cal.model_sha256[:12]}; at rest the face read {cal.resting()})")
+    else:
+        print(f"{as_label} taught from {photos_text} into {printable(str(out))} (model {cal.model_sha256[:12]}; "
+              f"the profile holds {', '.join(cal.taught())})")
     return 0
+
+
+def _check_label(label: str, labels: tuple[str, ...]) -> None:
+    if label and label not in labels:
+        raise ConfigError(f"--as {printable(label)}: the model has no such expression (it has {', '.join(labels)})")
+
+
+def _refuse_input_as_output(files: list[Path], out: Path) -> None:
+    """A photo named as the output would be overwritten with JSON."""
+    for f in files:
+        try:
+            if out.exists() and f.samefile(out):
+                raise ConfigError(f"--out {printable(str(out))} is one of the photos; name another file")
+        except OSError:
+            continue
+
+
+def _existing_profile(out: Path, sha256: str, labels: tuple[str, ...]) -> Any:
+    """The profile already at `out` (None: none yet); a file there that is not one, or another model's, is
+    refused rather than overwritten."""
+    import os
+
+    from edge.calibration import CalibrationError, for_model, load
+
+    if not os.path.lexists(out):
+        return None
+    try:
+        return for_model(load(out), sha256, labels, str(out))
+    except CalibrationError as e:
+        raise ConfigError(f"{e}; not changed (name another --out, or remove it first)") from None
