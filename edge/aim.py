@@ -15,13 +15,13 @@ import numpy as np
 from edge.config import DetectConfig
 from edge.types import Box
 
-# -- measured limits (docs/PI.md "Aim the camera", 2026-12-06) --------------------------------
-DETECT_NEED_PX = 30      # face width in detector pixels at which the loop's detector finds >= 90 % of faces
-READ_BEST_PX = 48        # face width in frame pixels from which the classifier reads as well as on large faces
-BACKLIGHT_RATIO = 0.55   # face mean / frame mean below this (in a bright frame): light from behind
-DARK_FACE = 45           # face mean grey level below this: too dark
-LOW_CONTRAST_STD = 18.0  # face grey-level standard deviation below this: flat, washed out
-BLUR_VAR = 60.0          # variance of the Laplacian of the face at 48x48 below this: blurred
+# -- measured limits: where accuracy starts to fall (figures: docs/PI.md "Aim the camera") ----------
+DETECT_NEED_PX = 56      # face width in detector pixels from which the loop's detector finds as many faces as on large ones
+READ_BEST_PX = 44        # face width in frame pixels from which the classifier reads as well as on large faces
+BACKLIGHT_RATIO = 0.4    # face mean / frame mean below this (in a bright frame): light from behind
+DARK_FACE = 50           # face mean grey level below this: too dark
+LOW_CONTRAST_STD = 24.0  # face grey-level standard deviation below this: flat
+BLUR_VAR = 250.0         # variance of the Laplacian of the face at 48x48 below this: blurred
 NO_FACE_SECONDS = 10.0   # "no face for 10 s"
 EDGE_PX = 2              # a box this close to the frame's border is cut off
 LARGE_SHARE = 0.7        # face height over this share of the frame: too close

@@ -1,6 +1,8 @@
 """What a running `emotion-edge view` costs the loop (a script, not a test): frames/s of the real loop
 on the bundled clip, as fast as it decodes, with the service's FrameShare and no viewer, and with a viewer
 renewing its request (a frame written 4 times a second), runs alternated so drift hits both alike.
+Also the loop's CPU time per frame (process time: other programs on the machine do not count; the
+viewer's renewing thread, about one small read and write a second, does).
 
     nice -n 5 .venv/bin/python tests/benchmarks/view_cost.py --runs 3
 """
@@ -11,6 +13,7 @@ import statistics
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +25,7 @@ from edge.pipeline import Pipeline  # noqa: E402
 from edge.viewshare import FrameReader, FrameShare  # noqa: E402
 
 
-def one_run(state: Path, viewer: bool, source: str) -> tuple[float, int]:
+def one_run(state: Path, viewer: bool, source: str) -> tuple[float, float, int]:
     cfg = load_config(None, {"source": {"source": source}, "led": {"backend": "none"}})
     pipe = Pipeline.build(cfg, with_log=False)
     pipe.share = FrameShare(state)
@@ -39,7 +42,9 @@ def one_run(state: Path, viewer: bool, source: str) -> tuple[float, int]:
         renewer.start()
     stats = Stats()
     try:
+        cpu = time.process_time()
         run_loop(pipe, cfg, Control(), stats=stats)
+        cpu = time.process_time() - cpu
         writes = pipe.share.writes
     finally:
         stop.set()
@@ -47,7 +52,7 @@ def one_run(state: Path, viewer: bool, source: str) -> tuple[float, int]:
             renewer.join()
         reader.close()
         pipe.close()
-    return stats.snapshot()["fps"], writes
+    return stats.snapshot()["fps"], cpu * 1e3 / max(1, stats.frames), writes
 
 
 def main() -> int:
@@ -56,14 +61,19 @@ def main() -> int:
     ap.add_argument("--source", default="sample")
     args = ap.parse_args()
     res: dict[bool, list[float]] = {False: [], True: []}
+    cpu: dict[bool, list[float]] = {False: [], True: []}
     with tempfile.TemporaryDirectory() as d:
         for i in range(args.runs):
             for viewer in (False, True) if i % 2 == 0 else (True, False):
-                fps, writes = one_run(Path(d), viewer, args.source)
+                fps, ms, writes = one_run(Path(d), viewer, args.source)
                 res[viewer].append(fps)
-                print(f"run {i + 1} {'with a viewer' if viewer else 'no viewer   '}: {fps:7.1f} frames/s, {writes} frames shared", flush=True)
+                cpu[viewer].append(ms)
+                print(f"run {i + 1} {'with a viewer' if viewer else 'no viewer   '}: {fps:7.1f} frames/s, "
+                      f"{ms:.3f} ms CPU a frame, {writes} frames shared", flush=True)
     off, on = statistics.median(res[False]), statistics.median(res[True])
-    print(f"median: no viewer {off:.1f} frames/s, with a viewer {on:.1f} frames/s ({(on - off) / off:+.1%})")
+    coff, con = statistics.median(cpu[False]), statistics.median(cpu[True])
+    print(f"median: no viewer {off:.1f} frames/s, {coff:.3f} ms CPU a frame; with a viewer {on:.1f} frames/s, "
+          f"{con:.3f} ms CPU a frame ({(con - coff) / coff:+.1%} CPU)")
     return 0
 
 
