@@ -72,7 +72,7 @@ def test_jitter_box_stays_in_bounds_and_in_the_frame():
     for _ in range(200):  # a box at the corner is pushed back inside
         x, y, w, h = jitter_box((0, 0, 100, 100), rng, 104, 104)
         assert x >= 0 and y >= 0 and x + w <= 104 and y + h <= 104
-    assert jitter_box((5, 5, 50, 50), np.random.default_rng(7), 200, 200) == jitter_box((5, 5, 50, 50), np.random.default_rng(7), 200, 200)
+    assert len({jitter_box((5, 5, 50, 50), np.random.default_rng(s), 200, 200) for s in (7, 7, 8, 8)}) == 2  # the seed alone decides
 
 
 def test_sign_flip_p():
