@@ -542,7 +542,9 @@ class Bridge:
                 info.wait_for_publish(timeout=3.0)
             except (RuntimeError, ValueError):
                 pass
-            self.client.disconnect()
+        # also when not connected: paho's thread would otherwise keep resending unacknowledged messages
+        # to a broker that took the connection but never answers, and loop_stop would wait for it
+        self.client.disconnect()
         self.client.loop_stop()
         self.follower.close()
         return connected
