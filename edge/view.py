@@ -105,11 +105,12 @@ def fit(image_wh: tuple[int, int], columns: int, rows: int) -> tuple[int, int]:
 
 def render(screen: Screen, columns: int, lines: int, mode: str) -> list[str]:
     """The screen as text lines, at most `lines` of them and `columns` cells wide."""
-    below = [part for ln in text_lines(screen) for part in (textwrap.wrap(ln, columns, subsequent_indent="  ") or [""])]
+    texts = text_lines(screen)
+    wrapped = [textwrap.wrap(ln, columns, subsequent_indent="  ") or [""] for ln in texts]
+    if lines - sum(map(len, wrapped)) < MIN_PICTURE_ROWS and len(wrapped) > 2:
+        wrapped = [wrapped[0], wrapped[-1]]  # many faces in a short terminal: the picture and the advice first
+    below = [part for group in wrapped for part in group][-max(1, lines - 1):]
     rows = max(1, lines - len(below))
-    if rows < MIN_PICTURE_ROWS and len(below) > 2:  # many faces in a short terminal: keep the picture
-        below = below[:1] + [ln for ln in below if ln.startswith(("advice:", "  "))][-2:]
-        rows = max(1, lines - len(below))
     img = screen.image
     ih, iw = img.shape[:2]
     pw, ph = fit((iw, ih), columns, rows)

@@ -283,3 +283,50 @@ def test_check_gives_the_same_advice_from_a_few_frames():
     out = json.loads(r.stdout)
     assert out["framing"]["ok"] and out["framing"]["detail"].startswith("framing good: face ")
     assert r.returncode == 0, r.stdout
+
+
+def test_many_faces_in_a_short_terminal_keep_the_picture_and_the_advice():
+    s = screen()
+    s.faces = [FaceMark((10 * i, 10, 20, 20), "happy", 0.5) for i in range(8)]
+    s.advice = "a long piece of advice " * 4
+    out = render(s, 40, 16, "plain")
+    assert len(out) <= 16 and len(out) - sum(ln.startswith(("advice:", "  ", "test")) for ln in out) >= 10
+    assert any(ln.startswith("advice: a long") for ln in out)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root (CI runs as root)")
+def test_a_user_outside_the_services_group_is_told_how_to_join(tmp_path):
+    import io
+
+    from edge.calibration.requests import ensure_requests_dir
+    from edge.commands import view as view_cmd
+    from edge.config import load_config
+    from edge.errors import EdgeError
+
+    ensure_requests_dir(tmp_path)  # 2770, as the service makes it; this test's group is root's
+    os.chmod(tmp_path, 0o755)
+    cfg = load_config(None, {})
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                view_cmd._through_service(cfg, tmp_path, True, True, io.StringIO())
+                msg = "no error"
+            except EdgeError as e:
+                msg = str(e)
+            except BaseException as e:  # noqa: BLE001 - reported to the parent
+                msg = f"{type(e).__name__}: {e}"
+            os.write(w, msg.encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        msg = f.read()
+    os.waitpid(pid, 0)
+    assert "not allowed to see the service's camera" in msg and "usermod -aG emotion-edge" in msg, msg
+    assert len(msg.splitlines()) == 1

@@ -50,7 +50,6 @@ class _PhotoSource:
         import cv2
 
         from edge.imagecheck import ImageRefused, load_checked
-        from edge.types import Frame
 
         try:
             img = load_checked(path, cv2.IMREAD_GRAYSCALE)
@@ -59,13 +58,15 @@ class _PhotoSource:
         if img is None:
             raise SourceError(f"{path}: OpenCV cannot decode it")
         self.name = str(path)
-        self._img, self._interval, self._i, self._frame = img, interval, 0, Frame
+        self._img, self._interval, self._i = img, interval, 0
         self._t0 = time.monotonic()
 
     def read(self):
+        from edge.types import Frame
+
         if self._i:
             time.sleep(self._interval)
-        f = self._frame(self._img, time.monotonic() - self._t0, self._i)
+        f = Frame(self._img, time.monotonic() - self._t0, self._i)
         self._i += 1
         return f
 
