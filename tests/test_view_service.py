@@ -36,6 +36,37 @@ def wait_running(status: Path, p: subprocess.Popen, timeout: float = 30.0) -> No
     raise AssertionError("the service did not start running")
 
 
+def live_in_tmux(status: Path, requests: Path) -> None:
+    """The live view of the service's frames in a real terminal; q ends it and its files go."""
+    import shutil
+
+    from .test_view import tmux, wait_for
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (apt install tmux; .ci/run installs it)")
+    sock = f"emotion-edge-test-{os.getpid()}-svc"
+    cmd = f"cd {ROOT} && {sys.executable} -m edge.cli view --status-file {status}; echo EXITED $?; sleep 60"
+    env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(ROOT)}
+    env.pop("TMUX", None)
+    r = subprocess.run(["tmux", "-L", sock, "-f", "/dev/null", "new-session", "-d", "-s", "v", "-x", "120", "-y", "50", cmd],
+                       env=env, capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    try:
+        def shows(text: str) -> str:
+            p = tmux("capture-pane", "-p", "-t", "v", sock=sock).stdout
+            return p if text in p else ""
+
+        pane = wait_for(lambda: shows("the service's camera, 640x480"))
+        assert pane and "advice:" in pane and "frames/s" in pane, tmux("capture-pane", "-p", "-t", "v", sock=sock).stdout
+        assert (requests / REQUEST_NAME).exists()
+        tmux("send-keys", "-t", "v", "q", sock=sock)
+        assert "EXITED 0" in wait_for(lambda: shows("EXITED"), 10)
+        time.sleep(1.0)
+        assert sorted(x.name for x in requests.iterdir() if "view" in x.name) == []
+    finally:
+        tmux("kill-server", sock=sock)
+
+
 def test_view_gets_the_services_frames_and_leaves_nothing_behind(notify, tmp_path):
     p = start(["--source", str(SAMPLE), "--realtime", "--led", "none", "--db", str(tmp_path / "log.db")], notify, tmp_path)
     status = tmp_path / "status.json"
@@ -68,6 +99,7 @@ def test_view_gets_the_services_frames_and_leaves_nothing_behind(notify, tmp_pat
         assert len(lines) <= 60 and sum(len(ln) > 20 for ln in lines) >= 10
         time.sleep(1.0)
         assert sorted(x.name for x in requests.iterdir() if "view" in x.name) == []
+        live_in_tmux(status, requests)
         # a viewer that vanishes without cleaning up (SIGKILL): its request expires, the frame goes
         FrameReader(tmp_path).renew(force=True)
         end = time.monotonic() + 2.0
