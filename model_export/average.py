@@ -53,7 +53,8 @@ def mean_weights(models: list) -> list[np.ndarray]:
 def run(args: argparse.Namespace) -> int:
     from model_export.data import load_dataset
     from model_export.predictors import load_keras, run_info, same_run_inputs
-    from model_export.train import _prepare, recalibrate_bn
+    from model_export.inputs import train_inputs
+    from model_export.train import recalibrate_bn
 
     check_request(args)
     infos = [run_info(c) for c in args.checkpoints]
@@ -68,9 +69,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.data}: needs Training faces (for BatchNorm) and PublicTest faces (to score); "
                           f"has {len(x_tr)} and {len(x_va)}")
     size = models[0].input_shape[1]
-    x_va = _prepare(x_va, size)
+    x_va = train_inputs(x_va, size)
     pick = np.random.default_rng(args.seed).permutation(len(x_tr))[:args.bn_images]
-    bn_x = _prepare(x_tr[pick], size)
+    bn_x = train_inputs(x_tr[pick], size)
 
     for c, m in zip(args.checkpoints, models):
         print(f"{c}: PublicTest {_accuracy(m, x_va, y_va):.4f}", flush=True)
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     avg.save(args.out)
     rng = f"{known[0][1].input_range[0]:g},{known[0][1].input_range[1]:g}" if known else "LO,HI"
     print(f"wrote {args.out}; export it with: emotion-export export {args.out} --input-range {rng} "
-          f"--calibration-data {args.data} --out NAME.tflite")
+          f"--representative-data {args.data} --out NAME.tflite")
     return 0
 
 

@@ -75,18 +75,18 @@ def run(args: argparse.Namespace) -> int:
         write_run_info(args.out, known[0][1], {"command": "ensemble"})
     rng = f"{known[0][1].input_range[0]:g},{known[0][1].input_range[1]:g}" if known else "LO,HI"
     print(f"wrote {args.out} ({len(members)} member{'s' if len(members) > 1 else ''}{', mirror averaged' if args.mirror else ''}); "
-          f"export it with: emotion-export export {args.out} --input-range {rng} --calibration-data DATA --out NAME.tflite")
+          f"export it with: emotion-export export {args.out} --input-range {rng} --representative-data DATA --out NAME.tflite")
     return 0
 
 
 def _score(args: argparse.Namespace, members: list, model) -> None:
     from model_export.data import load_dataset
-    from model_export.train import _prepare
+    from model_export.inputs import train_inputs
 
     x, y = load_dataset(args.data).split("PublicTest")
     if len(x) == 0:
         raise ConfigError(f"{args.data}: has no PublicTest faces to score on")
-    x = _prepare(x, model.input_shape[1])
+    x = train_inputs(x, model.input_shape[1])
     for c, m in zip(args.checkpoints, members):
         print(f"{c}: PublicTest {_accuracy(m, x, y):.4f}", flush=True)
     print(f"ensemble: PublicTest {_accuracy(model, x, y):.4f}", flush=True)

@@ -445,7 +445,7 @@ def next_command(model: str, data: str) -> str:
     if Path(model).suffix.lower() == ".tflite":
         return f"next: emotion-export deploy {model} pi@HOST --dry-run   (then without --dry-run to copy it to the Pi)"
     out = "models/emotion.tflite"
-    return f"next: emotion-export export {model} --calibration-data {data} --out {out}{replaces(out)}"
+    return f"next: emotion-export export {model} --representative-data {data} --out {out}{replaces(out)}"
 
 
 def _one_thread() -> None:

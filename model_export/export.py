@@ -1,8 +1,8 @@
 """`emotion-export export`: any single-input grayscale Keras classifier -> full-integer int8 TFLite + NAME.json.
 
 Path: keras load -> model.export(SavedModel) -> TFLiteConverter.from_saved_model with int8-only
-builtins, int8 input and output, calibrated on a stratified sample of real Training faces that
-went through the edge's own preprocessing. The result is checked (int8 I/O, no float or Flex ops)
+builtins, int8 input and output, its value ranges measured on a representative set: a stratified sample
+of real Training faces that went through the edge's own preprocessing. The result is checked (int8 I/O, no float or Flex ops)
 and evaluated (float vs int8 on PrivateTest) before its metadata is written.
 """
 from __future__ import annotations
@@ -23,7 +23,8 @@ from edge.argtypes import float_in, int_in, label_list, random_seed
 from edge.contract import FER_LABELS, InputSpec, ModelInfo, metadata_path, sha256_file, write_model_info
 from edge.errors import ConfigError, DataError, ModelError
 from model_export import __version__
-from model_export.calibration import MIN_CALIBRATION, calibration_images, prepare_float, representative
+from model_export.inputs import prepare_float
+from model_export.representative import MIN_REPRESENTATIVE, batches, representative_faces
 from model_export.data import LABEL_SOURCES, SPLITS, fer_index, load_dataset
 from model_export.progress import Clock
 from model_export.quiet import quiet_stderr
@@ -56,7 +57,7 @@ def with_softmax(model):
     return keras.Model(model.inputs, keras.layers.Softmax(name="probs_softmax")(model.outputs[0]), name=model.name)
 
 
-def convert_int8(model, calib: np.ndarray) -> bytes:
+def convert_int8(model, representative: np.ndarray) -> bytes:
     """Keras model -> SavedModel -> full-integer TFLite bytes (int8 in, int8 out)."""
     import tensorflow as tf
 
@@ -65,7 +66,7 @@ def convert_int8(model, calib: np.ndarray) -> bytes:
         model.export(saved, format="tf_saved_model", verbose=False)
         conv = tf.lite.TFLiteConverter.from_saved_model(saved)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: representative(calib)
+        conv.representative_dataset = lambda: batches(representative)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
@@ -133,9 +134,10 @@ def _check_labels(labels: tuple[str, ...], say=None) -> tuple[str, ...]:
     return labels
 
 
-def _eval_split(ds, eval_data, calibration_data, eval_split: str, eval_limit: int, labels_from: str):
-    """The evaluation faces (the calibration data set unless --eval-data names another)."""
-    same = eval_data is None or (ds is not None and calibration_data is not None and Path(eval_data) == Path(calibration_data))
+def _eval_split(ds, eval_data, representative_data, eval_split: str, eval_limit: int, labels_from: str):
+    """The evaluation faces (the representative data set unless --eval-data names another)."""
+    same = eval_data is None or (ds is not None and representative_data is not None
+                                 and Path(eval_data) == Path(representative_data))
     eds = ds if same else load_dataset(eval_data, labels_from)
     ex, ey = eds.split(eval_split)
     if not len(ex):
@@ -246,8 +248,8 @@ class _Source:
 
 
 @dataclass
-class _Calibration:
-    """Calibration faces, prepared like the edge prepares them, and where they came from."""
+class _Representative:
+    """The int8 representative faces (uint8, then prepared like the edge prepares them) and where they came from."""
 
     faces: np.ndarray
     data: Any  # model_export.data.Dataset: also the default evaluation data
@@ -289,24 +291,25 @@ def _load_source(model_path: Path, input_range, labels, say) -> _Source:
     return _Source(model, model_path, h, w, input_range, labels)
 
 
-def _calibration_faces(calibration_data, labels_from: str, size: int, seed: int, min_calibration: int) -> _Calibration:
+def _representative_faces(representative_data, labels_from: str, size: int, seed: int,
+                          min_representative: int) -> _Representative:
     """A stratified sample of Training faces (uint8), checked before the model loads: too few fails in a
     second, naming the way on, not after the model and TensorFlow have loaded."""
-    ds = load_dataset(calibration_data, labels_from)
+    ds = load_dataset(representative_data, labels_from)
     tr_x, tr_y = ds.split("Training")
     try:
-        faces = calibration_images(tr_x, tr_y, size, ds.source, seed, min_calibration)
+        faces = representative_faces(tr_x, tr_y, size, ds.source, seed, min_representative)
     except DataError as e:
-        if len(tr_x) >= min_calibration:
+        if len(tr_x) >= min_representative:
             raise
-        raise DataError(f"{e}; pass --calibration-data with another face set (e.g. FER2013's fer2013.npz): only the "
+        raise DataError(f"{e}; pass --representative-data with another face set (e.g. FER2013's fer2013.npz): only the "
                         f"int8 value ranges come from it, the model and its labels stay as they are") from None
     fewer = f" (asked for {size}; the Training split has only {len(tr_x)})" if len(faces) < size else ""
-    return _Calibration(faces, ds, fewer)
+    return _Representative(faces, ds, fewer)
 
 
-def _prepared(cal: _Calibration, src: _Source) -> _Calibration:
-    """The calibration faces prepared for the model's input, as the edge prepares them."""
+def _prepared(cal: _Representative, src: _Source) -> _Representative:
+    """The representative faces prepared for the model's input, as the edge prepares them."""
     return replace(cal, faces=prepare_float(cal.faces, src.width, src.height, src.input_range))
 
 
@@ -318,14 +321,14 @@ def _with_probabilities(src: _Source, calib: np.ndarray, say) -> tuple[_Source, 
     return replace(src, model=with_softmax(src.model)), True
 
 
-def _made_by(src: _Source, cal: _Calibration, info: ModelInfo, checked: dict[str, Any], labels_from: str,
+def _made_by(src: _Source, cal: _Representative, info: ModelInfo, checked: dict[str, Any], labels_from: str,
              seed: int, softmax_added: bool) -> dict[str, Any]:
     """How the model was made, for NAME.json's `made_by`."""
     made_by = {"tool": "emotion-export", "version": __version__, "source_model": src.path.name,
                "source_sha256": sha256_file(src.path),
                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                "input_range": list(info.input.range),
-               "calibration": {"n": int(len(cal.faces)), "data": Path(cal.data.source).name,
+               "representative": {"n": int(len(cal.faces)), "data": Path(cal.data.source).name,
                                "split": "Training", "sampling": "stratified", "seed": seed},
                "labels_from": labels_from, "softmax_added": softmax_added, "ops": checked["ops"],
                "converter": "TFLiteConverter.from_saved_model, TFLITE_BUILTINS_INT8, int8 I/O"}
@@ -339,8 +342,8 @@ def _made_by(src: _Source, cal: _Calibration, info: ModelInfo, checked: dict[str
 
 
 def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[float, float] | None = None,
-                 calibration_data: str | Path, labels: tuple[str, ...] | None = None,
-                 calibration_size: int = 500, min_calibration: int = MIN_CALIBRATION,
+                 representative_data: str | Path, labels: tuple[str, ...] | None = None,
+                 representative_size: int = 500, min_representative: int = MIN_REPRESENTATIVE,
                  eval_data: str | Path | None = None, eval_split: str = "PrivateTest", eval_limit: int = 0,
                  crop_margin: float = 0.0, labels_from: str = "fer2013", seed: int = 0,
                  evaluate: bool = True, log=print) -> ExportResult:
@@ -356,12 +359,12 @@ def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[
     model_path, out = run_folder_model(model_path, say), Path(out)
     _check_request(out, crop_margin)
     input_range, labels = _source_inputs(model_path, input_range, labels, say)
-    cal = _calibration_faces(calibration_data, labels_from, calibration_size, seed, min_calibration)
+    cal = _representative_faces(representative_data, labels_from, representative_size, seed, min_representative)
     src = _load_source(model_path, input_range, labels, say)
     cal = _prepared(cal, src)
     src, softmax_added = _with_probabilities(src, cal.faces, say)
     say(f"converting {model_path.name} ({src.height}x{src.width}, range {list(src.input_range)}, labels "
-        f"{','.join(src.labels)}) to int8, calibrating on {len(cal.faces)} Training faces of "
+        f"{','.join(src.labels)}) to int8, value ranges from {len(cal.faces)} representative Training faces of "
         f"{Path(cal.data.source).name}{cal.fewer}")
     with quiet_stderr(CONVERTER_ERROR_DUMP):  # its C++ chatter; the error comes back as the exception
         tfl = convert_int8(src.model, cal.faces)
@@ -373,7 +376,7 @@ def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[
         say(f"converted: {len(tfl) / 1024:.0f} KiB, int8 in and out, builtin ops only ({len(checked['ops'])} kinds)")
         info = _info_for(tmp, checked, src.labels, src.input_range, crop_margin)
         if evaluate:
-            eds, ex, ey = _eval_split(cal.data, eval_data, calibration_data, eval_split, eval_limit, labels_from)
+            eds, ex, ey = _eval_split(cal.data, eval_data, representative_data, eval_split, eval_limit, labels_from)
             metrics_out = _evaluate(ex, ey, eds, src.labels, tmp, info, eval_split, say, src.model, src.input_range,
                                     str(model_path))
         else:  # labels of one's own with no faces to match them (deploy then says it cannot check the accuracy)
@@ -435,11 +438,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                          "the model is in an `emotion-export train` run folder (its state.json says it)")
     p.add_argument("--labels", type=label_list,
                    help="comma-separated output order (default: the run folder's labels, else FER2013's 7)")
-    p.add_argument("--calibration-data", help="FER2013 .npz, fer2013.csv or image folder (Training split is sampled); "
-                                              "required except with --json-only")
-    p.add_argument("--calibration-size", type=int_in(MIN_CALIBRATION), default=500,
-                   help=f"faces for int8 calibration (at least {MIN_CALIBRATION})")
-    p.add_argument("--eval-data", help="data for the float vs int8 numbers in the metadata (default: calibration data)")
+    p.add_argument("--representative-data", "--calibration-data", dest="representative_data",
+                   help="the int8 representative set (its value ranges are measured on it): FER2013 .npz, fer2013.csv "
+                        "or image folder, its Training split sampled; required except with --json-only "
+                        "(--calibration-data is the old name)")
+    p.add_argument("--representative-size", "--calibration-size", dest="representative_size",
+                   type=int_in(MIN_REPRESENTATIVE), default=500,
+                   help=f"representative faces for the int8 value ranges (at least {MIN_REPRESENTATIVE}; "
+                        f"--calibration-size is the old name)")
+    p.add_argument("--eval-data", help="data for the float vs int8 numbers in the metadata (default: the representative data)")
     p.add_argument("--eval-split", default="PrivateTest", choices=SPLITS)
     p.add_argument("--eval-limit", type=int_in(0), default=0, help="evaluate only the first N faces (0 = all)")
     p.add_argument("--no-evaluate", action="store_true",
@@ -461,16 +468,16 @@ def run(args: argparse.Namespace) -> int:
     labels = tuple(s.strip() for s in args.labels.split(",") if s.strip()) if args.labels else None
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731 - progress on stderr, like Keras
     if args.json_only:
-        eval_data = None if args.no_evaluate else args.eval_data or args.calibration_data
+        eval_data = None if args.no_evaluate else args.eval_data or args.representative_data
         write_metadata_only(args.model, input_range=rng, labels=labels, eval_data=eval_data,
                             eval_split=args.eval_split, eval_limit=args.eval_limit, crop_margin=args.crop_margin,
                             labels_from=args.labels_from, log=log)
         return 0
-    missing = [f for f, v in (("--calibration-data", args.calibration_data), ("--out", args.out)) if not v]
+    missing = [f for f, v in (("--representative-data", args.representative_data), ("--out", args.out)) if not v]
     if missing:
         raise ConfigError(f"export needs {' and '.join(missing)} (only --json-only works without them)")
-    export_model(args.model, args.out, input_range=rng, calibration_data=args.calibration_data, labels=labels,
-                 calibration_size=args.calibration_size, eval_data=args.eval_data, eval_split=args.eval_split,
+    export_model(args.model, args.out, input_range=rng, representative_data=args.representative_data, labels=labels,
+                 representative_size=args.representative_size, eval_data=args.eval_data, eval_split=args.eval_split,
                  eval_limit=args.eval_limit, crop_margin=args.crop_margin, labels_from=args.labels_from,
                  seed=args.seed, evaluate=not args.no_evaluate, log=log)
     return 0

@@ -18,7 +18,7 @@ import numpy as np
 from edge.contract import FER_LABELS, ModelInfo, read_model_info
 from edge.errors import ModelError
 from edge.preprocess import quant_lut, to_float
-from model_export.calibration import prepare_float, resize_all
+from model_export.inputs import prepare_float, resize_all
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 

@@ -14,8 +14,8 @@ PY=${PYTHON:-python}
 "$PY" -m model_export.cli train --data "$DATA" --out "${RUN}_ft" --init-from "$RUN/best.keras" --epochs 10 \
     --lr 1e-3 --width 0.75 --batch-size 128 --label-smoothing 0.1 --class-weight-power 0.3 --seed 1234
 FT=${RUN}_ft
-"$PY" -m model_export.cli export "$FT/best.keras" --input-range 0,1 --calibration-data "$DATA" \
-    --calibration-size 500 --out "$FT/emotion.tflite"
+"$PY" -m model_export.cli export "$FT/best.keras" --input-range 0,1 --representative-data "$DATA" \
+    --representative-size 500 --out "$FT/emotion.tflite"
 "$PY" -m model_export.cli evaluate --model "$FT/emotion.tflite" --data "$DATA" --split PrivateTest \
     --compare "$FT/best.keras" --compare-input-range 0,1 --latency --report-dir "$FT"
 # the sample clip's faces are ones the 0.75-width model reads right (it was made with that model)
@@ -31,7 +31,7 @@ MIX=${W1}_mix
 # image, under one new head fitted on Training (l2 0.3; PublicTest printed for each l2)
 RE=model_export/runs/rehead_w1mix_ft
 "$PY" -m model_export.cli rehead "$MIX/best.keras" "$FT/best.keras" --data "$DATA" --l2 0.3 0.1 1 --out "$RE/rehead.keras"
-"$PY" -m model_export.cli export "$RE/rehead.keras" --calibration-data "$DATA" \
-    --calibration-size 500 --crop-margin 0.05 --out edge/models/emotion.tflite
+"$PY" -m model_export.cli export "$RE/rehead.keras" --representative-data "$DATA" \
+    --representative-size 500 --crop-margin 0.05 --out edge/models/emotion.tflite
 "$PY" -m model_export.cli evaluate --model edge/models/emotion.tflite --data "$DATA" --split PrivateTest \
     --compare "$RE/rehead.keras" --latency --report-dir "$RE"

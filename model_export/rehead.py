@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from model_export.data import load_dataset
     from model_export.heads import backbone, fit_softmax, same_io, with_new_head
-    from model_export.calibration import prepare_float
+    from model_export.inputs import prepare_float
     from model_export.predictors import check_keras_out, load_keras, run_info, same_run_inputs, write_run_info
 
     check_keras_out(args.out, args.checkpoints, "new model")
@@ -64,6 +64,6 @@ def run(args: argparse.Namespace) -> int:
         write_run_info(args.out, known[0][1], {"command": "rehead", "checkpoints": [str(c) for c in args.checkpoints],
                                                "l2": args.l2[0]})
     print(f"wrote {args.out} ({len(nets)} backbone{'s' if len(nets) > 1 else ''}, mirror averaged, head l2 {args.l2[0]:g}); "
-          f"export it with: emotion-export export {args.out} --input-range {rng[0]:g},{rng[1]:g} --calibration-data DATA "
+          f"export it with: emotion-export export {args.out} --input-range {rng[0]:g},{rng[1]:g} --representative-data DATA "
           "--out NAME.tflite")
     return 0

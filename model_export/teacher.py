@@ -82,7 +82,7 @@ def ensemble_probs(models: list, x: np.ndarray, flip: bool) -> np.ndarray:
 def run(args: argparse.Namespace) -> int:
     from model_export.data import load_dataset
     from model_export.predictors import load_keras, run_info, same_run_inputs
-    from model_export.train import _prepare
+    from model_export.inputs import train_inputs
 
     if args.out.suffix != ".npz" or args.out.is_dir():
         raise ConfigError(f"--out {args.out}: must be a file name ending in .npz")
@@ -107,13 +107,13 @@ def run(args: argparse.Namespace) -> int:
         from model_export.evaluate import map_labels
 
         yv, keep = map_labels(y_va, labels, ds.names)  # the data's classes (FER's or its own) -> the model's outputs
-        xv, yv = _prepare(x_va[keep], size), yv[keep]
+        xv, yv = train_inputs(x_va[keep], size), yv[keep]
         member = [ensemble_probs([m], xv, flip) for m in models]  # once each: the ensemble is their mean
         for c, p in zip(args.checkpoints, member):
             print(f"{c}: PublicTest {np.mean(p.argmax(1) == yv):.4f}", flush=True)
         print(f"teacher ({len(models)} model{'s' if len(models) > 1 else ''}{', mirror averaged' if flip else ''}): "
               f"PublicTest {np.mean(np.mean(member, axis=0).argmax(1) == yv):.4f}", flush=True)
-    probs = ensemble_probs(models, _prepare(x_tr, size), flip)
+    probs = ensemble_probs(models, train_inputs(x_tr, size), flip)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save(Teacher(probs, labels, fingerprint(x_tr)), args.out, [str(c) for c in args.checkpoints], flip)
     print(f"wrote {args.out}: {len(probs)} Training faces x {len(labels)} classes; "

@@ -23,6 +23,7 @@ import numpy as np
 from edge.argtypes import float_in, int_in, random_seed
 from edge.errors import ConfigError, DataError, ModelError
 from model_export.data import FER_LABELS, TRAINING, Dataset, load_dataset
+from model_export.inputs import TRAIN_RANGE, train_inputs
 
 STATE = "state.json"
 
@@ -137,14 +138,6 @@ def class_targets(labels: np.ndarray, votes: np.ndarray | None, classes: np.ndar
     return t / np.maximum(t.sum(axis=1, keepdims=True), 1e-12)
 
 
-def _prepare(images: np.ndarray, size: int) -> np.ndarray:
-    from edge.preprocess import resize_face, to_float
-
-    if images.shape[1] != size:
-        images = np.stack([resize_face(im, size, size) for im in images])
-    return to_float(images, (0.0, 1.0))[..., None]
-
-
 LOG_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 
@@ -234,17 +227,18 @@ def _restart_hint(args: argparse.Namespace, out: Path) -> str:
 
 
 def _next_command(args: argparse.Namespace, best: Path, n_training: int) -> str:
-    """The export to run next; with fewer Training faces than int8 calibration needs, it names another face
-    set instead of a command that would fail after loading the model."""
-    from model_export.calibration import MIN_CALIBRATION
+    """The export to run next; with fewer Training faces than the int8 representative set needs, it names
+    another face set instead of a command that would fail after loading the model."""
+    from model_export.representative import MIN_REPRESENTATIVE
     from model_export.progress import replaces
 
-    if n_training < MIN_CALIBRATION:
-        return (f"next: emotion-export export {best} --calibration-data OTHER_FACES --out models/emotion.tflite"
-                f"   ({args.data} has {n_training} Training faces and int8 calibration needs at least {MIN_CALIBRATION}: "
-                f"calibrate on another face set, e.g. FER2013's fer2013.npz; only the int8 value ranges come from it"
+    if n_training < MIN_REPRESENTATIVE:
+        return (f"next: emotion-export export {best} --representative-data OTHER_FACES --out models/emotion.tflite"
+                f"   ({args.data} has {n_training} Training faces and the int8 conversion needs at least "
+                f"{MIN_REPRESENTATIVE} representative ones: use another face set, e.g. FER2013's fer2013.npz; only the "
+                f"int8 value ranges come from it"
                 f"{replaces('models/emotion.tflite')})")
-    return (f"next: emotion-export export {best} --calibration-data {args.data} --out models/emotion.tflite"
+    return (f"next: emotion-export export {best} --representative-data {args.data} --out models/emotion.tflite"
             f"   (input range and labels are read from the run folder{replaces('models/emotion.tflite')})")
 
 
@@ -521,11 +515,12 @@ def _print_data_summary(args: argparse.Namespace, data: _Data) -> None:
     missing = [lab for lab in data.ds.names if lab not in data.labels]
     if missing:
         print(f"not in the data, so not in the model: {', '.join(missing)}", flush=True)
-    from model_export.calibration import MIN_CALIBRATION
+    from model_export.representative import MIN_REPRESENTATIVE
 
-    if counts["Training"] < MIN_CALIBRATION:
-        print(f"note: {counts['Training']} Training faces are fewer than the {MIN_CALIBRATION} that int8 calibration "
-              f"needs: export this model with --calibration-data on another face set (e.g. FER2013)", flush=True)
+    if counts["Training"] < MIN_REPRESENTATIVE:
+        print(f"note: {counts['Training']} Training faces are fewer than the {MIN_REPRESENTATIVE} representative faces "
+              f"the int8 conversion needs: export this model with --representative-data on another face set "
+              f"(e.g. FER2013)", flush=True)
 
 
 def _new_model(args: argparse.Namespace, n_cls: int, steps_per_epoch: int):
@@ -560,7 +555,7 @@ def _start_run_folder(args: argparse.Namespace, out: Path, state: dict, labels: 
         raise ConfigError(f"--out {out}: cannot create the run folder ({e.strerror or e})") from None
     state["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("func", "module")}
     state["labels"] = list(labels)
-    state["input_range"] = [0.0, 1.0]  # _prepare feeds to_float(pixels, (0, 1)); export reads this
+    state["input_range"] = list(TRAIN_RANGE)  # what train_inputs feeds; export reads this
     (out / STATE).write_text(json.dumps(state, indent=2))
     (out / "log.csv").unlink(missing_ok=True)
 
@@ -782,7 +777,7 @@ def _train(args: argparse.Namespace, out: Path) -> Path:
 
     keras.utils.set_random_seed(args.seed)
     n_cls = len(data.classes)
-    x_tr, x_va = _prepare(data.x_tr, args.input_size), _prepare(data.x_va, args.input_size)
+    x_tr, x_va = train_inputs(data.x_tr, args.input_size), train_inputs(data.x_va, args.input_size)
     fp_w = getattr(args, "ferplus_weight", 0.0)
     if fp_w > 0 and data.v_tr is None:
         print(f"{args.data}: no FER+ votes, so --ferplus-weight is ignored", flush=True)

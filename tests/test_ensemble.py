@@ -45,7 +45,7 @@ def test_the_ensemble_is_the_mean_of_its_members_and_of_their_mirror_images(tmp_
     assert np.abs(got - plain).max() > 1e-4, "the mirror image changed the answer (random nets are not symmetric)"
 
 
-def _calibration_npz(path: Path) -> Path:
+def _representative_npz(path: Path) -> Path:
     """The committed fixture faces, tiled (with mirror images and shifts) to the 300 that export needs."""
     z = np.load(_npz(path))
     x = z["images"][z["usage"] == 0]
@@ -59,12 +59,12 @@ def _calibration_npz(path: Path) -> Path:
 def test_one_member_with_mirror_is_flip_averaging_and_exports_to_int8(tmp_path):
     from edge.classify import EmotionClassifier
 
-    data = _calibration_npz(tmp_path / "d.npz")
+    data = _representative_npz(tmp_path / "d.npz")
     a = _member(tmp_path / "a.keras", 3)
     out = tmp_path / "mirror.keras"
     assert main(["ensemble", str(a), "--mirror", "--out", str(out)]) == 0
     tfl = tmp_path / "m.tflite"
-    assert main(["export", str(out), "--input-range", "0,1", "--calibration-data", str(data), "--calibration-size", "300", "--eval-split", "Training", "--eval-limit", "50",
+    assert main(["export", str(out), "--input-range", "0,1", "--representative-data", str(data), "--representative-size", "300", "--eval-split", "Training", "--eval-limit", "50",
                  "--out", str(tfl)]) == 0
     assert json.loads(tfl.with_suffix(".json").read_text())["input"]["dtype"] == "int8"
     x = (_faces(4)[..., 0] * 255).astype(np.uint8)

@@ -288,7 +288,7 @@ def test_evaluate_tells_its_steps_and_what_to_do_next(tmp_path, capsys, monkeypa
 
     monkeypatch.chdir(tmp_path)
     assert next_command("run/best.keras", "faces/") == \
-        "next: emotion-export export run/best.keras --calibration-data faces/ --out models/emotion.tflite"
+        "next: emotion-export export run/best.keras --representative-data faces/ --out models/emotion.tflite"
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "emotion.tflite").write_bytes(b"an earlier model")
     assert next_command("run/best.keras", "faces/").endswith(

@@ -1,6 +1,6 @@
 """emotion-export export: Keras -> full-integer int8 TFLite that the edge classifier runs.
 
-Needs TensorFlow (the export extra); the tests that calibrate on 300+ real faces need FER2013.
+Needs TensorFlow (the export extra); the tests that take the int8 ranges from 300+ real faces need FER2013.
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def trained(fer, tmp_path_factory):
 @needs_fer
 def test_int8_export_agrees_with_float(trained, fer, tmp_path):
     out = tmp_path / "emo.tflite"
-    res = export_model(trained, out, input_range=(0.0, 1.0), calibration_data=FER_NPZ, calibration_size=300,
+    res = export_model(trained, out, input_range=(0.0, 1.0), representative_data=FER_NPZ, representative_size=300,
                        eval_limit=600, crop_margin=0.1, log=QUIET)
     checked = check_int8(out)
     assert checked["input"]["dtype"] == np.int8 and checked["output"]["dtype"] == np.int8
@@ -117,7 +117,7 @@ def test_int8_export_agrees_with_float(trained, fer, tmp_path):
     assert info.quantization["input_zero_point"] == -128
     m = info.metrics
     assert m["split"] == "PrivateTest" and m["n"] == 600
-    assert info.made_by["calibration"]["n"] == 300 and info.made_by["source_model"] == "tiny.keras"
+    assert info.made_by["representative"]["n"] == 300 and info.made_by["source_model"] == "tiny.keras"
     # recompute the metadata numbers directly
     x, y = fer.split("PrivateTest")
     x, y = x[:600], y[:600]
@@ -141,8 +141,8 @@ def test_mini_xception_64_minus1_1_runs_on_the_edge(tmp_path):
     src = tmp_path / "mini_xception.h5"
     mini_xception().save(src)  # the legacy format these models are usually shared in
     out = tmp_path / "mx.tflite"
-    rc = main(["export", str(src), "--input-range", "-1,1", "--calibration-data", str(FER_NPZ),
-               "--calibration-size", "300", "--eval-limit", "100", "--out", str(out)])
+    rc = main(["export", str(src), "--input-range", "-1,1", "--representative-data", str(FER_NPZ),
+               "--representative-size", "300", "--eval-limit", "100", "--out", str(out)])
     assert rc == 0
     info = json.loads(out.with_suffix(".json").read_text())
     assert info["input"]["height"] == info["input"]["width"] == 64 and info["input"]["range"] == [-1.0, 1.0]
@@ -172,15 +172,15 @@ def test_mini_xception_64_minus1_1_runs_on_the_edge(tmp_path):
 
 
 def test_export_without_fer_on_the_fixture_folder(tmp_path):
-    """The whole path (calibrate, convert, check, evaluate, metadata) on the 21 committed faces."""
+    """The whole path (representative faces, convert, check, evaluate, metadata) on the 21 committed faces."""
     src = tmp_path / "logits.keras"
     _tiny(softmax=False).save(src)
     out = tmp_path / "sub" / "small.tflite"
     said: list[str] = []
-    res = export_model(src, out, input_range=(0.0, 255.0), calibration_data=FOLDER, calibration_size=10,
-                       min_calibration=5, log=said.append)
+    res = export_model(src, out, input_range=(0.0, 255.0), representative_data=FOLDER, representative_size=10,
+                       min_representative=5, log=said.append)
     said_all = "\n".join(said)
-    assert "calibrating on 7 Training faces of folder (asked for 10; the Training split has only 7)" in said_all
+    assert "value ranges from 7 representative Training faces of folder (asked for 10; the Training split has only 7)" in said_all
     assert "evaluating float vs int8 on 7 PrivateTest faces" in said_all
     assert re.search(r"^\[ *\d+\.\ds\] converting", said_all, re.M)  # each step with the elapsed time
     assert said[-1].endswith(f"next: emotion-edge run --model {out}   (or: emotion-export deploy {out} pi@HOST --dry-run)")
@@ -208,7 +208,7 @@ def test_export_without_fer_on_the_fixture_folder(tmp_path):
     pf /= pf.sum(1, keepdims=True)
     with EmotionClassifier(res.tflite) as clf:
         pq = np.stack([clf.classify_face(im).probs for im in x])
-    # 7 calibration faces only: a few outputs are off by up to ~0.08, the typical one by a step (1/256)
+    # 7 representative faces only: a few outputs are off by up to ~0.08, the typical one by a step (1/256)
     assert np.abs(pf - pq).max() < 0.15 and np.abs(pf - pq).mean() < 0.015, np.abs(pf - pq)
     assert np.corrcoef(pf.ravel(), pq.ravel())[0, 1] > 0.95, "int8 must follow the float model's answers"
     assert info.metrics["agreement"] == pytest.approx(float(np.mean(pf.argmax(1) == pq.argmax(1))))
@@ -218,16 +218,16 @@ def test_refusals(tmp_path):
     rgb = tmp_path / "rgb.keras"
     _tiny(channels=3).save(rgb)
     with pytest.raises(ModelError, match=r"input shape \[None, 48, 48, 3\] is not \(H, W, 1\)"):
-        export_model(rgb, tmp_path / "x.tflite", input_range=(0, 1), calibration_data=FOLDER, calibration_size=7,
-                     min_calibration=5, log=QUIET)
+        export_model(rgb, tmp_path / "x.tflite", input_range=(0, 1), representative_data=FOLDER, representative_size=7,
+                     min_representative=5, log=QUIET)
     five = tmp_path / "five.keras"
     _tiny(n_out=5).save(five)
     with pytest.raises(ModelError, match="5 outputs but 7 labels"):
-        export_model(five, tmp_path / "x.tflite", input_range=(0, 1), calibration_data=FOLDER, calibration_size=7,
-                     min_calibration=5, log=QUIET)
+        export_model(five, tmp_path / "x.tflite", input_range=(0, 1), representative_data=FOLDER, representative_size=7,
+                     min_representative=5, log=QUIET)
     with pytest.raises(DataError, match="only 7 Training faces"):
         export_model(five, tmp_path / "x.tflite", input_range=(0, 1), labels=tuple("abcde"),
-                     calibration_data=FOLDER, log=QUIET)
+                     representative_data=FOLDER, log=QUIET)
     with pytest.raises(ModelError, match="input is float32, not int8"):
         check_int8(FIX / "models" / "tiny_float32.tflite")
     with pytest.raises(ModelError, match="input is uint8, not int8"):
@@ -244,7 +244,7 @@ def test_refusals(tmp_path):
 def test_cli_export_error_is_one_line(tmp_path, capsys):
     src = tmp_path / "m.keras"
     _tiny().save(src)
-    rc = main(["export", str(src), "--input-range", "0,1", "--calibration-data", str(FOLDER),
+    rc = main(["export", str(src), "--input-range", "0,1", "--representative-data", str(FOLDER),
                "--out", str(tmp_path / "m.tflite")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("emotion-export: error: ") and "only 7 Training faces" in err[-1]
@@ -260,8 +260,8 @@ def test_failed_export_leaves_no_model_behind(tmp_path):
     out.write_bytes(old[0])
     out.with_suffix(".json").write_bytes(old[1])
     with pytest.raises(DataError) as e:
-        export_model(src, out, input_range=(0.0, 1.0), labels=tuple("abcdefg"), calibration_data=FOLDER,
-                     calibration_size=7, min_calibration=5, log=QUIET)
+        export_model(src, out, input_range=(0.0, 1.0), labels=tuple("abcdefg"), representative_data=FOLDER,
+                     representative_size=7, min_representative=5, log=QUIET)
     msg = str(e.value)
     assert "none of the model's labels (a,b,c,d,e,f,g) names a class of folder" in msg and "--labels" in msg
     assert (out.read_bytes(), out.with_suffix(".json").read_bytes()) == old  # untouched
@@ -282,7 +282,7 @@ def _no_eval_split(src: Path, out: Path) -> None:
     for part, to in (("train", "train"), ("test", "val")):
         shutil.copytree(FOLDER / part, data / to)
     try:
-        export_model(src, out, input_range=(0.0, 1.0), calibration_data=data, calibration_size=7, min_calibration=5,
+        export_model(src, out, input_range=(0.0, 1.0), representative_data=data, representative_size=7, min_representative=5,
                      log=QUIET)
     finally:
         shutil.rmtree(data)
@@ -295,7 +295,7 @@ def test_input_range_is_required_or_read_from_the_run_folder(tmp_path, capsys):
 
     src = tmp_path / "m.keras"
     _tiny(n_out=6, softmax=False).save(src)
-    rc = main(["export", str(src), "--calibration-data", str(FOLDER), "--out", str(tmp_path / "m.tflite")])
+    rc = main(["export", str(src), "--representative-data", str(FOLDER), "--out", str(tmp_path / "m.tflite")])
     err = capsys.readouterr().err
     assert rc == 2 and "does not record the input range" in err and "--input-range 0,1 | -1,1 | 0,255" in err
     with pytest.raises(ConfigError, match="--input-range"):
@@ -308,8 +308,8 @@ def test_input_range_is_required_or_read_from_the_run_folder(tmp_path, capsys):
     labels = ["angry", "fear", "happy", "sad", "surprise", "neutral"]
     (run / "state.json").write_text(json.dumps({"epoch": 1, "args": {"epochs": 1}, "labels": labels,
                                                 "input_range": [-1.0, 1.0]}))
-    res = export_model(run / "best.keras", tmp_path / "r.tflite", calibration_data=FOLDER, calibration_size=7,
-                       min_calibration=5, log=QUIET)
+    res = export_model(run / "best.keras", tmp_path / "r.tflite", representative_data=FOLDER, representative_size=7,
+                       min_representative=5, log=QUIET)
     assert res.info.labels == tuple(labels) and res.info.input.range == (-1.0, 1.0)
     assert res.info.metrics["n"] == 6  # disgust's face left out: the model has no such class
     assert "no label for disgust (1)" in res.info.metrics["dropped"]

@@ -1,4 +1,4 @@
-"""model_export.data + calibration: every input format, its splits, and a clear error per malformed file."""
+"""model_export.data + the int8 representative set: every input format, its splits, and a clear error per malformed file."""
 from __future__ import annotations
 
 import csv
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from edge.errors import DataError
-from model_export.calibration import calibration_images, prepare_float, stratified_indices
+from model_export.inputs import prepare_float
+from model_export.representative import representative_faces, stratified_indices
 from model_export.data import FER_LABELS, FERPLUS_COLUMNS, load_dataset
 
 FIX = Path(__file__).parent / "fixtures" / "export"
@@ -228,7 +229,7 @@ def test_npz_counts_and_ferplus_relabel():
     assert 30000 < len(maj.labels) < len(ds.labels) and maj.soft is None
 
 
-# ------------------------------------------------------------------ calibration sample
+# ------------------------------------------------------------------ int8 representative sample
 def test_stratified_sample_is_proportional_and_deterministic():
     rng = np.random.default_rng(0)
     labels = rng.choice(7, size=5000, p=[0.14, 0.015, 0.14, 0.25, 0.17, 0.11, 0.175])
@@ -241,12 +242,12 @@ def test_stratified_sample_is_proportional_and_deterministic():
     assert np.array_equal(idx, stratified_indices(labels, 500, seed=3))
 
 
-def test_calibration_refuses_too_few_faces_and_prepares_like_the_edge():
+def test_representative_set_refuses_too_few_faces_and_prepares_like_the_edge():
     ds = load_dataset(FOLDER)
     x, y = ds.split("Training")
     with pytest.raises(DataError, match="only 7 Training faces.*at least 300"):
-        calibration_images(x, y, 500, ds.source)
-    faces = calibration_images(x, y, 5, ds.source, minimum=5)
+        representative_faces(x, y, 500, ds.source)
+    faces = representative_faces(x, y, 5, ds.source, minimum=5)
     assert len(faces) == 5
     f = prepare_float(faces, 64, 64, (-1.0, 1.0))
     assert f.shape == (5, 64, 64, 1) and f.dtype == np.float32
@@ -255,17 +256,17 @@ def test_calibration_refuses_too_few_faces_and_prepares_like_the_edge():
     np.testing.assert_allclose(f[0, ..., 0], one, atol=1e-5)
 
 
-def test_too_few_calibration_faces_fail_before_the_model_loads_and_name_another_face_set(tmp_path):
+def test_too_few_representative_faces_fail_before_the_model_loads_and_name_another_face_set(tmp_path):
     """Issue 30 item 8: the export that train printed failed after 13 s (model and TensorFlow loaded first)."""
     from model_export.export import export_model
 
     never_opened = tmp_path / "absent" / "best.keras"  # loading it would fail with "no such model file"
     with pytest.raises(DataError) as e:
-        export_model(never_opened, tmp_path / "m.tflite", input_range=(0.0, 1.0), calibration_data=FOLDER,
+        export_model(never_opened, tmp_path / "m.tflite", input_range=(0.0, 1.0), representative_data=FOLDER,
                      log=lambda m: None)
     msg = str(e.value)
-    assert "only 7 Training faces; int8 calibration needs at least 300" in msg
-    assert "pass --calibration-data with another face set" in msg and "no such model file" not in msg
+    assert "only 7 Training faces; int8 conversion needs at least 300 representative faces" in msg
+    assert "pass --representative-data with another face set" in msg and "no such model file" not in msg
 
 
 def test_train_names_another_face_set_for_the_next_export_when_its_data_is_too_small():
@@ -275,9 +276,9 @@ def test_train_names_another_face_set_for_the_next_export_when_its_data_is_too_s
 
     args = argparse.Namespace(data="mine/")
     small = _next_command(args, Path("run/best.keras"), 279)
-    assert "--calibration-data OTHER_FACES" in small and "mine/ has 279 Training faces" in small
+    assert "--representative-data OTHER_FACES" in small and "mine/ has 279 Training faces" in small
     assert "at least 300" in small and "another face set" in small
-    assert "--calibration-data mine/ " in _next_command(args, Path("run/best.keras"), 300)
+    assert "--representative-data mine/ " in _next_command(args, Path("run/best.keras"), 300)
 
 
 def test_a_run_folder_given_as_the_model_means_its_best_keras(tmp_path):
@@ -292,11 +293,11 @@ def test_a_run_folder_given_as_the_model_means_its_best_keras(tmp_path):
     run.mkdir()
     (run / "state.json").write_text(json.dumps({"args": {}, "labels": ["happy", "sad"], "input_range": [0.0, 1.0]}))
     with pytest.raises(ModelError, match=f"a run folder without best.keras .*pass {run / 'best.keras'}"):
-        export_model(run, tmp_path / "m.tflite", calibration_data=FOLDER, log=lambda m: None)
+        export_model(run, tmp_path / "m.tflite", representative_data=FOLDER, log=lambda m: None)
     (run / "best.keras").write_bytes(b"weights")
     said: list[str] = []
     with pytest.raises(DataError, match="only 7 Training faces"):  # got past the range/labels: read from state.json
-        export_model(run, tmp_path / "m.tflite", calibration_data=FOLDER, log=said.append)
+        export_model(run, tmp_path / "m.tflite", representative_data=FOLDER, log=said.append)
     assert any(f"{run} is a run folder: using its best.keras" in m for m in said)
     assert run_folder_model(run) == run / "best.keras"
     with pytest.raises(ModelError, match="a folder, not a model file; pass the model itself"):
@@ -358,3 +359,27 @@ def test_a_number_too_large_for_any_integer_is_one_line(tmp_path, pixel, vote):
     body[1][header.index("neutral")] = vote
     with pytest.raises(DataError, match=r"line 3: (pixel values must be 0\.\.255|FER\+ vote columns must be integers)"):
         load_dataset(_write(tmp_path / "big.csv", [header] + body))
+
+
+def test_the_int8_representative_set_is_not_called_calibration_and_teacher_does_not_import_train():
+    """Issue 32 item 2: model_export's int8 representative set shared the name 'calibration' with the device's
+    per-person calibration, and teacher.py and train.py imported each other (train._prepare)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "model_export"
+    assert not (root / "calibration.py").exists() and (root / "representative.py").is_file()
+
+    def imports(name: str) -> set[str]:
+        tree = ast.parse((root / name).read_text())
+        found = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        found |= {f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+                  for a in n.names}
+        return found | {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+
+    assert not {m for m in imports("teacher.py") if m.startswith("model_export.train")}
+    for name in ("average.py", "ensemble.py"):  # they took the same helper from train.py
+        assert "model_export.train._prepare" not in imports(name)
+    from model_export.cli import build_parser
+
+    old = build_parser().parse_args(["export", "m.keras", "--calibration-data", "d", "--calibration-size", "400"])
+    assert (old.representative_data, old.representative_size) == ("d", 400)  # the old option names still work

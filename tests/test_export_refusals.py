@@ -20,7 +20,7 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from edge.contract import read_model_info  # noqa: E402
-from model_export.calibration import representative  # noqa: E402
+from model_export.representative import batches as representative  # noqa: E402
 from model_export.cli import main  # noqa: E402
 from model_export.data import load_dataset  # noqa: E402
 from model_export.export import conversion_failure  # noqa: E402
@@ -64,7 +64,7 @@ def _saved(tmp_path: Path, op: str) -> Path:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    """300 Training faces (the CLI's minimum for calibration) and 10 PrivateTest: the committed faces, shifted."""
+    """300 Training faces (the CLI's minimum for the int8 representative set) and 10 PrivateTest: the committed faces, shifted."""
     base = load_dataset(FOLDER)
     rng = np.random.default_rng(0)
     pick = rng.integers(0, len(base.images), 310)
@@ -107,8 +107,8 @@ def test_model_needing_flex_or_custom_ops_is_refused(tmp_path, data, capfd, op, 
     src = _saved(tmp_path, op)
     out = tmp_path / "m.tflite"
     old = _with_earlier_model(out)
-    rc, err = _cli(["export", str(src), "--input-range", "0,1", "--calibration-data", str(data),
-                    "--calibration-size", "300", "--out", str(out)], capfd)
+    rc, err = _cli(["export", str(src), "--input-range", "0,1", "--representative-data", str(data),
+                    "--representative-size", "300", "--out", str(out)], capfd)
     line = _one_error_line(err)
     assert rc == 2 and line.startswith("emotion-export: error: int8 conversion failed: ") and expect in line
     assert not any(s in "\n".join(err) for s in ("TF Select ops", "Custom ops:", "loc(callsite("))  # told once
@@ -121,15 +121,15 @@ def test_float_island_is_refused_after_conversion_and_nothing_is_left(tmp_path, 
     conversion refuses it, names the output (not the temporary file) and removes the temporary file."""
     src = _saved(tmp_path, "sin")
     out = tmp_path / "new" / "m.tflite"
-    rc, err = _cli(["export", str(src), "--input-range", "0,1", "--calibration-data", str(data),
-                    "--calibration-size", "300", "--out", str(out)], capfd)
+    rc, err = _cli(["export", str(src), "--input-range", "0,1", "--representative-data", str(data),
+                    "--representative-size", "300", "--out", str(out)], capfd)
     line = _one_error_line(err)
     assert rc == 2 and f"error: {out}: op " in line and "float32 tensor" in line and "not a full-integer model" in line
     assert list(out.parent.iterdir()) == []  # no .tflite, .json or .m.tflite.tmp
     out.parent.rmdir()
     old = _with_earlier_model(tmp_path / "m.tflite")  # an earlier model at the destination stays as it was
-    assert _cli(["export", str(src), "--input-range", "0,1", "--calibration-data", str(data),
-                 "--calibration-size", "300", "--out", str(tmp_path / "m.tflite")], capfd)[0] == 2
+    assert _cli(["export", str(src), "--input-range", "0,1", "--representative-data", str(data),
+                 "--representative-size", "300", "--out", str(tmp_path / "m.tflite")], capfd)[0] == 2
     assert ((tmp_path / "m.tflite").read_bytes(), (tmp_path / "m.json").read_bytes()) == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.tflite", "sin.keras"]
 
@@ -182,21 +182,21 @@ def keras_file(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("args, expect", [
-    (["MODEL", "--input-range", "0,1", "--calibration-data", "DATA", "--out", "NOPE/m.keras"],
+    (["MODEL", "--input-range", "0,1", "--representative-data", "DATA", "--out", "NOPE/m.keras"],
      "the output must be NAME.tflite"),
-    (["MODEL", "--input-range", "0,1", "--calibration-data", "DATA", "--out", "TMP/dir.tflite"],
+    (["MODEL", "--input-range", "0,1", "--representative-data", "DATA", "--out", "TMP/dir.tflite"],
      "is a folder; give the model"),
-    (["MODEL", "--input-range", "0,1", "--calibration-data", "DATA", "--out", "FILE/m.tflite"], "is a file, not a folder"),
-    (["MODEL", "--input-range", "0,1", "--calibration-data", "DATA"], "export needs --out"),
-    (["MODEL", "--input-range", "0,1", "--out", "TMP/m.tflite"], "export needs --calibration-data"),
-    (["TMP/missing.keras", "--input-range", "0,1", "--calibration-data", "DATA", "--out", "TMP/m.tflite"],
+    (["MODEL", "--input-range", "0,1", "--representative-data", "DATA", "--out", "FILE/m.tflite"], "is a file, not a folder"),
+    (["MODEL", "--input-range", "0,1", "--representative-data", "DATA"], "export needs --out"),
+    (["MODEL", "--input-range", "0,1", "--out", "TMP/m.tflite"], "export needs --representative-data"),
+    (["TMP/missing.keras", "--input-range", "0,1", "--representative-data", "DATA", "--out", "TMP/m.tflite"],
      "missing.keras: no such model file"),
-    (["MODEL", "--input-range", "0,1", "--calibration-data", "TMP/missing.npz", "--out", "TMP/m.tflite"],
+    (["MODEL", "--input-range", "0,1", "--representative-data", "TMP/missing.npz", "--out", "TMP/m.tflite"],
      "missing.npz: no such file or folder"),
-    (["MODEL", "--input-range", "0,2", "--calibration-data", "DATA", "--out", "TMP/m.tflite"],
+    (["MODEL", "--input-range", "0,2", "--representative-data", "DATA", "--out", "TMP/m.tflite"],
      "--input-range '0,2': must be one of"),
-    (["MODEL", "--calibration-size", "100"], "argument --calibration-size: must be at least 300 (got 100)"),
-    (["MODEL", "--calibration-size", "many"], "argument --calibration-size: 'many' is not a whole number"),
+    (["MODEL", "--calibration-size", "100"], "argument --representative-size/--calibration-size: must be at least 300 (got 100)"),
+    (["MODEL", "--representative-size", "many"], "argument --representative-size/--calibration-size: 'many' is not a whole number"),
     (["MODEL", "--eval-limit", "-1"], "argument --eval-limit: must be at least 0 (got -1)"),
     (["MODEL", "--crop-margin", "1.5"], "argument --crop-margin: must be a finite number at least 0 and at most 1"),
     (["MODEL", "--crop-margin", "nan"], "argument --crop-margin: must be a finite number"),

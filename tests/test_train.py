@@ -134,8 +134,8 @@ def test_six_class_data_gives_a_six_output_model_and_its_labels(tmp_path, capsys
     assert json.loads((run / "state.json").read_text())["labels"] == six
     assert keras.models.load_model(run / "best.keras").output_shape == (None, 6)
     # export takes the run folder (its best.keras), labels and input range from it (issue 30 item 10)
-    res = export_model(run, tmp_path / "six.tflite", calibration_data=data, calibration_size=100,
-                       min_calibration=100, eval_split="PublicTest", log=lambda m: None)
+    res = export_model(run, tmp_path / "six.tflite", representative_data=data, representative_size=100,
+                       min_representative=100, eval_split="PublicTest", log=lambda m: None)
     assert res.info.labels == tuple(six) and res.info.input.range == (0.0, 1.0)
 
 
@@ -307,7 +307,7 @@ def test_labels_of_ones_own_train_export_and_evaluate(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "classes (4, in this order = the model's outputs and labels): surprise 40, calm 40, frown 40, smile 40" in out
     assert json.loads((run / "state.json").read_text())["labels"] == ["surprise", "calm", "frown", "smile"]
-    res = export_model(run, tmp_path / "mine.tflite", calibration_data=data, calibration_size=100, min_calibration=100,
+    res = export_model(run, tmp_path / "mine.tflite", representative_data=data, representative_size=100, min_representative=100,
                        log=lambda m: None)
     assert res.info.labels == ("surprise", "calm", "frown", "smile") and res.info.metrics["n"] == 4
     import shutil
@@ -316,9 +316,9 @@ def test_labels_of_ones_own_train_export_and_evaluate(tmp_path, capsys):
     for part in ("train", "test"):
         shutil.copytree(FOLDER / part / "angry", angry / part / "angry")
     with pytest.raises(DataError, match="or export with --no-evaluate"):
-        export_model(run, tmp_path / "fer.tflite", calibration_data=data, calibration_size=100, min_calibration=100,
+        export_model(run, tmp_path / "fer.tflite", representative_data=data, representative_size=100, min_representative=100,
                      eval_data=angry, log=lambda m: None)
     said: list[str] = []
-    res = export_model(run, tmp_path / "fer.tflite", calibration_data=data, calibration_size=100, min_calibration=100,
+    res = export_model(run, tmp_path / "fer.tflite", representative_data=data, representative_size=100, min_representative=100,
                        eval_data=angry, evaluate=False, log=said.append)
     assert res.info.metrics == {} and any("--no-evaluate: the metadata will have no accuracy numbers" in m for m in said)
