@@ -330,3 +330,20 @@ def test_a_user_outside_the_services_group_is_told_how_to_join(tmp_path):
     os.waitpid(pid, 0)
     assert "not allowed to see the service's camera" in msg and "usermod -aG emotion-edge" in msg, msg
     assert len(msg.splitlines()) == 1
+
+
+def test_the_terminal_is_restored_when_the_live_view_fails():
+    import io
+    import signal as sig
+
+    from edge.commands.view import _Terminal
+
+    before = sig.getsignal(sig.SIGTERM), sig.getsignal(sig.SIGHUP)
+    out = io.StringIO()
+    with pytest.raises(RuntimeError):
+        with _Terminal(out, io.StringIO()):
+            assert out.getvalue().startswith("\x1b[?1049h\x1b[?25l")
+            assert sig.getsignal(sig.SIGTERM) != before[0]  # SIGTERM / SIGHUP end the view through the same exit
+            raise RuntimeError("camera gone")
+    assert out.getvalue().endswith("\x1b[0m\x1b[?25h\x1b[?1049l")  # colours reset, cursor shown, main screen back
+    assert (sig.getsignal(sig.SIGTERM), sig.getsignal(sig.SIGHUP)) == before
