@@ -5,8 +5,9 @@ like showing that expression (taught with `calibrate --as`). A face is compared 
 in a joint space: its look (look.py) and its calibrated log-probabilities, each distance in units of
 how far the person's taught faces lie from one another, the probabilities at LOOK_WEIGHT. The rule:
 
-1. The calibrated model reads an expression that was not taught: that reading stands (so a profile of
-   the resting face alone reads exactly as a resting-face calibration does).
+1. The calibrated model reads an expression that was not taught, and the face is not within NEAR taught
+   spacings of a taught face: that reading stands (a profile of the resting face alone is read by the
+   resting face's rule, exactly as before profiles).
 2. Else the nearest taught face wins, unless untaught expressions remain and the face is farther than
    FAR taught spacings from every taught face: then it is one of those, as the calibrated model ranks them.
 
@@ -27,6 +28,9 @@ LOOK_WEIGHT = 0.5
 """How much the calibrated log-probabilities count beside the look, both in taught spacings."""
 FAR = 1.0
 """Farther than this many taught spacings (summed over both parts) from every taught face: untaught."""
+NEAR = 0.5
+"""Nearer than this many taught spacings to a taught face: that face, whatever the model reads (a taught
+photo itself reads as what it was taught as)."""
 SHARPNESS = 4.0
 """Probabilities among taught expressions: softmax of -SHARPNESS * distance / (1 + LOOK_WEIGHT)."""
 
@@ -58,11 +62,10 @@ class TaughtReader:
     def read(self, z: np.ndarray, look: np.ndarray, out: np.ndarray) -> np.ndarray:
         """`z`: the face's calibrated log-probabilities (model label order); its probabilities under the
         profile are written into `out` (float32, sums to 1) and returned."""
-        top = int(np.argmax(z))
-        if not self.taught[top]:
-            return _softmax(z, out)
         d = (np.linalg.norm(self.look - look, axis=1) / self.s_look
              + LOOK_WEIGHT * np.linalg.norm(self.z - z, axis=1) / self.s_z)
+        if not self.taught[int(np.argmax(z))] and float(d.min()) >= NEAR * (1.0 + LOOK_WEIGHT):
+            return _softmax(z, out)
         out.fill(0.0)
         if len(self.untaught) and float(d.min()) > FAR * (1.0 + LOOK_WEIGHT):
             out[self.untaught] = _softmax(z[self.untaught], np.empty(len(self.untaught), np.float32))
@@ -142,13 +145,15 @@ def teach_framings(box: Sequence[int], frame_w: int, frame_h: int) -> list[tuple
     return out
 
 
-MOVED_MIN = 1.0
-"""A taught expression whose mean log-probabilities (each minus its mean) lie closer than this to the
-resting face's did not really move the face: about where one person's resting photos end and their
-expressions begin (docs/CALIBRATION.md, "Teach it your faces")."""
+MOVED_MIN = 0.10
+"""A taught expression whose probabilities differ from the resting face's by less than this in total
+(total variation: half the summed differences) did not really move the face: about where one person's
+resting photos end and their expressions begin (docs/CALIBRATION.md, "Teach it your faces")."""
 
 
 def moved_from_rest(logp: np.ndarray, baseline: np.ndarray) -> bool:
-    """Whether a taught face reads differently enough from the resting face to count as an expression."""
-    d = (np.asarray(logp, np.float64) - np.mean(logp)) - (np.asarray(baseline, np.float64) - np.mean(baseline))
-    return float(np.linalg.norm(d)) >= MOVED_MIN
+    """Whether a taught face reads differently enough from the resting face to count as an expression
+    (both as mean log-probabilities)."""
+    a = _softmax(np.asarray(logp, np.float64), np.empty(len(logp)))
+    b = _softmax(np.asarray(baseline, np.float64), np.empty(len(baseline)))
+    return 0.5 * float(np.abs(a - b).sum()) >= MOVED_MIN

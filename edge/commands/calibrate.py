@@ -102,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
 
 # -- teaching every expression, one after the other -----------------------------------------------
 GUIDE = {
-    "": "your resting face: look at the camera and talk normally, as you would in front of it (no big smile)",
+    "": "look at the camera and talk normally, as you would in front of it (no big smile)",
     "happy": "a smile, as when something pleases you",
     "sad": "a sad face: corners of the mouth down, brows raised in the middle",
     "surprise": "surprise: brows up, eyes and mouth open",

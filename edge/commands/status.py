@@ -142,6 +142,9 @@ def _calibration_text(cal: Any, now: float) -> str:
                      + (f", {_count_of(frames, cal.get('source'))}" if isinstance(frames, int) else ""))
     else:
         parts.append("none")
+    taught = cal.get("taught")
+    if isinstance(taught, list) and taught:
+        parts.append("expressions taught: " + ", ".join(printable(str(x)) for x in taught[:64]))
     if learned is not None and cal.get("source") != "learned":
         so_far = f"learned resting face: {_face_time(learned.get('face_seconds'))} of faces"
         if parts[0] != "none":
