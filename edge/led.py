@@ -58,13 +58,17 @@ def color_matrix(labels: Sequence[str], colors: dict[str, str]) -> np.ndarray:
     return np.array([hex_to_rgb(colors[lab] if lab in colors else spare[lab]) for lab in labels], dtype=np.float64)
 
 
-def blend_color(probs: Sequence[float] | np.ndarray, labels: Sequence[str], colors: dict[str, str]) -> tuple[float, float, float]:
-    """Probability-weighted blend of the per-label colours, each channel clipped to 0..1."""
+def blend_color(probs: Sequence[float] | np.ndarray, labels: Sequence[str], colors: dict[str, str],
+                matrix: np.ndarray | None = None) -> tuple[float, float, float]:
+    """Probability-weighted blend of the per-label colours, each channel clipped to 0..1.
+
+    `matrix` is color_matrix(labels, colors) when the caller keeps one (the LED blends every frame).
+    """
     p = np.asarray(probs, dtype=np.float64)
     if p.shape != (len(labels),):
         raise ValueError(f"blend_color: {p.shape[0] if p.ndim else 0} probabilities for {len(labels)} labels")
     total = float(p.sum())
-    rgb = p @ color_matrix(labels, colors) / (total if total > 0 else 1.0)
+    rgb = p @ (color_matrix(labels, colors) if matrix is None else matrix) / (total if total > 0 else 1.0)
     return tuple(float(min(1.0, max(0.0, v))) for v in rgb)  # type: ignore[return-value]
 
 
@@ -110,10 +114,7 @@ class MoodLight:
             i = mood.labels.index(mood.label) if mood.label in mood.labels else -1
             c = self.cfg.colors.get(mood.label)
             return self._scaled(tuple(m[i]) if i >= 0 else hex_to_rgb(c) if c else WHITE)
-        r, g, b = mood.probs @ m
-        total = float(mood.probs.sum()) or 1.0
-        s = self._scale / total
-        return (min(1.0, max(0.0, r * s)), min(1.0, max(0.0, g * s)), min(1.0, max(0.0, b * s)))
+        return self._scaled(blend_color(mood.probs, mood.labels, self.cfg.colors, m))
 
     # -- public API -----------------------------------------------------------------------
     def show(self, mood: Mood, t: float) -> None:

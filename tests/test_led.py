@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -11,8 +12,8 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 from edge.config import LedConfig
 from edge.contract import FER_LABELS
 from edge.errors import EdgeError
-from edge.led import (ConsoleLed, GpioLed, LedError, NullLed, blend_color, make_led, on_raspberry_pi, rgb_to_hex,
-                      spare_colors)
+from edge.led import (SPARE_COLORS, ConsoleLed, GpioLed, LedError, NullLed, blend_color, make_led, on_raspberry_pi,
+                      rgb_to_hex, spare_colors)
 from edge.types import Mood
 
 R, G, B = 17, 27, 22
@@ -35,8 +36,23 @@ def test_blend_color_weights_and_missing_labels_get_spare_colors():
     assert blend_color([1, 0], ("a", "b"), colors) == pytest.approx((1, 0, 0))
     assert blend_color([0.5, 0.5], ("a", "b"), colors) == pytest.approx((0.5, 0, 0.5))
     assert blend_color([0, 1], ("a", "zzz"), colors) == pytest.approx((0, 1, 1))  # the first spare: cyan
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="3 probabilities for 2 labels"):
         blend_color([1, 0, 0], ("a", "b"), colors)
+    with pytest.raises(ValueError, match="0 probabilities for 2 labels"):
+        blend_color(0.5, ("a", "b"), colors)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no 0/0 on the way
+        assert blend_color([0, 0], ("a", "b"), colors) == (0.0, 0.0, 0.0)
+    assert rgb_to_hex((1.5, -0.2, 0.5)) == "#ff0080"  # clipped to 0..1 first
+
+
+def test_spare_colors_skip_the_configured_ones_and_are_reused_once_all_are_taken():
+    colors = {"a": "#00FFFF", "b": "#ff6600"}  # the first two spares, one in capitals
+    assert spare_colors(("a", "x", "b", "y", "x"), colors) == {"x": "#008080", "y": "#99ff33"}
+    taken = {f"c{i}": c for i, c in enumerate(SPARE_COLORS)}
+    missing = [f"m{i}" for i in range(len(SPARE_COLORS) + 1)]
+    got = spare_colors((*taken, *missing), taken)
+    assert list(got) == missing and list(got.values()) == [*SPARE_COLORS, SPARE_COLORS[0]]
 
 
 def test_unknown_labels_get_distinct_colors_never_neutral_white(caplog):
@@ -212,6 +228,30 @@ def test_console_prints_changes_not_frames():
         "   4.0s  mood sad (1.00)  LED #0033ff",
         "  10.3s  mood none  LED #000000",
         "  11.0s  no_camera  LED #200000",
+    ]
+
+
+def test_console_says_a_colour_change_of_24_levels_and_a_new_mood_in_the_same_colour():
+    """Same mood: a line once the colour moved 24/255 or more on some channel since the last line said;
+    a new mood always gets its line."""
+    labels = ("a", "b", "c")
+    out = io.StringIO()
+    led = ConsoleLed(LedConfig(brightness=1.0, colors={"a": "#000000", "b": "#ff0000", "c": "#ff0000"}), stream=out)
+
+    def show(label: str, red: float, t: float) -> None:  # red: the share of the red labels b and c
+        probs = np.array([1 - red, red if label == "b" else 0.0, red if label == "c" else 0.0])
+        led.show(Mood(label, float(probs.max()), probs, labels, t), t)
+
+    show("b", 0.0, 10.0)
+    show("b", 0.094, 11.0)   # just under 24/255 = 0.0941: no line
+    show("b", 0.0945, 12.0)  # just over
+    show("c", 0.0945, 13.0)  # the same colour, another mood
+    show("c", 0.0, 14.0)
+    assert out.getvalue().splitlines() == [
+        "   0.0s  mood b (1.00)  LED #000000",
+        "   2.0s  mood b (0.91)  LED #180000",
+        "   3.0s  mood c (0.91)  LED #180000",
+        "   4.0s  mood c (1.00)  LED #000000",
     ]
 
 

@@ -8,10 +8,11 @@ import pytest
 import edge.led as led_mod
 from edge.config import LedConfig
 from edge.contract import FER_LABELS
-from edge.led import STEP, GpioLed, make_led
+from edge.led import GpioLed, make_led
 from edge.types import Mood
 
 R, G, B = 17, 27, 22
+PWM_STEP = 1 / 256  # one step of an 8-bit PWM duty cycle: the smallest change worth writing
 
 
 def pins(f) -> tuple[float, float, float]:
@@ -56,6 +57,8 @@ def test_a_mood_without_probabilities_shows_its_own_colour_or_white(factory):
         assert pins(factory) == pytest.approx(led_mod.hex_to_rgb(LedConfig().colors["angry"]))
         led.show(Mood("contempt", 0.9, None, FER_LABELS, 0.1), 0.1)  # a label with no colour
         assert pins(factory) == pytest.approx((1.0, 1.0, 1.0))
+        led.show(Mood("contempt", 0.9, None, ("contempt", "happy"), 0.2), 0.2)  # a first label with a spare colour
+        assert pins(factory) == pytest.approx(led_mod.hex_to_rgb(led_mod.SPARE_COLORS[0]))
 
 
 def test_changes_below_one_pwm_step_are_not_written(factory):
@@ -69,7 +72,7 @@ def test_changes_below_one_pwm_step_are_not_written(factory):
     for i in range(1, 6):
         led.show(Mood("happy", 1.0, happy, FER_LABELS, 0.0), i * 0.001)  # 1/30000 of full scale per frame
     assert len(writes) == 1, "sub-step changes must not reach the pins"
-    assert max(abs(a - b) for a, b in zip(led.shown, writes[0])) < STEP
+    assert max(abs(a - b) for a, b in zip(led.shown, writes[0])) < PWM_STEP
     led.close()
 
 
@@ -82,6 +85,7 @@ def test_calibration_states_white_breathe_green_and_red_blink(factory):
             assert r == pytest.approx(g) == pytest.approx(b), "calibrating is white"
             seen.append(r)
         assert max(seen) == pytest.approx(0.8, abs=0.02) and min(seen) < 0.2, "a 2 s breathe from dim to full"
+        assert (seen[0], seen[10], seen[20]) == pytest.approx((0.15 * 0.8, 0.8, 0.15 * 0.8)), "dim at 0 s, full at 1 s"
         led.show_state("calibrated", 3.0)
         assert pins(factory) == pytest.approx((0.0, 0.8, 0.0))
         blink = set()
@@ -96,19 +100,40 @@ def test_calibration_states_white_breathe_green_and_red_blink(factory):
         assert rhythm == [True, True, False, False] * 2
 
 
-def test_a_slow_fade_lands_exactly_on_the_target_in_whole_pwm_steps(factory):
-    """Each write moves a channel by more than one PWM step, except the last, which is the target itself."""
-    led = GpioLed(LedConfig(fade=2.0, brightness=1.0), pin_factory=factory)
+@pytest.mark.parametrize("channel", [0, 1, 2])
+def test_a_slow_fade_writes_each_pwm_step_of_any_one_channel_and_lands_exactly_on_the_target(factory, channel):
+    """Each write moves the fading channel, whichever one it is, by just over one PWM step; the last write
+    is the target itself, although it is less than a step from the write before."""
+    colors = {"on": "#" + "".join("ff" if i == channel else "00" for i in range(3))}
+    led = GpioLed(LedConfig(fade=1.0, brightness=0.05, colors=colors), pin_factory=factory)
     writes = spy_writes(led)
-    mood = Mood("happy", 1.0, sure("happy"), FER_LABELS, 0.0)
+    mood = Mood("on", 1.0, np.ones(1), ("on",), 0.0)
     target = led.target_for(mood)
-    for i in range(3001):  # 1 ms frames for 3 s: the 2 s fade moves 1/2000 of full scale per frame
-        led.show(mood, i * 0.001)
-    assert pins(factory) == pytest.approx(target, abs=1e-12) and writes[-1] == target
-    assert 1 / STEP * 0.5 < len(writes) <= 1 / STEP + 1, len(writes)  # about one write per PWM step, not per frame
-    for a, b in zip(writes, writes[1:-1]):
-        assert max(abs(x - y) for x, y in zip(a, b)) > STEP
+    assert target[channel] == 0.05 and sum(target) == 0.05
+    frame = 1e-5  # each frame moves the channel 1e-5 of full scale, so 5000 frames reach 0.05
+    for i in range(5100):
+        led.show(mood, i * frame)
+    assert writes[-1] == target and pins(factory) == pytest.approx(target, abs=1e-12)
+    moved = [b[channel] - a[channel] for a, b in zip([(0.0, 0.0, 0.0), *writes], writes)]
+    assert all(PWM_STEP < m <= PWM_STEP + frame * 1.01 for m in moved[:-1]), moved
+    assert 0 < moved[-1] < PWM_STEP, moved  # the landing, written although it is less than one step
+    assert len(writes) == 13  # 0.05 is 12 whole steps and the rest: one write per PWM step, not per frame
     led.close()
+
+
+def test_a_fade_starts_from_dark_at_first_and_again_after_off(factory):
+    sad = Mood("sad", 1.0, sure("sad"), FER_LABELS, 0.0)  # #0033ff
+    with GpioLed(LedConfig(fade=1.0, brightness=1.0), pin_factory=factory) as led:
+        assert led.shown == (0.0, 0.0, 0.0)
+        led.show(sad, 0.0)  # starts the fade clock
+        led.show(sad, 0.1)
+        assert pins(factory) == pytest.approx((0.0, 0.1, 0.1))
+        led.show(sad, 2.0)
+        assert pins(factory) == pytest.approx((0.0, 0.2, 1.0))
+        led.off()
+        assert led.shown == (0.0, 0.0, 0.0) and pins(factory) == (0.0, 0.0, 0.0)
+        led.show(sad, 2.1)
+        assert pins(factory) == pytest.approx((0.0, 0.1, 0.1))
 
 
 def test_probabilities_that_do_not_sum_to_one_give_the_same_colour(factory):
