@@ -183,16 +183,16 @@ class LogFollower:
             return None
 
     # -- the status file ----------------------------------------------------------------------
-    def poll_status(self) -> bool:
-        """Reread status.json when it changed; True when a published field changed."""
+    def poll_status(self) -> None:
+        """Reread status.json when its mtime changed (the service rewrites it every few seconds)."""
         if self.status is None:
-            return False
+            return
         try:
             mtime = os.stat(self.status).st_mtime_ns
         except OSError:
             mtime = None
         if mtime == self._status_mtime:
-            return False
+            return
         self._status_mtime = mtime
         data = read_status(self.status) if mtime is not None else None
         new: dict[str, Any] = {}
@@ -207,10 +207,7 @@ class LogFollower:
             new["service"] = data.get("state")
             if data.get("updated") is not None:
                 new["updated"] = float(data["updated"])
-        changed = {k: v for k, v in new.items() if k != "updated"} != \
-                  {k: v for k, v in self._status.items() if k != "updated"}
         self._status = new
-        return changed
 
     def state(self, now: float) -> dict[str, Any] | None:
         """The state payload: the latest row plus frames/s and the service state; None before any row."""
