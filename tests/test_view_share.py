@@ -152,8 +152,12 @@ def test_disk_trouble_is_one_warning_and_never_raises(share, tmp_path, caplog):
     r = FrameReader(tmp_path)
     r.renew(force=True)
     share.frame_path.mkdir()  # something in the way that rename cannot replace
+    tries = []
+    real = share._write
+    share._write = lambda *a: tries.append(1) or real(*a)
     offer_for(share, 3.0)
     assert share.writes == 0 and not share.active
+    assert 5 <= len(tries) <= 7, len(tries)  # tried again twice a second, not every frame
     assert sum("cannot share a frame" in m for m in caplog.messages) == 1
     share.frame_path.rmdir()
     offer_for(share, 1.0)
@@ -240,3 +244,31 @@ def test_frames_between_classifications_keep_the_last_reading(share, tmp_path):
     share.offer(frame(), None, MOOD, 1.0, boxes=[box])  # tracked, not classified this frame (the loop's call)
     (f,) = r.read().faces
     assert (f.label, f.confidence) == ("happy", 0.9)
+
+
+def test_while_nobody_asks_the_request_is_looked_for_twice_a_second(share):
+    looks = []
+    real = share._fresh_request
+    share._fresh_request = lambda: looks.append(share.clock.t) or real()
+    offer_for(share, 3.0)  # 90 frames
+    assert 5 <= len(looks) <= 7, looks
+    r = FrameReader(share.dir.parent)
+    r.renew(force=True)
+    offer_for(share, 1.0)
+    r.close()  # the viewer left: back to looking twice a second
+    offer_for(share, 0.2)
+    looks.clear()
+    offer_for(share, 3.0)
+    assert 5 <= len(looks) <= 7, looks
+
+
+def test_the_viewer_renews_about_once_a_second(tmp_path):
+    r = FrameReader(tmp_path)
+    (tmp_path / "requests").mkdir()
+    r.renew(force=True)
+    first = os.stat(r.request_path).st_ino
+    r.renew()  # within the second: nothing written
+    assert os.stat(r.request_path).st_ino == first
+    r._renewed -= 1.5
+    r.renew()
+    assert os.stat(r.request_path).st_ino != first  # a fresh file (atomic replace), so a fresh mtime
