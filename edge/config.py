@@ -80,6 +80,8 @@ class DetectConfig:
     min_size: int = _opt(40, "smallest face side in frame pixels", _range(8, 2000))
     detect_width: int = _opt(320, "frames wider than this are downscaled before Haar", _range(64, 4096))
     detect_every: int = _opt(3, "run Haar every N frames, reuse boxes in between", _range(1, 1000))
+    detect_hz: float = _opt(10.0, "run the detector at most this many times a second, reusing its boxes on the frames between "
+                            "(0 = on every frame the mode asks for)", _range(0.0, 1000))
     max_faces: int = _opt(3, "faces classified and logged per frame (the largest drives the LED)", _range(1, 32))
     cascade: str = _opt("", "path to a Haar cascade XML (empty: find haarcascade_frontalface_default.xml)")
     mode: str = _opt("track", "track: full-frame Haar now and then, a small region search around each face in between | skip: full-frame Haar every detect_every frames", _one_of("track", "skip"))
@@ -94,6 +96,10 @@ class ClassifyConfig:
     model: str = _opt("", "path to NAME.tflite (with NAME.json beside it); empty: the bundled model")
     num_threads: int = _opt(1, "LiteRT interpreter threads", _range(1, 16))
     classify_hz: float = _opt(10.0, "classify at most this many times a second", _range(0.1, 1000))
+    steady_hz: float = _opt(1.0, "read the faces only this many times a second while the mood is settled (the last reading "
+                            "agrees with it, no face changed its look); at classify_hz or above: always classify_hz", _range(0.1, 1000))
+    change: float = _opt(0.0, "a face whose look (16x16, mean removed) differs from its last reading's by this many grey levels "
+                         "on average is read at classify_hz for a while (0 = looks are not compared)", _range(0.0, 255))
     flip_average: bool = _opt(False, "also classify the mirrored face and average: twice the time; the bundled model already "
                               "averages its mirror image inside (+1.2 points for a single net such as edgenet48_ft)")
     multi_crop: bool = _opt(False, "classify four framings of each face (the model's crop margin -0.05 to +0.10) and average: "

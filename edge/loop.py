@@ -7,6 +7,7 @@ is logged per frame.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,12 +17,15 @@ import numpy as np
 
 from edge.config import Config
 from edge.errors import FrameError, SourceStalled
+from edge.frames import as_gray
+from edge.gate import ClassifyGate
 from edge.types import Box, Mood, Prediction
 
 if TYPE_CHECKING:
     from edge.pipeline import Pipeline
 
 log = logging.getLogger("emotion-edge")
+DETECT_SLACK = 0.005   # s: camera timestamps jitter; detect_hz 10 on a 30 fps camera is every 3rd frame, not 4th
 
 
 @dataclass
@@ -93,9 +97,12 @@ def run_loop(pipe: Pipeline, cfg: Config, control: Control, max_frames: int | No
              on_frame: Callable[[Stats, Mood], None] | None = None, stats: Stats | None = None) -> str:
     """Process frames until the source ends, max_frames is reached or control asks to stop/reload."""
     stats = stats if stats is not None else Stats()
-    min_gap = 1.0 / cfg.classify.classify_hz
+    gate = ClassifyGate(cfg.classify, settle=cfg.mood.hold + cfg.mood.half_life)
+    detect_gap = 1.0 / cfg.detect.detect_hz if cfg.detect.detect_hz > 0 else 0.0
+    last_detect = -math.inf
+    boxes: list[Box] = []
+    led_state: str | None = None
     max_faces = cfg.detect.max_faces
-    last_classify = -1e18
     next_stats = time.monotonic() + cfg.stats.interval
     clock = time.perf_counter
     mood: Mood = pipe.smoother.mood
@@ -121,8 +128,16 @@ def run_loop(pipe: Pipeline, cfg: Config, control: Control, max_frames: int | No
         t = last_t = frame.timestamp
         last_wall = time.monotonic()
         try:
+            if t < last_detect:         # a new source restarted its clock
+                last_detect = -math.inf
+            ran = False
             t0 = clock()
-            boxes, ran = pipe.detector.boxes(frame)
+            if t - last_detect >= detect_gap - DETECT_SLACK:   # else the last boxes stand (at most detect_hz)
+                boxes, ran = pipe.detector.boxes(frame)
+                if ran:
+                    last_detect = t
+            else:
+                as_gray(frame.image)    # a bad frame is one whether or not the detector looks at it
             if ran:
                 stats.detect_ms.add((clock() - t0) * 1e3)
                 stats.detections += 1
@@ -131,19 +146,25 @@ def run_loop(pipe: Pipeline, cfg: Config, control: Control, max_frames: int | No
             faces: list[tuple[Box, Prediction]] | None = None
             if boxes:
                 stats.faces_seen += 1
-                if t - last_classify >= min_gap:
-                    last_classify = t
+                # a face that looks as at its last classification is read at steady_hz; while a
+                # calibration is taken (its LED state shows) every allowed frame counts
+                if gate.due(t, frame.image, boxes[:max_faces], force=led_state is not None):
                     faces = []
                     for box in boxes[:max_faces]:
                         t0 = clock()
                         faces.append((box, pipe.classifier.classify(frame.image, box)))
                         stats.classify_ms.add((clock() - t0) * 1e3)
                         stats.classifications += 1
+            else:
+                gate.forget()
         except FrameError:
             stats.bad_frames += 1
+            boxes, last_detect = [], -math.inf   # the detector starts over; so do the reused boxes
             continue
         faces, led_state = pipe.calibration.update(t, len(boxes), faces)
         mood = pipe.smoother.update(t, faces[0][1] if faces else None, bool(boxes))  # the largest face drives the mood
+        if faces:
+            gate.read(t, faces[0][1].top, mood.label)
         if led_state is None:
             pipe.led.show(mood, t)
         else:  # a calibration is being taken or has just ended: the LED says so instead of the mood

@@ -99,7 +99,7 @@ def test_frame_skipping_really_skips(tmp_path):
 def test_classification_rate_is_capped_by_classify_hz(tmp_path, hz):
     """Exactly the classifications the cap allows: a face frame is classified when at least
     1/classify_hz seconds of clip time passed since the last one (counted here independently)."""
-    cfg = _cfg(tmp_path, classify={"classify_hz": hz}, led={"backend": "none"})
+    cfg = _cfg(tmp_path, classify={"classify_hz": hz, "steady_hz": hz}, led={"backend": "none"})  # no steady rate
     parts = Pipeline.build(cfg, with_log=False)
     face_times: list[float] = []
     boxes_of = parts.detector.boxes
@@ -167,3 +167,118 @@ def test_log_holds_mood_changes_not_one_row_per_frame(tmp_path):
     moods = [r[0] for r in rows]
     assert 3 <= len(moods) < stats.frames / 5
     assert moods[-1] == "happy" and "none" in moods
+
+
+def _record_calls(parts: Pipeline) -> tuple[list[tuple[float, bool]], list[float]]:
+    """Wrap the detector and the classifier: (frame time, Haar ran) per detector call, frame time per face read."""
+    det_calls: list[tuple[float, bool]] = []
+    reads: list[float] = []
+    boxes_of, classify = parts.detector.boxes, parts.classifier.classify
+
+    def boxes(frame):
+        out = boxes_of(frame)
+        det_calls.append((frame.timestamp, out[1]))
+        return out
+
+    def reading(image, box):
+        reads.append(current[0])
+        return classify(image, box)
+
+    current = [0.0]
+    source_read = parts.source.read
+
+    def read():
+        f = source_read()
+        if f is not None:
+            current[0] = f.timestamp
+        return f
+
+    parts.detector.boxes, parts.classifier.classify, parts.source.read = boxes, reading, read
+    return det_calls, reads
+
+
+@pytest.mark.parametrize("hz", [3.0, 5.0])
+def test_detection_rate_is_capped_by_detect_hz(tmp_path, hz):
+    """The detector runs on a frame only when 1/detect_hz s of clip time passed since it last ran; the
+    frames between reuse its boxes (a face stays seen on them)."""
+    cfg = _cfg(tmp_path, source={"source": str(SAMPLE)}, detect={"detect_hz": hz}, led={"backend": "none"})
+    parts = Pipeline.build(cfg, with_log=False)
+    calls, _ = _record_calls(parts)
+    stats = Stats()
+    try:
+        run_loop(parts, cfg, Control(), stats=stats)
+    finally:
+        parts.close()
+    ran = [t for t, r in calls if r]
+    assert len(ran) == stats.detections and stats.detections < stats.frames / 2, "the cap must matter on this clip"
+    gaps = np.diff(ran)
+    assert gaps.min() >= 1.0 / hz - 0.006, gaps.min()
+    last = -1e18
+    for t, r in calls:   # no call while the last run is recent; a call on the first frame allowed after it
+        assert t - last >= 1.0 / hz - 0.006
+        if r:
+            last = t
+    free_cfg = _cfg(tmp_path, source={"source": str(SAMPLE)}, detect={"detect_hz": 0}, led={"backend": "none"})
+    _, free = _replay(free_cfg)
+    assert free.detections > 1.8 * stats.detections
+    assert abs(free.faces_seen - stats.faces_seen) <= 3 * 15 / hz   # boxes reused: faces seen on the frames between
+
+
+def _still_then(images: list[np.ndarray], seconds: float, fps: float = 15.0) -> list[np.ndarray]:
+    n = int(round(seconds * fps))
+    return [img for img in images for _ in range(n)]
+
+
+def _reads_over(tmp_path, images, fps: float = 15.0, **classify) -> tuple[list[float], Stats]:
+    cfg = _cfg(tmp_path, classify=classify, led={"backend": "none"})
+    parts = Pipeline.build(cfg, with_log=False, open_source=lambda: ListSource(images, fps), led=NullLed(cfg.led))
+    _, reads = _record_calls(parts)
+    stats = Stats()
+    try:
+        run_loop(parts, cfg, Control(), stats=stats)
+    finally:
+        parts.close()
+    return reads, stats
+
+
+def test_a_still_face_is_read_at_steady_hz_once_the_mood_is_settled(tmp_path, face_images):
+    """One face that does not change, 6 s: classify_hz while the mood forms, then one reading a second."""
+    face = dict(face_images)["happy"]
+    reads, stats = _reads_over(tmp_path, _still_then([face], 6.0), classify_hz=10.0, steady_hz=1.0)
+    settle = 1.0 + 0.8   # mood hold + half-life (the defaults)
+    late = [t for t in reads if t > settle + 0.2]
+    assert late and all(np.diff(late) >= 1.0 - 1e-6), late      # not re-read within 15 frames
+    assert 3 <= len(late) <= 5
+    full, _ = _reads_over(tmp_path, _still_then([face], 6.0), classify_hz=10.0, steady_hz=10.0)
+    assert len(full) > 2 * len(reads)
+
+
+def test_a_changed_face_is_read_at_classify_hz_until_the_mood_follows(tmp_path, face_images):
+    """A still happy face for 4 s, then an angry face in its place: the first reading of the new face
+    comes within 1/steady_hz, and from there the reads are at classify_hz again; with `change` set the
+    new face is read on its first frame."""
+    faces = dict(face_images)
+    images = _still_then([faces["happy"], faces["angry"]], 4.0)   # the model reads both as labelled
+    reads, _ = _reads_over(tmp_path, images, classify_hz=10.0, steady_hz=1.0)
+    after = [t for t in reads if t >= 4.0]
+    assert after[0] < 4.0 + 1.0 + 1e-6
+    burst = [t for t in after if t < after[0] + 1.0]
+    assert len(burst) >= 6 and np.diff(burst).max() < 0.14       # every other frame at 15 fps: classify_hz
+    looked, _ = _reads_over(tmp_path, images, classify_hz=10.0, steady_hz=1.0, change=12.0)
+    assert min(t for t in looked if t >= 4.0) == pytest.approx(4.0)
+
+
+def test_sample_mood_latency_with_the_default_rates_stays_within_half_a_second(tmp_path):
+    """The defaults (detect_hz, steady_hz) against detection on every frame and reading at classify_hz:
+    after each scripted change of the sample, the mood follows no more than 0.5 s later than it did."""
+    def latencies(**over) -> list[float]:
+        seen = replay_labels(_cfg(tmp_path, source={"source": str(SAMPLE)}, led={"backend": "none"}, **over))
+        out = []
+        for seg in TIMELINE[1:]:
+            if seg["mood"] != "none":
+                out.append(next(t for t, lab in seen if seg["start"] <= t < seg["end"] and lab == seg["mood"]) - seg["start"])
+        return out
+    base = latencies(detect={"detect_hz": 0}, classify={"steady_hz": 10.0})
+    now = latencies()
+    assert len(now) == len(base) == 4
+    assert all(a <= b + 0.5 for a, b in zip(now, base)), (now, base)
