@@ -129,3 +129,41 @@ def test_rows_another_program_wrote_get_one_warning_naming_the_first(tmp_path, c
     assert [r.getMessage() for r in caplog.records] == [
         f"{db}: skipping rows emotion-edge did not write (wrong types), from id {first} on"]
     f.close()
+
+
+def test_camera_live_from_the_status_file_else_from_the_logs_last_row(tmp_path):
+    db, status = tmp_path / "ev.db", Status(tmp_path / "status.json")
+    write_moods(db, "happy")
+    f = LogFollower(db, status.path)
+    assert not f.camera_live(T0, 5.0)  # nothing read yet
+    assert f.poll_log(False)
+    t = f.last_row_time
+    f.poll_status()  # no status file: the log decides
+    assert f.camera_live(t + 5.0, 5.0) and not f.camera_live(t + 5.1, 5.0)
+    status.write({"state": "running", "updated": T0})
+    f.poll_status()  # the status file decides from now on, whatever the log says
+    assert f.camera_live(T0 + STALE_AFTER, 5.0) and not f.camera_live(T0 + STALE_AFTER + 0.1, 5.0)
+    status.write({"state": "running"})  # no time: cannot say it is live
+    f.poll_status()
+    assert not f.camera_live(T0, 5.0)
+    status.write({"state": "stopped", "updated": T0})
+    f.poll_status()
+    assert not f.camera_live(T0, 5.0)
+    f.close()
+
+
+def test_the_models_labels_come_from_the_status_file_within_bounds(tmp_path):
+    db, status = tmp_path / "ev.db", Status(tmp_path / "status.json")
+    write_moods(db, "happy")
+    f = LogFollower(db, status.path)
+
+    def labels(value) -> list | None:
+        status.write({"state": "running", "updated": T0, "model": {"path": "m.tflite", "labels": value}})
+        f.poll_status()
+        return f.labels
+
+    assert labels(["a"]) == ["a"]
+    assert labels(["x" * 64] * 64) == ["x" * 64] * 64
+    for bad in ([], ["x"] * 65, ["x" * 65], [""], ["a", 1], "angry"):
+        assert labels(bad) is None, bad
+    f.close()
