@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edge.commands.common import add_pipeline_flags, config_from_args
 from edge.errors import ConfigError, EdgeError
 from edge.text import printable
@@ -262,10 +260,10 @@ def _from_photos(cfg: Any, photos: list[str], out: Path, multi_crop: bool = True
     """The resting face (no `as_label`, or neutral) or one taught expression from still photos, written
     into the profile at `out` (created when missing; the rest of an existing profile is kept)."""
     from edge.pipeline import build_classifier
-    from edge.calibration import Calibration, make_calibration, save, smiling
-    from edge.calibration.file import log_probs
+    from edge.calibration import Calibration, save
     from edge.calibration.look import Looker
-    from edge.calibration.profile import Taught, moved_from_rest, teach_framings
+    from edge.calibration.profile import moved_from_rest
+    from edge.calibration.teach import rest_from, taught_from, teach_from_image
     from edge.detect import StillDetector
     from edge.errors import FrameError, SourceError
     from edge.photo import OWN_FACE_SIDE_RATIO, expand_inputs, own_face, read_image
@@ -274,7 +272,7 @@ def _from_photos(cfg: Any, photos: list[str], out: Path, multi_crop: bool = True
     for msg in problems:
         _say(msg)
     _refuse_input_as_output(files, out)
-    samples, taught_lp, looks = [], [], []
+    lessons = []
     with build_classifier(cfg, multi_crop=multi_crop) as clf:  # the model's own answers, never through a calibration
         rest = as_label in ("", "neutral")
         _check_label(as_label, clf.labels)
@@ -292,27 +290,23 @@ def _from_photos(cfg: Any, photos: list[str], out: Path, multi_crop: bool = True
                     continue
                 if len(boxes) > 1:
                     _say(f"{printable(str(path))}: {len(boxes)} faces; took the largest ({box[2]} px wide; the next is {boxes[1][2]} px)")
-                probs = clf.classify(gray, box).probs.copy()
-                if rest and (smile := smiling(probs, clf.labels)):
-                    _say(f"{printable(str(path))}: the face reads {smile}, not at rest; skipped (photos of a relaxed face, no smile)")
+                lesson = teach_from_image(clf, looker, gray, box, rest)
+                if lesson.smile:
+                    _say(f"{printable(str(path))}: the face reads {lesson.smile}, not at rest; skipped (photos of a relaxed face, no smile)")
                     continue
-                framings = teach_framings(box, gray.shape[1], gray.shape[0])
-                looks += [looker.of(gray, b) for b in framings]
-                if not rest:
-                    taught_lp += [log_probs(clf.classify(gray, b).probs) for b in framings]
-                samples.append(probs)
+                lessons.append(lesson)
             except (SourceError, FrameError) as e:
                 _say(printable(str(e) if str(path) in str(e) else f"{path}: {e}"))
-        if not samples:
+        if not lessons:
             what = "at rest" if rest else f"showing {as_label}"
             _say(f"no usable photo: it needs at least one photo with exactly one face, {what}")
             return 1
-        n = len(samples)
+        n = len(lessons)
         if rest:
-            new = make_calibration(samples, clf.info.sha256, clf.labels, "photos", looks=looks)
+            new = rest_from(lessons, clf.info.sha256, clf.labels)
             cal = new if old is None else old.with_rest(new)
         else:
-            taught = Taught(np.mean(taught_lp, axis=0), np.mean(np.asarray(looks, np.float32), axis=0), time.time(), n, "photos")
+            taught = taught_from(lessons)
             base = old if old is not None else Calibration(clf.info.sha256, clf.labels, None, 0.0, 0, "photos")
             cal = base.with_expression(as_label, taught)
             if cal.baseline is not None and not moved_from_rest(taught.logp, cal.baseline):
