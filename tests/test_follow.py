@@ -20,13 +20,27 @@ from edge.types import Mood
 T0 = 1_800_000_000.0
 
 
+def record(log: EventLog, label: str, t: float = 0.0) -> None:
+    """One change row, committed (as the service does within 0.5 s)."""
+    p = np.full(len(FER_LABELS), 0.01, np.float32)
+    p[FER_LABELS.index(label)] = 0.94
+    log.record(Mood(label, 0.94, p, FER_LABELS, t), 1, None, t)
+    assert log.flush()
+
+
 def write_moods(db: Path, *labels: str) -> None:
-    """One change row per label, committed (as the service does within 0.5 s)."""
+    """One change row per label, then the closing summary row."""
     with EventLog(db, LogConfig()) as log:
         for i, lab in enumerate(labels):
-            p = np.full(len(FER_LABELS), 0.01, np.float32)
-            p[FER_LABELS.index(lab)] = 0.94
-            log.record(Mood(lab, 0.94, p, FER_LABELS, float(i)), 1, None, float(i))
+            record(log, lab, float(i))
+
+
+def replace_log(new: Path, db: Path) -> None:
+    """Rename another log over `db` as the service does (eventlog's take-over): its -wal/-shm go first,
+    or SQLite would replay them into the new file."""
+    for sfx in ("-wal", "-shm"):
+        Path(str(db) + sfx).unlink(missing_ok=True)
+    os.replace(new, db)
 
 
 class Status:
@@ -104,7 +118,7 @@ def test_a_log_file_replaced_under_the_follower_is_followed_from_its_latest_row(
     assert not f.poll_log(False)  # nothing new
     new = tmp_path / "new.db"
     write_moods(new, "fear", "surprise", "neutral", "angry")  # more rows than the old file: ids go past its last
-    os.replace(new, db)
+    replace_log(new, db)
     assert f.poll_log(False) and f.state(T0)["mood"] == "angry"
     assert [r.getMessage() for r in caplog.records if "replaced" in r.getMessage()] == [
         f"event log {db} was replaced; following the new file"]
@@ -166,4 +180,32 @@ def test_the_models_labels_come_from_the_status_file_within_bounds(tmp_path):
     assert labels(["x" * 64] * 64) == ["x" * 64] * 64
     for bad in ([], ["x"] * 65, ["x" * 65], [""], ["a", 1], "angry"):
         assert labels(bad) is None, bad
+    f.close()
+
+
+def test_rows_found_at_start_or_in_a_new_file_are_the_state_and_only_later_rows_the_backlog(tmp_path):
+    """The follower starts from the latest rows, not the history; rows that come after are counted (the
+    broker away); a log rewritten in place or replaced starts over the same way."""
+    db = tmp_path / "ev.db"
+    log = EventLog(db, LogConfig())
+    record(log, "happy")  # a log of one row
+    f = LogFollower(db)
+    assert f.poll_log(True) and f.state(T0)["mood"] == "happy" and f.backlog.rows == 0
+    for lab in ("sad", "angry", "sad"):
+        record(log, lab)
+    assert f.poll_log(True) and f.state(T0)["mood"] == "sad"
+    assert f.backlog.changes == {"sad": 2, "angry": 1}
+    log.close()
+    c = sqlite3.connect(db)
+    c.execute("DELETE FROM events")  # the same file rewritten: its ids start over below the last one read
+    c.commit()
+    c.close()
+    write_moods(db, "fear")
+    assert sqlite3.connect(db).execute("SELECT max(id) FROM events").fetchone()[0] == 2
+    assert f.poll_log(True) and f.state(T0)["mood"] == "fear"
+    new = tmp_path / "new.db"
+    write_moods(new, "surprise", "neutral", "happy", "sad", "angry", "fear", "neutral", "happy")
+    replace_log(new, db)
+    assert f.poll_log(True) and f.state(T0)["mood"] == "happy"
+    assert f.backlog.changes == {"sad": 2, "angry": 1}  # neither file's history was counted
     f.close()
