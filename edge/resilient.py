@@ -116,6 +116,7 @@ class ResilientSource(FrameSource):
                     if self._give_up_due():
                         return
                     delay = self.backoff[min(failures, len(self.backoff) - 1)]
+                    log.debug("%s: reopening in %g s", self.name, delay)
                     if self._stop.wait(delay):
                         return
                     self.open_attempts += 1

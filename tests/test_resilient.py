@@ -107,6 +107,21 @@ def lines(caplog, level: int, text: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == level and text in r.getMessage()]
 
 
+def waits(caplog) -> list[float]:
+    """The reopen waits, in order, from the reader's debug lines ('reopening in 0.05 s')."""
+    return [float(m.split("reopening in ")[1].split()[0]) for m in lines(caplog, logging.DEBUG, "reopening in ")]
+
+
+class Clock:
+    """A clock the test sets: outages are timed by it (the reader's waits stay real)."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
 # ------------------------------------------------------------------ the wrapper alone
 def test_frames_flow_newest_first_and_close_is_idempotent():
     cam = FaultyCamera()
@@ -122,6 +137,8 @@ def test_frames_flow_newest_first_and_close_is_idempotent():
         assert newest.index >= cam.served - 1, (newest.index, cam.served)  # the newest, not the oldest waiting
     finally:
         src.close()
+    taken = len(frames) + 1
+    assert src.frames - src.dropped - taken in (0, 1), (src.frames, src.dropped, taken)  # 1: one left in the slot
     src.close()
     assert cam.closed == 1 and not src.alive
     assert src.read() is None
@@ -130,7 +147,7 @@ def test_frames_flow_newest_first_and_close_is_idempotent():
 @pytest.mark.parametrize("fault,words", [("raise", "cable out"), ("oserror", "No such device"),
                                          ("none", "no frame")])
 def test_failing_camera_stalls_warns_once_backs_off_and_recovers(caplog, fault, words):
-    caplog.set_level(logging.INFO, logger="edge.resilient")
+    caplog.set_level(logging.DEBUG, logger="edge.resilient")
     opener = Opener(lambda: FaultyCamera(), fail=3)
     first = FaultyCamera(fault, after=5)
     src = ResilientSource(opener, first=first, **FAST)
@@ -142,13 +159,13 @@ def test_failing_camera_stalls_warns_once_backs_off_and_recovers(caplog, fault, 
         with pytest.raises(SourceStalled):
             src.read()
         assert time.monotonic() - t < FAST["poll"] + 0.1
-        # 3 failed reopens then success: waits follow the backoff schedule 0.05, 0.1, 0.2, 0.2.
+        # 3 failed reopens then success: waits follow the backoff schedule 0.05, 0.1, 0.2, 0.2 (the last step repeats).
         frames, stalls = read_until(src, lambda f: True, 3.0)
         assert frames, "no frame after the camera came back"
         assert len(opener.times) == 4 and src.open_attempts == 4
+        assert waits(caplog) == [0.05, 0.1, 0.2, 0.2]
         gaps = np.diff(opener.times)
-        assert all(g >= want - 0.01 for g, want in zip(gaps, (0.1, 0.2, 0.2))), gaps
-        assert all(g < want + 0.25 for g, want in zip(gaps, (0.1, 0.2, 0.2))), gaps
+        assert all(g >= want - 0.01 for g, want in zip(gaps, (0.1, 0.2, 0.2))), gaps  # each wait is really waited
         assert first.closed == 1 and src.outages == 1 and src.recoveries == 1
         more, _ = read_until(src, lambda f: False, 0.3)
         assert len(more) >= 5
@@ -159,6 +176,53 @@ def test_failing_camera_stalls_warns_once_backs_off_and_recovers(caplog, fault, 
     assert words in warnings[0].getMessage() and "camera lost" in warnings[0].getMessage()
     assert len(lines(caplog, logging.INFO, "camera back after")) == 1
     assert opener.opened[0].closed == 1
+
+
+def test_the_backoff_starts_over_after_a_camera_came_back(caplog):
+    caplog.set_level(logging.DEBUG, logger="edge.resilient")
+    cams = iter([FaultyCamera("raise", after=5), FaultyCamera()])  # the camera reopened after 2 failures dies again
+    opener = Opener(lambda: next(cams), fail=2)
+    src = ResilientSource(opener, first=FaultyCamera("raise", after=5), **FAST)
+    try:
+        deadline = time.monotonic() + 5
+        while src.recoveries < 2 and time.monotonic() < deadline:
+            read_until(src, lambda f: False, 0.1)
+    finally:
+        src.close()
+    assert src.recoveries == 2 and src.outages == 2
+    assert waits(caplog) == [0.05, 0.1, 0.2, 0.05]  # the second outage waits the first step again
+
+
+def test_a_stall_warns_at_stall_after_and_the_recovery_says_how_long_it_lasted(caplog):
+    """On the source's clock: the warning comes once the silence reaches stall_after, each stall names
+    the silence so far, and the recovery line names the outage's length."""
+    caplog.set_level(logging.INFO, logger="edge.resilient")
+    clock = Clock(1000.0)
+    cam = FaultyCamera("hang", after=1)  # one frame, then the read hangs
+    src = ResilientSource(lambda: cam, poll=0.05, stall_after=2.0, backoff=(0.05,), give_up_after=None, clock=clock)
+    try:
+        frames, _ = read_until(src, lambda f: True, 2.0)
+        assert len(frames) == 1 and cam.hanging.wait(2)
+        assert (src.frames, src.dropped) == (1, 0)
+        clock.t = 1001.9
+        with pytest.raises(SourceStalled, match=r"no frame for 1\.9 s"):
+            src.read()
+        assert not lines(caplog, logging.WARNING, "") and src.outages == 0
+        clock.t = 1002.0
+        with pytest.raises(SourceStalled, match=r"no frame for 2\.0 s"):
+            src.read()
+        assert lines(caplog, logging.WARNING, "") == [
+            "resilient faulty camera: no frame from camera for 2.0 s (hung or disconnected); LED shows no-camera"]
+        assert src.outages == 1
+        clock.t = 1007.3
+        cam.after = 10**9
+        cam.release.set()
+        frames, _ = read_until(src, lambda f: True, 2.0)
+        assert frames and src.recoveries == 1
+    finally:
+        src.close()
+    assert lines(caplog, logging.INFO, "camera back") == ["resilient faulty camera: camera back after 7.3 s"]
+    assert len(lines(caplog, logging.WARNING, "")) == 1
 
 
 def test_two_outages_give_two_warnings(caplog):
@@ -243,14 +307,45 @@ def test_gives_up_after_the_deadline_and_stops_retrying(caplog):
     assert len(lines(caplog, logging.WARNING, "camera lost")) == 1
 
 
+def test_gives_up_when_the_silence_reaches_give_up_after_on_the_sources_clock():
+    clock = Clock(1000.0)
+    opener = Opener(lambda: FaultyCamera(), fail=10**9)
+    src = ResilientSource(opener, first=FaultyCamera("raise", after=2), poll=0.05, backoff=(0.02,),
+                          give_up_after=10.0, clock=clock)
+    try:
+        read_until(src, lambda f: False, 0.3)  # the two frames, at 1000.0, then the camera fails
+        assert src.frames == 2 and opener.times
+        clock.t = 1009.9
+        deadline = time.monotonic() + 2
+        while len(opener.times) < 5 and time.monotonic() < deadline:
+            read_until(src, lambda f: False, 0.05)
+        assert len(opener.times) >= 5 and src.alive and not src.gave_up  # still retrying just before the deadline
+        clock.t = 1010.0
+        with pytest.raises(SourceError, match="did not come back within 10 s") as gave_up:
+            read_until(src, lambda f: False, 2.0)
+        assert not isinstance(gave_up.value, SourceStalled) and src.gave_up
+    finally:
+        src.close()
+
+
 def test_first_open_failure_propagates():
     with pytest.raises(CameraNotFound, match="does not exist"):
         ResilientSource(Opener(FaultyCamera, fail=1), **FAST)
 
 
 def test_bad_settings_are_refused():
-    with pytest.raises(ValueError, match="poll"):
-        ResilientSource(FaultyCamera, poll=0)
+    for bad in (dict(poll=0), dict(stall_after=-0.1), dict(backoff=()), dict(backoff=(0.1, -0.1))):
+        with pytest.raises(ValueError, match="poll must be > 0, stall_after >= 0, backoff non-empty and >= 0"):
+            ResilientSource(FaultyCamera, **bad)
+    ResilientSource(FaultyCamera, poll=0.01, stall_after=0, backoff=(0.0, 0.1)).close()  # the limits themselves are fine
+
+
+def test_the_defaults_are_the_documented_ones():
+    """docs/RELIABILITY.md and docs/PI.md name them: backoff 1/2/4/8/30 s, stall_after 3 s, give_up_after 300 s."""
+    src = ResilientSource(FaultyCamera)
+    src.close()
+    assert (src.backoff, src.poll, src.stall_after, src.give_up_after, src.close_timeout) == \
+        ((1.0, 2.0, 4.0, 8.0, 30.0), 1.0, 3.0, 300.0, 1.0)
 
 
 # ------------------------------------------------------------------ which sources get wrapped
@@ -293,6 +388,11 @@ def test_wrap_camera_takes_timing_from_config_keys_when_present():
     src = wrap_camera(open_source(cfg, camera_factory=picam), cfg, camera_factory=picam)
     try:
         assert (src.poll, src.stall_after, src.give_up_after) == (0.3, 2.0, None)
+    finally:
+        src.close()
+    src = wrap_camera(open_source(cfg, camera_factory=picam), cfg, camera_factory=picam, poll=0.05, give_up_after=9.0)
+    try:
+        assert (src.poll, src.stall_after, src.give_up_after) == (0.05, 2.0, 9.0)  # what the caller says wins
     finally:
         src.close()
 
