@@ -7,6 +7,13 @@ subject, the first `--calib N` neutral photos (by file name) make a calibration 
 resting face the device learns while watching when no calibration is in use ("learned"): here the mean
 over all of that subject's other photos, every expression equally often (the worst case for it; a
 person in front of a mood light is mostly at rest), applied with no neutral head start.
+
+With `--teach`, each subject also teaches an expression profile as `emotion-edge calibrate --photos F
+--as E` does (edge.calibration.teach): the first photo of each expression by file name teaches, on its
+exact Haar box; the subject's other photos are read as `emotion-edge photo --calibration` reads them,
+with all the model's expressions taught and with four (neutral, happy, sad, surprise), beside the resting
+face alone (from that same first neutral photo) and no calibration, on the same photos per setting (with
+four taught, the other expressions' first photos are read too).
 """
 from __future__ import annotations
 
@@ -42,6 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jitter", type=int_in(0, 1000), default=0, metavar="N",
                    help="also repeat it N times with each face box moved and resized a little, as Haar's box wanders "
                         "between frames: mean and spread, and (with --compare) a paired test over photos")
+    p.add_argument("--teach", action="store_true",
+                   help="also teach each subject's expressions as `emotion-edge calibrate --photos --as` does (their first "
+                        "photo of each by file name) and read their other photos with the profile: all expressions taught "
+                        "and four (neutral, happy, sad, surprise), beside the resting face alone and no calibration")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -183,6 +194,216 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
     return Measurement(results, cm_u, cm_c, cm_l, labels, photos, clf.margins)
 
 
+# -- taught expression profiles (--teach) -------------------------------------------------------
+TEACH_SETTINGS: dict[str, tuple[str, ...] | None] = {"seven": None, "four": ("neutral", "happy", "sad", "surprise")}
+"""Which expressions each setting teaches (None: all the model's labels)."""
+TEACH_WAYS = ("uncalibrated", "resting", "taught")
+"""How each test photo is read: no calibration, the resting face alone, the taught profile."""
+
+
+@dataclass(frozen=True)
+class TeachPhoto:
+    """One test photo of one setting: its true class and the class read each way (-1: no face found, wrong)."""
+
+    path: Path
+    subject: str
+    truth: int
+    uncalibrated: int
+    resting: int
+    taught: int
+
+
+@dataclass
+class TeachSubject:
+    subject: str
+    n: int = 0
+    uncalibrated: int = 0
+    resting: int = 0
+    taught: int = 0
+    teaching_photos: dict[str, str] = field(default_factory=dict)  # label -> file name
+    not_taught: list[str] = field(default_factory=list)  # labels whose teaching photo had no usable face
+
+
+@dataclass
+class TeachMeasurement:
+    """Per setting ("seven", "four"): the labels taught, per-subject counts and each test photo's outcome."""
+
+    labels: tuple[str, ...]
+    taught_labels: dict[str, tuple[str, ...]]
+    subjects: dict[str, list[TeachSubject]]
+    photos: dict[str, list[TeachPhoto]]
+
+    def totals(self, setting: str) -> dict[str, int]:
+        subs = self.subjects[setting]
+        return {"n": sum(r.n for r in subs), **{w: sum(getattr(r, w) for r in subs) for w in TEACH_WAYS}}
+
+
+def measure_teach(rows: list[tuple[Path, str, str]], model: str = "", strength: float | None = None,
+                  neutral_margin: float | None = None, flip_average: bool = False, jitter_seed: int | None = None,
+                  multi_crop: bool = True, found: dict | None = None, crop_margin: float | None = None,
+                  lessons: dict | None = None) -> TeachMeasurement:
+    """Each subject's expressions taught from their first photo of each (exact Haar box, as `calibrate
+    --photos` teaches) and their other photos read with and without the profile. With `jitter_seed`, the
+    test photos' boxes are jittered as `measure` jitters them for that seed (the same boxes). `found`
+    caches Haar boxes, `lessons` what each teaching photo taught (both the same in every repeat)."""
+    from edge.calibration import Calibration, CalibrationApplier
+    from edge.calibration.look import Looker
+    from edge.calibration.teach import rest_from, taught_from, teach_from_image
+    from edge.classify import EmotionClassifier, resolve_model
+    from edge.config import DetectConfig
+    from edge.detect import StillDetector
+    from edge.photo import own_face, read_image
+
+    d = CalibrateConfig()
+    strength = d.strength if strength is None else strength
+    neutral_margin = d.neutral_margin if neutral_margin is None else neutral_margin
+    clf = EmotionClassifier(resolve_model(model), flip_average=flip_average, multi_crop=multi_crop, crop_margin=crop_margin)
+    det = StillDetector(DetectConfig())
+    # the looks at the crop margin the faces are read at (the model's own unless --crop-margin says otherwise)
+    looker = Looker(clf.info.input.crop_margin if crop_margin is None else crop_margin)
+    labels, sha = clf.labels, clf.info.sha256
+    lessons = {} if lessons is None else lessons
+    rng = None if jitter_seed is None else np.random.default_rng(jitter_seed)
+    taught_labels = {k: tuple(lab for lab in labels if v is None or lab in v) for k, v in TEACH_SETTINGS.items()}
+    out = TeachMeasurement(labels, taught_labels, {k: [] for k in TEACH_SETTINGS}, {k: [] for k in TEACH_SETTINGS})
+
+    def boxes_of(path: Path, gray: np.ndarray) -> list:
+        boxes = found.get(path) if found is not None else None
+        if boxes is None:
+            boxes = det.detect(gray)
+            if found is not None:
+                found[path] = boxes
+        return boxes
+
+    def lesson(path: Path, rest: bool):
+        """What the photo teaches (None: no usable face, as `calibrate --photos` would skip it)."""
+        key = (path, rest)
+        if key not in lessons:
+            gray = read_image(path).gray
+            box = own_face(boxes_of(path, gray))
+            got = None if box is None else teach_from_image(clf, looker, gray, box, rest)
+            lessons[key] = None if got is None or got.smile else got
+        return lessons[key]
+
+    for subject in sorted({s for _, _, s in rows}):
+        mine = sorted((r for r in rows if r[2] == subject), key=lambda r: r[0].name)
+        read = {}  # path -> (probs, look) of its (jittered) box, or None: no face
+        for path, _, _ in mine:  # in measure's order, so a seed jitters each box alike
+            gray = read_image(path).gray
+            boxes = boxes_of(path, gray)
+            if boxes and rng is not None:
+                boxes = [jitter_box(boxes[0], rng, gray.shape[1], gray.shape[0])]
+            read[path] = None if not boxes else (clf.classify(gray, boxes[0]).probs.copy(), looker.of(gray, boxes[0]))
+        first: dict[str, Path] = {}
+        for path, label, _ in mine:
+            first.setdefault(label, path)
+        neutral = first.get("neutral")
+        rest_lesson = lesson(neutral, True) if neutral is not None else None
+        rest = rest_from([rest_lesson], sha, labels) if rest_lesson is not None else None
+        resting = CalibrationApplier(rest, strength, neutral_margin) if rest is not None else None
+        for setting, chosen in taught_labels.items():
+            teach = {lab: first[lab] for lab in chosen if lab in first}
+            res = TeachSubject(subject, teaching_photos={lab: p.name for lab, p in teach.items()})
+            profile = rest if rest is not None else Calibration(sha, labels, None, 0.0, 0, "photos")
+            if "neutral" in teach and rest is None:
+                res.not_taught.append("neutral")
+            for lab, path in teach.items():
+                if lab == "neutral":
+                    continue
+                got = lesson(path, False)
+                if got is None:
+                    res.not_taught.append(lab)
+                else:
+                    profile = profile.with_expression(lab, taught_from([got]))
+            reader = CalibrationApplier(profile, strength, neutral_margin) if profile.has_rest or profile.expressions else None
+            for path, label, _ in mine:
+                if path in teach.values() or label not in labels:
+                    continue
+                res.n += 1
+                t = labels.index(label)
+                if read[path] is None:
+                    out.photos[setting].append(TeachPhoto(path, subject, t, -1, -1, -1))
+                    continue  # no face found: counts as wrong
+                p, look = read[path]
+                u = int(np.argmax(p))
+                r = int(np.argmax(resting.apply(p.copy()))) if resting else u
+                k = int(np.argmax(reader.apply(p.copy(), look))) if reader else u
+                res.uncalibrated += u == t
+                res.resting += r == t
+                res.taught += k == t
+                out.photos[setting].append(TeachPhoto(path, subject, t, u, r, k))
+            out.subjects[setting].append(res)
+    clf.close()
+    return out
+
+
+def jittered_teach(rows: list[tuple[Path, str, str]], model: str, repeats: int, **kw) -> dict:
+    """measure_teach repeated with seeds 0..N-1: per setting and way, the mean and sd of accuracy."""
+    acc: dict[str, dict[str, list[float]]] = {k: {w: [] for w in TEACH_WAYS} for k in TEACH_SETTINGS}
+    kw.setdefault("lessons", {})
+    for seed in range(repeats):
+        m = measure_teach(rows, model, jitter_seed=seed, **kw)
+        for k in TEACH_SETTINGS:
+            t = m.totals(k)
+            for w in TEACH_WAYS:
+                acc[k][w].append(t[w] / max(1, t["n"]))
+    return {"repeats": repeats, **{k: {w: {"mean": float(np.mean(a)), "sd": float(np.std(a))} for w, a in v.items()}
+                                   for k, v in acc.items()}}
+
+
+def paired_teach(a: TeachMeasurement, b: TeachMeasurement, setting: str, which: str) -> dict:
+    """As `paired`, for one setting and way of two models' teach measurements."""
+    pa, pb = a.photos[setting], b.photos[setting]
+    if [p.path for p in pa] != [p.path for p in pb]:
+        raise DataError("the two models did not read the same photos")
+    ra = [getattr(p, which) == p.truth for p in pa]
+    rb = [getattr(p, which) == p.truth for p in pb]
+    only_a = sum(x and not y for x, y in zip(ra, rb))
+    only_b = sum(y and not x for x, y in zip(ra, rb))
+    return {"only_first": only_a, "only_second": only_b, "p": mcnemar_p(only_a, only_b)}
+
+
+def _teach_json(m: TeachMeasurement) -> dict:
+    out = {}
+    for k in TEACH_SETTINGS:
+        t = m.totals(k)
+        n = max(1, t["n"])
+        out[k] = {"taught_labels": list(m.taught_labels[k]), "n": t["n"], "right": {w: t[w] for w in TEACH_WAYS},
+                  **{w: t[w] / n for w in TEACH_WAYS},
+                  "subjects": [{"subject": r.subject, "n": r.n, "right": {w: getattr(r, w) for w in TEACH_WAYS},
+                                **{w: getattr(r, w) / r.n for w in TEACH_WAYS},
+                                "teaching_photos": r.teaching_photos, "not_taught": r.not_taught}
+                               for r in m.subjects[k] if r.n]}
+    return out
+
+
+SETTING_TITLES = {"seven": "all expressions taught", "four": "four taught"}
+
+
+def _print_teach(m: TeachMeasurement) -> None:
+    print("\ntaught profiles (per subject, the first photo of each expression by file name teaches, as `calibrate --photos "
+          "--as` does; the other photos are read as `photo --calibration` reads them; resting only: the same first neutral photo):")
+    for k in TEACH_SETTINGS:
+        t = m.totals(k)
+        print(f"{SETTING_TITLES[k]} ({', '.join(m.taught_labels[k])}):")
+        print(f"  {'subject':8s} {'photos':>6s} {'uncalibrated':>14s} {'resting only':>14s} {'taught':>14s}")
+        rows = [(r.subject, r.n, {w: getattr(r, w) for w in TEACH_WAYS}, r.not_taught) for r in m.subjects[k] if r.n]
+        rows.append(("all", t["n"], t, []))
+        for name, n, right, missing in rows:
+            cells = " ".join(f"{f'{right[w]}/{n} {right[w] / n:.1%}':>14s}" for w in TEACH_WAYS)
+            print(f"  {name:8s} {n:6d} {cells}" + (f"   not taught (no usable face): {', '.join(missing)}" if missing else ""))
+
+
+def _print_teach_jittered(a: dict, b: dict | None) -> None:
+    print(f"\ntaught profiles, test boxes jittered, {a['repeats']} repeats (teaching on the exact boxes; mean and sd over repeats):")
+    for tag, j in (("first" if b else "model", a), ("second", b)):
+        if j is None:
+            continue
+        for k in TEACH_SETTINGS:
+            print(f"  {tag:7s} {SETTING_TITLES[k]}: " + ", ".join(
+                f"{w} {j[k][w]['mean']:.1%} (sd {j[k][w]['sd']:.1%})" for w in TEACH_WAYS))
+
+
 def mcnemar_p(only_a: int, only_b: int) -> float:
     """Exact two-sided McNemar test: how likely a split this uneven of the photos only one model gets
     right is, if both models were equally good (on ~100 photos, 5 points can be chance)."""
@@ -265,6 +486,16 @@ def run(args: argparse.Namespace) -> int:
     other = measure(rows, args.compare, **kw) if args.compare else None
     jm = jittered(rows, args.model, args.jitter, **kw) if args.jitter else None
     jo = jittered(rows, args.compare, args.jitter, **kw) if args.jitter and args.compare else None
+    tm = to = tjm = tjo = None
+    if args.teach:
+        tkw = {k: v for k, v in kw.items() if k != "calib"}  # teaching takes each subject's first photo of each expression
+        lessons: dict = {}  # what each teaching photo taught the first model, the same in every repeat
+        tm = measure_teach(rows, args.model, lessons=lessons, **tkw)
+        tjm = jittered_teach(rows, args.model, args.jitter, lessons=lessons, **tkw) if args.jitter else None
+        if args.compare:
+            lessons = {}
+            to = measure_teach(rows, args.compare, lessons=lessons, **tkw)
+            tjo = jittered_teach(rows, args.compare, args.jitter, lessons=lessons, **tkw) if args.jitter else None
     if args.json:
         out = _as_json(m, strength, margin)
         if jm is not None:
@@ -275,6 +506,15 @@ def run(args: argparse.Namespace) -> int:
             if jo is not None:
                 out["compare"]["jittered"] = {"repeats": jo.repeats, **jo.summary()}
                 out["compare"]["paired_jittered"] = {w: _paired_jittered(jm, jo, w) for w in WAYS}
+        if tm is not None:
+            out["teach"] = _teach_json(tm)
+            if tjm is not None:
+                out["teach"]["jittered"] = tjm
+            if to is not None:
+                out["compare"]["teach"] = _teach_json(to) | {
+                    "paired": {k: {w: paired_teach(tm, to, k, w) for w in TEACH_WAYS} for k in TEACH_SETTINGS}}
+                if tjo is not None:
+                    out["compare"]["teach"]["jittered"] = tjo
         print(json.dumps(out, indent=1))
         return 0
     _print(m, strength, margin)
@@ -288,6 +528,19 @@ def run(args: argparse.Namespace) -> int:
                   f"exact McNemar p = {r['p']:.2f}{'' if r['p'] < 0.05 else ' (could be chance)'}")
     if jm is not None:
         _print_jittered(jm, jo)
+    if tm is not None:
+        _print_teach(tm)
+        if to is not None:
+            print(f"\n--compare {args.compare}:")
+            _print_teach(to)
+            print("\npaired, same photos (first = --model, second = --compare):")
+            for k in TEACH_SETTINGS:
+                for w in TEACH_WAYS:
+                    r = paired_teach(tm, to, k, w)
+                    print(f"  {SETTING_TITLES[k]}, {w:12s}: only the first right {r['only_first']}, only the second right "
+                          f"{r['only_second']}, exact McNemar p = {r['p']:.2f}{'' if r['p'] < 0.05 else ' (could be chance)'}")
+        if tjm is not None:
+            _print_teach_jittered(tjm, tjo)
     return 0
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -168,3 +169,136 @@ def test_a_calibration_photo_with_faces_of_similar_size_is_not_used(people, caps
     assert [s["calibration_photos"] for s in r["subjects"]] == [["A_0two.png"], ["B_0two.png"]]
     assert r["n"] == calibrated["n"] + 2  # each person's neutral fixture is now a test photo
     assert r["confusion_calibrated"] == r["confusion_uncalibrated"]
+
+
+# -- --teach: taught expression profiles -------------------------------------------------------------
+JAFFE = Path(__file__).resolve().parents[2] / "shared" / "data" / "jaffe-tune"
+
+
+@pytest.fixture
+def taught_people(tmp_path) -> Path:
+    """Two 'people' from the committed FER faces: each expression's first photo by file name (`_0`)
+    teaches; a mirrored and a moved copy of the same face are the test photos (B: mirrored the other way)."""
+    rows = ["file,label,subject"]
+    for subject in ("A", "B"):
+        for src in sorted((FIX / "faces").glob("fer*_320x240.png")):
+            label = src.name.split("_")[1]
+            img = cv2.imread(str(src))
+            if subject == "B":
+                img = cv2.flip(img, 1)
+            for k, v in enumerate((img, cv2.flip(img, 1), np.roll(img, (6, -9), axis=(0, 1)))):
+                name = f"{subject}_{label}_{k}.png"
+                cv2.imwrite(str(tmp_path / name), v)
+                rows.append(f"{name},{label},{subject}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path
+
+
+def test_teach_reads_each_persons_taught_faces(taught_people, capsys):
+    """Taught, the test copies of each taught face read as what they were taught as, far more often than
+    with the resting face alone (which is what the profile reads if the teaching were lost)."""
+    assert main(["calibration-report", "--data", str(taught_people), "--model", str(BUNDLED), "--teach", "--json"]) == 0
+    t = json.loads(capsys.readouterr().out)["teach"]
+    seven, four = t["seven"], t["four"]
+    assert seven["taught_labels"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert four["taught_labels"] == ["happy", "sad", "surprise", "neutral"]
+    # 5 expressions x 3 photos per person; seven teaches 5 of them, four teaches 4 (angry's first is read)
+    assert (seven["n"], four["n"]) == (2 * 10, 2 * 11)
+    assert [s["teaching_photos"] for s in seven["subjects"]] == [
+        {lab: f"{p}_{lab}_0.png" for lab in ("angry", "happy", "sad", "surprise", "neutral")} for p in "AB"]
+    assert all(s["not_taught"] == [] for s in seven["subjects"] + four["subjects"])
+    # measured 2026-12-06: taught 16/20, resting only 9/20, uncalibrated 8/20 (four: 15/22, 9/22, 10/22)
+    assert seven["right"]["taught"] >= seven["right"]["resting"] + 5, seven["right"]
+    assert four["right"]["taught"] >= four["right"]["resting"] + 3, four["right"]
+    assert seven["taught"] >= 0.75
+    for s in (seven, four):  # the counts and the shares agree
+        assert all(s[w] == s["right"][w] / s["n"] for w in ("uncalibrated", "resting", "taught"))
+    assert main(["calibration-report", "--data", str(taught_people), "--model", str(BUNDLED), "--teach"]) == 0
+    out = capsys.readouterr().out
+    assert "all expressions taught (angry, disgust, fear, happy, sad, surprise, neutral):" in out
+    r = seven["right"]
+    assert re.search(rf"\n  all +20 +{r['uncalibrated']}/20 [\d.]+% +{r['resting']}/20 [\d.]+% +{r['taught']}/20 "
+                     rf"{r['taught'] / 20:.1%}\n", out), out
+    assert "four taught (happy, sad, surprise, neutral):" in out
+
+
+def test_teach_reads_as_the_commands_do(taught_people, capsys, restore_logging):
+    """The report's profile and reading are the device's: one person taught with `emotion-edge calibrate
+    --photos F --as E` and read with `emotion-edge photo --calibration` gets the report's very answers."""
+    from edge.cli import main as edge_main
+    from model_export.calibration_report import measure_teach, read_labels
+
+    m = measure_teach(read_labels(taught_people), str(BUNDLED))
+    labels = m.labels
+    for setting in ("seven", "four"):
+        subject = m.subjects[setting][0]
+        assert subject.subject == "A"
+        prof, rest = taught_people / f"{setting}.json", taught_people / f"{setting}.rest.json"
+        model = ["--model", str(BUNDLED)]
+        for label, name in subject.teaching_photos.items():
+            assert edge_main(["calibrate", *model, "--photos", str(taught_people / name), "--as", label, "--out", str(prof)]) == 0
+        assert edge_main(["calibrate", *model, "--photos", str(taught_people / subject.teaching_photos["neutral"]),
+                          "--out", str(rest)]) == 0
+        capsys.readouterr()
+        photos = [p for p in m.photos[setting] if p.subject == "A"]
+        assert len(photos) == subject.n == (10 if setting == "seven" else 11)
+        for way, path in (("taught", prof), ("resting", rest)):
+            assert edge_main(["photo", *model, "--json", "--calibration", str(path), *[str(p.path) for p in photos]]) in (0, 1)
+            read = [o["faces"][0]["emotion"] for o in json.loads(capsys.readouterr().out)]
+            assert read == [labels[getattr(p, way)] for p in photos], (setting, way)
+
+
+def test_teach_jitters_the_test_boxes_as_the_report_does_and_teaches_on_the_exact_box(taught_people, capsys):
+    from model_export.calibration_report import measure, measure_teach, read_labels
+
+    rows = read_labels(taught_people)
+    found: dict = {}
+    exact, moved = {}, {}
+    plain = measure_teach(rows, str(BUNDLED), found=found, lessons=exact)
+    m = measure(rows, str(BUNDLED), calib=1, jitter_seed=3, found=found)
+    t = measure_teach(rows, str(BUNDLED), jitter_seed=3, found=found, lessons=moved)
+    # the very boxes `measure` jitters for this seed: the model's own answer on each photo read by both
+    u = {p.path: p.uncalibrated for p in m.photos}
+    assert sum(p.path in u for p in t.photos["four"]) == 22  # all of them: measure reads all but the first neutral
+    assert all(p.uncalibrated == u[p.path] for p in t.photos["four"] if p.path in u)
+    assert [p.uncalibrated for p in t.photos["four"]] != [p.uncalibrated for p in plain.photos["four"]], "nothing moved"
+    assert exact.keys() == moved.keys() and all(
+        (a is None and b is None) or (np.array_equal(a.probs, b.probs) and all(np.array_equal(x, y) for x, y in zip(a.looks, b.looks)))
+        for a, b in ((exact[k], moved[k]) for k in exact))  # taught on the exact boxes in every repeat
+    assert main(["calibration-report", "--data", str(taught_people), "--model", str(BUNDLED), "--teach", "--jitter", "2",
+                 "--json"]) == 0
+    j = json.loads(capsys.readouterr().out)["teach"]["jittered"]
+    assert j["repeats"] == 2 and set(j) == {"repeats", "seven", "four"}
+    assert all(0 <= j[k][w]["mean"] <= 1 and j[k][w]["sd"] >= 0 for k in ("seven", "four") for w in ("uncalibrated", "resting", "taught"))
+
+
+def test_a_teaching_photo_without_a_face_of_the_persons_own_teaches_nothing(taught_people, capsys):
+    """As `calibrate --photos` skips it: the expression stays untaught (and is named), its photo is not read."""
+    two = cv2.imread(str(FIX / "faces" / "fer32350+fer32466_two_640x480.png"))
+    cv2.imwrite(str(taught_people / "A_angry.png"), two)  # sorts before A_angry_0.png: A's angry teaching photo
+    with open(taught_people / "labels.csv", "a") as f:
+        f.write("A_angry.png,angry,A\n")
+    assert main(["calibration-report", "--data", str(taught_people), "--model", str(BUNDLED), "--teach", "--json"]) == 0
+    seven = json.loads(capsys.readouterr().out)["teach"]["seven"]
+    a = seven["subjects"][0]
+    assert a["teaching_photos"]["angry"] == "A_angry.png" and a["not_taught"] == ["angry"]
+    assert a["n"] == 11  # A_angry_0.png is now a test photo
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_teach_on_real_people():
+    """jaffe-tune's five people, as the issue measured them end to end through the commands (bundled
+    model, 2026-12-06): all seven taught 68/71 (95.8 %), resting only 53/71 (74.6 %); four taught 63/86
+    (73.3 %), resting only 62/86 (72.1 %); tests/test_profile.py checks the same end to end."""
+    if not (JAFFE / "labels.csv").is_file():
+        pytest.skip(f"jaffe-tune not found at {JAFFE} (real photos of 5 people; not redistributable)")
+    from model_export.calibration_report import measure_teach, read_labels
+
+    m = measure_teach(read_labels(JAFFE), str(BUNDLED))
+    seven, four = m.totals("seven"), m.totals("four")
+    assert (seven["n"], four["n"]) == (71, 86)
+    assert all(not r.not_taught for k in ("seven", "four") for r in m.subjects[k])
+    assert seven["taught"] >= 0.9 * 71 and seven["taught"] >= seven["resting"] + 0.1 * 71, seven
+    assert four["taught"] >= four["resting"], four  # the issue's bar: no worse than the resting face alone
+    assert seven["resting"] > seven["uncalibrated"] and four["resting"] > four["uncalibrated"]
