@@ -347,3 +347,64 @@ def test_the_terminal_is_restored_when_the_live_view_fails():
             raise RuntimeError("camera gone")
     assert out.getvalue().endswith("\x1b[0m\x1b[?25h\x1b[?1049l")  # colours reset, cursor shown, main screen back
     assert (sig.getsignal(sig.SIGTERM), sig.getsignal(sig.SIGHUP)) == before
+
+
+def lk(box, w=None) -> aim.FaceLook:
+    """A well-lit, sharp face at `box` (what look() measures is tested above)."""
+    return aim.FaceLook(box, box[2], box[2], 120.0, 50.0, 1000.0, 120.0)
+
+
+@pytest.mark.parametrize("box, edge", [
+    ((2, 100, 80, 80), "left"), ((3, 100, 80, 80), None),
+    ((238, 100, 80, 80), "right"), ((237, 100, 80, 80), None),
+    ((100, 2, 80, 80), "top"), ((100, 3, 80, 80), None),
+    ((100, 158, 80, 80), "bottom"), ((100, 157, 80, 80), None),
+])
+def test_a_face_touching_an_edge_is_cut_off_and_one_3_px_away_is_not(box, edge):
+    adv = aim.advise_face(lk(box), (320, 240), CFG)
+    if edge is None:
+        assert adv.startswith("framing good"), adv
+    else:
+        assert adv.startswith(f"face cut off at the {edge} edge: "), adv
+        assert {"left": "further left", "right": "further right", "top": "tilt the camera up",
+                "bottom": "tilt the camera down"}[edge] in adv
+
+
+def test_look_measures_the_face_where_it_is():
+    img = np.full((480, 640), 200, np.uint8)
+    face = cv2.imread(str(HAPPY), cv2.IMREAD_GRAYSCALE)[40:200, 80:240]
+    img[100:260, 380:540] = face
+    got = aim.look(img, (380, 100, 160, 160), CFG)
+    assert got.width == 160 and got.detector_width == 80 and got.box == (380, 100, 160, 160)
+    assert abs(got.mean - float(face.mean())) < 0.01 and abs(got.std - float(face.std())) < 0.01
+    assert abs(got.frame_mean - float(img.mean())) < 0.01
+    assert got.sharpness == aim.sharpness(face, (0, 0, 160, 160)) > aim.BLUR_VAR
+    assert aim.sharpness(img, (0, 0, 0, 0)) == 0.0
+
+
+def test_advice_boundaries():
+    need = aim.need_px(320, CFG)
+    assert need == 56
+    assert aim.advise_face(lk((100, 100, need, need)), (320, 240), CFG).startswith("framing good")
+    assert aim.advise_face(lk((100, 100, need - 1, need - 1)), (320, 240), CFG) == \
+        f"face {need - 1} px wide: move the camera closer ({need} px or more reads best)"
+    assert aim.advise_face(lk((60, 20, 200, 200)), (320, 240), CFG) == \
+        "face fills 83 % of the picture: move the camera a little further away"
+    assert aim.advise_face(lk((60, 30, 168, 168)), (320, 240), CFG).startswith("framing good")  # 70 %: not yet
+    dark_room = aim.FaceLook((100, 100, 80, 80), 80, 80, 20.0, 30.0, 1000.0, 80.0)  # dim frame, dimmer face
+    assert aim.advise_face(dark_room, (320, 240), CFG) == "face too dark (grey 20 of 255): more light on the face"
+    window = aim.FaceLook((100, 100, 80, 80), 80, 80, 60.0, 30.0, 1000.0, 160.0)
+    assert aim.advise_face(window, (320, 240), CFG).startswith("strong light behind the face")
+
+
+def test_the_finer_search_runs_at_most_once_a_second_and_not_while_a_face_is_seen():
+    empty = cv2.imread(str(FACES_DIR / "noface_320x240.png"), cv2.IMREAD_GRAYSCALE)
+    a = aim.Aimer(CFG)
+    for t in (0.0, 0.3, 0.6, 0.9, 1.0, 1.5):
+        a.advise(t, empty, [])
+    assert a._finer.calls == 2  # at 0.0 and 1.0
+    img = cv2.imread(str(HAPPY), cv2.IMREAD_GRAYSCALE)
+    a.advise(2.5, img, [look_at(img, (80, 40, 160, 160))])
+    assert a._finer.calls == 2
+    bottom = np.vstack([img[80:], img[:80]])  # the face slid down to the bottom edge of the same 320x240 frame
+    assert "bottom edge" in a.advise(3.0, bottom, [look_at(bottom, (80, 80, 160, 160))])
