@@ -278,11 +278,21 @@ def test_a_teaching_photo_without_a_face_of_the_persons_own_teaches_nothing(taug
     cv2.imwrite(str(taught_people / "A_angry.png"), two)  # sorts before A_angry_0.png: A's angry teaching photo
     with open(taught_people / "labels.csv", "a") as f:
         f.write("A_angry.png,angry,A\n")
-    assert main(["calibration-report", "--data", str(taught_people), "--model", str(BUNDLED), "--teach", "--json"]) == 0
-    seven = json.loads(capsys.readouterr().out)["teach"]["seven"]
+    assert main(["calibration-report", "--data", str(taught_people), "--model", str(BUNDLED), "--teach", "--json",
+                 "--compare", str(TINY)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    seven = out["teach"]["seven"]
     a = seven["subjects"][0]
     assert a["teaching_photos"]["angry"] == "A_angry.png" and a["not_taught"] == ["angry"]
     assert a["n"] == 11  # A_angry_0.png is now a test photo
+    # --compare: the second model taught and read on the same photos, paired per setting and way
+    other = out["compare"]["teach"]
+    for k in ("seven", "four"):
+        assert other[k]["n"] == out["teach"][k]["n"]
+        for w in ("uncalibrated", "resting", "taught"):
+            pr = other["paired"][k][w]
+            assert pr["only_first"] - pr["only_second"] == out["teach"][k]["right"][w] - other[k]["right"][w]
+            assert pr["p"] == mcnemar_p(pr["only_first"], pr["only_second"])
 
 
 @pytest.mark.data
