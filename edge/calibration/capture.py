@@ -155,7 +155,7 @@ class CalibrationController:
                                           as_label=as_label, profile=profile)
         self.request_id = request_id
         if self.session.rest:
-            log.info("calibration started: %.0f s, look at the camera with a relaxed face", self.session.seconds)
+            log.info("calibration started: %.0f s, look at the camera and talk normally (no big smile)", self.session.seconds)
         else:
             log.info("teaching %s: %.0f s, show it to the camera", as_label, self.session.seconds)
         self._result({"state": "running", "message": "calibrating" if self.session.rest else f"teaching {as_label}"})

@@ -198,7 +198,7 @@ def _through_service(state_dir: Path, action: str, seconds: float, as_label: str
     except OSError as e:
         raise EdgeError(f"cannot ask the service for a calibration: {e}") from None
     if action == "calibrate" and not quiet:
-        what = f"show {as_label} to the camera" if as_label not in ("", "neutral") else "look at the camera with a relaxed face"
+        what = f"show {as_label} to the camera" if as_label not in ("", "neutral") else "look at the camera and talk normally, as you would in front of it (no big smile)"
         print(f"calibrating through the running service: {what} for {seconds:g} s …", flush=True)
     res = wait_result(state_dir, rid, timeout=seconds + 20.0)
     if res is None:
@@ -230,7 +230,7 @@ def _with_camera(cfg: Any, out: Path, steps: list[str], guided: bool = False) ->
         def take(label: str) -> int:
             control = Control()
             ctl.start(as_label=label)
-            what = f"show {label} to the camera" if label not in ("", "neutral") else "look at the camera with a relaxed face"
+            what = f"show {label} to the camera" if label not in ("", "neutral") else "look at the camera and talk normally, as you would in front of it (no big smile)"
             if not guided:
                 print(f"calibrating: {what} for {cfg.calibrate.seconds:g} s …", flush=True)
 
