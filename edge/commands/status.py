@@ -144,7 +144,8 @@ def _calibration_text(cal: Any, now: float) -> str:
         parts.append("none")
     taught = cal.get("taught")
     if isinstance(taught, list) and taught:
-        parts.append("expressions taught: " + ", ".join(printable(str(x)) for x in taught[:64]))
+        parts.append("expressions taught: " + ", ".join(printable(str(x)) for x in taught[:64])
+                     + (f" ({printable(str(cal['profile']))[:200]})" if cal.get("profile") else ""))
     if learned is not None and cal.get("source") != "learned":
         so_far = f"learned resting face: {_face_time(learned.get('face_seconds'))} of faces"
         if parts[0] != "none":
