@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -155,6 +156,7 @@ def test_discovery_state_latency_and_clean_stop(tmp_path, broker, subs, publishe
         assert c["origin"]["name"] == "emotion-edge" and c["origin"]["sw_version"]
         if name == "service":  # the camera service's own state needs only the bridge
             assert c["availability_topic"] == AVAIL and "availability" not in c
+            assert (c["payload_available"], c["payload_not_available"]) == ("online", "offline")
         else:  # the mood needs the bridge and the camera service both, and expires without updates
             assert c["availability"] == [{"topic": AVAIL}, {"topic": CAMERA}] and c["availability_mode"] == "all"
             assert "availability_topic" not in c and c["expire_after"] == 180
@@ -747,7 +749,7 @@ def test_two_bridges_for_one_device_the_newer_wins_in_one_line(tmp_path, broker,
 def test_default_device_and_client_ids_differ_per_machine(tmp_path):
     """Two Pis left at hostname `raspberrypi` get two device ids and client ids (from /etc/machine-id)."""
     need_broker()
-    from edge.mqtt import Bridge, device_id, machine_key
+    from edge.mqtt import Bridge, device_id, machine_key, sanitize_id
 
     ids = []
     for n, mid in enumerate(("0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210")):
@@ -759,6 +761,9 @@ def test_default_device_and_client_ids_differ_per_machine(tmp_path):
         ids.append((device_id(MqttConfig(), key), b.client_id))
         assert b.client_id.startswith(f"emotion-edge-{ids[-1][0]}-") and b.client_id.endswith(key[:8])
     assert ids[0][0] != ids[1][0] and ids[0][1] != ids[1][1]
+    host = sanitize_id(socket.gethostname())
+    assert ids[0][0] == f"{host}-{machine_key(tmp_path / 'machine-id0')[:6]}"  # hostname, then 6 hex digits
+    assert device_id(MqttConfig(), None) == host  # no machine id: the hostname, as before
     assert machine_key(tmp_path / "none") is None and machine_key(Path("/dev/null")) is None
 
 
@@ -869,3 +874,15 @@ def test_a_claim_left_by_an_earlier_run_on_this_machine_is_ignored(tmp_path, bro
     finally:
         stop.set()
         t.join(10)
+
+
+def test_a_claims_pid_counts_as_running_only_when_it_is_a_process_here():
+    """A claim's pid is whatever another program wrote: None, true, 0 (this process group) or a negative
+    number never count as a running bridge (os.kill would signal a group or raise)."""
+    from edge.mqtt import _alive
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    assert _alive(os.getpid()) and not _alive(dead.pid)
+    for bad in (None, True, False, 0, -1, "123", 1.5):
+        assert not _alive(bad), bad
