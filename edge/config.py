@@ -80,13 +80,13 @@ class DetectConfig:
     min_size: int = _opt(40, "smallest face side in frame pixels", _range(8, 2000))
     detect_width: int = _opt(320, "frames wider than this are downscaled before Haar", _range(64, 4096))
     detect_every: int = _opt(3, "run Haar every N frames, reuse boxes in between", _range(1, 1000))
-    detect_hz: float = _opt(10.0, "run the detector at most this many times a second, reusing its boxes on the frames between "
-                            "(0 = on every frame the mode asks for)", _range(0.0, 1000))
+    detect_hz: float = _opt(7.5, "track: run Haar at most this many times a second, reusing its boxes on the frames between "
+                            "(0 = on every frame)", _range(0.0, 1000))
     max_faces: int = _opt(3, "faces classified and logged per frame (the largest drives the LED)", _range(1, 32))
     cascade: str = _opt("", "path to a Haar cascade XML (empty: find haarcascade_frontalface_default.xml)")
     mode: str = _opt("track", "track: full-frame Haar now and then, a small region search around each face in between | skip: full-frame Haar every detect_every frames", _one_of("track", "skip"))
     scan_period: float = _opt(1.0, "track: seconds between full-frame scans while faces are tracked (finds newcomers)", _range(0.0, 60))
-    idle_period: float = _opt(0.2, "track: seconds between full-frame scans while no face is tracked", _range(0.0, 60))
+    idle_period: float = _opt(0.4, "track: seconds between full-frame scans while no face is tracked", _range(0.0, 60))
     track_size: int = _opt(56, "track: face side in px at which the region around a tracked face is searched", _range(24, 200))
     smooth: float = _opt(0.3, "track: share of the previous box kept when a face moves (0 = no smoothing)", _range(0.0, 0.9))
 

@@ -7,7 +7,6 @@ is logged per frame.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,7 +16,6 @@ import numpy as np
 
 from edge.config import Config
 from edge.errors import FrameError, SourceStalled
-from edge.frames import as_gray
 from edge.gate import ClassifyGate
 from edge.types import Box, Mood, Prediction
 
@@ -25,7 +23,6 @@ if TYPE_CHECKING:
     from edge.pipeline import Pipeline
 
 log = logging.getLogger("emotion-edge")
-DETECT_SLACK = 0.005   # s: camera timestamps jitter; detect_hz 10 on a 30 fps camera is every 3rd frame, not 4th
 
 
 @dataclass
@@ -98,9 +95,6 @@ def run_loop(pipe: Pipeline, cfg: Config, control: Control, max_frames: int | No
     """Process frames until the source ends, max_frames is reached or control asks to stop/reload."""
     stats = stats if stats is not None else Stats()
     gate = ClassifyGate(cfg.classify, settle=cfg.mood.hold + cfg.mood.half_life)
-    detect_gap = 1.0 / cfg.detect.detect_hz if cfg.detect.detect_hz > 0 else 0.0
-    last_detect = -math.inf
-    boxes: list[Box] = []
     led_state: str | None = None
     max_faces = cfg.detect.max_faces
     next_stats = time.monotonic() + cfg.stats.interval
@@ -128,16 +122,8 @@ def run_loop(pipe: Pipeline, cfg: Config, control: Control, max_frames: int | No
         t = last_t = frame.timestamp
         last_wall = time.monotonic()
         try:
-            if t < last_detect:         # a new source restarted its clock
-                last_detect = -math.inf
-            ran = False
             t0 = clock()
-            if t - last_detect >= detect_gap - DETECT_SLACK:   # else the last boxes stand (at most detect_hz)
-                boxes, ran = pipe.detector.boxes(frame)
-                if ran:
-                    last_detect = t
-            else:
-                as_gray(frame.image)    # a bad frame is one whether or not the detector looks at it
+            boxes, ran = pipe.detector.boxes(frame)
             if ran:
                 stats.detect_ms.add((clock() - t0) * 1e3)
                 stats.detections += 1
@@ -159,7 +145,6 @@ def run_loop(pipe: Pipeline, cfg: Config, control: Control, max_frames: int | No
                 gate.forget()
         except FrameError:
             stats.bad_frames += 1
-            boxes, last_detect = [], -math.inf   # the detector starts over; so do the reused boxes
             continue
         faces, led_state = pipe.calibration.update(t, len(boxes), faces)
         mood = pipe.smoother.update(t, faces[0][1] if faces else None, bool(boxes))  # the largest face drives the mood

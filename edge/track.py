@@ -10,8 +10,9 @@ than background) and on any frame where a tracked face is not re-found (that ful
 authority: a face it does not see is dropped). Boxes are smoothed a little so the classifier's crop
 does not jitter.
 
-`TrackingDetector.boxes(frame)` has the same contract as `SkippingDetector.boxes`, so the loop does
-not know which one it drives.
+Haar runs at most `detect_hz` times a second (clip or camera time); the frames between reuse the
+last boxes. `TrackingDetector.boxes(frame)` has the same contract as `SkippingDetector.boxes`, so the
+loop does not know which one it drives.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ SIZE_SLACK = 1.3      # minSize/maxSize = track_size / SLACK .. track_size * SLA
 REGION_SCALE = 1.15   # scaleFactor in the region: the size is known, 4 scales bracket it
 REGION_NEIGHBORS = 3  # minNeighbors in the region (at most detect.min_neighbors): we know a face is there
 MATCH_IOU = 0.3       # a full-scan box continues a track when it overlaps it at least this much
+RATE_SLACK = 0.005    # s: camera timestamps jitter; detect_hz 10 on a 30 fps camera is every 3rd frame, not 4th
 
 
 def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
@@ -82,6 +84,8 @@ class TrackingDetector:
         self.lost = 0              # region searches that did not re-find their face
         self._next_full = -math.inf
         self._t = -math.inf
+        self._last_run = -math.inf
+        self._gap = 1.0 / cfg.detect_hz - RATE_SLACK if cfg.detect_hz > 0 else -math.inf
         side = max(8, int(cfg.track_size))
         self._side = side
         self._min = max(8, int(round(side / SIZE_SLACK)))
@@ -96,10 +100,14 @@ class TrackingDetector:
             gray = as_gray(frame.image)
             t = frame.timestamp
             if t < self._t:               # a new source restarted its clock: start over
-                self._next_full = -math.inf
+                self._next_full = self._last_run = -math.inf
             self._t = t
+            if t - self._last_run < self._gap:   # at most detect_hz: the last boxes stand
+                return self.last, False
+            self._last_run = t
             if not self.tracks:
                 if t < self._next_full:
+                    self._last_run = -math.inf    # no Haar ran: the next frame may scan
                     return self.last, False
                 self._full(gray, t)
             elif not self._search_regions(gray):
@@ -116,7 +124,7 @@ class TrackingDetector:
         """Forget every track; the next frame runs a full scan."""
         self.tracks = []
         self.last = []
-        self._next_full = -math.inf
+        self._next_full = self._last_run = -math.inf
 
     # ------------------------------------------------------------------ the two kinds of search
     def _full(self, gray: np.ndarray, t: float) -> None:

@@ -84,6 +84,9 @@ def test_bench_realtime_runs_at_the_clip_rate():
     out = json.loads(r.stdout)
     assert out["realtime"] and 9.0 <= out["fps"] <= 10.5, out
     assert out["cpu_percent"] < 80, out
+    # the loop's own share, decoding the file apart (what it costs behind a camera)
+    assert 0 < out["camera_free_cpu_percent"] <= out["cpu_percent"]
+    assert abs(out["camera_free_cpu_percent"] + out["decode_cpu_percent"] - out["cpu_percent"]) <= 0.15, out
 
 
 def test_bench_bad_sweep_is_one_clear_line():

@@ -88,7 +88,7 @@ def _replay(cfg: Config, with_log: bool = False) -> tuple[Pipeline, Stats]:
 
 
 def test_frame_skipping_really_skips(tmp_path):
-    parts, stats = _replay(_cfg(tmp_path, detect={"mode": "skip", "detect_every": 4}, led={"backend": "none"}))
+    parts, stats = _replay(_cfg(tmp_path, detect={"mode": "skip", "detect_every": 4, "detect_hz": 0}, led={"backend": "none"}))
     n = stats.frames
     assert n > 10
     assert parts.detector.detector.calls == stats.detections == -(-n // 4)
@@ -99,7 +99,8 @@ def test_frame_skipping_really_skips(tmp_path):
 def test_classification_rate_is_capped_by_classify_hz(tmp_path, hz):
     """Exactly the classifications the cap allows: a face frame is classified when at least
     1/classify_hz seconds of clip time passed since the last one (counted here independently)."""
-    cfg = _cfg(tmp_path, classify={"classify_hz": hz, "steady_hz": hz}, led={"backend": "none"})  # no steady rate
+    cfg = _cfg(tmp_path, classify={"classify_hz": hz, "steady_hz": hz}, detect={"detect_hz": 0},   # no steady rate,
+               led={"backend": "none"})                                                       # a box every frame
     parts = Pipeline.build(cfg, with_log=False)
     face_times: list[float] = []
     boxes_of = parts.detector.boxes
@@ -199,8 +200,8 @@ def _record_calls(parts: Pipeline) -> tuple[list[tuple[float, bool]], list[float
 
 @pytest.mark.parametrize("hz", [3.0, 5.0])
 def test_detection_rate_is_capped_by_detect_hz(tmp_path, hz):
-    """The detector runs on a frame only when 1/detect_hz s of clip time passed since it last ran; the
-    frames between reuse its boxes (a face stays seen on them)."""
+    """Haar runs on a frame only when 1/detect_hz s of clip time passed since it last ran; the frames
+    between reuse its boxes (a face stays seen on them)."""
     cfg = _cfg(tmp_path, source={"source": str(SAMPLE)}, detect={"detect_hz": hz}, led={"backend": "none"})
     parts = Pipeline.build(cfg, with_log=False)
     calls, _ = _record_calls(parts)
@@ -213,11 +214,6 @@ def test_detection_rate_is_capped_by_detect_hz(tmp_path, hz):
     assert len(ran) == stats.detections and stats.detections < stats.frames / 2, "the cap must matter on this clip"
     gaps = np.diff(ran)
     assert gaps.min() >= 1.0 / hz - 0.006, gaps.min()
-    last = -1e18
-    for t, r in calls:   # no call while the last run is recent; a call on the first frame allowed after it
-        assert t - last >= 1.0 / hz - 0.006
-        if r:
-            last = t
     free_cfg = _cfg(tmp_path, source={"source": str(SAMPLE)}, detect={"detect_hz": 0}, led={"backend": "none"})
     _, free = _replay(free_cfg)
     assert free.detections > 1.8 * stats.detections

@@ -29,11 +29,12 @@ def moving_frames() -> list[Frame]:
 @pytest.fixture(scope="module")
 def full_boxes(moving_frames) -> list[list]:
     """The reference: a full-frame scan on every frame."""
-    det = FaceDetector(DetectConfig())
+    det = FaceDetector(DetectConfig(detect_hz=0))
     return [det.detect(f.image) for f in moving_frames]
 
 
 def _track(frames: list[Frame], **kw) -> tuple[TrackingDetector, list[list]]:
+    kw.setdefault("detect_hz", 0)   # every frame: these tests follow the tracker frame by frame
     cfg = DetectConfig(**kw)
     trk = TrackingDetector(FaceDetector(cfg), cfg)
     return trk, [trk.boxes(f)[0] for f in frames]
@@ -99,7 +100,7 @@ def test_region_search_is_cheaper_than_full_scans(moving_frames):
     """Process CPU time, one call at a time, medians: the gap (~8x here) is far wider than the noise."""
     import time
 
-    cfg = DetectConfig()
+    cfg = DetectConfig(detect_hz=0)
     trk = TrackingDetector(FaceDetector(cfg), cfg)
     for f in moving_frames[:30]:
         trk.boxes(f)
@@ -122,7 +123,7 @@ def test_region_search_is_cheaper_than_full_scans(moving_frames):
 def test_newcomer_scan_paints_out_tracked_faces(moving_frames):
     """The periodic scan hands Haar the frame with each tracked face painted flat (a face costs the
     cascade ~6x more than background; tests/benchmarks measures that), and keeps the track (no duplicate)."""
-    cfg = DetectConfig()
+    cfg = DetectConfig(detect_hz=0)
     trk = TrackingDetector(FaceDetector(cfg), cfg)
     trk.boxes(moving_frames[0])
     seen = []
@@ -145,7 +146,7 @@ def test_newcomer_scan_paints_out_tracked_faces(moving_frames):
 def test_a_false_track_is_dropped_on_the_next_frame(noface_image):
     from edge.track import _Track
 
-    cfg = DetectConfig()
+    cfg = DetectConfig(detect_hz=0)
     trk = TrackingDetector(FaceDetector(cfg), cfg)
     assert trk.boxes(Frame(noface_image, 0.0, 0))[0] == []
     trk.tracks = [_Track(100.0, 60.0, 80.0, 80.0)]     # as if a scan had fired on the background
@@ -155,7 +156,7 @@ def test_a_false_track_is_dropped_on_the_next_frame(noface_image):
 
 def test_a_face_that_jumps_is_found_again_on_the_same_frame(two_faces_image):
     """Further than the region reaches in one frame: the region search fails, the full scan finds it."""
-    cfg = DetectConfig(max_faces=1)
+    cfg = DetectConfig(max_faces=1, detect_hz=0)
     trk = TrackingDetector(FaceDetector(cfg), cfg)
     (box,) = trk.boxes(Frame(two_faces_image, 0.0, 0))[0]
     jumped = np.roll(two_faces_image, 300, axis=1)        # the large face moves 300 px right
@@ -165,7 +166,7 @@ def test_a_face_that_jumps_is_found_again_on_the_same_frame(two_faces_image):
 
 
 def test_idle_room_scans_every_idle_period(noface_image):
-    cfg = DetectConfig(idle_period=0.5)
+    cfg = DetectConfig(idle_period=0.5, detect_hz=0)
     trk = TrackingDetector(FaceDetector(cfg), cfg)
     ran = [trk.boxes(Frame(noface_image, k / 10, k))[1] for k in range(20)]
     assert ran == [k % 5 == 0 for k in range(20)]
@@ -173,7 +174,7 @@ def test_idle_room_scans_every_idle_period(noface_image):
 
 
 def test_clock_going_back_rescans(noface_image):
-    trk = TrackingDetector(FaceDetector(DetectConfig(idle_period=5.0)), DetectConfig(idle_period=5.0))
+    trk = TrackingDetector(FaceDetector(DetectConfig(idle_period=5.0, detect_hz=0)), DetectConfig(idle_period=5.0, detect_hz=0))
     assert trk.boxes(Frame(noface_image, 100.0, 0))[1]
     assert not trk.boxes(Frame(noface_image, 100.1, 1))[1]
     assert trk.boxes(Frame(noface_image, 0.0, 0))[1]     # a new source starts its clock at 0
@@ -181,7 +182,7 @@ def test_clock_going_back_rescans(noface_image):
 
 def test_bad_frame_forgets_the_tracks_and_rescans(face_images):
     _, img = face_images[0]
-    cfg = DetectConfig()
+    cfg = DetectConfig(detect_hz=0)
     trk = TrackingDetector(FaceDetector(cfg), cfg)
     assert len(trk.boxes(Frame(img, 0.0, 0))[0]) == 1
     trk.boxes(Frame(img, 0.1, 1))
@@ -194,14 +195,14 @@ def test_bad_frame_forgets_the_tracks_and_rescans(face_images):
 
 
 def test_two_faces_largest_first_and_max_faces(two_faces_image):
-    cfg = DetectConfig()
+    cfg = DetectConfig(detect_hz=0)
     trk = TrackingDetector(FaceDetector(cfg), cfg)
     for k in range(4):
         boxes, _ = trk.boxes(Frame(two_faces_image, k / 15, k))
         assert len(boxes) == 2
         assert iou(boxes[0], (40, 120, 220, 220)) > 0.5 and iou(boxes[1], (420, 60, 140, 140)) > 0.5
     assert trk.full_scans == 1 and trk.region_searches == 6
-    one = DetectConfig(max_faces=1)
+    one = DetectConfig(max_faces=1, detect_hz=0)
     trk = TrackingDetector(FaceDetector(one), one)
     assert len(trk.boxes(Frame(two_faces_image, 0, 0))[0]) == 1
 
@@ -255,3 +256,23 @@ def test_overlap_that_decides_whether_a_box_continues_a_track(a, b, want):
     from edge.track import _iou
 
     assert _iou(a, b) == pytest.approx(want) and _iou(b, a) == pytest.approx(want)
+
+
+def test_detect_hz_caps_haar_runs_and_the_frames_between_keep_the_boxes(moving_frames):
+    """moving.mp4 at 15 fps with detect_hz 5: Haar (full scans and region searches) on every third
+    frame at most; in between the last boxes come back with ran False. Without a cap it runs on every frame."""
+    trk, _ = _track(moving_frames[:1], detect_hz=5.0)
+    trk.reset()
+    runs, out = [], []
+    for f in moving_frames:
+        before = trk.full_scans + trk.region_searches
+        boxes, ran = trk.boxes(f)
+        assert ran == (trk.full_scans + trk.region_searches > before)
+        if ran:
+            runs.append(f.timestamp)
+        elif runs:
+            assert boxes == out[-1]          # the last boxes stand
+        out.append(boxes)
+    assert np.diff(runs).min() >= 0.2 - 0.006 and len(runs) == 40
+    free, _ = _track(moving_frames)
+    assert free.full_scans + free.region_searches >= len(moving_frames)

@@ -7,7 +7,8 @@ frames over already decoded); `decode_fps` is the decoder alone. Frames stream f
 With `--realtime` the clip is replayed at its own rate, as a camera would deliver it: `fps` is then
 simply frames / wall time, and `cpu_percent` (process CPU time / wall time x 100, all threads) is
 the figure that matters on a Pi, where the camera sets the pace. `decode_cpu_percent` is the part of
-it spent decoding the file (a camera hands frames over for much less). `full_scan_share` is the share
+it spent decoding the file (a camera hands frames over for much less) and `camera_free_cpu_percent`
+the rest: what the loop itself costs behind a camera. `full_scan_share` is the share
 of frames that ran a full-frame Haar scan; `cpu_ms_per_frame` is the process CPU time per frame
 without the decoder (the figure to compare on a shared machine, where wall time also counts waiting); `detect_ms_mean` is the mean over frames where Haar ran
 (full scans and region searches), `detect_ms_per_frame` the detection time spread over every frame.
@@ -111,6 +112,8 @@ def bench_once(cfg, loops: int) -> dict:
     s["decode_fps"] = round(stats.frames / max(1e-9, src.read_cpu if realtime else src.read_s), 1)
     s["cpu_percent"] = round(100.0 * cpu / max(1e-9, wall), 1)
     s["decode_cpu_percent"] = round(100.0 * src.read_cpu / max(1e-9, wall), 1)
+    # what the loop itself costs: a camera hands frames over decoded, so this is the share on a Pi camera
+    s["camera_free_cpu_percent"] = round(100.0 * (cpu - src.read_cpu) / max(1e-9, wall), 1)
     # CPU time per frame without the decoder: unlike frames/s, it barely moves when other jobs share the cores
     s["cpu_ms_per_frame"] = round(1e3 * (cpu - src.read_cpu) / stats.frames, 3)
     s["full_scan_share"] = round(det.inner.detector.calls / stats.frames, 3)
@@ -118,6 +121,7 @@ def bench_once(cfg, loops: int) -> dict:
     s["detect_ms_per_frame"] = round(1e3 * det.busy_s / stats.frames, 3)
     s["detect_mode"] = cfg.detect.mode
     s["detect_every"] = cfg.detect.detect_every
+    s["detect_hz"], s["steady_hz"] = cfg.detect.detect_hz, cfg.classify.steady_hz
     s["realtime"], s["clip_fps"] = realtime, round(src.clip_fps, 3)
     return s
 
@@ -149,7 +153,7 @@ def main(args: argparse.Namespace) -> int:
             name = "track" if r["detect_mode"] == "track" else f"detect_every={r['detect_every']}"
             print(f"{name}: {r['frames']} frames on {r['cores']} core(s): "
                   f"{r['fps']} frames/s{' (realtime)' if r['realtime'] else ''} (decoder alone {r['decode_fps']}/s); "
-                  f"CPU {r['cpu_percent']} % of a core (decoding {r['decode_cpu_percent']} %); "
+                  f"CPU {r['cpu_percent']} % of a core (decoding {r['decode_cpu_percent']} %, the loop itself {r['camera_free_cpu_percent']} %); "
                   f"detect mean {r['detect_ms_mean']} ms p50 {r['detect_ms_p50']} ms p95 {r['detect_ms_p95']} ms, "
                   f"full scans on {100 * r['full_scan_share']:.1f} % of frames; "
                   f"classify p50 {r['classify_ms_p50']} ms p95 {r['classify_ms_p95']} ms; "

@@ -13,7 +13,8 @@ possible on one core, and the script prints:
 
 Clips: `sample` (15 fps), `sample@30` (every frame shown twice with fresh sensor-like noise, sigma
 `--noise`: the same 27 s at 30 fps, so no two frames are identical as on a real camera), `sample@7.5`
-(every other frame), `moving` / `moving@30` (tests/fixtures/moving.mp4; no scripted moods, CPU only).
+(every other frame), `moving` / `moving@30` (tests/fixtures/moving.mp4; no scripted moods, CPU only),
+`empty` / `empty@30` (the sample's scripted empty room, 7.2-13.4 s: what the light costs while no one is there).
 
     nice .venv/bin/python tests/benchmarks/loop_cost.py --clips sample sample@30 \
         --variant base: --variant hz10:detect.detect_hz=10
@@ -40,7 +41,7 @@ class ClipSource:
     """The clip decoded frame by frame, shown `repeat` times each (or every `1/repeat`-th) with fresh noise;
     the CPU spent here (decoding, noise) is counted apart, as a camera hands frames over decoded."""
 
-    def __init__(self, path: Path, rate: float, noise: float, seed: int = 0) -> None:
+    def __init__(self, path: Path, rate: float, noise: float, seed: int = 0, window: tuple[float, float] | None = None) -> None:
         from edge.config import SourceConfig
         from edge.sources import open_source
 
@@ -51,6 +52,7 @@ class ClipSource:
         self.out_fps = self.fps * rate
         self.i, self.pending, self.n_in = 0, None, 0
         self.cpu = 0.0
+        self.window = window
 
     def read(self):
         from edge.types import Frame
@@ -63,6 +65,8 @@ class ClipSource:
                     if f is None:
                         return None
                     self.n_in += 1
+                    if self.window and not self.window[0] <= (self.n_in - 1) / self.fps < self.window[1]:
+                        continue
                     if self.rate < 1 and (self.n_in - 1) % int(round(1 / self.rate)):
                         continue
                     self.pending = [f.image, max(1, int(round(self.rate)))]
@@ -81,7 +85,7 @@ class ClipSource:
 
 
 class Timed:
-    """Wraps a stage method and sums its CPU time (one thread: LiteRT and OpenCV are pinned to one)."""
+    """Wraps a stage method and sums the process CPU time spent in it (all threads)."""
 
     def __init__(self, obj, name: str) -> None:
         self.cpu, self.calls = 0.0, 0
@@ -139,8 +143,9 @@ def run(clip: str, over: dict, noise: float) -> dict:
     from edge.pipeline import Pipeline
 
     base, _, rate_s = clip.partition("@")
-    path = {"sample": SAMPLE, "moving": MOVING}.get(base, Path(base))
-    src = ClipSource(path, float(rate_s) / 15.0 if rate_s else 1.0, noise if rate_s and float(rate_s) > 15 else 0.0)
+    path = {"sample": SAMPLE, "moving": MOVING, "empty": SAMPLE}.get(base, Path(base))
+    window = (7.2, 13.4) if base == "empty" else None   # the sample's scripted empty room
+    src = ClipSource(path, float(rate_s) / 15.0 if rate_s else 1.0, noise if rate_s and float(rate_s) > 15 else 0.0, window=window)
     merged = {"source": {"source": str(path)}, "calibrate": {"strength": 0.0}}
     for sec, vals in over.items():
         merged.setdefault(sec, {}).update(vals)
@@ -173,12 +178,15 @@ def main() -> int:
     ap.add_argument("--clips", nargs="+", default=["sample", "sample@30"])
     ap.add_argument("--variant", action="append", default=[], help="NAME:section.key=value;... (repeatable; 'base:' = the defaults)")
     ap.add_argument("--noise", type=float, default=2.0, help="grey-level sigma of the noise on the @30 clips' frames")
+    ap.add_argument("--cores", type=int, default=1, help="CPU cores to run on (the first N)")
+    ap.add_argument("--cv-threads", type=int, default=1, help="cv2.setNumThreads (-1: OpenCV's default, as the service runs)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     import cv2
 
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    cv2.setNumThreads(1)
+    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:a.cores]))
+    if a.cv_threads >= 0:
+        cv2.setNumThreads(a.cv_threads)
     variants = [parse_variant(v) for v in (a.variant or ["base:"])]
     rows = []
     for clip in a.clips:
