@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Mapping, Sequence, TextIO
 
 from edge.config import load_config
-from edge.history import read_timeline
+from edge.eventlog import read_timeline
 from edge.text import printable
 from edge.types import NO_MOOD
 

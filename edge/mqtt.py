@@ -40,7 +40,7 @@ from edge import __version__
 from edge.config import MqttConfig, mqtt_host_problem, mqtt_id_problem, mqtt_topic_problem
 from edge.contract import FER_LABELS
 from edge.errors import ConfigError, EdgeError
-from edge.follow import LogFollower
+from edge.eventlog import LogFollower
 from edge.safeio import read_bytes, read_text
 
 log = logging.getLogger(__name__)

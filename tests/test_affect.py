@@ -11,9 +11,8 @@ import pytest
 from edge.affect import ANGLES, COORDS, affect_of, affect_of_dict
 from edge.config import LogConfig
 from edge.contract import FER_LABELS
-from edge.eventlog import EventLog
-from edge.history import read_rows
-from edge.logschema import APPLICATION_ID
+from edge.eventlog import EventLog, read_rows
+from edge.eventlog.schema import APPLICATION_ID
 from edge.types import Mood
 
 V2_SCHEMA = """

@@ -11,14 +11,12 @@ import time
 import numpy as np
 import pytest
 
-import edge.eventlog as ev
+import edge.eventlog.recorder as ev
 from edge.config import LogConfig
 from edge.contract import FER_LABELS
 from edge.errors import LogError
-from edge.eventlog import EventLog
-from edge.follow import LogFollower
-from edge.history import iso_utc, read_rows, summarize
-from edge.logschema import APPLICATION_ID, COLUMN_NAMES, row_values
+from edge.eventlog import EventLog, LogFollower, iso_utc, read_rows, summarize
+from edge.eventlog.schema import APPLICATION_ID, COLUMN_NAMES, row_values
 from edge.types import Mood
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z

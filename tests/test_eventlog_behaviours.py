@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-import edge.eventlog as ev
+import edge.eventlog.recorder as ev
 from edge.config import LogConfig
 from edge.contract import FER_LABELS
-from edge.eventlog import EventLog
-from edge.history import read_rows
-from edge.logschema import COLUMN_NAMES
+from edge.eventlog import EventLog, read_rows
+from edge.eventlog.schema import COLUMN_NAMES
 from edge.types import Mood
 
 

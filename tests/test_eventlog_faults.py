@@ -18,9 +18,8 @@ import pytest
 
 from edge.config import LogConfig
 from edge.contract import FER_LABELS
-from edge.eventlog import EventLog, NotOurLog
-from edge.history import read_rows
-from edge.logschema import APPLICATION_ID
+from edge.eventlog import EventLog, NotOurLog, read_rows
+from edge.eventlog.schema import APPLICATION_ID
 from edge.types import Mood
 
 RATE = 200  # events per second the killed writer logs
@@ -291,7 +290,7 @@ def test_our_application_id_on_foreign_tables_gets_no_column_added(tmp_path):
 
 READER = """
 import sys, time
-from edge.history import read_rows
+from edge.eventlog import read_rows
 counts = []
 deadline = time.monotonic() + 20
 while time.monotonic() < deadline:

@@ -14,8 +14,7 @@ import pytest
 from edge import notices
 from edge.config import LogConfig, default_db_path
 from edge.contract import FER_LABELS
-from edge.eventlog import EventLog, NotOurLog
-from edge.history import read_rows
+from edge.eventlog import EventLog, NotOurLog, read_rows
 from edge.types import Mood
 
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import LogConfig
-from edge.eventlog import EventLog
-from edge.history import read_rows, summarize
+from edge.eventlog import EventLog, read_rows, summarize
 
 from .test_eventlog import Clock, run
 

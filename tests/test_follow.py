@@ -13,7 +13,7 @@ import numpy as np
 from edge.config import LogConfig
 from edge.contract import FER_LABELS
 from edge.eventlog import EventLog
-from edge.follow import STALE_AFTER, LogFollower
+from edge.eventlog.follower import STALE_AFTER, LogFollower
 from edge.statusfile import write_status
 from edge.types import Mood
 

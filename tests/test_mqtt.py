@@ -18,8 +18,7 @@ import pytest
 
 from edge.config import LogConfig, MqttConfig
 from edge.contract import FER_LABELS
-from edge.eventlog import EventLog
-from edge.history import read_rows
+from edge.eventlog import EventLog, read_rows
 from edge.types import Mood
 
 from tests.mqtt_broker import Broker, RawBroker, Sub, free_port, make_test_ca, need_broker, wait_until
@@ -407,7 +406,7 @@ def test_follower_reads_a_stopped_services_log_on_a_read_only_mount(tmp_path):
     state.mkdir()
     write_moods(state / "ev.db", "sad")
     assert sorted(p.name for p in state.iterdir()) == ["ev.db"]  # a clean stop removed -wal/-shm
-    code = ("from pathlib import Path; from edge.follow import LogFollower; import sys; "
+    code = ("from pathlib import Path; from edge.eventlog import LogFollower; import sys; "
             "f = LogFollower(Path(sys.argv[1])); f.poll_log(False); print((f.state(0) or {}).get('mood'))")
     p = python_on_readonly_mount(state, state, f"-c \"{code}\" {state / 'ev.db'}")
     assert p.returncode == 0 and p.stdout.strip() == "sad", p.stdout + p.stderr
@@ -419,8 +418,7 @@ from pathlib import Path
 import numpy as np
 from edge.config import LogConfig
 from edge.contract import FER_LABELS
-from edge.eventlog import EventLog
-from edge.follow import LogFollower
+from edge.eventlog import EventLog, LogFollower
 from edge.types import Mood
 
 state, view = Path(sys.argv[1]), Path(sys.argv[2])
@@ -457,7 +455,7 @@ def test_follower_skips_rows_another_program_wrote_and_keeps_following(tmp_path,
     the bridge keeps the last good state and follows the rows that come after."""
     import sqlite3
 
-    from edge.follow import LogFollower
+    from edge.eventlog import LogFollower
 
     db = tmp_path / "ev.db"
     log = EventLog(db, LogConfig())
@@ -612,7 +610,7 @@ def test_username_without_password_logs_in_as_that_user(tmp_path, subs, publishe
 def test_camera_service_stopped_or_dead_makes_the_mood_unavailable(tmp_path, broker, subs, publishers):
     """Issue 30.1: with the camera service stopped (or dead: status.json no longer updated) the mood
     entities go unavailable through their second availability topic, within a poll or STALE_AFTER."""
-    from edge.follow import STALE_AFTER
+    from edge.eventlog.follower import STALE_AFTER
 
     db, status = tmp_path / "ev.db", tmp_path / "status.json"
     write_moods(db, "happy")
@@ -642,7 +640,7 @@ def test_camera_service_stopped_or_dead_makes_the_mood_unavailable(tmp_path, bro
 
 def test_without_a_status_file_the_log_says_whether_the_camera_runs(tmp_path):
     """`run` writes no status.json: the camera counts as running while rows come (LOG_STALE_S)."""
-    from edge.follow import LogFollower
+    from edge.eventlog import LogFollower
 
     db = tmp_path / "ev.db"
     write_moods(db, "happy")
@@ -656,7 +654,7 @@ def test_without_a_status_file_the_log_says_whether_the_camera_runs(tmp_path):
 def test_state_is_the_current_mood_and_the_interval_means_are_apart(tmp_path):
     """Issue 30.3: a summary row's valence is a mean over its interval; it must not replace the current
     mood's valence (HA showed 0.35 while the mood was 'happy' at +0.94)."""
-    from edge.follow import LogFollower
+    from edge.eventlog import LogFollower
 
     db = tmp_path / "ev.db"
     log = EventLog(db, LogConfig(summary_interval=10.0))

@@ -15,7 +15,7 @@ from typing import TextIO
 from edge.affect import fmt_signed
 from edge.config import db_path, load_config
 from edge.errors import ConfigError
-from edge.history import LogRow, Summary, iso_utc, read_rows, summarize
+from edge.eventlog import LogRow, Summary, iso_utc, read_rows, summarize
 from edge.text import printable
 
 EARLIEST = 0.0  # the log's times are epoch seconds: nothing before 1970

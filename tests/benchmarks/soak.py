@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge.config import SourceConfig, load_config  # noqa: E402
 from edge.eventlog import EventLog  # noqa: E402
-from edge.history import read_rows  # noqa: E402
+from edge.eventlog import read_rows  # noqa: E402
 from edge.led import NullLed  # noqa: E402
 from edge.loop import Control, Stats, run_loop  # noqa: E402
 from edge.pipeline import Pipeline, build_classifier, build_detector, build_smoother  # noqa: E402

@@ -1,5 +1,5 @@
 """Reading the event log: its rows and a per-mood summary, for `emotion-edge log`, the chart and the
-MQTT follower. Read-only, and safe while the service writes (edge/eventlog.py is the writer).
+MQTT follower. Read-only, and safe while the service writes (recorder.py is the writer).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from edge.affect import affect_of_dict
 from edge.errors import LogError
-from edge.logschema import APPLICATION_ID, select_list, table_columns
+from edge.eventlog.schema import APPLICATION_ID, select_list, table_columns
 
 MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: the latest time iso_utc() can print
 

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import LogError
-from edge.history import LogRow, iso_utc, open_readonly, parse_row
-from edge.logschema import COLUMN_NAMES, select_list, table_columns
+from edge.eventlog.reader import LogRow, iso_utc, open_readonly, parse_row
+from edge.eventlog.schema import COLUMN_NAMES, select_list, table_columns
+from edge.eventlog.store import close_quietly
 from edge.statusfile import read_status
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edge.follow")  # the name the bridge's lines have always carried (edge/follow.py before)
 
-COLUMNS = ("id", *COLUMN_NAMES)  # every column: rows are checked by history.parse_row
+COLUMNS = ("id", *COLUMN_NAMES)  # every column: rows are checked by reader.parse_row
 QUERY = "SELECT {cols} FROM events WHERE id > ? ORDER BY id"
 LATEST = "SELECT {cols} FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1"
 STALE_AFTER = 30.0  # seconds without a status update: the camera service is not running
@@ -104,12 +105,8 @@ class LogFollower:
         return True
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except sqlite3.Error:
-                pass
-            self._conn = None
+        close_quietly(self._conn)
+        self._conn = None
 
     def _latest(self) -> list[sqlite3.Row]:
         """At start (or on a new file): the latest change row and the latest summary row, not the history."""

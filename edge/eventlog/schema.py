@@ -1,5 +1,6 @@
 """The event log's file format: one list of the events table's columns, from which the CREATE,
 INSERT and SELECT statements are built, so the writer and the readers cannot disagree on an order.
+The `faces` column is a count (a summary's mean per frame); `faces_detail` lists the faces themselves.
 """
 from __future__ import annotations
 

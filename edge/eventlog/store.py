@@ -1,54 +1,44 @@
-"""The local event log's writer: SQLite (WAL) rows on mood changes plus a periodic summary, never per frame.
+"""The event log's file: opening it for writing, telling ours from anyone else's, moving a damaged
+one aside, retention, and closing a connection.
 
-Writes are buffered and committed in batches; I/O trouble (disk full, read-only, locked) is
-reported once and retried, so the mood light keeps running; a bug raises like anywhere else. Our
-own log (application id in the header) when damaged is moved aside, never overwritten; any other
+Our own log (application id in the header) when damaged is moved aside, never overwritten; any other
 file (text, another program's SQLite database, a FIFO) is refused untouched, except at the default
 path in the service's own state folder, which is ours whatever its header says (a damaged header is
-moved aside too). Created as root, the file is handed to the state folder's owner (the service). The table's format is
-edge/logschema.py; reading (the CLI, the chart, the MQTT follower) is edge/history.py.
+moved aside too). Created as root, the file is handed to the state folder's owner (the service).
+What becomes a row, and the buffered writer, are recorder.py's.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import secrets
 import sqlite3
 import stat
 import time
-from collections import deque
 from pathlib import Path
-from typing import Callable, Sequence
-
-import numpy as np
+from typing import Callable
 
 from edge import notices
-from edge.affect import Affect, affect_of
 from edge.config import LogConfig, default_db_path
 from edge.errors import ConfigError, LogError
-from edge.logschema import (APPLICATION_ID, BY_NAME, COLUMN_NAMES, INSERT, SCHEMA, SCHEMA_VERSION, V1_COLUMNS,
-                            row_values, table_columns)
-from edge.types import Box, Mood, Prediction
+from edge.eventlog.schema import APPLICATION_ID, BY_NAME, COLUMN_NAMES, INSERT, SCHEMA, SCHEMA_VERSION, V1_COLUMNS, \
+    table_columns
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # edge.eventlog: one name for the log's lines, whichever module writes them
 
-BUFFER_CAP = 10_000  # rows kept in memory while the disk refuses writes (oldest dropped beyond)
-RETENTION_EVERY = 3600.0  # seconds between retention passes (plus one at open)
 MIN_KEEP_ROWS = 100  # size trimming never goes below this many (newest) rows
 BUSY_TIMEOUT_S = 0.25  # the writer must not stall the frame loop for long
 _CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _REOPEN_CODES = {8, 14}  # SQLITE_READONLY, SQLITE_CANTOPEN: a fresh connection may write again
-FaceList = Sequence[tuple[Box, Prediction]]
 
 
-def _faces_json(faces: FaceList | None) -> str | None:
-    """Each classified face of the frame: its box, top emotion and confidence."""
-    if not faces:
-        return None
-    return json.dumps([{"box": [int(v) for v in box], "emotion": p.top, "confidence": round(p.confidence, 4)}
-                       for box, p in faces])
+def close_quietly(conn: sqlite3.Connection | None) -> None:
+    """Close a connection that may be broken already (a damaged or replaced file): nothing to report.
+    The writer's and the follower's one way to let a connection go."""
+    if conn is not None:
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
 
 
 def _is_corrupt(e: BaseException) -> bool:
@@ -58,7 +48,7 @@ def _is_corrupt(e: BaseException) -> bool:
 
 def _is_bug(e: BaseException) -> bool:
     """sqlite3's ProgrammingError and InterfaceError (a value it cannot bind, a closed connection) come
-    from a mistake in this module, not from the disk: they propagate instead of being retried."""
+    from a mistake in this package, not from the disk: they propagate instead of being retried."""
     return isinstance(e, (sqlite3.ProgrammingError, sqlite3.InterfaceError))
 
 
@@ -203,15 +193,10 @@ def _add_columns(conn: sqlite3.Connection, names: list[str]) -> None:
     log.info("event log: upgraded to schema %d (%s column%s)", SCHEMA_VERSION, listed, "s" if len(names) > 1 else "")
 
 
-def _probs_json(labels: tuple[str, ...], probs: np.ndarray | None) -> str | None:
-    if probs is None:
-        return None
-    return json.dumps({lab: round(float(p), 4) for lab, p in zip(labels, probs)})
-
-
-class EventLog:
-    """Buffered writer; `record()` is called every frame and never raises for disk trouble (reported
-    once, retried); a bug in this module (TypeError, sqlite3 misuse, ...) raises like any other."""
+class LogStore:
+    """The log file and its connection: opened (and reopened after trouble), rows inserted in one
+    transaction, retention. Disk trouble is passed to `_report` and `_note_failing`, which the writer
+    (recorder.EventLog) defines: it knows the rows waiting and lost."""
 
     def __init__(self, path: str | Path, cfg: LogConfig, clock: Callable[[], float] = time.time,
                  owned: bool | None = None) -> None:
@@ -220,27 +205,8 @@ class EventLog:
         # owned: the default log in the state folder is ours whatever its header says (a damaged header
         # is moved aside); a file the user named (log.db, --db) that is not our log is refused untouched
         self.owned = (not cfg.db and self.path == default_db_path()) if owned is None else owned
-        self._clock = clock  # UTC wall time for rows; injectable so tests can age data
+        self._clock = clock  # UTC wall time for rows and retention; injectable so tests can age data
         self._conn: sqlite3.Connection | None = None
-        self._buf: deque[tuple] = deque(maxlen=BUFFER_CAP)
-        self.dropped = 0  # rows lost because the buffer overflowed while writes failed
-        self.written = 0  # rows committed by this instance
-        self._failing = False
-        self._last_error = ""  # the latest write failure, for the one line at exit
-        self._closed = False
-        # running state for change detection and the summary interval
-        self._label: str | None = None
-        self._labels: tuple[str, ...] = ()
-        self._psum = np.zeros(0, dtype=np.float64)
-        self._nprobs = 0
-        self._faces = 0
-        self._frames = 0
-        self._box: Box | None = None
-        self._last_mood: Mood | None = None
-        self._detail: FaceList | None = None
-        self._summary_t0: float | None = None
-        self._commit_t0: float | None = None
-        self._retention_t0: float | None = None
         self._checked: tuple[int, int] | None = None  # (dev, inode) of the file that passed quick_check
         self._refused: str | None = None
         self._try_open(first=True)
@@ -248,97 +214,22 @@ class EventLog:
             raise NotOurLog(f"{self.path}: {self._refused}; not an emotion-edge event log, left untouched "
                             "(set log.db or --db to a new file)")
 
-    # -- context manager ------------------------------------------------------------------
-    def __enter__(self) -> "EventLog":
-        return self
+    # -- failures: the writer's to report, as it knows the rows they cost -------------------------
+    def _report(self, e: BaseException) -> None:
+        """Disk trouble opening, writing or trimming the file (one error line per episode)."""
+        raise NotImplementedError
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def failing(self) -> bool:
-        return self._failing
-
-    @property
-    def pending(self) -> int:
-        return len(self._buf)
-
-    # -- hot path -------------------------------------------------------------------------
-    def record(self, mood: Mood, n_faces: int, box: Box | None, now: float, faces: FaceList | None = None) -> None:
-        """Account one loop iteration; `now` is monotonic seconds (rows carry UTC wall time).
-
-        `faces`: the latest (box, prediction) of each classified face; kept by reference and only
-        serialised when a row is written, so passing it every frame costs nothing.
-        """
-        if self._closed:
-            return
-        self._account(mood, n_faces, box)
-        if faces is not None:
-            self._detail = faces
-        if mood.label != self._label:
-            self._label = mood.label
-            self._append("change", mood.label, mood.confidence, _probs_json(mood.labels, mood.probs), n_faces, box,
-                         _faces_json(self._detail) if n_faces else None, affect_of(mood.labels, mood.probs))
-        if self._summary_t0 is None:
-            self._summary_t0 = self._commit_t0 = now
-            if self._retention_t0 is None:
-                self._retention_t0 = now
-        elif now - self._summary_t0 >= self.cfg.summary_interval:
-            self._summary_t0 = now
-            self._append_summary()
-        if now - self._commit_t0 >= self.cfg.commit_interval:  # type: ignore[operator]
-            self._commit_t0 = now
-            self.flush()  # flush and retention report disk trouble themselves: nothing to catch here
-            if now - self._retention_t0 >= RETENTION_EVERY:  # type: ignore[operator]
-                self._retention_t0 = now
-                self._retention()
-
-    def _account(self, mood: Mood, n_faces: int, box: Box | None) -> None:
-        self._last_mood = mood
-        self._frames += 1
-        self._faces += n_faces
-        if box is not None and (self._box is None or box[2] * box[3] > self._box[2] * self._box[3]):
-            self._box = box
-        if mood.probs is not None:
-            if mood.labels != self._labels:
-                self._labels = mood.labels
-                self._psum = np.zeros(len(mood.labels), dtype=np.float64)
-                self._nprobs = 0
-            np.add(self._psum, mood.probs, out=self._psum)
-            self._nprobs += 1
-
-    def _append(self, kind: str, mood: str, conf: float, probs: str | None, faces: float, box: Box | None,
-                detail: str | None = None, va: Affect | None = None) -> None:
-        if len(self._buf) == self._buf.maxlen:
-            self.dropped += 1
-        bx = box if box is not None else (None, None, None, None)
-        v, a = (va.valence, va.arousal) if va is not None else (None, None)
-        self._buf.append(row_values(time=self._clock(), kind=kind, mood=mood, confidence=float(conf), probs=probs,
-                                    faces=faces, box_x=bx[0], box_y=bx[1], box_w=bx[2], box_h=bx[3],
-                                    faces_detail=detail, valence=v, arousal=a))
-
-    def _append_summary(self) -> None:
-        m = self._last_mood
-        if m is None or self._frames == 0:
-            return
-        mean = self._psum / self._nprobs if self._nprobs else None
-        self._append("summary", m.label, m.confidence, _probs_json(self._labels, mean),
-                     round(self._faces / self._frames, 3), self._box, _faces_json(self._detail) if self._faces else None,
-                     affect_of(self._labels, mean))
-        self._psum[:] = 0
-        self._nprobs = self._faces = self._frames = 0
-        self._box = None
+    def _note_failing(self) -> None:
+        """For `status`: the file cannot be written, and what that costs."""
+        raise NotImplementedError
 
     # -- writing --------------------------------------------------------------------------
-    def flush(self) -> bool:
-        """Commit the buffered rows in one transaction; False (rows kept) if the disk refuses."""
-        if not self._buf:
-            return True
+    def _insert(self, rows: list[tuple]) -> bool:
+        """Insert `rows` in one transaction; False (reported, nothing written) if the disk refuses."""
         if self._conn is None and not self._try_open():
             return False
         conn = self._conn
         assert conn is not None
-        rows = list(self._buf)
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -357,32 +248,7 @@ class EventLog:
             if _is_corrupt(e) or code in _REOPEN_CODES:
                 self._drop_conn()  # reopen next time: moves a damaged file aside, regains write access
             return False
-        for _ in range(len(rows)):
-            self._buf.popleft()
-        self.written += len(rows)
-        if self._failing:
-            self._failing = False
-            log.warning("event log %s: writing again (%d rows dropped while it failed)", self.path, self.dropped)
-            if self.dropped:
-                notices.note("log", f"event log {self.path}: writing again; {self.dropped} rows were dropped while "
-                                    f"it failed ({self._last_error})")
-            else:
-                notices.clear("log")
         return True
-
-    def _note_failing(self) -> None:
-        """For `status`: the rows waiting and dropped while the log cannot be written (cheap: every commit interval)."""
-        notices.note("log", f"event log {self.path}: cannot write ({self._last_error}); {len(self._buf)} rows waiting, "
-                            f"{self.dropped} dropped")
-
-    def _report(self, e: BaseException) -> None:
-        """One error line per failure episode, with the path; the next success says so. At exit,
-        close() says it instead, in one line: nothing will retry."""
-        self._last_error = f"{type(e).__name__}: {e}"
-        if not self._failing and not self._closed:
-            self._failing = True
-            log.error("event log %s: cannot write (%s: %s); keeping up to %d rows in memory and retrying",
-                      self.path, type(e).__name__, e, BUFFER_CAP)
 
     # -- opening --------------------------------------------------------------------------
     def _try_open(self, first: bool = False) -> bool:
@@ -496,12 +362,8 @@ class EventLog:
                                   "its rows were copied into a file of the service's")
 
     def _drop_conn(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except sqlite3.Error:
-                pass
-            self._conn = None
+        close_quietly(self._conn)
+        self._conn = None
 
     # -- retention ------------------------------------------------------------------------
     def _retention(self) -> None:
@@ -529,19 +391,3 @@ class EventLog:
     def _used_bytes(conn: sqlite3.Connection) -> int:
         pages = conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute("PRAGMA freelist_count").fetchone()[0]
         return pages * conn.execute("PRAGMA page_size").fetchone()[0]
-
-    # -- shutdown -------------------------------------------------------------------------
-    def close(self) -> None:
-        """Write the partial summary and the buffer; safe to call twice. A failure is one line: the
-        rows lost and why (no traceback, no "retrying": nothing retries after exit)."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if self._frames:
-                self._append_summary()
-            if not self.flush() and self._buf:
-                log.error("event log %s: %d rows could not be written at exit (%s)", self.path, len(self._buf),
-                          self._last_error)
-        finally:
-            self._drop_conn()
