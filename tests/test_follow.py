@@ -194,7 +194,7 @@ def test_rows_found_at_start_or_in_a_new_file_are_the_state_and_only_later_rows_
     for lab in ("sad", "angry", "sad"):
         record(log, lab)
     assert f.poll_log(True) and f.state(T0)["mood"] == "sad"
-    assert f.backlog.changes == {"sad": 2, "angry": 1}
+    assert f.backlog.changes == {"sad": 2, "angry": 1} and f.backlog.rows == 3
     log.close()
     c = sqlite3.connect(db)
     c.execute("DELETE FROM events")  # the same file rewritten: its ids start over below the last one read
@@ -209,3 +209,33 @@ def test_rows_found_at_start_or_in_a_new_file_are_the_state_and_only_later_rows_
     assert f.poll_log(True) and f.state(T0)["mood"] == "happy"
     assert f.backlog.changes == {"sad": 2, "angry": 1}  # neither file's history was counted
     f.close()
+
+
+def test_the_state_rounds_the_confidence_and_says_whether_a_face_is_there(tmp_path):
+    """From a change row; and from a summary row when retention removed the change rows (the mood's
+    name then, not its values)."""
+    p = np.full(len(FER_LABELS), 0.01, np.float32)
+    p[FER_LABELS.index("sad")] = 0.94
+    for name, moods in (("sad", [("sad", 0.123456)]), ("none", [("sad", 0.123456), ("none", 0.0)])):
+        db = tmp_path / f"{name}.db"
+        with EventLog(db, LogConfig()) as log:
+            for i, (lab, conf) in enumerate(moods):
+                log.record(Mood(lab, conf, None if lab == "none" else p, FER_LABELS, float(i)), int(lab != "none"),
+                           None, float(i))
+        f = LogFollower(db)
+        assert f.poll_log(False)
+        st = f.state(T0)
+        want = (name, 0.1235 if name == "sad" else 0.0, "ON" if name == "sad" else "OFF")
+        assert (st["mood"], st["confidence"], st["face"]) == want
+        f.close()
+        c = sqlite3.connect(db)
+        c.execute("DELETE FROM events WHERE kind = 'change'")
+        c.commit()
+        (conf,) = c.execute("SELECT confidence FROM events WHERE kind = 'summary'").fetchone()
+        c.close()
+        f = LogFollower(db)
+        assert f.poll_log(False)
+        st = f.state(T0)
+        assert (st["mood"], st["confidence"], st["face"], st["probs"]) == (name, round(conf, 4), want[2], None)
+        assert name == "none" or round(conf, 4) != round(conf, 5)  # the rounding shows
+        f.close()
