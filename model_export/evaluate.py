@@ -358,15 +358,54 @@ def _write_report(result: Evaluation, labels, source: str, report_dir: str | Pat
     result.report = str(report)
 
 
-def evaluate(model: str | Path, data: str | Path, split: str = "PrivateTest", *,
-             input_range: tuple[float, float] | None = None, labels: tuple[str, ...] | None = None,
-             compare: str | Path | None = None, compare_range: tuple[float, float] | None = None,
-             with_latency: bool = False, latency_n: int = 200, labels_from: str = "fer2013",
-             limit: int = 0, report_dir: str | Path | None = None, write_report: bool = True,
-             log=lambda m: None) -> Evaluation:
-    """Evaluate MODEL (and optionally COMPARE) on SPLIT of DATA."""
+@dataclass
+class EvaluateRequest:
+    """One `evaluate`: a model (and optionally a second to compare) on one split; `check` refuses what
+    needs no loading."""
+
+    model: str | Path
+    data: str | Path
+    split: str = "PrivateTest"
+    input_range: tuple[float, float] | None = None  # Keras models: None = from the run folder
+    labels: tuple[str, ...] | None = None
+    compare: str | Path | None = None
+    compare_range: tuple[float, float] | None = None
+    with_latency: bool = False
+    latency_n: int = 200
+    labels_from: str = "fer2013"
+    limit: int = 0
+    report_dir: str | Path | None = None
+    write_report: bool = True
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> EvaluateRequest:
+        from model_export.predictors import parse_range
+
+        labels = tuple(s.strip() for s in args.labels.split(",")) if args.labels else None
+        return cls(args.model, args.data, args.split, parse_range(args.input_range), labels, args.compare,
+                   parse_range(args.compare_input_range), args.latency, args.latency_n, args.labels_from, args.limit,
+                   args.report_dir, not args.no_report)
+
+    def check(self) -> None:
+        rd = Path(self.report_dir) if self.report_dir else None
+        if self.write_report and rd is not None and rd.exists() and not rd.is_dir():
+            raise ConfigError(f"--report-dir {self.report_dir}: exists and is not a folder")
+
+
+def evaluate(model: str | Path, data: str | Path, split: str = "PrivateTest", *, log=lambda m: None,
+             **options) -> Evaluation:
+    """Evaluate MODEL (and optionally COMPARE) on SPLIT of DATA; `options` are EvaluateRequest's fields."""
+    return run_evaluation(EvaluateRequest(model, data, split, **options), log)
+
+
+def run_evaluation(req: EvaluateRequest, log=lambda m: None) -> Evaluation:
+    """Run an evaluation request (checked here, once)."""
     from model_export.predictors import open_predictor, run_folder_model
 
+    req.check()
+    model, data, split, input_range, labels = req.model, req.data, req.split, req.input_range, req.labels
+    compare, compare_range, with_latency, latency_n = req.compare, req.compare_range, req.with_latency, req.latency_n
+    labels_from, limit, report_dir, write_report = req.labels_from, req.limit, req.report_dir, req.write_report
     say = Clock(log)  # each step with the elapsed time, like export: a 70 s evaluation is not silent
     model = run_folder_model(model, say)
     say(f"loading the {split} faces of {data}")
@@ -418,18 +457,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from model_export.predictors import KERAS_SUFFIXES, parse_range
+    from model_export.predictors import KERAS_SUFFIXES
 
     if args.latency and any(str(m).lower().endswith(KERAS_SUFFIXES) for m in (args.model, args.compare or "")):
         _one_thread()
-    labels = tuple(s.strip() for s in args.labels.split(",")) if args.labels else None
-    if args.report_dir and not args.no_report and Path(args.report_dir).exists() and not Path(args.report_dir).is_dir():
-        raise ConfigError(f"--report-dir {args.report_dir}: exists and is not a folder")
-    result = evaluate(args.model, args.data, args.split, input_range=parse_range(args.input_range), labels=labels,
-                      compare=args.compare, compare_range=parse_range(args.compare_input_range),
-                      with_latency=args.latency, latency_n=args.latency_n, labels_from=args.labels_from,
-                      limit=args.limit, report_dir=args.report_dir, write_report=not args.no_report,
-                      log=lambda m: print(printable(m), file=sys.stderr, flush=True))
+    result = run_evaluation(EvaluateRequest.from_args(args), log=lambda m: print(printable(m), file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(result.as_json()))
     else:

@@ -256,8 +256,8 @@ class _Representative:
     fewer: str  # " (asked for N; ...)" when the Training split had fewer faces, else ""
 
 
-def _check_request(out: Path, crop_margin: float) -> None:
-    """Refuse what would fail only after a minute of conversion."""
+def _check_out(out: Path) -> None:
+    """Refuse an --out that would fail only after a minute of conversion."""
     if out.suffix != ".tflite":
         raise ModelError(f"{out}: the output must be NAME.tflite")
     if out.is_dir():
@@ -265,8 +265,6 @@ def _check_request(out: Path, crop_margin: float) -> None:
     blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
     if blocked is not None:
         raise ConfigError(f"--out {out}: {blocked} is a file, not a folder")
-    if not 0.0 <= crop_margin <= 1.0:
-        raise ModelError(f"--crop-margin {crop_margin}: must be between 0 and 1")
 
 
 def _source_inputs(model_path: Path, input_range, labels, say) -> tuple[tuple[float, float], tuple[str, ...]]:
@@ -321,45 +319,119 @@ def _with_probabilities(src: _Source, calib: np.ndarray, say) -> tuple[_Source, 
     return replace(src, model=with_softmax(src.model)), True
 
 
-def _made_by(src: _Source, cal: _Representative, info: ModelInfo, checked: dict[str, Any], labels_from: str,
-             seed: int, softmax_added: bool) -> dict[str, Any]:
-    """How the model was made, for NAME.json's `made_by`."""
-    made_by = {"tool": "emotion-export", "version": __version__, "source_model": src.path.name,
-               "source_sha256": sha256_file(src.path),
-               "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               "input_range": list(info.input.range),
-               "representative": {"n": int(len(cal.faces)), "data": Path(cal.data.source).name,
-                               "split": "Training", "sampling": "stratified", "seed": seed},
-               "labels_from": labels_from, "softmax_added": softmax_added, "ops": checked["ops"],
-               "converter": "TFLiteConverter.from_saved_model, TFLITE_BUILTINS_INT8, int8 I/O"}
-    try:
-        import tensorflow as tf
+def _made_by(req: ExportRequest, info: ModelInfo, checked: dict[str, Any], *, src: _Source | None = None,
+             rep: _Representative | None = None, softmax_added: bool = False) -> dict[str, Any]:
+    """How the model was made, for NAME.json's `made_by`: from a Keras model (src, rep) or, json_only,
+    a .tflite made elsewhere."""
+    source = src.path if src is not None else req.model
+    made_by: dict[str, Any] = {"tool": "emotion-export", "version": __version__}
+    if req.json_only:
+        made_by["json_only"] = True
+    made_by.update(source_model=source.name,
+                   date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                   input_range=list(info.input.range))
+    if src is not None and rep is not None:
+        made_by.update(source_sha256=sha256_file(src.path),
+                       representative={"n": int(len(rep.faces)), "data": Path(rep.data.source).name,
+                                       "split": "Training", "sampling": "stratified", "seed": req.seed})
+    made_by.update(labels_from=req.labels_from, ops=checked["ops"])
+    if src is not None:
+        made_by.update(softmax_added=softmax_added,
+                       converter="TFLiteConverter.from_saved_model, TFLITE_BUILTINS_INT8, int8 I/O")
+        try:
+            import tensorflow as tf
 
-        made_by["tensorflow"] = tf.__version__
-    except ImportError:  # pragma: no cover - convert_int8 needed it
-        pass
+            made_by["tensorflow"] = tf.__version__
+        except ImportError:  # pragma: no cover - convert_int8 needed it
+            pass
     return made_by
 
 
-def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[float, float] | None = None,
-                 representative_data: str | Path, labels: tuple[str, ...] | None = None,
-                 representative_size: int = 500, min_representative: int = MIN_REPRESENTATIVE,
-                 eval_data: str | Path | None = None, eval_split: str = "PrivateTest", eval_limit: int = 0,
-                 crop_margin: float = 0.0, labels_from: str = "fer2013", seed: int = 0,
-                 evaluate: bool = True, log=print) -> ExportResult:
-    """Export MODEL to OUT (.tflite) and OUT's .json; returns both paths and the metadata.
+@dataclass
+class ExportRequest:
+    """One `export`: what to convert, where to write it, which faces to measure and evaluate on.
+    `check` refuses, before anything loads, what would otherwise fail only after a minute of conversion."""
+
+    model: Path
+    out: Path | None = None  # NAME.tflite; with json_only, MODEL's own NAME.json is written
+    input_range: tuple[float, float] | None = None  # None: from the run folder beside MODEL
+    labels: tuple[str, ...] | None = None  # None: from the run folder, else FER2013's 7
+    representative_data: str | Path | None = None
+    representative_size: int = 500
+    min_representative: int = MIN_REPRESENTATIVE
+    eval_data: str | Path | None = None  # None: the representative data (json_only: no evaluation)
+    eval_split: str = "PrivateTest"
+    eval_limit: int = 0
+    crop_margin: float = 0.0
+    labels_from: str = "fer2013"
+    seed: int = 0
+    evaluate: bool = True
+    json_only: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ExportRequest:
+        from model_export.predictors import parse_range
+
+        labels = tuple(s.strip() for s in args.labels.split(",") if s.strip()) if args.labels else None
+        eval_data = args.eval_data
+        if args.json_only:  # a .tflite made elsewhere: evaluated on --eval-data (or the representative data) if given
+            eval_data = None if args.no_evaluate else args.eval_data or args.representative_data
+        return cls(Path(args.model), Path(args.out) if args.out else None, parse_range(args.input_range), labels,
+                   args.representative_data, args.representative_size, MIN_REPRESENTATIVE, eval_data,
+                   args.eval_split, args.eval_limit, args.crop_margin, args.labels_from, args.seed,
+                   not args.no_evaluate, args.json_only)
+
+    def check(self) -> None:
+        if self.json_only:
+            if self.model.suffix != ".tflite" or not self.model.is_file():
+                raise ModelError(f"{self.model}: --json-only needs an existing NAME.tflite")
+            if self.input_range is None:
+                raise ConfigError(f"{self.model}: pass --input-range 0,1 | -1,1 | 0,255 (the range the model was "
+                                  f"trained on)")
+        else:
+            missing = [f for f, v in (("--representative-data", self.representative_data), ("--out", self.out)) if not v]
+            if missing:
+                raise ConfigError(f"export needs {' and '.join(missing)} (only --json-only works without them)")
+            _check_out(Path(self.out))
+        if not 0.0 <= self.crop_margin <= 1.0:
+            raise ModelError(f"--crop-margin {self.crop_margin}: must be between 0 and 1")
+
+
+def export(req: ExportRequest, log=print) -> ExportResult:
+    """Run an export request (checked here, once): a Keras model to int8, or with json_only the metadata
+    of an int8 .tflite made elsewhere."""
+    say = Clock(log)
+    if not req.json_only:
+        from model_export.predictors import run_folder_model
+
+        req = replace(req, model=run_folder_model(req.model, say), out=Path(req.out) if req.out else None)
+    req.check()
+    return _metadata_only(req, say) if req.json_only else _export_keras(req, say)
+
+
+def export_model(model_path: str | Path, out: str | Path, *, representative_data: str | Path, log=print,
+                 **options) -> ExportResult:
+    """Export MODEL to OUT (.tflite) and OUT's .json; returns both paths and the metadata. `options` are
+    ExportRequest's fields (input_range, labels, representative_size, eval_data, ...).
 
     Both files appear (renamed from temporary names) only after conversion, the int8 check and
     the evaluation all succeeded: a failed export leaves no model that run/check/deploy would take.
     Without input_range/labels they come from the training run folder beside MODEL (its state.json).
     """
-    say = Clock(log)
-    from model_export.predictors import run_folder_model
+    return export(ExportRequest(Path(model_path), Path(out), representative_data=representative_data, **options), log)
 
-    model_path, out = run_folder_model(model_path, say), Path(out)
-    _check_request(out, crop_margin)
-    input_range, labels = _source_inputs(model_path, input_range, labels, say)
-    cal = _representative_faces(representative_data, labels_from, representative_size, seed, min_representative)
+
+def write_metadata_only(tflite: str | Path, *, log=print, **options) -> ExportResult:
+    """`export --json-only`: the contract NAME.json for an int8 .tflite made elsewhere (checked, and
+    evaluated when eval_data is given), so the edge can run it."""
+    return export(ExportRequest(Path(tflite), json_only=True, **options), log)
+
+
+def _export_keras(req: ExportRequest, say) -> ExportResult:
+    model_path, out = req.model, Path(req.out)
+    input_range, labels = _source_inputs(model_path, req.input_range, req.labels, say)
+    cal = _representative_faces(req.representative_data, req.labels_from, req.representative_size, req.seed,
+                                req.min_representative)
     src = _load_source(model_path, input_range, labels, say)
     cal = _prepared(cal, src)
     src, softmax_added = _with_probabilities(src, cal.faces, say)
@@ -374,16 +446,17 @@ def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[
         tmp.write_bytes(tfl)
         checked = check_int8(tmp, out)
         say(f"converted: {len(tfl) / 1024:.0f} KiB, int8 in and out, builtin ops only ({len(checked['ops'])} kinds)")
-        info = _info_for(tmp, checked, src.labels, src.input_range, crop_margin)
-        if evaluate:
-            eds, ex, ey = _eval_split(cal.data, eval_data, representative_data, eval_split, eval_limit, labels_from)
-            metrics_out = _evaluate(ex, ey, eds, src.labels, tmp, info, eval_split, say, src.model, src.input_range,
-                                    str(model_path))
+        info = _info_for(tmp, checked, src.labels, src.input_range, req.crop_margin)
+        if req.evaluate:
+            eds, ex, ey = _eval_split(cal.data, req.eval_data, req.representative_data, req.eval_split, req.eval_limit,
+                                      req.labels_from)
+            metrics_out = _evaluate(ex, ey, eds, src.labels, tmp, info, req.eval_split, say, src.model,
+                                    src.input_range, str(model_path))
         else:  # labels of one's own with no faces to match them (deploy then says it cannot check the accuracy)
             say("--no-evaluate: the metadata will have no accuracy numbers")
             metrics_out = {}
         info = replace(info, metrics=metrics_out,
-                       made_by=_made_by(src, cal, info, checked, labels_from, seed, softmax_added))
+                       made_by=_made_by(req, info, checked, src=src, rep=cal, softmax_added=softmax_added))
         meta = _publish(tmp, out, info)
     finally:
         _remove_temporaries(out)
@@ -391,20 +464,9 @@ def export_model(model_path: str | Path, out: str | Path, *, input_range: tuple[
     return ExportResult(out, meta, info)
 
 
-def write_metadata_only(tflite: str | Path, *, input_range: tuple[float, float] | None, labels: tuple[str, ...] | None,
-                        eval_data: str | Path | None = None, eval_split: str = "PrivateTest", eval_limit: int = 0,
-                        crop_margin: float = 0.0, labels_from: str = "fer2013", log=print) -> ExportResult:
-    """`export --json-only`: the contract NAME.json for an int8 .tflite made elsewhere (checked, and
-    evaluated when data is given), so the edge can run it."""
-    say = Clock(log)
-    tflite = Path(tflite)
-    if tflite.suffix != ".tflite" or not tflite.is_file():
-        raise ModelError(f"{tflite}: --json-only needs an existing NAME.tflite")
-    if input_range is None:
-        raise ConfigError(f"{tflite}: pass --input-range 0,1 | -1,1 | 0,255 (the range the model was trained on)")
-    if not 0.0 <= crop_margin <= 1.0:
-        raise ModelError(f"--crop-margin {crop_margin}: must be between 0 and 1")
-    labels = _check_labels(labels or FER_LABELS, say)
+def _metadata_only(req: ExportRequest, say) -> ExportResult:
+    tflite = req.model
+    labels = _check_labels(req.labels or FER_LABELS, say)
     checked = check_int8(tflite)
     inp, n_out = checked["input"], int(checked["output"]["shape"][-1])
     if len(inp["shape"]) != 4 or int(inp["shape"][3]) != 1:
@@ -412,17 +474,14 @@ def write_metadata_only(tflite: str | Path, *, input_range: tuple[float, float] 
     if n_out != len(labels):
         raise ModelError(f"{tflite}: model has {n_out} outputs but {len(labels)} labels ({','.join(labels)}); "
                          f"pass --labels with {n_out} names in the model's output order")
-    info = _info_for(tflite, checked, labels, input_range, crop_margin)
+    info = _info_for(tflite, checked, labels, req.input_range, req.crop_margin)
     metrics_out: dict[str, Any] = {}
-    if eval_data is not None:
-        eds, ex, ey = _eval_split(None, eval_data, None, eval_split, eval_limit, labels_from)
-        metrics_out = _evaluate(ex, ey, eds, labels, tflite, info, eval_split, say)
+    if req.eval_data is not None:
+        eds, ex, ey = _eval_split(None, req.eval_data, None, req.eval_split, req.eval_limit, req.labels_from)
+        metrics_out = _evaluate(ex, ey, eds, labels, tflite, info, req.eval_split, say)
     else:
         say("no --eval-data: the metadata will have no accuracy numbers")
-    made_by = {"tool": "emotion-export", "version": __version__, "json_only": True, "source_model": tflite.name,
-               "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               "input_range": list(info.input.range), "labels_from": labels_from, "ops": checked["ops"]}
-    info = replace(info, metrics=metrics_out, made_by=made_by)
+    info = replace(info, metrics=metrics_out, made_by=_made_by(req, info, checked))
     try:
         meta = _publish(None, tflite, info)
     finally:
@@ -462,22 +521,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from model_export.predictors import parse_range
-
-    rng = parse_range(args.input_range)
-    labels = tuple(s.strip() for s in args.labels.split(",") if s.strip()) if args.labels else None
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731 - progress on stderr, like Keras
-    if args.json_only:
-        eval_data = None if args.no_evaluate else args.eval_data or args.representative_data
-        write_metadata_only(args.model, input_range=rng, labels=labels, eval_data=eval_data,
-                            eval_split=args.eval_split, eval_limit=args.eval_limit, crop_margin=args.crop_margin,
-                            labels_from=args.labels_from, log=log)
-        return 0
-    missing = [f for f, v in (("--representative-data", args.representative_data), ("--out", args.out)) if not v]
-    if missing:
-        raise ConfigError(f"export needs {' and '.join(missing)} (only --json-only works without them)")
-    export_model(args.model, args.out, input_range=rng, representative_data=args.representative_data, labels=labels,
-                 representative_size=args.representative_size, eval_data=args.eval_data, eval_split=args.eval_split,
-                 eval_limit=args.eval_limit, crop_margin=args.crop_margin, labels_from=args.labels_from,
-                 seed=args.seed, evaluate=not args.no_evaluate, log=log)
+    export(ExportRequest.from_args(args), log)
     return 0

@@ -15,7 +15,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -28,35 +28,95 @@ from model_export.inputs import TRAIN_RANGE, train_inputs
 STATE = "state.json"
 
 
+@dataclass
+class TrainOptions:
+    """What one `train` call is asked to do (the command line's options, defaults here), checked once by
+    `check` before anything loads; the run folder's state.json records them (`recorded`)."""
+
+    data: str
+    out: Path
+    epochs: int = 30
+    batch_size: int = 128
+    input_size: int = 48
+    width: float = 0.75
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    ferplus_weight: float = 0.0
+    teacher: Path | None = None
+    teacher_weight: float = 0.7
+    mixup: float = 0.0
+    erase: float = 0.0
+    class_weight_power: float = 0.3
+    patience: int = 10
+    limit: int = 0
+    seed: int = 1234
+    bn_images: int = 4096
+    no_resume: bool = False
+    init_from: Path | None = None
+    verbose: int | None = None  # None: 1 on a terminal, else 0 (decided by check)
+    tensorboard: Path | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace | TrainOptions) -> TrainOptions:
+        """From parsed arguments (options a caller's Namespace lacks take their defaults)."""
+        if isinstance(args, cls):
+            return args
+        given = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+        opts = cls(**given)
+        opts.out = Path(opts.out)
+        return opts
+
+    def check(self, stdout=None) -> None:
+        """The refusals that need no data and no TensorFlow: a second, not a minute, into the run."""
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"--out {self.out}: exists and is not a folder (train writes a run folder)")
+        if self.init_from and not Path(self.init_from).is_file():
+            raise ModelError(f"--init-from {self.init_from}: no such file")
+        if self.tensorboard:
+            import importlib.util
+
+            if importlib.util.find_spec("tensorboard") is None:  # Keras' callback fails only at the first epoch's end
+                raise ConfigError("--tensorboard needs the tensorboard package (not part of tensorflow-cpu): "
+                                  "pip install tensorboard")
+        if self.verbose is None:
+            self.verbose = keras_verbosity(stdout or sys.stdout)
+
+    def recorded(self) -> dict:
+        """The options as state.json keeps them (paths as text)."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self).items()}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = TrainOptions  # the defaults live in the dataclass
     p.add_argument("--data", required=True, help="FER2013 .npz, fer2013.csv or image folder")
     p.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, log, curves)")
-    p.add_argument("--epochs", type=int_in(1, 100_000), default=30)
-    p.add_argument("--batch-size", type=int_in(1, 65_536), default=128)
-    p.add_argument("--input-size", type=int_in(16, 512), default=48)
-    p.add_argument("--width", type=float_in(0, 8, above=True), default=0.75, help="channel multiplier")
-    p.add_argument("--lr", type=float_in(0, 10, above=True), default=3e-3)
-    p.add_argument("--weight-decay", type=float_in(0, 1), default=5e-4)
-    p.add_argument("--label-smoothing", type=float_in(0, 0.99), default=0.1)
-    p.add_argument("--ferplus-weight", type=float_in(0, 1), default=0.0,
+    p.add_argument("--epochs", type=int_in(1, 100_000), default=d.epochs)
+    p.add_argument("--batch-size", type=int_in(1, 65_536), default=d.batch_size)
+    p.add_argument("--input-size", type=int_in(16, 512), default=d.input_size)
+    p.add_argument("--width", type=float_in(0, 8, above=True), default=d.width, help="channel multiplier")
+    p.add_argument("--lr", type=float_in(0, 10, above=True), default=d.lr)
+    p.add_argument("--weight-decay", type=float_in(0, 1), default=d.weight_decay)
+    p.add_argument("--label-smoothing", type=float_in(0, 0.99), default=d.label_smoothing)
+    p.add_argument("--ferplus-weight", type=float_in(0, 1), default=d.ferplus_weight,
                    help="mix this share of the FER+ vote distribution into each face's target (0 = FER2013 labels only); "
                         "faces without emotion votes keep their FER2013 label")
     p.add_argument("--teacher", type=Path, help="distil: TEACHER.npz from `emotion-export teacher` (an ensemble's "
                    "probabilities for each Training face), mixed into the targets by --teacher-weight")
-    p.add_argument("--teacher-weight", type=float_in(0, 1), default=0.7,
+    p.add_argument("--teacher-weight", type=float_in(0, 1), default=d.teacher_weight,
                    help="share of the teacher's probabilities in each target (with --teacher)")
-    p.add_argument("--mixup", type=float_in(0, 10), default=0.0, metavar="ALPHA",
+    p.add_argument("--mixup", type=float_in(0, 10), default=d.mixup, metavar="ALPHA",
                    help="mixup: train on blends of two faces (and of their targets), share ~ Beta(ALPHA, ALPHA) per "
                         "face; 0 = off, 0.2 is usual")
-    p.add_argument("--erase", type=float_in(0, 1), default=0.0, metavar="P",
+    p.add_argument("--erase", type=float_in(0, 1), default=d.erase, metavar="P",
                    help="random erasing: with probability P, one rectangle of each face (2-25 %% of it) becomes noise, "
                         "so the net must read more of the face than one region; 0 = off")
-    p.add_argument("--class-weight-power", type=float_in(0, 5), default=0.3,
+    p.add_argument("--class-weight-power", type=float_in(0, 5), default=d.class_weight_power,
                    help="class weight = (mean count / count) ** power; 0 turns balancing off")
-    p.add_argument("--patience", type=int_in(1), default=10, help="early stop after this many epochs without a better PublicTest accuracy")
-    p.add_argument("--limit", type=int_in(0), default=0, help="use only the first N training images (smoke tests)")
-    p.add_argument("--seed", type=random_seed, default=1234)
-    p.add_argument("--bn-images", type=int_in(0), default=4096,
+    p.add_argument("--patience", type=int_in(1), default=d.patience, help="early stop after this many epochs without a better PublicTest accuracy")
+    p.add_argument("--limit", type=int_in(0), default=d.limit, help="use only the first N training images (smoke tests)")
+    p.add_argument("--seed", type=random_seed, default=d.seed)
+    p.add_argument("--bn-images", type=int_in(0), default=d.bn_images,
                    help="clean training faces used to re-estimate BatchNorm statistics each epoch (0 = off)")
     p.add_argument("--no-resume", action="store_true", help="start fresh even if the run folder has a checkpoint")
     p.add_argument("--init-from", type=Path, help="start a new run from this checkpoint's weights (a warm restart "
@@ -222,11 +282,11 @@ def _classes(y_train: np.ndarray, where: str) -> np.ndarray:
     return classes
 
 
-def _restart_hint(args: argparse.Namespace, out: Path) -> str:
+def _restart_hint(args: TrainOptions, out: Path) -> str:
     return (f"emotion-export train --data {args.data} --out {out}-more --init-from {out / 'best.keras'} --epochs N")
 
 
-def _next_command(args: argparse.Namespace, best: Path, n_training: int) -> str:
+def _next_command(args: TrainOptions, best: Path, n_training: int) -> str:
     """The export to run next; with fewer Training faces than the int8 representative set needs, it names
     another face set instead of a command that would fail after loading the model."""
     from model_export.representative import MIN_REPRESENTATIVE
@@ -270,18 +330,15 @@ def _remove_unfinished_run(out: Path) -> None:
         pass
 
 
-def train(args: argparse.Namespace) -> Path:
+def train(args: argparse.Namespace | TrainOptions) -> Path:
     """Run (or resume) training; returns the path of the best checkpoint.
 
     A run folder this call created is removed again when the run fails before its first checkpoint,
     so a typo in --data leaves nothing behind.
     """
+    args = TrainOptions.from_args(args)
+    args.check()  # before TensorFlow loads: fail in a second, not a minute
     out: Path = args.out
-    init = getattr(args, "init_from", None)  # checked before TensorFlow loads: fail in a second, not a minute
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder (train writes a run folder)")
-    if init and not Path(init).is_file():
-        raise ModelError(f"--init-from {init}: no such file")
     if (out / STATE).is_file() and (out / "last.keras").exists() and not args.no_resume:
         _refuse_changed_options(args, out)
     if (out / STATE).is_file() and not (out / "last.keras").exists() and not args.no_resume:
@@ -291,8 +348,6 @@ def train(args: argparse.Namespace) -> Path:
         raise ConfigError(f"--out {out}: has {STATE} but no last.keras to resume from (a finished run that kept only "
                           f"best.keras, or one stopped before its first epoch ended); continue from its weights in a new "
                           f"folder: {_restart_hint(args, out)}, or start this one over with --no-resume")
-    if getattr(args, "verbose", None) is None:
-        args.verbose = keras_verbosity(sys.stdout)
     created = not out.exists()
     try:
         return _train(args, out)
@@ -315,7 +370,7 @@ def keras_verbosity(stream) -> int:
         return 0
 
 
-def _interrupted(args: argparse.Namespace, out: Path, created: bool) -> str:
+def _interrupted(args: TrainOptions, out: Path, created: bool) -> str:
     """What a Ctrl-C kept and how to go on: the same command resumes after the last finished epoch."""
     try:
         done = int(json.loads((out / STATE).read_text()).get("epoch", 0)) if (out / "last.keras").exists() else 0
@@ -328,7 +383,7 @@ def _interrupted(args: argparse.Namespace, out: Path, created: bool) -> str:
             f"start again with: {again}")
 
 
-def train_command(args: argparse.Namespace) -> str:
+def train_command(args: TrainOptions) -> str:
     """The `emotion-export train` command with this run's options (those not at their default), to repeat it."""
     parser = argparse.ArgumentParser(add_help=False)
     add_arguments(parser)
@@ -357,7 +412,7 @@ def _same_option(key: str, old, new) -> bool:
     return str(old) == str(new)
 
 
-def changed_options(args: argparse.Namespace, recorded: dict) -> list[tuple[str, object, object]]:
+def changed_options(args: TrainOptions, recorded: dict) -> list[tuple[str, object, object]]:
     """(option, recorded value, asked value) for each option that differs from the run folder's state.json
     (options the run predates are not compared)."""
     asked = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
@@ -369,7 +424,7 @@ def _flag(key: str, value) -> str:
     return f"--{key.replace('_', '-')} {value}" if value is not None else f"no --{key.replace('_', '-')}"
 
 
-def _refuse_changed_options(args: argparse.Namespace, out: Path) -> None:
+def _refuse_changed_options(args: TrainOptions, out: Path) -> None:
     """Resuming with other options would mix two runs in one (a model of one width trained on one data size,
     its best epoch picked across scores on different faces) while state.json still named the first: refused,
     before anything loads."""
@@ -387,7 +442,7 @@ def _refuse_changed_options(args: argparse.Namespace, out: Path) -> None:
             f"new --out, or start this one over with --no-resume")
 
 
-def _finished_best(out: Path, args: argparse.Namespace) -> Path | None:
+def _finished_best(out: Path, args: TrainOptions) -> Path | None:
     """best.keras of a run that finished this very schedule and kept no last.keras (as resuming a finished
     run would: nothing left to train), else None."""
     try:
@@ -404,20 +459,14 @@ def _finished_best(out: Path, args: argparse.Namespace) -> Path | None:
     return out / "best.keras"
 
 
-def _tf_environment(args: argparse.Namespace) -> None:
-    """Environment TensorFlow reads at start-up, and options that need a package it lacks."""
+def _tf_environment(args: TrainOptions) -> None:
+    """Environment TensorFlow reads at start-up."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.width < 0.5:
         # Measured: TF 2.21's oneDNN kernels corrupt the heap ("corrupted size vs. prev_size",
         # abort) on our 8-channel separable convs; the plain kernels are fine. Only effective
         # when TensorFlow is not imported yet, as with `emotion-export train`.
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    if getattr(args, "tensorboard", None):
-        import importlib.util
-
-        if importlib.util.find_spec("tensorboard") is None:  # Keras' callback fails only at the first epoch's end
-            raise ConfigError("--tensorboard needs the tensorboard package (not part of tensorflow-cpu): "
-                              "pip install tensorboard")
 
 
 @dataclass
@@ -437,7 +486,7 @@ class _Data:
     teacher: np.ndarray | None = None  # distillation targets, one row per Training face (model's classes)
 
 
-def _training_data(args: argparse.Namespace) -> _Data:
+def _training_data(args: TrainOptions) -> _Data:
     """Training and PublicTest faces (data first: a bad --data fails in a second, before TensorFlow starts)."""
     ds = load_dataset(args.data)
     x_tr, y_tr = ds.split("Training")
@@ -462,9 +511,9 @@ def _training_data(args: argparse.Namespace) -> _Data:
                  int((~va_keep).sum()), teacher)
 
 
-def _teacher_rows(args: argparse.Namespace, x_tr: np.ndarray, labels: tuple[str, ...]) -> np.ndarray | None:
+def _teacher_rows(args: TrainOptions, x_tr: np.ndarray, labels: tuple[str, ...]) -> np.ndarray | None:
     """The --teacher file's probabilities, checked against these Training faces and classes."""
-    path = getattr(args, "teacher", None)
+    path = args.teacher
     if path is None:
         return None
     from model_export import teacher
@@ -474,7 +523,7 @@ def _teacher_rows(args: argparse.Namespace, x_tr: np.ndarray, labels: tuple[str,
     return t.probs
 
 
-def _load_state(args: argparse.Namespace, out: Path, data: _Data) -> tuple[dict, bool]:
+def _load_state(args: TrainOptions, out: Path, data: _Data) -> tuple[dict, bool]:
     """The run's state.json when resuming (refusing other classes or a changed schedule), else a fresh one."""
     state_path, last = out / STATE, out / "last.keras"
     resuming = last.exists() and state_path.exists() and not args.no_resume
@@ -499,7 +548,7 @@ def _load_state(args: argparse.Namespace, out: Path, data: _Data) -> tuple[dict,
     return state, True
 
 
-def _print_data_summary(args: argparse.Namespace, data: _Data) -> None:
+def _print_data_summary(args: TrainOptions, data: _Data) -> None:
     """What was found, before the slow part starts."""
     counts = data.ds.counts()
     n_cls = len(data.classes)
@@ -523,13 +572,13 @@ def _print_data_summary(args: argparse.Namespace, data: _Data) -> None:
               f"(e.g. FER2013)", flush=True)
 
 
-def _new_model(args: argparse.Namespace, n_cls: int, steps_per_epoch: int):
+def _new_model(args: TrainOptions, n_cls: int, steps_per_epoch: int):
     """A fresh (or --init-from) model, compiled with AdamW on a warm-up + cosine schedule over all epochs."""
     import keras
 
     from model_export.arch import build_model
 
-    init = getattr(args, "init_from", None)
+    init = args.init_from
     if init:
         model = _init_model(init, args.input_size, n_cls)
         print(f"new run from the weights of {init}", flush=True)
@@ -547,20 +596,20 @@ def _new_model(args: argparse.Namespace, n_cls: int, steps_per_epoch: int):
     return model
 
 
-def _start_run_folder(args: argparse.Namespace, out: Path, state: dict, labels: tuple[str, ...]) -> None:
+def _start_run_folder(args: TrainOptions, out: Path, state: dict, labels: tuple[str, ...]) -> None:
     """Create the run folder with a state.json that export/evaluate read (labels, input range)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"--out {out}: cannot create the run folder ({e.strerror or e})") from None
-    state["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("func", "module")}
+    state["args"] = args.recorded()
     state["labels"] = list(labels)
     state["input_range"] = list(TRAIN_RANGE)  # what train_inputs feeds; export reads this
     (out / STATE).write_text(json.dumps(state, indent=2))
     (out / "log.csv").unlink(missing_ok=True)
 
 
-def _open_model(args: argparse.Namespace, out: Path, state: dict, resuming: bool, labels: tuple[str, ...],
+def _open_model(args: TrainOptions, out: Path, state: dict, resuming: bool, labels: tuple[str, ...],
                 steps_per_epoch: int):
     """The model to fit: last.keras when resuming, else a new one in a new run folder."""
     from model_export.predictors import load_keras
@@ -615,17 +664,17 @@ def erase(x: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     return x
 
 
-def _batch_extras(x: np.ndarray, y: np.ndarray, args: argparse.Namespace, rng: np.random.Generator):
+def _batch_extras(x: np.ndarray, y: np.ndarray, args: TrainOptions, rng: np.random.Generator):
     """What is done to an augmented batch on the host: random erasing, then mixup (both off by default)."""
-    return mixup(erase(x, getattr(args, "erase", 0.0), rng), y, getattr(args, "mixup", 0.0), rng)
+    return mixup(erase(x, args.erase, rng), y, args.mixup, rng)
 
 
-def _mixup_rng(args: argparse.Namespace, epoch: int) -> np.random.Generator:
+def _mixup_rng(args: TrainOptions, epoch: int) -> np.random.Generator:
     """The blends' generator for a run resumed at `epoch`: the same in both pipelines."""
     return np.random.default_rng(args.seed + 7919 * (epoch + 1))
 
 
-def _train_pipeline(x: np.ndarray, targets: np.ndarray, args: argparse.Namespace, epoch: int):
+def _train_pipeline(x: np.ndarray, targets: np.ndarray, args: TrainOptions, epoch: int):
     """Shuffled, augmented batches (augmentation runs in the tf.data workers)."""
     import tensorflow as tf
 
@@ -634,7 +683,7 @@ def _train_pipeline(x: np.ndarray, targets: np.ndarray, args: argparse.Namespace
           .shuffle(len(x), seed=args.seed + epoch, reshuffle_each_iteration=True)
           .batch(args.batch_size)
           .map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE))
-    if getattr(args, "mixup", 0.0) > 0 or getattr(args, "erase", 0.0) > 0:
+    if args.mixup > 0 or args.erase > 0:
         rng = _mixup_rng(args, epoch)
         shape_x, shape_y = [None, *x.shape[1:]], [None, targets.shape[1]]
 
@@ -647,7 +696,7 @@ def _train_pipeline(x: np.ndarray, targets: np.ndarray, args: argparse.Namespace
     return ds.prefetch(2)
 
 
-def _array_batches(x: np.ndarray, targets: np.ndarray, weights: np.ndarray | None, args: argparse.Namespace, epoch: int):
+def _array_batches(x: np.ndarray, targets: np.ndarray, weights: np.ndarray | None, args: TrainOptions, epoch: int):
     """The same shuffled, augmented batches for backends without tf.data (JAX, PyTorch on a GPU machine):
     a Keras PyDataset that runs the augmenter on each batch; class weights come as sample weights."""
     import keras
@@ -681,7 +730,7 @@ def _array_batches(x: np.ndarray, targets: np.ndarray, weights: np.ndarray | Non
 class _Epochs:
     """What the per-epoch checkpoint needs: the run folder, its state, the selection faces."""
 
-    args: argparse.Namespace
+    args: TrainOptions
     out: Path
     state: dict
     x_va: np.ndarray
@@ -752,13 +801,13 @@ def _callbacks(run: _Epochs) -> list:
                 self.model.stop_training = True
 
     callbacks = ([keras.callbacks.ProgbarLogger()] if run.args.verbose else []) + [Checkpoint()]
-    tb = getattr(run.args, "tensorboard", None)
+    tb = run.args.tensorboard
     if tb:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tb)))
     return callbacks
 
 
-def _train(args: argparse.Namespace, out: Path) -> Path:
+def _train(args: TrainOptions, out: Path) -> Path:
     _tf_environment(args)
     data = _training_data(args)
     state, resuming = _load_state(args, out, data)
@@ -778,7 +827,7 @@ def _train(args: argparse.Namespace, out: Path) -> Path:
     keras.utils.set_random_seed(args.seed)
     n_cls = len(data.classes)
     x_tr, x_va = train_inputs(data.x_tr, args.input_size), train_inputs(data.x_va, args.input_size)
-    fp_w = getattr(args, "ferplus_weight", 0.0)
+    fp_w = args.ferplus_weight
     if fp_w > 0 and data.v_tr is None:
         print(f"{args.data}: no FER+ votes, so --ferplus-weight is ignored", flush=True)
     oh_tr = class_targets(data.y_tr, data.v_tr, data.classes, fp_w, len(data.ds.names))
@@ -798,7 +847,7 @@ def _train(args: argparse.Namespace, out: Path) -> Path:
           f"a better PublicTest accuracy", flush=True)
 
     cw = class_weights(y_tr, n_cls, args.class_weight_power) if args.class_weight_power > 0 else None
-    bn_n = getattr(args, "bn_images", 4096)
+    bn_n = args.bn_images
     bn_x = x_tr[np.random.default_rng(args.seed).permutation(len(x_tr))[:bn_n]] if bn_n else None
     run = _Epochs(args, out, state, x_va, oh_va, bn_x, time.monotonic(), state["epoch"])
     if backend == "tensorflow":

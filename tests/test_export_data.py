@@ -383,3 +383,32 @@ def test_the_int8_representative_set_is_not_called_calibration_and_teacher_does_
 
     old = build_parser().parse_args(["export", "m.keras", "--calibration-data", "d", "--calibration-size", "400"])
     assert (old.representative_data, old.representative_size) == ("d", 400)  # the old option names still work
+
+
+def test_export_and_evaluate_requests_are_dataclasses_checked_once(tmp_path):
+    """Issue 32 item 5: export_model took 14 parameters and write_metadata_only 9 (made_by built twice),
+    evaluate 14; each is now one request, checked before anything loads."""
+    from edge.errors import ConfigError, ModelError
+    from model_export.cli import build_parser
+    from model_export.evaluate import EvaluateRequest
+    from model_export.export import ExportRequest
+
+    parse = build_parser().parse_args
+    req = ExportRequest.from_args(parse(["export", "m.keras", "--representative-data", "d", "--out", "o.tflite",
+                                         "--input-range=-1,1", "--labels", "a,b", "--no-evaluate"]))
+    assert req == ExportRequest(Path("m.keras"), Path("o.tflite"), (-1.0, 1.0), ("a", "b"), "d", evaluate=False)
+    with pytest.raises(ConfigError, match="export needs --representative-data and --out"):
+        ExportRequest(Path("m.keras")).check()
+    with pytest.raises(ModelError, match="the output must be NAME.tflite"):
+        ExportRequest(Path("m.keras"), Path("o.keras"), representative_data="d").check()
+    with pytest.raises(ModelError, match="--json-only needs an existing NAME.tflite"):
+        ExportRequest(Path("m.keras"), json_only=True).check()
+    json_only = ExportRequest.from_args(parse(["export", "m.tflite", "--json-only", "--input-range", "0,1",
+                                               "--representative-data", "d"]))
+    assert json_only.json_only and json_only.eval_data == "d" and json_only.out is None
+    ev = EvaluateRequest.from_args(parse(["evaluate", "--model", "m.tflite", "--data", "d", "--report-dir",
+                                          str(tmp_path / "r"), "--latency"]))
+    assert ev == EvaluateRequest("m.tflite", "d", report_dir=str(tmp_path / "r"), with_latency=True)
+    (tmp_path / "r").write_text("a file")
+    with pytest.raises(ConfigError, match="--report-dir .*: exists and is not a folder"):
+        ev.check()

@@ -1,7 +1,6 @@
 """emotion-export train (the lead's model_export/train.py) through the CLI: a tiny run saves and resumes."""
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -259,11 +258,11 @@ def test_random_erasing_replaces_one_rectangle_of_the_chosen_faces_with_noise():
 
 
 def test_erasing_without_mixup_changes_the_faces_not_the_targets():
-    from model_export.train import _batch_extras
+    from model_export.train import TrainOptions, _batch_extras
 
     x = np.full((8, 48, 48, 1), 0.5, np.float32)
     y = np.eye(7, dtype=np.float32)[np.arange(8) % 7]
-    bx, by = _batch_extras(x, y, argparse.Namespace(erase=1.0, mixup=0.0), np.random.default_rng(0))
+    bx, by = _batch_extras(x, y, TrainOptions(data="", out=Path("r"), erase=1.0), np.random.default_rng(0))
     assert by is y and (bx != 0.5).reshape(8, -1).any(1).all()
 
 

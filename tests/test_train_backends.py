@@ -1,7 +1,6 @@
 """`train` on a machine without TensorFlow: a GPU box trains with KERAS_BACKEND=jax, this one exports."""
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from model_export.train import _array_batches  # noqa: E402
+from model_export.train import TrainOptions, _array_batches  # noqa: E402
 from tests.test_train import _tiny_npz  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +66,7 @@ def test_array_batches_visit_every_face_once_per_epoch_augmented_with_matching_t
     targets = np.eye(7, dtype=np.float32)[np.arange(n) % 7]
     targets[:, :] += np.arange(n, dtype=np.float32)[:, None] * 1000  # row number rides along in the targets
     weights = np.arange(n, dtype=np.float32)
-    args = argparse.Namespace(seed=3, batch_size=bs)
+    args = TrainOptions(data="", out=Path("unused"), seed=3, batch_size=bs)
     ds = _array_batches(x, targets, weights, args, epoch=0)
     assert len(ds) == 4
 

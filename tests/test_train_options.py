@@ -114,3 +114,22 @@ def test_next_export_line_says_when_it_would_replace_a_model(tmp_path, monkeypat
     for n in (5000, 10):
         assert "models/emotion.tflite exists and this replaces it: choose another --out to keep it" in \
             _next_command(args, Path("run/best.keras"), n)
+
+
+def test_train_options_are_one_typed_request_checked_once(tmp_path):
+    """Issue 32 item 5: train read a Namespace with getattr defaults spread over the module."""
+    import io
+
+    from edge.errors import ConfigError, ModelError
+    from model_export.train import TrainOptions
+
+    opts = TrainOptions.from_args(_args(["train", "--data", "d", "--out", str(tmp_path / "r")]))
+    assert opts == TrainOptions(data="d", out=tmp_path / "r")  # the parser's defaults are the dataclass's
+    assert TrainOptions.from_args(opts) is opts
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="exists and is not a folder"):
+        TrainOptions(data="d", out=tmp_path / "file").check()
+    with pytest.raises(ModelError, match="--init-from .*none.keras: no such file"):
+        TrainOptions(data="d", out=tmp_path / "r", init_from=tmp_path / "none.keras").check()
+    opts.check(io.StringIO())
+    assert opts.verbose == 0 and opts.recorded()["out"] == str(tmp_path / "r") and opts.recorded()["teacher"] is None
