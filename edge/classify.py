@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge import notices
+from edge.service import notices
 from edge.contract import CROP_MARGIN_RANGE, check_input_quantization, check_tensors, read_model_info
 from edge.errors import FrameError, ModelError
 from edge.frames import as_gray

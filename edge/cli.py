@@ -41,7 +41,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 
 def setup_logging(verbose: int) -> None:
     try:
-        from edge.logsetup import setup
+        from edge.service.logsetup import setup
     except ImportError:
         logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
                             format="%(levelname)s %(message)s")

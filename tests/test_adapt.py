@@ -243,7 +243,7 @@ def test_learning_is_off_with_learn_false_or_no_calibration(tmp_path, settings):
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
 def test_the_service_keeps_what_it_learned_across_restarts_and_status_shows_it(tmp_path, monkeypatch):
-    from edge import service
+    from edge.service import service
     from edge.commands.status import summarize
 
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
@@ -338,7 +338,7 @@ def test_a_reload_reads_back_what_was_learned_and_uses_it_at_once_and_explicit_s
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
 def test_a_damaged_file_at_service_start_is_one_warning_and_the_service_runs_and_replaces_it(tmp_path, monkeypatch, capfd):
-    from edge import service
+    from edge.service import service
 
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     cfg = tmp_path / "config.toml"

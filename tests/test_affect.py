@@ -172,8 +172,8 @@ def test_status_and_log_text_show_valence_and_arousal(tmp_path, capsys):
 
 
 def test_service_status_file_carries_valence_and_arousal(tmp_path):
-    from edge import service
-    from edge.notify import Notifier
+    from edge.service import service
+    from edge.service.notify import Notifier
 
     args = service.build_parser().parse_args(["--status-file", str(tmp_path / "s.json")])
     with Notifier(None) as n:

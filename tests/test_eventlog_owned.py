@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge import notices
+from edge.service import notices
 from edge.config import LogConfig, default_db_path
 from edge.contract import FER_LABELS
 from edge.eventlog import EventLog, NotOurLog, read_rows

@@ -14,7 +14,7 @@ from edge.config import LogConfig
 from edge.contract import FER_LABELS
 from edge.eventlog import EventLog
 from edge.eventlog.follower import STALE_AFTER, LogFollower
-from edge.statusfile import write_status
+from edge.service.statusfile import write_status
 from edge.types import Mood
 
 T0 = 1_800_000_000.0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge import notices
+from edge.service import notices
 from edge.classify import DEFAULT_MODEL, EmotionClassifier, resolve_model
 
 

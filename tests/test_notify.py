@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from edge import logsetup
-from edge.logsetup import JournalFormatter, priority, setup_logging, under_journald
-from edge.notify import Notifier, socket_address, watchdog_usec
+from edge.service import logsetup
+from edge.service.logsetup import JournalFormatter, priority, setup_logging, under_journald
+from edge.service.notify import Notifier, socket_address, watchdog_usec
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from edge import service
+from edge.service import service
 from edge.pipeline import Pipeline
 from edge.config import load_config
 from edge.led import NullLed
 from edge.mockcamera import MockPicamera2
-from edge.notify import Notifier
+from edge.service.notify import Notifier
 
 from .test_led import BusyPinFactory
 

@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import service
+from edge.service import service
 from edge.mockcamera import MockPicamera2
-from edge.notify import Notifier
+from edge.service.notify import Notifier
 
 from .notify_socket import Collector
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from edge import service
+from edge.service import service
 from edge.errors import SourceError
 from edge.loop import Stats
-from edge.notify import Notifier
+from edge.service.notify import Notifier
 from edge.types import Frame, Mood
 
 from .conftest import CLIP, MODELS_DIR

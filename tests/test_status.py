@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from edge.commands.status import STALE_AFTER, parse_show, service_state, summarize
-from edge.statusfile import read_status, write_status
+from edge.service.statusfile import read_status, write_status
 
 REPO = Path(__file__).resolve().parents[1]
 FIX = REPO / "tests" / "fixtures"

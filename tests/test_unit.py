@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge import service
+from edge.service import service
 from edge.config import DEFAULT_CONFIG_PATH
 
 REPO = Path(__file__).resolve().parents[1]

@@ -175,7 +175,7 @@ def _show(path: Path) -> int:
 # -- through the running service ---------------------------------------------------------------
 def _running_service(cfg: Any, explicit: str | None) -> Path | None:
     """The state directory of a service that is running now (fresh status file), else None."""
-    from edge.statusfile import candidate_paths, read_status
+    from edge.service.statusfile import candidate_paths, read_status
 
     for path in ([Path(explicit)] if explicit else candidate_paths(cfg)):
         st = read_status(path)

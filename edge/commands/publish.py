@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edge.config import db_path, load_config
 from edge.errors import ConfigError
-from edge.statusfile import candidate_paths
+from edge.service.statusfile import candidate_paths
 from edge.text import printable
 
 

@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     if args.service:
-        from edge import service
+        from edge.service import service
         return service.run_service(args)
     from edge.loop import Control, Stats, format_stats, run_loop
     from edge.pipeline import Pipeline

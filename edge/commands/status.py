@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge.errors import EdgeError
-from edge.statusfile import _is_number, candidate_paths, read_status
+from edge.service.statusfile import _is_number, candidate_paths, read_status
 from edge.text import printable
 
 UNIT = "emotion-edge"
@@ -65,7 +65,7 @@ def find_status(args: argparse.Namespace) -> tuple[Path | None, dict[str, Any] |
         p = Path(args.status_file)
         return p, read_status(p), None
     if getattr(args, "db", None):  # like `log --db`: the log named, its status file beside it
-        from edge.statusfile import STATUS_NAME
+        from edge.service.statusfile import STATUS_NAME
 
         p = Path(args.db).parent / STATUS_NAME
         return p, read_status(p), None
@@ -113,7 +113,7 @@ def _count_of(frames: int, source: Any) -> str:
 
 
 def _notice_lines(notes: Any, now: float) -> list[str]:
-    """The service's notes (edge/notices.py): a damaged log moved aside, the bundled model used instead
+    """The service's notes (edge/service/notices.py): a damaged log moved aside, the bundled model used instead
     of a damaged deployed one, rows dropped. status.json is another process's file: anything may be there."""
     if not isinstance(notes, dict):
         return []

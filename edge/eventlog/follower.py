@@ -18,7 +18,7 @@ from edge.errors import LogError
 from edge.eventlog.reader import LogRow, iso_utc, open_readonly, parse_row
 from edge.eventlog.schema import COLUMN_NAMES, select_list, table_columns
 from edge.eventlog.store import close_quietly
-from edge.statusfile import read_status
+from edge.service.statusfile import read_status
 
 log = logging.getLogger("edge.follow")  # the name the bridge's lines have always carried (edge/follow.py before)
 

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from edge import notices
+from edge.service import notices
 from edge.affect import Affect, affect_of
 from edge.config import LogConfig
 from edge.eventlog.schema import row_values

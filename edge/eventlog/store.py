@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from edge import notices
+from edge.service import notices
 from edge.config import LogConfig, default_db_path
 from edge.errors import ConfigError, LogError
 from edge.eventlog.schema import APPLICATION_ID, BY_NAME, COLUMN_NAMES, INSERT, SCHEMA, SCHEMA_VERSION, V1_COLUMNS, \

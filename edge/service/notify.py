@@ -10,7 +10,7 @@ import os
 import socket
 import time
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edge.notify")  # the name its lines have always carried (edge/notify.py before)
 
 
 def socket_address(value: str | None) -> str | bytes | None:

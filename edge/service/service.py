@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from edge.affect import affect_of
 from edge.config import Config
 from edge.errors import ConfigError, DetectorError, EdgeError, ModelError
-from edge.logsetup import setup_logging
-from edge.notify import Notifier
-from edge import notices
-from edge.affect import affect_of
-from edge.statusfile import status_path, write_status
+from edge.service import notices
+from edge.service.logsetup import setup_logging
+from edge.service.notify import Notifier
+from edge.service.statusfile import status_path, write_status
 
 if TYPE_CHECKING:
     from edge.pipeline import Pipeline
