@@ -1,4 +1,4 @@
-"""LogFollower (edge/follow.py) on real SQLite logs written by EventLog and real status files: the service
+"""LogFollower (edge/eventlog/follower.py) on real SQLite logs written by EventLog and real status files: the service
 state it reports (stale included), status.json vanishing or garbled mid-run, a log file replaced under
 it, and the one warning for rows another program wrote."""
 from __future__ import annotations
