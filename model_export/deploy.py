@@ -196,8 +196,8 @@ def deploy(model: str | Path, host: str, *, remote_dir: str = DEFAULT_REMOTE_DIR
            ssh_opts: list[str] | None = None, service: str = "emotion-edge", sudo: bool = False,
            reload: bool = True, dry_run: bool = False, force: bool = False, log=print) -> list[Step]:
     validate_model(model, log)
+    steps = plan(model, host, remote_dir, name, ssh_opts, service, sudo, reload)  # unsafe arguments refused first
     check_quality(model, force, log)
-    steps = plan(model, host, remote_dir, name, ssh_opts, service, sudo, reload)
     log(summary(model, host, remote_dir, name, service, reload, dry_run))
     for i, step in enumerate(steps, 1):
         line = shlex.join(step.argv)
