@@ -106,9 +106,8 @@ def _quiet_native_info():
 
 MULTI_CROP_OFFSETS = (-0.05, 0.0, 0.05, 0.10)
 """Multi-crop margins, added to the model's own crop margin: one photo's Haar box can sit a few per cent
-off, and the answer moves with it; averaging four framings read jaffe-tune's people 2 points better
-calibrated and 3 points better learned (docs/CALIBRATION.md, "Multi-crop"). A live camera averages over
-frames instead (the mood smoother)."""
+off, and the answer moves with it, so a photo is read at four framings and averaged (measured in
+docs/CALIBRATION.md, "Multi-crop"). A live camera averages over frames instead (the mood smoother)."""
 
 
 def multi_crop_margins(margin: float) -> tuple[float, ...]:

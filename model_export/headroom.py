@@ -6,9 +6,8 @@ fits a new head on those features for all but one person of a labelled people se
 each person: an upper bound for calibration rules and heads, measured on people the head never saw.
 Each face's features are taken relative to that person's resting face (the first `--calib` neutral
 photos, by file name, as `calibrate --photos` does), and also as they are (no calibration). Beside it,
-the model's own head with the device's calibration rule on the very same crops. Measured on jaffe-tune
-on 2026-12-06: the fitted head beats the rule by a few points only (docs/CALIBRATION.md, "Headroom"),
-so a better rule cannot reach the issue's 75 %; a better net must.
+the model's own head with the device's calibration rule on the very same crops (what it found:
+docs/CALIBRATION.md, "Headroom").
 
 Takes a trained checkpoint (`train`'s best.keras: its last layer is the softmax head); the mirror image
 is averaged in as the bundled model does, and each face is read in the four framings `photo` uses.
@@ -29,9 +28,8 @@ from edge.errors import DataError
 from model_export.heads import backbone, fit_softmax
 
 L2_DEFAULT = 3.0
-"""Weight of the squared weights beside the mean cross-entropy (standardised features). Chosen on
-jaffe-tune with the bundled net's checkpoint, among 0.01-30: jittered 67.7 % at 0.01, 71.7 % at 1,
-72.6 % at 3, 69.4 % at 30 (a strong pull towards the class means suits five people)."""
+"""Weight of the squared weights beside the mean cross-entropy (standardised features): a strong pull
+towards the class means suits a few people (chosen on jaffe-tune: docs/CALIBRATION.md, "Headroom")."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

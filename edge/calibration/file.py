@@ -36,8 +36,7 @@ MAX_FILE_BYTES = 64 * 1024
 SMILE_MIN = 0.5
 """A face read happy at least this strongly is smiling, not at rest: calibrating on it would make the
 person's smiles read neutral. (Resting faces that read sad, angry or fearful are what calibration is
-for.) Measured: jaffe-tune's neutral photos read happy at most 0.15 (any framing), FER2013 PublicTest
-happy faces reach 0.5 in 82 % of cases, its noisier neutral faces in 5 %."""
+for.) Where real resting faces and smiles part: docs/CALIBRATION.md, "Use it"."""
 
 
 class CalibrationError(EdgeError):

@@ -4,9 +4,8 @@ Most of the time a person in front of a mood light is at rest, and most of the m
 real person is their resting face (docs/CALIBRATION.md). So the calibration stage keeps a slowly forgetting,
 face-time-weighted mean of the largest face's log-probabilities and, once it has seen enough face
 time, applies it like a calibration (strength as `[calibrate] strength`, no neutral head start, since
-the mean holds expressions too). Measured on jaffe-tune with a baseline from all of each person's
-other photos (every expression equally often, the worst case): 52 % -> 66 % right, int8 model
-through Haar. An explicit calibration always wins; this one is used only while none is in use.
+the mean holds expressions too; what it gains: docs/CALIBRATION.md). An explicit calibration always
+wins; this one is used only while none is in use.
 
 The state is a small JSON file beside the log (`learned-baseline.json`), bound to the model's sha256
 like a calibration, so a service restart or reload keeps what it learned.
