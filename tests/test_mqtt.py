@@ -884,3 +884,19 @@ def test_a_claims_pid_counts_as_running_only_when_it_is_a_process_here():
     assert _alive(os.getpid()) and not _alive(dead.pid)
     for bad in (None, True, False, 0, -1, "123", 1.5):
         assert not _alive(bad), bad
+
+
+def test_which_first_connect_errors_are_final():
+    """A reset during the first connect is a TLS problem only with tls on (then exit 2, naming the error);
+    without TLS it is a broker away: retried. A refused connection is always retried."""
+    import ssl
+
+    from edge.mqtt import MqttError, connect_error
+
+    plain, tls = MqttConfig(host="127.0.0.1"), MqttConfig(host="127.0.0.1", tls=True)
+    assert connect_error(plain, ConnectionResetError()) is None and connect_error(plain, ConnectionRefusedError()) is None
+    assert connect_error(tls, ConnectionRefusedError()) is None
+    e = connect_error(tls, ConnectionResetError())
+    assert isinstance(e, MqttError) and "TLS handshake failed (ConnectionResetError); is the port a TLS listener?" in str(e)
+    e = connect_error(plain, ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"))
+    assert isinstance(e, MqttError) and "TLS handshake failed" in str(e)
