@@ -91,8 +91,9 @@ def doubled(source: str, tmp: Path, noise: float = 2.0) -> Path:
     return out
 
 
-def bench(source: str, sweep: str, loops: int, realtime: bool) -> list[dict]:
-    cmd = [sys.executable, "-m", "edge.cli", "bench", "--source", source, "--loops", str(loops), "--sweep", sweep, "--json"]
+def bench(source: str, sweep: str, loops: int, realtime: bool, config: str | None = None) -> list[dict]:
+    cmd = [sys.executable, "-m", "edge.cli", *(["--config", config] if config else []),
+           "bench", "--source", source, "--loops", str(loops), "--sweep", sweep, "--json"]
     if realtime:
         cmd.append("--realtime")
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
@@ -107,15 +108,16 @@ def main() -> int:
     ap.add_argument("--scale-factor", type=float, default=1.3, help="the hobby pattern's Haar scaleFactor")
     ap.add_argument("--model", type=Path, default=KERAS_MODEL)
     ap.add_argument("--realtime", nargs="*", default=[], help="clips to replay at their own rate for cpu_percent (SRC@2x: every frame twice)")
+    ap.add_argument("--config", help="emotion-edge config file for its bench runs (e.g. the caps off, to compare)")
     a = ap.parse_args()
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})   # one core, like bench's default
     # emotion-edge first: a child started after TensorFlow is loaded would report TF's peak RSS as its own
-    fast = bench(a.source, a.sweep, a.loops, False)
+    fast = bench(a.source, a.sweep, a.loops, False, a.config)
     real = []
     with tempfile.TemporaryDirectory() as tmp:
         for clip in a.realtime:
             path = str(doubled(clip[:-3], Path(tmp))) if clip.endswith("@2x") else clip
-            real += bench(path, a.sweep, 1, True)
+            real += bench(path, a.sweep, 1, True, a.config)
     base = hobby(a.source, a.model, a.scale_factor, a.loops)
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print(f"hobby pattern: {base['fps']} frames/s ({base['ms_per_frame']} ms/frame, CPU {base['cpu_ms_per_frame']} ms/frame of which Haar {base['haar_cpu_ms_per_frame']}, {base['faces']} predicts)")
