@@ -167,7 +167,10 @@ class CalibrateConfig:
                              "(the service keeps it in learned-baseline.json beside the log)")
     learn_half_life: float = _opt(1800.0, "face time (s) after which what was learned counts half: how fast a lasting "
                                           "change of face, light or person is followed", _range(60, 604800))
-    learn_min_seconds: float = _opt(60.0, "face time (s) to learn before the learned resting face is used", _range(5, 86400))
+    learn_min_seconds: float = _opt(20.0, "face time (s) to learn before the learned resting face is used", _range(5, 86400))
+    learn_neutral_margin: float = _opt(0.5, "neutral's head start with the learned resting face (it holds expressions "
+                                            "too, so less than neutral_margin); 0: a face at rest reads indifferent",
+                                       _range(*NEUTRAL_MARGIN_RANGE))
 
 
 @dataclass

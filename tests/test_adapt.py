@@ -13,6 +13,7 @@ import pytest
 from edge.calibration import learned as adapt
 from edge.calibration.learned import BaselineFileError, LearnedBaseline, Learner, load
 from edge.calibration import PROB_FLOOR, log_probs, make_calibration, save
+from edge.config import CalibrateConfig
 from edge.types import Prediction
 
 from .conftest import BUNDLED_MODEL
@@ -221,7 +222,7 @@ def test_a_run_learns_and_applies_it_without_a_calibration_and_keeps_no_file(tmp
     applier, learned = _run(_cfg(tmp_path))
     assert applier is not None and applier.calibration.source == "learned"
     assert learned["ready"] and learned["face_seconds"] > 10 and learned["file"] == ""
-    assert applier.neutral_margin == 0.0 and applier.strength == 1.0
+    assert applier.neutral_margin == CalibrateConfig().learn_neutral_margin == 0.5 and applier.strength == 1.0
     assert not (tmp_path / "learned-baseline.json").exists(), "`run` on a clip learns for this run only"
 
 
@@ -395,3 +396,18 @@ def test_ready_exactly_at_min_seconds_of_face_time():
                                           (7199, "120 min"), (7200, "2.0 h"), (12600, "3.5 h")])
 def test_face_time_reads_in_seconds_minutes_or_hours(seconds, text):
     assert adapt.face_time(seconds) == text
+
+
+def test_the_learned_resting_face_itself_reads_neutral_not_indifferent():
+    """With no head start a face at rest read flat (every class equal) and the mood stayed whatever it was
+    (a talking person read fear, uncalibrated, and the learned face did not change it)."""
+    from edge.calibration import CalibrationStage
+    from edge.config import CalibrateConfig
+    from edge.types import Prediction
+
+    labels = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    rest = np.array([0.05, 0.02, 0.45, 0.03, 0.2, 0.05, 0.2], np.float32)  # a resting face the model reads as fear
+    stage = CalibrationStage("ab" * 32, labels, settings=CalibrateConfig())
+    stage._use_learned(make_calibration([rest], "ab" * 32, labels, "learned"))
+    p = stage.apply(Prediction(rest.copy(), labels)).probs
+    assert labels[int(np.argmax(p))] == "neutral" and p[6] - np.sort(p)[-2] > 0.05

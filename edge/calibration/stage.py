@@ -85,8 +85,8 @@ class CalibrationStage:
         return self._explicit.calibration if self._explicit is not None else None
 
     def _use_learned(self, cal: Calibration) -> None:
-        # the mean holds expressions too: no neutral head start
-        self._learned = CalibrationApplier(cal, self.settings.strength, 0.0)
+        # the mean holds expressions too: a smaller neutral head start than an explicit calibration's
+        self._learned = CalibrationApplier(cal, self.settings.strength, self.settings.learn_neutral_margin)
 
     # ---------------------------------------------------------------- per prediction, per frame
     @property
