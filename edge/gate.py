@@ -5,8 +5,8 @@ Unsettled, for `settle` seconds: after a reading of the largest face whose top l
 current mood (the smoother is being moved; at full rate it moves as it always did), and after a face
 changed its look: the number of faces changed, or the mean absolute grey-level difference of a face's
 look (its box at 16x16, mean removed, so an exposure change is no change) since its last reading
-reached `change` (0: looks are not compared). A still face that starts to smile is read at once; one
-that merely moves is no change unless it moves a lot (box jitter of a tracked face is ~5-10 levels).
+reached `change` (0, the default: looks are not compared; docs/PERFORMANCE.md says why: box jitter
+and head motion move a look as much as an expression does).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from edge.config import ClassifyConfig
 from edge.types import Box
 
 _NO_LOOK = np.zeros((1, 1), np.float32)
-SIDE = 16   # the look is SIDE x SIDE: about 20 us per face, and a few px of box jitter barely move it
+SIDE = 16   # the look is SIDE x SIDE: cheap, and coarse enough that noise averages out
 
 
 def look(gray: np.ndarray, box: Box) -> np.ndarray:

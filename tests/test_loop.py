@@ -278,3 +278,25 @@ def test_sample_mood_latency_with_the_default_rates_stays_within_half_a_second(t
     now = latencies()
     assert len(now) == len(base) == 4
     assert all(a <= b + 0.5 for a, b in zip(now, base)), (now, base)
+
+
+def test_a_calibration_capture_reads_every_allowed_frame_even_of_a_still_face(tmp_path, face_images):
+    """A still face, the mood long settled (one reading a second), then a capture starts at 4 s: while
+    it runs (its LED state shows) the face is read at classify_hz, so a capture gets its frames."""
+    face = dict(face_images)["happy"]   # read happy at 0.99 on every frame: the mood settles (the capture then fails: a smile)
+    cfg = _cfg(tmp_path, classify={"classify_hz": 10.0, "steady_hz": 1.0}, calibrate={"seconds": 3.0}, led={"backend": "none"})
+    parts = Pipeline.build(cfg, with_log=False, open_source=lambda: ListSource(_still_then([face], 9.0)), led=NullLed(cfg.led))
+    _, reads = _record_calls(parts)
+    ctl = parts.calibration.add_capture(tmp_path / "state", tmp_path / "cal.json", requests=False)
+
+    def ask_at_4s(stats, mood):
+        if stats.frames == 60:
+            ctl.start_soon()
+    try:
+        run_loop(parts, cfg, Control(), on_frame=ask_at_4s)
+    finally:
+        parts.close()
+    before = [t for t in reads if 2.5 <= t < 4.0]
+    during = [t for t in reads if 4.2 <= t < 6.9]
+    assert len(before) <= 2, before                  # settled: one a second
+    assert len(during) >= 18, during                 # every other frame at 15 fps
