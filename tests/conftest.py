@@ -169,3 +169,23 @@ def replay_labels(cfg) -> list[tuple[float, str]]:
     finally:
         parts.close()
     return seen
+
+
+def start_sample_service(tmp_path: Path):
+    """The real service (`python -m edge.service`) replaying the bundled sample at its own rate, with its
+    state folder in tmp_path; returns (process, status.json path) once its status says running (or 60 s)."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "STATE_DIRECTORY": str(state)}
+    svc = subprocess.Popen([sys.executable, "-m", "edge.service", "--source", "sample", "--realtime", "--led", "none"],
+                           env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    status = state / "status.json"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (status.exists() and json.loads(status.read_text()).get("state") == "running"):
+        time.sleep(0.2)
+    return svc, status

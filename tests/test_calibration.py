@@ -22,7 +22,7 @@ from edge.calibration import (Calibration, CalibrationApplier, CalibrationError,
 from edge.config import CalibrateConfig
 from edge.types import Prediction
 
-from .conftest import BUNDLED_MODEL, FACES_DIR, face_files
+from .conftest import BUNDLED_MODEL, FACES_DIR, face_files, start_sample_service
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -413,16 +413,9 @@ def test_calibrate_from_the_sample_then_run_applies_it_and_reset_removes_it(tmp_
 # -- the running service does the capture --------------------------------------------------------
 @pytest.mark.slow
 def test_calibrate_through_the_running_service(tmp_path):
-    state = tmp_path / "state"
-    state.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "STATE_DIRECTORY": str(state)}
-    svc = subprocess.Popen([sys.executable, "-m", "edge.service", "--source", "sample", "--realtime", "--led", "none"],
-                           env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    svc, status = start_sample_service(tmp_path)
+    state = status.parent
     try:
-        status = state / "status.json"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (status.exists() and json.loads(status.read_text()).get("state") == "running"):
-            time.sleep(0.2)
         assert (state / "requests").is_dir(), "the service makes its request folder"
         r = cli("calibrate", "--seconds", "2", "--status-file", str(status))
         assert r.returncode == 0, r.stdout + r.stderr

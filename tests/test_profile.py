@@ -18,7 +18,7 @@ from edge.calibration.look import LOOK_DIM, Looker, decode, encode
 from edge.calibration.profile import FAR, LOOK_WEIGHT, Taught, TaughtReader, moved_from_rest, teach_framings
 from edge.types import Box, Prediction
 
-from .conftest import FACES_DIR
+from .conftest import FACES_DIR, start_sample_service
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -336,16 +336,9 @@ def test_guided_prompts_skips_and_teaches_from_the_camera(tmp_path):
 
 @pytest.mark.slow
 def test_teach_through_the_running_service_and_status_shows_it(tmp_path):
-    state = tmp_path / "state"
-    state.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "STATE_DIRECTORY": str(state)}
-    svc = subprocess.Popen([sys.executable, "-m", "edge.service", "--source", "sample", "--realtime", "--led", "none"],
-                           env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    status = state / "status.json"
+    svc, status = start_sample_service(tmp_path)
+    state = status.parent
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (status.exists() and json.loads(status.read_text()).get("state") == "running"):
-            time.sleep(0.2)
         started = time.monotonic()
         r = cli("calibrate", "--seconds", "1.5", "--status-file", str(status))  # the clip's first 3 s: at rest
         assert r.returncode == 0 and "calibrated from" in r.stdout, r.stdout + r.stderr
