@@ -132,8 +132,8 @@ def run_loop(pipe: Pipeline, cfg: Config, control: Control, max_frames: int | No
             faces: list[tuple[Box, Prediction]] | None = None
             if boxes:
                 stats.faces_seen += 1
-                # a face that looks as at its last classification is read at steady_hz; while a
-                # calibration is taken (its LED state shows) every allowed frame counts
+                # at most classify_hz, and steady_hz while the mood is settled (edge/gate.py); while
+                # a calibration is taken (its LED state shows) every allowed frame counts
                 if gate.due(t, frame.image, boxes[:max_faces], force=led_state is not None):
                     faces = []
                     for box in boxes[:max_faces]:
