@@ -126,14 +126,19 @@ class MoodLight:
         self._fade_to(target, t)
 
     def show_state(self, state: str, t: float) -> None:
-        """Special states: 'no_camera'; 'calibrating' (slow white breathe, 2 s period); 'calibrated'
+        """Special states: 'no_camera'; 'calibrating' (slow white breathe, 2 s period); 'teaching:LABEL'
+        (the same breathe in that expression's colour, while the person shows it); 'calibrated'
         (steady green) and 'calibration_failed' (red blink, 2 Hz) after a calibration; else idle."""
         if self._closed:
             return
+        breathe = state == "calibrating" or state.startswith("teaching:")
         if state == "no_camera":
             target = self._no_camera
         elif state == "calibrating":
             target = self._scaled(WHITE)
+        elif state.startswith("teaching:"):
+            c = self.cfg.colors.get(state[len("teaching:"):])
+            target = self._scaled(hex_to_rgb(c) if c else WHITE)
         elif state == "calibrated":
             target = self._scaled((0.0, 1.0, 0.0))
         elif state == "calibration_failed":
@@ -141,7 +146,7 @@ class MoodLight:
         else:
             target = self._idle
         self._announce(state, None, target, t)  # the state's colour, once: not every breathe step
-        if state == "calibrating":
+        if breathe:
             k = 0.15 + 0.85 * (0.5 - 0.5 * math.cos(math.pi * t))
             target = (target[0] * k, target[1] * k, target[2] * k)
         elif state == "calibration_failed" and int(t * 4) % 2:

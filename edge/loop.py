@@ -146,7 +146,7 @@ def run_loop(pipe: Pipeline, cfg: Config, control: Control, max_frames: int | No
         except FrameError:
             stats.bad_frames += 1
             continue
-        faces, led_state = pipe.calibration.update(t, len(boxes), faces)
+        faces, led_state = pipe.calibration.update(t, len(boxes), faces, frame.image)
         mood = pipe.smoother.update(t, faces[0][1] if faces else None, bool(boxes))  # the largest face drives the mood
         if faces:
             gate.read(t, faces[0][1].top, mood.label)

@@ -323,7 +323,8 @@ def test_guided_prompts_skips_and_teaches_from_the_camera(tmp_path):
     assert "[2/7] happy:" in r.stdout and "[3/7] sad:" in r.stdout and "skipped sad" in r.stdout
     assert "[4/7]" in r.stdout and "[5/7]" not in r.stdout  # q stopped at the fourth
     assert "taught: resting face, happy" in r.stdout
-    assert "LED #" in r.stdout  # the console LED showed the steps
+    assert "calibrating  LED #999999" in r.stdout  # the resting face: white breathing
+    assert "teaching:happy  LED #99" in r.stdout     # happy: its own colour (#ffcc00 at 60 %), breathing
     cal = load(prof)
     assert cal.taught() == ["happy", "neutral"] and cal.source == "camera" and cal.expressions["happy"].source == "camera"
     # a second run: the resting face again (0-1.4 s), then sad while the face is still at rest (1.4-2.8 s): refused
