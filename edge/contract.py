@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import datetime as _dt
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +24,62 @@ FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 RANGES = {(0.0, 1.0), (-1.0, 1.0), (0.0, 255.0)}
 DTYPES = ("int8", "uint8", "float32")
 MAX_LABELS = 64
+MS_PER_FACE_RANGE = (0.0, 60_000.0)  # exclusive low: a measured time is never 0
+MAX_COST_THREADS = 256
+MAX_COST_TEXT = 200
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one face costs: median ms of LiteRT invoke on `threads` threads of `cpu` (measured by
+    `emotion-export export` or `emotion-export cost`), so models are chosen with their price in view."""
+
+    ms_per_face: float
+    threads: int = 1
+    cpu: str = ""
+    measured: str = ""  # YYYY-MM-DD
+    runtime: str = ""  # e.g. "ai_edge_litert 2.1.0"
+    invocations: int = 0  # how many timed runs the median is of (0: not said)
+
+    def describe(self) -> str:
+        """One line for check, bench and evaluate."""
+        on = f" of {self.cpu}" if self.cpu else ""
+        extra = ", ".join(x for x in (self.runtime, f"{self.invocations} runs" if self.invocations else "",
+                                      f"measured {self.measured}" if self.measured else "") if x)
+        return (f"{self.ms_per_face:.2f} ms per face on {self.threads} thread{'s' if self.threads != 1 else ''}{on}"
+                + (f" ({extra})" if extra else ""))
+
+
+def _cost_text(c: dict, key: str, where: str) -> str:
+    v = c.get(key, "")
+    if not isinstance(v, str) or len(v) > MAX_COST_TEXT or not v.isprintable():
+        raise ModelError(f"{where}: 'cost' {key!r} must be a printable string of at most {MAX_COST_TEXT} characters")
+    return v
+
+
+def parse_cost(c: Any, where: str) -> Cost:
+    """The optional `cost` object; every problem names the file and the key."""
+    if not isinstance(c, dict):
+        raise ModelError(f"{where}: key 'cost' must be a JSON object, not {type(c).__name__}")
+    ms = c.get("ms_per_face")
+    lo, hi = MS_PER_FACE_RANGE
+    if not isinstance(ms, (int, float)) or isinstance(ms, bool) or not (lo < ms <= hi):  # NaN fails both
+        raise ModelError(f"{where}: 'cost' 'ms_per_face' must be a number above {lo:g} and at most {hi:g}, got {ms!r}")
+    threads = c.get("threads", 1)
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_COST_THREADS:
+        raise ModelError(f"{where}: 'cost' 'threads' must be a whole number from 1 to {MAX_COST_THREADS}, got {threads!r}")
+    n = c.get("invocations", 0)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ModelError(f"{where}: 'cost' 'invocations' must be a whole number of at least 0, got {n!r}")
+    measured = _cost_text(c, "measured", where)
+    if measured:
+        try:
+            _dt.date.fromisoformat(measured)
+        except ValueError:
+            raise ModelError(f"{where}: 'cost' 'measured' must be a date, YYYY-MM-DD, got {measured!r}") from None
+        if len(measured) != 10:
+            raise ModelError(f"{where}: 'cost' 'measured' must be a date, YYYY-MM-DD, got {measured!r}")
+    return Cost(float(ms), threads, _cost_text(c, "cpu", where), measured, _cost_text(c, "runtime", where), n)
 
 
 @dataclass(frozen=True)
@@ -46,12 +103,15 @@ class ModelInfo:
     metrics: dict[str, Any] = field(default_factory=dict)
     made_by: dict[str, Any] = field(default_factory=dict)
     format: int = FORMAT
+    cost: Cost | None = None  # optional: older JSONs have none
 
     def to_json(self) -> str:
         d = asdict(self)
         d["labels"] = list(self.labels)
         d["input"]["range"] = list(self.input.range)
-        order = ["format", "labels", "input", "quantization", "sha256", "metrics", "made_by"]
+        order = ["format", "labels", "input", "quantization", "sha256", "metrics"]
+        order += ["cost"] if self.cost is not None else []
+        order += ["made_by"]
         return json.dumps({k: d[k] for k in order}, indent=2) + "\n"
 
 
@@ -118,11 +178,13 @@ def parse_model_info(data: Any, where: str) -> ModelInfo:
         if v is not None and not isinstance(v, dict):
             raise ModelError(f"{where}: key {key!r} must be a JSON object, not {type(v).__name__}")
         extra[key] = dict(v or {})
+    cost = parse_cost(data["cost"], where) if data.get("cost") is not None else None
     return ModelInfo(
         labels=tuple(labels),
         input=InputSpec(h, w, 1, dtype, rng_t, float(margin)),
         sha256=sha,
         format=fmt,
+        cost=cost,
         **extra,
     )
 

@@ -16,6 +16,7 @@ from model_export import __version__
 COMMANDS = {
     "train": ("model_export.train", "train the edge CNN (Training -> choose on PublicTest), resumable"),
     "export": ("model_export.export", "Keras model -> full-integer int8 .tflite + .json metadata"),
+    "cost": ("model_export.cost", "ms per face of an int8 .tflite on one LiteRT thread of this CPU (--write: into its NAME.json)"),
     "evaluate": ("model_export.evaluate", "accuracy, macro-F1, per-class, confusion, float vs int8, latency"),
     "deploy": ("model_export.deploy", "copy a model to a Pi over ssh, swap it in atomically, reload the service"),
     "average": ("model_export.average", "average checkpoints of one architecture (model soup), BatchNorm re-estimated, scored on PublicTest"),

@@ -20,6 +20,7 @@ from edge.argtypes import int_in, label_list
 from edge.contract import FER_LABELS
 from edge.errors import ConfigError, DataError
 from edge.text import printable
+from model_export.cost import cost_line
 from model_export.data import LABEL_SOURCES, SPLITS, load_dataset, name_index
 from model_export.progress import Clock, replaces
 from model_export.quiet import quiet_stderr
@@ -309,7 +310,7 @@ def summary_lines(result: Evaluation) -> list[str]:
         lines.append(f"vs {c.model}: accuracy {c.accuracy:.4f} (gap {c.accuracy_gap:+.4f}), agreement {c.agreement:.2%}")
     for k, v in (result.latency or {}).items():
         lines.append(f"latency {k}: p50 {v.p50_ms:.2f} ms, p95 {v.p95_ms:.2f} ms per face on {v.threads} thread(s)")
-    return lines
+    return lines + [x for x in [cost_line(result.model)] if x]
 
 
 def _open_compare(compare: str | Path, compare_range, model: str | Path, input_range, labels, pred, log):

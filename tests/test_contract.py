@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from edge.contract import (FER_LABELS, InputSpec, ModelInfo, check_tensors, metadata_path, parse_model_info,
+from edge.contract import (FER_LABELS, Cost, InputSpec, ModelInfo, check_tensors, metadata_path, parse_model_info,
                            read_model_info, sha256_file, write_model_info)
 from edge.errors import ModelError
 
-from .conftest import MODELS_DIR
+from .conftest import BUNDLED_MODEL, MODELS_DIR
 
 
 def good() -> dict:
@@ -155,3 +155,67 @@ def test_input_quantization_must_span_the_declared_range(dtype, rng, scale, zp, 
         with pytest.raises(ModelError, match=r"^m.tflite: input is quantized for .* but the metadata says range"):
             check_input_quantization(info, scale, zp, "m.tflite")
     check_input_quantization(ModelInfo(FER_LABELS, InputSpec(48, 48, 1, "float32", rng), sha256="0"), scale, zp, "m")  # float: no check
+
+
+GOOD_COST = {"ms_per_face": 3.5, "threads": 1, "cpu": "Intel(R) Xeon(R) Processor", "measured": "2026-12-07",
+             "runtime": "ai_edge_litert 2.3.0", "invocations": 1000}
+
+
+def test_cost_is_optional_and_roundtrips(tmp_path):
+    """Old JSONs (no cost) stay valid and are written back without one; a cost is kept exactly."""
+    assert parse_model_info(good(), "m.json").cost is None
+    assert '"cost"' not in parse_model_info(good(), "m.json").to_json()
+    d = good()
+    d["cost"] = dict(GOOD_COST)
+    info = parse_model_info(d, "m.json")
+    assert info.cost == Cost(3.5, 1, "Intel(R) Xeon(R) Processor", "2026-12-07", "ai_edge_litert 2.3.0", 1000)
+    copy = tmp_path / "m.tflite"
+    copy.write_bytes((MODELS_DIR / "tiny_int8.tflite").read_bytes())
+    write_model_info(copy, info)
+    assert json.loads(metadata_path(copy).read_text())["cost"] == GOOD_COST
+    assert read_model_info(copy) == info
+    assert info.cost.describe() == ("3.50 ms per face on 1 thread of Intel(R) Xeon(R) Processor "
+                                    "(ai_edge_litert 2.3.0, 1000 runs, measured 2026-12-07)")
+    assert parse_model_info({**good(), "cost": {"ms_per_face": 2}}, "m.json").cost == Cost(2.0)
+
+
+def test_bundled_models_carry_their_cost():
+    """The bundled model's JSON says what a face costs (measured with `emotion-export cost --write`)."""
+    info = read_model_info(BUNDLED_MODEL)
+    assert info.cost is not None and 0 < info.cost.ms_per_face < 100 and info.cost.threads == 1 and info.cost.cpu
+
+
+@pytest.mark.parametrize(
+    "cost, match",
+    [
+        ([3.5], "key 'cost' must be a JSON object"),
+        ({}, "'ms_per_face' must be a number above 0"),
+        ({"ms_per_face": "3.5"}, "'ms_per_face' must be a number"),
+        ({"ms_per_face": True}, "'ms_per_face' must be a number"),
+        ({"ms_per_face": 0}, "'ms_per_face' must be a number above 0"),
+        ({"ms_per_face": -1.0}, "'ms_per_face' must be a number above 0"),
+        ({"ms_per_face": 60_000.5}, "at most 60000"),
+        ({"ms_per_face": float("nan")}, "'ms_per_face' must be a number"),
+        ({"ms_per_face": float("inf")}, "'ms_per_face' must be a number"),
+        ({"ms_per_face": 1.0, "threads": 0}, "'threads' must be a whole number from 1 to 256"),
+        ({"ms_per_face": 1.0, "threads": 257}, "'threads' must be a whole number from 1 to 256"),
+        ({"ms_per_face": 1.0, "threads": 1.0}, "'threads' must be a whole number"),
+        ({"ms_per_face": 1.0, "threads": True}, "'threads' must be a whole number"),
+        ({"ms_per_face": 1.0, "invocations": -1}, "'invocations' must be a whole number of at least 0"),
+        ({"ms_per_face": 1.0, "invocations": "300"}, "'invocations' must be a whole number"),
+        ({"ms_per_face": 1.0, "cpu": 7}, "'cpu' must be a printable string"),
+        ({"ms_per_face": 1.0, "cpu": "Xeon\x1b[2J"}, "'cpu' must be a printable string"),
+        ({"ms_per_face": 1.0, "cpu": "x" * 201}, "'cpu' must be a printable string of at most 200"),
+        ({"ms_per_face": 1.0, "runtime": ["litert"]}, "'runtime' must be a printable string"),
+        ({"ms_per_face": 1.0, "measured": "yesterday"}, "'measured' must be a date, YYYY-MM-DD"),
+        ({"ms_per_face": 1.0, "measured": "2026-13-01"}, "'measured' must be a date"),
+        ({"ms_per_face": 1.0, "measured": "20261207"}, "'measured' must be a date"),
+    ],
+)
+def test_cost_refusals_name_the_key(cost, match):
+    d = good()
+    d["cost"] = cost
+    with pytest.raises(ModelError, match=match) as e:
+        parse_model_info(d, "m.json")
+    assert str(e.value).startswith("m.json: 'cost'") or str(e.value).startswith("m.json: key 'cost'")
+    assert "\n" not in str(e.value)
