@@ -66,6 +66,13 @@ def test_bench_json_has_the_promised_keys():
     assert 0 < out["cpu_percent"] and 0 <= out["decode_cpu_percent"] <= out["cpu_percent"]
     assert 0 < out["full_scan_share"] < 1 and out["detect_ms_per_frame"] <= out["detect_ms_mean"]
     assert 0 < out["cpu_ms_per_frame"] < 1000
+    assert out["model_cost"]["threads"] == 1 and 0 < out["model_cost"]["ms_per_face"] < 100  # the bundled model's JSON
+
+
+def test_bench_prints_the_models_own_cost():
+    r = edge_cli("bench", "--source", str(CLIP), "--loops", "1")
+    assert r.returncode == 0, r.stderr
+    assert "model's own cost (its JSON): " in r.stdout and " ms per face on 1 thread of " in r.stdout
 
 
 def test_bench_sweep_compares_skip_and_track():
@@ -100,6 +107,7 @@ def test_check_finds_runtime_cascade_and_a_working_model():
     assert out["runtime"]["ok"] and "ai_edge_litert" in out["runtime"]["detail"]
     assert out["cascade"]["ok"] and out["cascade"]["detail"].endswith(".xml")
     assert out["model"]["ok"] and "answers" in out["model"]["detail"]
+    assert " ms per face on 1 thread of " in out["model"]["detail"]  # the bundled model's cost, from its JSON
     assert r.returncode == 0, r.stdout
 
 

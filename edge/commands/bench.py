@@ -144,6 +144,7 @@ def main(args: argparse.Namespace) -> int:
         cfg.detect.mode, cfg.detect.detect_every = mode, every
         r = bench_once(cfg, args.loops)
         r.update(cores=len(os.sched_getaffinity(0)), model=str(cfg.classify.model or "bundled"))
+        r["model_cost"] = _model_cost(cfg)
         r["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         results.append(r)
     if args.json:
@@ -158,7 +159,19 @@ def main(args: argparse.Namespace) -> int:
                   f"full scans on {100 * r['full_scan_share']:.1f} % of frames; "
                   f"classify p50 {r['classify_ms_p50']} ms p95 {r['classify_ms_p95']} ms; "
                   f"{r['classifications']} faces classified; peak RSS {r['rss_mb']} MB")
+            print(f"  model's own cost (its JSON): {r['model_cost']['describe'] if r['model_cost'] else 'not measured'}")
     return 0
+
+
+def _model_cost(cfg) -> dict | None:
+    """The model contract's cost (ms per face on one thread, where measured), or None."""
+    from dataclasses import asdict
+
+    from edge.classify import resolve_model
+    from edge.contract import read_model_info
+
+    cost = read_model_info(resolve_model(cfg.classify.model), check_sha=False).cost
+    return {**asdict(cost), "describe": cost.describe()} if cost else None
 
 
 def _sweep(text: str) -> list[tuple[str, int]]:

@@ -83,6 +83,7 @@ def _model(cfg) -> tuple[bool, str]:
         return ok, (f"{path} ({h}x{w} {clf.info.input.dtype}, {len(clf.labels)} labels"
                     + (f", PrivateTest accuracy {acc:.3f}" if isinstance(acc, (int, float)) else "")
                     + f"): answers, probabilities sum to {p.probs.sum():.3f}"
+                    + f"; {clf.info.cost.describe() if clf.info.cost else 'cost not measured (emotion-export cost MODEL --write)'}"
                     + (f"; LED: no configured colour for {', '.join(f'{k} (shown {v})' for k, v in spare.items())}, "
                        "set [led] colors to choose" if spare else ""))
     finally:
