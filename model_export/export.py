@@ -26,6 +26,8 @@ from model_export import __version__
 from model_export.inputs import prepare_float
 from model_export.representative import MIN_REPRESENTATIVE, batches, representative_faces
 from model_export.data import LABEL_SOURCES, SPLITS, fer_index, load_dataset
+from model_export.cost import RUNS as COST_RUNS
+from model_export.cost import with_cost
 from model_export.progress import Clock
 from model_export.quiet import quiet_stderr
 
@@ -199,6 +201,18 @@ def _info_for(tflite: Path, checked: dict[str, Any], labels, input_range, crop_m
                                    "output_scale": float(q_out[0]), "output_zero_point": int(q_out[1])})
 
 
+def _cost(tflite: Path, info: ModelInfo, runs: int, say) -> ModelInfo:
+    """NAME.json's cost: ms per face on one LiteRT thread of this CPU (runs=0: none)."""
+    if not runs:
+        say("--cost-runs 0: the metadata will have no cost")
+        return info
+    say(f"timing {runs} invocations on one thread")
+    with quiet_stderr():  # "Created TensorFlow Lite XNNPACK delegate"
+        info = with_cost(tflite, info, runs)
+    say(f"cost: {info.cost.describe()}")
+    return info
+
+
 def _remove_temporaries(out: Path) -> None:
     """The temporary .tflite and .json of OUT, if a failed step left them."""
     _temporary(out).unlink(missing_ok=True)
@@ -367,6 +381,7 @@ class ExportRequest:
     seed: int = 0
     evaluate: bool = True
     json_only: bool = False
+    cost_runs: int = COST_RUNS  # timed invocations for NAME.json's cost (0: none written)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ExportRequest:
@@ -379,7 +394,7 @@ class ExportRequest:
         return cls(Path(args.model), Path(args.out) if args.out else None, parse_range(args.input_range), labels,
                    args.representative_data, args.representative_size, MIN_REPRESENTATIVE, eval_data,
                    args.eval_split, args.eval_limit, args.crop_margin, args.labels_from, args.seed,
-                   not args.no_evaluate, args.json_only)
+                   not args.no_evaluate, args.json_only, args.cost_runs)
 
     def check(self) -> None:
         if self.json_only:
@@ -457,6 +472,7 @@ def _export_keras(req: ExportRequest, say) -> ExportResult:
             metrics_out = {}
         info = replace(info, metrics=metrics_out,
                        made_by=_made_by(req, info, checked, src=src, rep=cal, softmax_added=softmax_added))
+        info = _cost(tmp, info, req.cost_runs, say)
         meta = _publish(tmp, out, info)
     finally:
         _remove_temporaries(out)
@@ -482,6 +498,7 @@ def _metadata_only(req: ExportRequest, say) -> ExportResult:
     else:
         say("no --eval-data: the metadata will have no accuracy numbers")
     info = replace(info, metrics=metrics_out, made_by=_made_by(req, info, checked))
+    info = _cost(tflite, info, req.cost_runs, say)
     try:
         meta = _publish(None, tflite, info)
     finally:
@@ -515,9 +532,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop-margin", type=float_in(0, 1), default=0.0, help="fraction added around the Haar box on the device")
     p.add_argument("--seed", type=random_seed, default=0)
     p.add_argument("--out", help="OUT.tflite (OUT.json is written beside it); required except with --json-only")
+    p.add_argument("--cost-runs", type=_cost_runs, default=COST_RUNS,
+                   help="timed invocations (one thread, after a warm-up) for the ms per face written into NAME.json's "
+                        "'cost'; 0 = no cost")
     p.add_argument("--json-only", action="store_true",
                    help="MODEL is an int8 .tflite made elsewhere: check it and write only MODEL.json "
                         "(evaluated on --eval-data if given)")
+
+
+def _cost_runs(text: str) -> int:
+    """argparse type: 0 (no cost) or at least model_export.cost.MIN_RUNS."""
+    from model_export.cost import MIN_RUNS
+
+    n = int_in(0, 1_000_000)(text)
+    if 0 < n < MIN_RUNS:
+        raise argparse.ArgumentTypeError(f"{text}: 0 (no cost) or at least {MIN_RUNS}")
+    return n
 
 
 def run(args: argparse.Namespace) -> int:

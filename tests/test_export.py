@@ -4,6 +4,7 @@ Needs TensorFlow (the export extra); the tests that take the int8 ranges from 30
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from edge.classify import EmotionClassifier  # noqa: E402
 from edge.contract import FER_LABELS, read_model_info  # noqa: E402
 from edge.errors import DataError, ModelError  # noqa: E402
 from model_export.cli import main  # noqa: E402
+from model_export.cost import cpu_name  # noqa: E402
 from model_export.data import load_dataset  # noqa: E402
 from model_export.export import check_int8, export_model  # noqa: E402
 from model_export.predictors import KerasPredictor, TFLitePredictor, keras_input_hw, load_keras  # noqa: E402
@@ -188,6 +190,10 @@ def test_export_without_fer_on_the_fixture_folder(tmp_path):
     assert info.made_by["softmax_added"] is True  # logits get a Softmax so the edge sees probabilities
     assert info.metrics["n"] == 7 and 0.0 <= info.metrics["agreement"] <= 1.0
     assert info.input.range == (0.0, 255.0)
+    # issue 34: what a face costs, measured on the exported model, one LiteRT thread of this CPU
+    assert info.cost.threads == 1 and 0 < info.cost.ms_per_face < 1000 and info.cost.invocations == 300
+    assert info.cost.cpu == cpu_name() and info.cost.measured == dt.date.today().isoformat()
+    assert re.search(r"^\[ *\d+\.\ds\] cost: [\d.]+ ms per face on 1 thread of ", said_all, re.M)
     with EmotionClassifier(res.tflite) as clf:
         p = clf.classify_face(load_dataset(FOLDER).images[0])
         # issue 30 item 9: the share of faces given the most-predicted class, which deploy checks
@@ -326,6 +332,11 @@ def test_json_only_writes_the_contract_for_an_int8_tflite(tmp_path, capsys):
     info = read_model_info(model)  # sha256 matches, contract parses
     assert info.labels == tuple(FER_LABELS) and info.input.range == (0.0, 1.0) and info.metrics["n"] == 7
     assert info.made_by["json_only"] is True and "next: emotion-edge run --model" in err
+    assert info.cost.threads == 1 and info.cost.ms_per_face > 0 and "cost: " in err
+    assert main(["export", str(model), "--json-only", "--input-range", "0,1", "--cost-runs", "0"]) == 0
+    assert read_model_info(model).cost is None and "--cost-runs 0: the metadata will have no cost" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # fewer runs than blocks would give no median
+        main(["export", str(model), "--json-only", "--input-range", "0,1", "--cost-runs", "3"])
     with EmotionClassifier(model) as clf:
         assert clf.classify_face(load_dataset(FOLDER).images[0]).probs.sum() == pytest.approx(1.0, abs=1e-5)
     # FER+-style names: matched to the data's classes (all 7 faces count) and told about the LED colours
