@@ -30,17 +30,22 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def read_bytes(path: str | Path, max_bytes: int) -> bytes:
+def read_bytes(path: str | Path, max_bytes: int, owner: int | None = None) -> bytes:
     """The whole file; UnsafeFileError for a non-regular or too-large file, other OSErrors as raised.
 
     Opened with O_NONBLOCK so a FIFO cannot block the open; its type is checked on the open
-    descriptor (no race with a rename), and at most max_bytes + 1 bytes are ever read.
+    descriptor (no race with a rename), and at most max_bytes + 1 bytes are ever read. `owner`: the
+    file must belong to that uid and is not followed through a link (an answer only the service may
+    write, in a folder others may write to).
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags | (os.O_NOFOLLOW if owner is not None else 0))
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise UnsafeFileError(f"{_kind(st.st_mode)}, not a regular file")
+        if owner is not None and st.st_uid != owner:
+            raise UnsafeFileError(f"owned by uid {st.st_uid}, not {owner}")
         if st.st_size > max_bytes:
             raise UnsafeFileError(f"{st.st_size} bytes, larger than the {_human(max_bytes)} allowed")
         chunks: list[bytes] = []

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from edge.calibration.apply import CalibrationApplier
 from edge.calibration.file import (KIND, MAX_FILE_BYTES, PROB_FLOOR, SMILE_MIN, VERSION, Calibration, CalibrationError,
-                                   for_model, load, load_for, log_probs, make_calibration, parse, save, smiling)
+                                   for_model, load, load_for, log_probs, make_calibration, parse, remove_if_ours, save,
+                                   smiling)
 from edge.calibration.stage import CalibrationStage
 
 __all__ = ["KIND", "MAX_FILE_BYTES", "PROB_FLOOR", "SMILE_MIN", "VERSION", "Calibration", "CalibrationApplier",
            "CalibrationError", "CalibrationStage", "for_model", "load", "load_for", "log_probs", "make_calibration",
-           "parse", "save", "smiling"]
+           "parse", "remove_if_ours", "save", "smiling"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edge.calibration.file import Calibration, CalibrationError, load_for, make_calibration, make_taught, save, smiling
+from edge.calibration.file import (Calibration, CalibrationError, load_for, make_calibration, make_taught, remove_if_ours,
+                                   save, smiling)
 from edge.calibration.profile import moved_from_rest
 from edge.calibration.requests import REQUEST_NAME, RESULT_NAME, ensure_requests_dir, read_json_small, requests_dir, write_json_atomic
 from edge.types import Box, Prediction
@@ -135,6 +137,7 @@ class CalibrationController:
         self._show_until = -1.0
         self._show_state = ""
         self._next_poll = 0.0
+        self._bad_seen: tuple[int, int] | None = None  # the bad request entry already named
         self._asked = threading.Event()  # set from the button's thread; acted on by the loop's thread
         self.requests = requests
         self._dir: Path | None = None  # requests only for the service: `calibrate` asks a service, not a `run`
@@ -173,9 +176,10 @@ class CalibrationController:
 
     def reset(self, request_id: str = "") -> None:
         try:
-            self.cal_path.unlink()
-        except FileNotFoundError:
-            pass
+            remove_if_ours(self.cal_path)
+        except CalibrationError as e:  # a wrong [calibrate] file: never delete what is not a calibration
+            self._result({"state": "failed", "message": str(e)}, request_id)
+            return
         except OSError as e:
             self._result({"state": "failed", "message": f"cannot remove {self.cal_path}: {e.strerror or e}"}, request_id)
             return
@@ -207,15 +211,25 @@ class CalibrationController:
         if self._dir is None:
             return
         path = self._dir / REQUEST_NAME
-        if not os.path.lexists(path):
+        try:
+            st = os.lstat(path)
+        except OSError:
             return
         req = read_json_small(path)
         try:
-            path.unlink()
+            if stat.S_ISDIR(st.st_mode):
+                os.rmdir(path)  # an empty folder goes; one with something in it stays, named once below
+            else:
+                path.unlink()
         except OSError:
             pass
         if not req or not isinstance(req.get("id"), str) or len(req["id"]) > 64:
-            log.warning("ignored a malformed calibration request in %s", path)
+            what = (st.st_ino, st.st_mtime_ns)
+            if what != self._bad_seen:  # once per bad entry, not twice a second for ever
+                self._bad_seen = what
+                kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a request"
+                log.warning("ignored %s at %s (a calibration request is a small JSON file); "
+                            "said once, remove it to ask again", kind, path)
             return
         action, rid = req.get("action"), req["id"]
         if action == "reset":

@@ -242,6 +242,23 @@ def load(path: Path) -> Calibration:
     return parse(data, str(path))
 
 
+def remove_if_ours(path: Path, kind: str = KIND) -> bool:
+    """Remove `path` only if it is a file of `kind` (a calibration, or the learned resting face's):
+    False when there is none; CalibrationError, and nothing removed, for anything else (a wrong
+    `[calibrate] file` or `--out` must never delete someone's thesis)."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return False
+    try:
+        data = json.loads(read_bytes(path, MAX_FILE_BYTES).decode("utf-8"))
+    except (OSError, UnsafeFileError, UnicodeDecodeError, ValueError, RecursionError):
+        data = None
+    if not isinstance(data, dict) or data.get("kind") != kind:
+        raise CalibrationError(f"{path}: not an emotion-edge {kind.removeprefix('emotion-edge ')} file; not removed")
+    path.unlink()
+    return True
+
+
 def for_model(cal: Calibration, model_sha256: str, labels: Sequence[str], where: str) -> Calibration:
     """The calibration if it was made with this model; CalibrationError (one line) if not."""
     if cal.model_sha256 != model_sha256 or tuple(labels) != cal.labels:

@@ -40,10 +40,11 @@ def write_json_atomic(path: Path, data: dict[str, Any], mode: int = 0o660) -> No
     write_atomic(path, (json.dumps(data) + "\n").encode("utf-8"), mode, exact=True)
 
 
-def read_json_small(path: Path) -> dict[str, Any] | None:
-    """A small JSON object from a regular file, or None if absent, not regular, too big or not JSON."""
+def read_json_small(path: Path, owner: int | None = None) -> dict[str, Any] | None:
+    """A small JSON object from a regular file, or None if absent, not regular, too big, not JSON or
+    (with `owner`) not that uid's."""
     try:
-        data = json.loads(read_bytes(path, MAX_REQUEST_BYTES).decode("utf-8"))
+        data = json.loads(read_bytes(path, MAX_REQUEST_BYTES, owner).decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
@@ -59,18 +60,24 @@ def new_request(state_dir: Path, action: str, seconds: float, as_label: str = ""
     req = {"id": rid, "action": action, "seconds": float(seconds), "time": time.time(), "uid": os.getuid()}
     if as_label:
         req["as"] = as_label
-    write_json_atomic(d / REQUEST_NAME, req)
+    target = d / REQUEST_NAME
+    if os.path.isdir(target):  # write_atomic's rename would fail with "Is a directory"
+        raise IsADirectoryError(f"{target} is a folder, not a request; remove it (sudo rm -r {target}) and try again")
+    write_json_atomic(target, req)
     return rid
 
 
 def wait_result(state_dir: Path, rid: str, timeout: float, on_state: Callable[[str], None] | None = None,
                 poll: float = 0.2) -> dict[str, Any] | None:
-    """The service's final result for request `rid`, or None on time-out."""
+    """The service's final result for request `rid`, or None on time-out. Only an answer written by the
+    service counts: a file owned by the state folder's owner (another member of the group may write
+    into the requests folder, but not as the service)."""
     path = requests_dir(state_dir) / RESULT_NAME
+    service_uid = os.stat(state_dir).st_uid
     end = time.monotonic() + timeout
     seen = ""
     while time.monotonic() < end:
-        r = read_json_small(path)
+        r = read_json_small(path, owner=service_uid)
         if r and r.get("id") == rid:
             st = str(r.get("state", ""))
             if st != seen and on_state is not None:

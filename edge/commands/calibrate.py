@@ -81,17 +81,18 @@ def main(args: argparse.Namespace) -> int:
                                                                   quiet=True), cfg.calibrate.seconds)
         return _through_service(service_dir, "calibrate", cfg.calibrate.seconds, steps[0])
     if args.reset:
+        from edge.calibration import CalibrationError, remove_if_ours
+        from edge.calibration.learned import KIND as LEARNED_KIND
         from edge.config import learned_baseline_path
 
-        for path, what in ((out, "calibration"), (learned_baseline_path(cfg), "learned resting face")):
+        for path, what, kind in ((out, "calibration", None), (learned_baseline_path(cfg), "learned resting face", LEARNED_KIND)):
             try:
-                path.unlink()
-            except FileNotFoundError:
-                print(f"no {what} at {path}")
+                removed = remove_if_ours(path) if kind is None else remove_if_ours(path, kind)
+            except CalibrationError as e:
+                raise ConfigError(printable(str(e))) from None
             except OSError as e:
-                raise EdgeError(f"{path}: cannot remove the {what} ({e.strerror or e})") from None
-            else:
-                print(f"{what} removed: {path}")
+                raise EdgeError(f"{printable(str(path))}: cannot remove the {what} ({e.strerror or e})") from None
+            print(f"{what} removed: {printable(str(path))}" if removed else f"no {what} at {printable(str(path))}")
         return 0
     if args.guided:
         return _with_camera(cfg, out, steps, guided=True)
@@ -196,7 +197,7 @@ def _through_service(state_dir: Path, action: str, seconds: float, as_label: str
         raise EdgeError(f"{state_dir}: not allowed to ask the service; run `sudo emotion-edge calibrate`, or join "
                         f"its group: sudo usermod -aG emotion-edge $USER (then log in again)") from None
     except OSError as e:
-        raise EdgeError(f"cannot ask the service for a calibration: {e}") from None
+        raise EdgeError(printable(f"cannot ask the service for a calibration: {e}")) from None
     if action == "calibrate" and not quiet:
         what = f"show {as_label} to the camera" if as_label not in ("", "neutral") else "look at the camera and talk normally, as you would in front of it (no big smile)"
         print(f"calibrating through the running service: {what} for {seconds:g} s …", flush=True)
