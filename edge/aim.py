@@ -104,6 +104,15 @@ def advise_face(lk: FaceLook, frame_wh: tuple[int, int], cfg: DetectConfig) -> s
     return f"framing good: face {_px(lk)}, well lit"
 
 
+def advise_recent(lk: FaceLook | None, frame_wh: tuple[int, int], seconds: float, cfg: DetectConfig) -> str:
+    """`status`: the advice for the last minute's typical largest face (the loop's medians, no picture),
+    in `advise_face`'s words, or that no face was seen in that time."""
+    if lk is not None:
+        return advise_face(lk, frame_wh, cfg)
+    span = "minute" if seconds >= 59.0 else f"{seconds:.0f} s"
+    return f"no face in the last {span}: is anyone in view? (`emotion-edge view` shows what the camera sees)"
+
+
 class Aimer:
     """Advice over time: remembers when a face was last seen (for "no face for 10 s"), and where the
     loop's detector finds none, looks again with a finer search (StillDetector's second look) at most

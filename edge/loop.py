@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from edge.config import Config
+from edge.config import Config, DetectConfig
 from edge.errors import FrameError, SourceStalled
 from edge.gate import ClassifyGate
 from edge.types import Box, Mood, Prediction
@@ -49,6 +49,72 @@ class _Ring:
         return float(np.percentile(self.buf[:k], q)) if k else 0.0
 
 
+FRAMING_WINDOW = 60.0  # seconds of faces `status` judges the framing over
+FRAMING_EVERY = 0.5    # seconds between two measurements of the largest face (not every frame)
+
+
+class FramingWindow:
+    """The last minute's largest face (box, grey level, contrast, sharpness, frame brightness), measured
+    twice a second into fixed arrays, so `status` can give `view`'s framing advice (edge/aim.py) without
+    pictures. The loop's cost per frame is one comparison (`due`); a measurement is edge.aim.look."""
+
+    COLUMNS = ("x", "y", "w", "h", "mean", "std", "sharpness", "frame_mean")
+
+    def __init__(self, window: float = FRAMING_WINDOW, every: float = FRAMING_EVERY) -> None:
+        self.window, self.every = window, every
+        n = int(np.ceil(window / every)) + 1
+        self.t = np.full(n, -np.inf)
+        self.face = np.zeros(n, bool)
+        self.vals = np.zeros((n, len(self.COLUMNS)), np.float64)
+        self.n = 0
+        self.frame_wh = (0, 0)
+        self.last_t = -np.inf
+        self.next_t = -np.inf
+
+    def due(self, t: float) -> bool:
+        """A measurement is due (or the clock went back: a new clip, a restarted camera)."""
+        return not self.last_t <= t < self.next_t
+
+    def add(self, t: float, gray: np.ndarray, boxes: list[Box], cfg: DetectConfig) -> None:
+        """One sample at frame time `t`: the largest face (boxes[0]) measured, or no face."""
+        from edge.aim import look
+
+        if t < self.last_t:  # another clock: the old samples say nothing about now
+            self.t.fill(-np.inf)
+        self.last_t, self.next_t = t, t + self.every
+        i = self.n % len(self.t)
+        self.n += 1
+        self.t[i] = t
+        self.frame_wh = (int(gray.shape[1]), int(gray.shape[0]))
+        self.face[i] = bool(boxes)
+        if boxes:
+            lk = look(gray, boxes[0], cfg)
+            self.vals[i] = (*lk.box, lk.mean, lk.std, lk.sharpness, lk.frame_mean)
+
+    def summary(self, cfg: DetectConfig) -> dict[str, object] | None:
+        """The window's figures (medians over the samples with a face) and `view`'s advice for them;
+        None before the first sample. For status.json: a few small arrays, every few seconds."""
+        from edge.aim import FaceLook, advise_recent, detector_scale
+
+        if self.n == 0:
+            return None
+        recent = self.t >= self.last_t - self.window
+        faces = recent & self.face
+        seconds = float(self.last_t - self.t[recent].min())
+        out: dict[str, object] = {"seconds": round(seconds, 1), "samples": int(recent.sum()),
+                                  "face_samples": int(faces.sum()), "frame": list(self.frame_wh)}
+        lk = None
+        if faces.any():
+            x, y, w, h, mean, std, sharp, frame_mean = np.median(self.vals[faces], axis=0)
+            box = tuple(int(round(v)) for v in (x, y, w, h))
+            lk = FaceLook(box, box[2], int(round(box[2] * detector_scale(self.frame_wh[0], cfg))),  # type: ignore[arg-type]
+                          float(mean), float(std), float(sharp), float(frame_mean))
+            out.update(box=list(box), detector_width=lk.detector_width, mean=round(lk.mean, 1), std=round(lk.std, 1),
+                       sharpness=round(lk.sharpness, 1), frame_mean=round(lk.frame_mean, 1))
+        out["advice"] = advise_recent(lk, self.frame_wh, seconds, cfg)
+        return out
+
+
 @dataclass
 class Stats:
     """Running counters; `snapshot()` is what the service and bench report."""
@@ -63,6 +129,7 @@ class Stats:
     started: float = field(default_factory=time.monotonic)
     detect_ms: _Ring = field(default_factory=_Ring)
     classify_ms: _Ring = field(default_factory=_Ring)
+    framing: FramingWindow = field(default_factory=FramingWindow)  # the last minute's largest face, for `status`
     _fps_t: float = field(default_factory=time.monotonic)
     _fps_n: int = 0
     fps: float = 0.0
@@ -100,6 +167,7 @@ def run_loop(pipe: Pipeline, cfg: Config, control: Control, max_frames: int | No
     next_stats = time.monotonic() + cfg.stats.interval
     clock = time.perf_counter
     mood: Mood = pipe.smoother.mood
+    framing = stats.framing
     last_t, last_wall = 0.0, time.monotonic()
     while True:
         if control.stop.is_set():
@@ -146,6 +214,8 @@ def run_loop(pipe: Pipeline, cfg: Config, control: Control, max_frames: int | No
         except FrameError:
             stats.bad_frames += 1
             continue
+        if framing.due(t):  # twice a second: the largest face's size and light, for `status`'s framing advice
+            framing.add(t, frame.image, boxes, cfg.detect)
         faces, led_state = pipe.calibration.update(t, len(boxes), faces, frame.image)
         mood = pipe.smoother.update(t, faces[0][1] if faces else None, bool(boxes))  # the largest face drives the mood
         if faces:

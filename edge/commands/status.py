@@ -126,6 +126,20 @@ def _notice_lines(notes: Any, now: float) -> list[str]:
     return out
 
 
+def _framing_line(fr: Any) -> str | None:
+    """`view`'s framing advice for the last minute's typical face (edge/loop.py FramingWindow writes it
+    into status.json: medians of the largest face's size and light, no pictures); None without one."""
+    if not isinstance(fr, dict) or not isinstance(fr.get("advice"), str):
+        return None
+    advice = fr["advice"]
+    if advice.startswith("framing "):  # "framing good: ..." under the "framing:" heading
+        advice = advice[len("framing "):]
+    n, secs = fr.get("face_samples"), fr.get("seconds")
+    if isinstance(n, int) and not isinstance(n, bool) and n > 0 and _is_number(secs):
+        advice += f" (typical face, last {'minute' if secs >= 59 else f'{secs:.0f} s'})"
+    return f"framing: {advice}"
+
+
 def _calibration_text(cal: Any, now: float) -> str:
     """'from 2026-11-25 12:40 (3 h ago), 42 camera frames' / 'none (run `emotion-edge calibrate`)'."""
     if not isinstance(cal, dict):
@@ -207,6 +221,9 @@ def summarize(service: dict[str, str] | None, path: Path | None, data: dict[str,
             lines.append(f"mood:    {text}")
         if "fps" in data:
             lines.append(f"speed:   {float(data['fps']):.1f} frames/s, {data.get('frames', 0)} frames")
+        framing = _framing_line(data.get("framing"))
+        if framing:
+            lines.append(framing)
         model = data.get("model") or {}
         if model:
             lines.append(f"model:   {model.get('path', '?')} (sha256 {str(model.get('sha256', ''))[:12]})")

@@ -155,6 +155,9 @@ class Service:
             d["stats"] = snap
             df = stats.frames - self._last_frames
             d["face_ratio"] = round((stats.faces_seen - self._last_faces) / df, 3) if df > 0 else 0.0
+            framing = stats.framing.summary(self.cfg.detect) if self.cfg is not None else None
+            if framing is not None:  # the last minute's typical face and `view`'s advice for it (edge/loop.py)
+                d["framing"] = framing
         if mood is not None:
             d["mood"] = mood.label
             d["confidence"] = round(float(mood.confidence), 3)
