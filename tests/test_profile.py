@@ -294,16 +294,16 @@ def test_teaching_refusals_are_one_line(tmp_path, args, says):
     assert not (tmp_path / "p.json").exists()
 
 
-def test_a_photo_or_another_models_profile_is_never_overwritten(tmp_path):
+def test_a_photo_or_a_file_that_is_no_profile_is_never_overwritten(tmp_path):
     photo = tmp_path / "me.png"
     photo.write_bytes(HAPPY.read_bytes())
     r = cli("calibrate", "--photos", str(photo), "--as", "happy", "--out", str(photo))
     assert r.returncode == 2 and "is one of the photos" in r.stderr and photo.read_bytes() == HAPPY.read_bytes()
     other = tmp_path / "other.json"
-    save(rest_only(False), other)  # made for another model (SHA)
-    before = other.read_bytes()
+    save(rest_only(False), other)  # made for another model (SHA), useless to this one: replaced, said once
     r = cli("calibrate", "--photos", str(HAPPY), "--as", "happy", "--out", str(other))
-    assert r.returncode == 2 and "another model" in r.stderr and other.read_bytes() == before
+    assert r.returncode == 0 and "was made for another model (cdcdcdcdcdcd); replacing it" in r.stderr
+    assert load(other).taught() == ["happy"] and load(other).model_sha256 != SHA
     text = tmp_path / "thesis.txt"
     text.write_text("my thesis")
     r = cli("calibrate", "--photos", str(HAPPY), "--as", "happy", "--out", str(text))

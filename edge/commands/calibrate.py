@@ -342,15 +342,20 @@ def _refuse_input_as_output(files: list[Path], out: Path) -> None:
 
 
 def _existing_profile(out: Path, sha256: str, labels: tuple[str, ...]) -> Any:
-    """The profile already at `out` (None: none yet); a file there that is not one, or another model's, is
-    refused rather than overwritten."""
+    """The profile already at `out` (None: none yet, or another model's, which this model cannot use and
+    the new one replaces, said in one line); a file there that is not a profile is refused, never
+    overwritten."""
     import os
 
-    from edge.calibration import CalibrationError, for_model, load
+    from edge.calibration import CalibrationError, load
 
     if not os.path.lexists(out):
         return None
     try:
-        return for_model(load(out), sha256, labels, str(out))
+        cal = load(out)
     except CalibrationError as e:
-        raise ConfigError(f"{e}; not changed (name another --out, or remove it first)") from None
+        raise ConfigError(f"{printable(str(e))}; not changed (name another --out, or remove it first)") from None
+    if (cal.model_sha256, cal.labels) != (sha256, tuple(labels)):
+        _say(f"{printable(str(out))} was made for another model ({cal.model_sha256[:12]}); replacing it")
+        return None
+    return cal
