@@ -197,16 +197,16 @@ def run_loop(pipe: Pipeline, cfg: Config, control: Control, max_frames: int | No
                 stats.detections += 1
             else:
                 stats.frames_skipped += 1
-            faces: list[tuple[Box, Prediction]] | None = None
+            readings: list[tuple[Box, Prediction]] | None = None  # (box, prediction) of the faces read this frame
             if boxes:
                 stats.faces_seen += 1
                 # at most classify_hz, and steady_hz while the mood is settled (edge/gate.py); while
                 # a calibration is taken (its LED state shows) every allowed frame counts
                 if gate.due(t, frame.image, boxes[:max_faces], force=led_state is not None):
-                    faces = []
+                    readings = []
                     for box in boxes[:max_faces]:
                         t0 = clock()
-                        faces.append((box, pipe.classifier.classify(frame.image, box)))
+                        readings.append((box, pipe.classifier.classify(frame.image, box)))
                         stats.classify_ms.add((clock() - t0) * 1e3)
                         stats.classifications += 1
             else:
@@ -216,18 +216,18 @@ def run_loop(pipe: Pipeline, cfg: Config, control: Control, max_frames: int | No
             continue
         if framing.due(t):  # twice a second: the largest face's size and light, for `status`'s framing advice
             framing.add(t, frame.image, boxes, cfg.detect)
-        faces, led_state = pipe.calibration.update(t, len(boxes), faces, frame.image)
-        mood = pipe.smoother.update(t, faces[0][1] if faces else None, bool(boxes))  # the largest face drives the mood
-        if faces:
-            gate.read(t, faces[0][1].top, mood.label)
+        readings, led_state = pipe.calibration.update(t, len(boxes), readings, frame.image)
+        mood = pipe.smoother.update(t, readings[0][1] if readings else None, bool(boxes))  # the largest face drives the mood
+        if readings:
+            gate.read(t, readings[0][1].top, mood.label)
         if led_state is None:
             pipe.led.show(mood, t)
         else:  # a calibration is being taken or has just ended: the LED says so instead of the mood
             pipe.led.show_state(led_state, t)
         if pipe.share is not None:  # `emotion-edge view`: a clock read per frame unless a view asks
-            pipe.share.offer(frame.image, faces, mood, t, stats.fps, boxes)
-        if pipe.log is not None:
-            pipe.log.record(mood, len(boxes), _largest(boxes), time.monotonic(), faces)
+            pipe.share.offer(frame.image, readings, mood, t, stats.fps, boxes)
+        if pipe.eventlog is not None:
+            pipe.eventlog.record(mood, len(boxes), _largest(boxes), time.monotonic(), readings)
         now = time.monotonic()
         stats.tick_fps(now)
         if on_frame is not None:

@@ -31,7 +31,7 @@ RESTART_SECTIONS = ("source", "led", "log")
 class Pipeline:
     """Everything the loop drives, in the order frames flow; close() releases all of it, safe twice.
 
-    The positional order (source, detector, classifier, smoother, led, log) builds one by hand with
+    The positional order (source, detector, classifier, smoother, led, eventlog) builds one by hand with
     `calibration` passing predictions through; `build()` is how the service and the commands get one.
     """
 
@@ -40,7 +40,7 @@ class Pipeline:
     classifier: EmotionClassifier
     smoother: MoodSmoother
     led: MoodLight
-    log: EventLog | None = None
+    eventlog: EventLog | None = None               # the SQLite mood log (not a logging.Logger)
     calibration: CalibrationStage = field(default_factory=CalibrationStage)  # between classifier and smoother
     cfg: Config | None = None                       # what it was built or last reloaded from
     calibration_required: bool = False              # an explicit --calibration PATH: any problem is an error
@@ -68,7 +68,7 @@ class Pipeline:
         from edge.sources import open_source as open_configured
 
         classifier = build_classifier(cfg)
-        log = source = None
+        eventlog = source = None
         try:
             calibration = build_calibration(cfg, classifier, calibration_required)
             detector = build_detector(cfg)
@@ -94,11 +94,11 @@ class Pipeline:
                         _show_no_camera(led, no_camera_hold)
                     raise
                 source = wrap_camera(source, cfg.source, camera_factory=camera_factory)  # cameras only: files still end
-            log = EventLog(db_path(cfg), cfg.log) if with_log else None
+            eventlog = EventLog(db_path(cfg), cfg.log) if with_log else None
         except BaseException:
-            cls(source, detector, classifier, smoother, led, log).close()  # type: ignore[arg-type]
+            cls(source, detector, classifier, smoother, led, eventlog).close()  # type: ignore[arg-type]
             raise
-        pipe = cls(source, detector, classifier, smoother, led, log, calibration, cfg=cfg,
+        pipe = cls(source, detector, classifier, smoother, led, eventlog, calibration, cfg=cfg,
                    calibration_required=calibration_required)
         if with_log:  # a loop that logs is one a calibration can be asked of (the service, `run`)
             calibration.add_learner(learned_baseline_path(cfg) if state_dir is not None else None)
@@ -152,7 +152,7 @@ class Pipeline:
 
     # ---------------------------------------------------------------- close
     def close(self) -> None:
-        for part in (self.share, self.calibration, self.led, self.log, self.source, self.classifier):
+        for part in (self.share, self.calibration, self.led, self.eventlog, self.source, self.classifier):
             if part is None:
                 continue
             try:

@@ -161,7 +161,8 @@ def test_stop_reload_and_max_frames(tmp_path):
 
 
 def test_log_holds_mood_changes_not_one_row_per_frame(tmp_path):
-    _, stats = _replay(_cfg(tmp_path, source={"source": str(SAMPLE)}, led={"backend": "none"}), with_log=True)
+    parts, stats = _replay(_cfg(tmp_path, source={"source": str(SAMPLE)}, led={"backend": "none"}), with_log=True)
+    assert parts.eventlog is not None and not hasattr(parts, "log")  # the stage, apart from the modules' `log` loggers
     con = sqlite3.connect(tmp_path / "log.db")
     rows = con.execute("SELECT mood FROM events ORDER BY id").fetchall()
     con.close()
