@@ -101,7 +101,7 @@ class ClassifyConfig:
     change: float = _opt(0.0, "a face whose look (16x16, mean removed) differs from its last reading's by this many grey levels "
                          "on average is read at classify_hz for a while (0 = looks are not compared)", _range(0.0, 255))
     flip_average: bool = _opt(False, "also classify the mirrored face and average: twice the time; the bundled model already "
-                              "averages its mirror image inside (+1.2 points for a single net such as edgenet48_ft)")
+                              "averages its mirror image inside (for a single net such as edgenet48_ft)")
     multi_crop: bool = _opt(False, "classify four framings of each face (the model's crop margin -0.05 to +0.10) and average: "
                             "4x the classify time; off in the loop, whose mood smoother averages over frames; `photo` and "
                             "`calibrate --photos` do it unless --single-crop, since a photo is one frame")

@@ -28,12 +28,10 @@ from edge.errors import FrameError
 from edge.frames import as_gray
 from edge.types import Box, Frame
 
-# Chosen on the bundled sample and tests/fixtures/moving.mp4 (CPU ms per region search against 11-15 ms
-# for a full scan; re-found share; mean IoU with the full-frame box): margin 0.5, scale 1.1: 2.4 ms,
-# 99.7 %, 0.93; margin 0.3, scale 1.15, 3 neighbours: 1.5-2.3 ms, 99.4 %, 0.93; scale 1.2 is cheaper
-# still but loses a static face on half the frames; track_size 48 instead of 56 loses 4-14 %.
-# Margin 0.2 then cut the tracker's CPU per frame by another 10 % (1.67 -> 1.51 ms on the sample) at
-# the same IoU; a face that moves further than that in one frame is lost and found by a full scan.
+# The region search's settings: the cheapest that still re-find a face on nearly every frame with the
+# full scan's box (measured on the bundled sample and tests/fixtures/moving.mp4: docs/PERFORMANCE.md,
+# "The tracker's region search"). A face that moves further than MARGIN in one frame is lost and found
+# by the next full scan.
 MARGIN = 0.2          # the region reaches this many face widths beyond the last box on each side
 SIZE_SLACK = 1.3      # minSize/maxSize = track_size / SLACK .. track_size * SLACK
 REGION_SCALE = 1.15   # scaleFactor in the region: the size is known, 4 scales bracket it
