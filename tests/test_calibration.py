@@ -187,6 +187,9 @@ def test_a_calibration_belongs_to_its_model(tmp_path, caplog):
     assert for_model(cal, SHA, LABELS, "x") is cal
     with pytest.raises(CalibrationError, match="another model"):
         for_model(cal, "cd" * 32, LABELS, "x")
+    with pytest.raises(CalibrationError) as e:  # same model file, other labels: not "another model (X, running X)"
+        for_model(cal, SHA, LABELS[::-1], "x")
+    assert "other labels than the model" in str(e.value) and SHA[:12] not in str(e.value)
     path = tmp_path / "calibration.json"
     save(cal, path)
     # the default file of another model: ignored with one warning; an explicit one: an error

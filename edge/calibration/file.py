@@ -261,9 +261,12 @@ def remove_if_ours(path: Path, kind: str = KIND) -> bool:
 
 def for_model(cal: Calibration, model_sha256: str, labels: Sequence[str], where: str) -> Calibration:
     """The calibration if it was made with this model; CalibrationError (one line) if not."""
-    if cal.model_sha256 != model_sha256 or tuple(labels) != cal.labels:
+    if cal.model_sha256 != model_sha256:
         raise CalibrationError(f"{where}: calibration was made for another model "
                                f"({cal.model_sha256[:12]}, running {model_sha256[:12]}); ignored, run `emotion-edge calibrate` again")
+    if tuple(labels) != cal.labels:  # the same model file: the labels were edited in one or the other
+        raise CalibrationError(f"{where}: calibration lists other labels than the model ({', '.join(cal.labels)[:80]}); "
+                               "ignored, run `emotion-edge calibrate` again")
     return cal
 
 
