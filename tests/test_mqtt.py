@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -251,6 +252,8 @@ def test_broker_down_at_start_and_restarted_mid_run(tmp_path, subs, publishers):
         err = pub.stderr()
         assert err.count("retrying with backoff") == 2, err  # one line per outage, not per try
         assert err.count("connected again after") == 2, err
+        downs = [int(x) for x in re.findall(r"connected again after (\d+) s", err)]
+        assert len(downs) == 2 and all(1 <= x <= 60 for x in downs), downs  # the outages' lengths
     finally:
         broker.stop()
 
