@@ -158,3 +158,14 @@ def test_moods_from_the_database_are_printable(hostile_db, capsys, args):
 def test_an_empty_since_is_an_error_not_everything(db, capsys):
     rc, out, err = cli(capsys, "log", "--db", str(db), "--since", "")
     assert rc == 2 and out == "" and "--since ''" in err and err.count("\n") == 1
+
+
+def test_chart_zooms_to_the_log_and_since_sets_the_window(db, capsys):
+    """The fixture's 140 s log gets minute lines; --since 2h gets 24 five-minute lines, most of them blank."""
+    rc, out, err = cli(capsys, "log", "--db", str(db), "--chart")
+    bars = [x for x in out.splitlines() if "|" in x]
+    assert rc == 0 and "mood shares of each 1 min" in out and 3 <= len(bars) <= 4, out
+    assert "(the log's latest data; --since WHEN sets the window)" in out.splitlines()[0]
+    rc, out, err = cli(capsys, "log", "--db", str(db), "--chart", "--since", "2h")
+    bars = [x for x in out.splitlines() if "|" in x]
+    assert rc == 0 and "mood shares of each 5 min" in out and len(bars) in (24, 25) and "latest data" not in out

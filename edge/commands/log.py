@@ -40,8 +40,9 @@ def add_parser(sub) -> None:
     fmt.add_argument("--csv", action="store_true", help="CSV with a header row (one column per emotion)")
     fmt.add_argument("--json", action="store_true", help="one JSON array of rows (time, kind, mood, confidence, ...)")
     fmt.add_argument("--chart", action="store_true",
-                     help="a bar per hour (or per bucket that fits --since) in the LED's colours; "
-                          "plain letters with NO_COLOR or when not a terminal")
+                     help="bars over the log's latest data (at most a day; --since sets the window), each "
+                          "split into mood shares in the LED's colours, as wide as the terminal; plain letters "
+                          "with NO_COLOR or when not a terminal")
 
 
 def parse_since(text: str, now: float | None = None) -> float:
