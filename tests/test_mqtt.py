@@ -903,3 +903,48 @@ def test_which_first_connect_errors_are_final():
     assert isinstance(e, MqttError) and "TLS handshake failed (ConnectionResetError); is the port a TLS listener?" in str(e)
     e = connect_error(plain, ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"))
     assert isinstance(e, MqttError) and "TLS handshake failed" in str(e)
+
+
+def test_an_older_versions_hostname_discovery_is_removed_once(tmp_path, broker, subs):
+    """Upgrading from the version whose default device id was the bare hostname: that id's retained
+    discovery (object_id, no origin) goes; another host's old discovery, or a current bridge's config
+    for the same name from another machine (origin, another serial), stays."""
+    from edge.mqtt import Bridge, sanitize_id
+
+    host = sanitize_id(socket.gethostname())
+    machine = tmp_path / "machine-id"
+    machine.write_text("0123456789abcdef0123456789abcdef\n")
+    db = tmp_path / "ev.db"
+    write_moods(db, "happy")
+
+    def old_config(node: str) -> dict:
+        return {"name": "Mood", "object_id": f"emotion_edge_{node}_mood", "unique_id": f"emotion-edge_{node}_mood",
+                "state_topic": f"emotion-edge/{node}/state", "device": {"identifiers": [f"emotion-edge_{node}"]}}
+    sub = subs(broker.port)
+    wait_until(lambda: sub.c.is_connected(), what="the test client")
+    for node in (host, "otherpi"):
+        sub.c.publish(f"homeassistant/sensor/{node}/mood/config", json.dumps(old_config(node)), qos=1, retain=True)
+        sub.c.publish(f"homeassistant/binary_sensor/{node}/face/config", "{}", qos=1, retain=True)
+
+    def run_once() -> set[str]:
+        b = Bridge(MqttConfig(host="127.0.0.1", port=broker.port), db, None, poll=0.05, machine=machine)
+        stop = threading.Event()
+        t = run_bridge(b, stop)
+        try:
+            wait_until(lambda: b.states >= 1, what="published")
+            time.sleep(1)
+        finally:
+            stop.set()
+            t.join(10)
+        late = subs(broker.port)
+        wait_until(lambda: any(f"/{b.topics.device_id}/" in m[0] for m in late.messages), what="retained messages")
+        time.sleep(0.5)
+        return {t for t, p, _ in late.messages if p}
+    kept = run_once()
+    assert f"homeassistant/sensor/{host}/mood/config" not in kept and f"homeassistant/binary_sensor/{host}/face/config" not in kept
+    assert "homeassistant/sensor/otherpi/mood/config" in kept and "homeassistant/binary_sensor/otherpi/face/config" in kept
+    current = {**old_config(host), "origin": {"name": "emotion-edge"}, "device": {"identifiers": ["x"], "serial_number": "other"}}
+    current.pop("object_id")
+    current["default_entity_id"] = f"sensor.emotion_edge_{host}_mood"
+    sub.c.publish(f"homeassistant/sensor/{host}/mood/config", json.dumps(current), qos=1, retain=True).wait_for_publish(5)
+    assert f"homeassistant/sensor/{host}/mood/config" in run_once()  # another machine's bridge: left alone
