@@ -189,3 +189,27 @@ def start_sample_service(tmp_path: Path):
     while time.monotonic() < deadline and not (status.exists() and json.loads(status.read_text()).get("state") == "running"):
         time.sleep(0.2)
     return svc, status
+
+
+NOBODY = 65534
+
+
+def as_nobody(fn) -> str:
+    """What `fn()` (returning a string) gives when run by a user that owns nothing here: a forked child
+    that drops to nobody (needs root). The child never returns into pytest."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            os.write(w, str(fn()).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    return out

@@ -12,9 +12,8 @@ import pytest
 from edge.config import LogConfig
 from edge.eventlog import EventLog, read_rows, summarize
 
+from .conftest import as_nobody
 from .test_eventlog import Clock, run
-
-NOBODY = 65534
 
 
 def read_as_other_user(db: Path) -> tuple[int, str]:
@@ -29,22 +28,7 @@ def read_as_other_user(db: Path) -> tuple[int, str]:
             return _read(db)
         finally:
             db.parent.chmod(0o755)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never returns into pytest
-        try:
-            os.close(r)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            n, err = _read(db)
-            os.write(w, f"{n}\n{err}".encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r) as f:
-        n, _, err = f.read().partition("\n")
-    os.waitpid(pid, 0)
+    n, _, err = as_nobody(lambda: "%d\n%s" % _read(db)).partition("\n")
     return int(n or -1), err
 
 

@@ -17,7 +17,7 @@ from edge.config import DetectConfig
 from edge.detect import FaceDetector
 from edge.view import FaceMark, Screen, color_mode, render
 
-from .conftest import FACES_DIR
+from .conftest import FACES_DIR, as_nobody
 
 ROOT = Path(__file__).resolve().parents[1]
 HAPPY = FACES_DIR / "fer32305_happy_320x240.png"
@@ -306,28 +306,17 @@ def test_a_user_outside_the_services_group_is_told_how_to_join(tmp_path):
     ensure_requests_dir(tmp_path)  # 2770, as the service makes it; this test's group is root's
     os.chmod(tmp_path, 0o755)
     cfg = load_config(None, {})
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never returns into pytest
+
+    def ask() -> str:
         try:
-            os.close(r)
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            try:
-                view_cmd._through_service(cfg, tmp_path, True, True, io.StringIO())
-                msg = "no error"
-            except EdgeError as e:
-                msg = str(e)
-            except BaseException as e:  # noqa: BLE001 - reported to the parent
-                msg = f"{type(e).__name__}: {e}"
-            os.write(w, msg.encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r) as f:
-        msg = f.read()
-    os.waitpid(pid, 0)
+            view_cmd._through_service(cfg, tmp_path, True, True, io.StringIO())
+            return "no error"
+        except EdgeError as e:
+            return str(e)
+        except BaseException as e:  # noqa: BLE001 - reported to the parent
+            return f"{type(e).__name__}: {e}"
+
+    msg = as_nobody(ask)
     assert "not allowed to see the service's camera" in msg and "usermod -aG emotion-edge" in msg, msg
     assert len(msg.splitlines()) == 1
 

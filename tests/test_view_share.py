@@ -13,8 +13,9 @@ import pytest
 from edge.types import Mood, Prediction
 from edge.viewshare import (EXPIRE_SECONDS, FRAME_MODE, MAX_RATE, FrameReader, FrameShare, ShareError, parse_frame)
 
+from .conftest import as_nobody
+
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-NOBODY = 65534
 
 
 class Clock:
@@ -209,28 +210,17 @@ def test_a_user_outside_the_group_cannot_ask(tmp_path):
 
     ensure_requests_dir(tmp_path)  # 2770 root:root, as the service makes it (group emotion-edge on a Pi)
     os.chmod(tmp_path, 0o755)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never returns into pytest
+
+    def ask() -> str:
         try:
-            os.close(r)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            try:
-                FrameReader(tmp_path).renew(force=True)
-                msg = "no error"
-            except PermissionError as e:
-                msg = f"PermissionError {e}"
-            except Exception as e:  # noqa: BLE001 - reported to the parent
-                msg = f"{type(e).__name__} {e}"
-            os.write(w, msg.encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r) as f:
-        msg = f.read()
-    os.waitpid(pid, 0)
+            FrameReader(tmp_path).renew(force=True)
+            return "no error"
+        except PermissionError as e:
+            return f"PermissionError {e}"
+        except Exception as e:  # noqa: BLE001 - reported to the parent
+            return f"{type(e).__name__} {e}"
+
+    msg = as_nobody(ask)
     assert msg.startswith("PermissionError"), msg
 
 
