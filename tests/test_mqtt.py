@@ -948,3 +948,26 @@ def test_an_older_versions_hostname_discovery_is_removed_once(tmp_path, broker, 
     current["default_entity_id"] = f"sensor.emotion_edge_{host}_mood"
     sub.c.publish(f"homeassistant/sensor/{host}/mood/config", json.dumps(current), qos=1, retain=True).wait_for_publish(5)
     assert f"homeassistant/sensor/{host}/mood/config" in run_once()  # another machine's bridge: left alone
+
+
+def test_nothing_is_resent_between_heartbeats(tmp_path, broker, subs):
+    """Between heartbeats an unchanged state and an unchanged discovery are sent once, and before the log
+    has a row no state is sent at all (not a 'null')."""
+    from edge.mqtt import Bridge
+
+    db = tmp_path / "ev.db"
+    sub = subs(broker.port)
+    b = Bridge(MqttConfig(host="127.0.0.1", port=broker.port, device_id=DEV), db, None, poll=0.05)
+    stop = threading.Event()
+    t = run_bridge(b, stop)
+    try:
+        wait_until(lambda: sub.last(AVAIL) == "online", what="online")
+        time.sleep(1)
+        assert sub.on(STATE) == []  # no row yet: nothing to say
+        write_moods(db, "happy")
+        wait_until(lambda: sub.on(STATE), what="the first state")
+        time.sleep(2)  # 40 polls
+        assert len(sub.on(STATE)) == 1 and len(sub.on(f"homeassistant/sensor/{DEV}/mood/config")) == 1
+    finally:
+        stop.set()
+        t.join(10)
