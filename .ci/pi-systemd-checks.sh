@@ -84,6 +84,11 @@ as_pi emotion-edge status >/ci/status.txt 2>&1 || { cat /ci/status.txt; fail "em
 grep -qi "running" /ci/status.txt || { cat /ci/status.txt; fail "status does not say running"; }
 wait_for 20 "log rows readable by pi while the service runs" sh -c "runuser -u pi -- emotion-edge log | grep -q ."
 say "pi reads status and log while the service runs ($(as_pi emotion-edge log | wc -l) lines)"
+# pi asks the running service for a calibration through its request folder (group emotion-edge) and
+# takes only the service's own answer: done, or a failure the service names (the clip may be smiling)
+as_pi emotion-edge calibrate --seconds 3 >/ci/cal.txt 2>&1
+grep -Eq "calibrated from|calibration failed:" /ci/cal.txt || { cat /ci/cal.txt; fail "calibrate through the service as pi"; }
+say "pi calibrates through the service: $(tail -1 /ci/cal.txt | cut -c1-100)"
 
 # ------------------------------------------------------------ 4. reload: good, then broken config
 pid=$(prop MainPID)
