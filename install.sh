@@ -323,6 +323,9 @@ install_service() {
         run install -d -o "$APP" -g "$APP" -m 0755 "$STATE_DIR"
     fi
     run install -d -o "$APP" -g "$DEPLOY_GROUP" -m 2775 "$MODELS_DIR"
+    # The request folder through which members of the group ask the service (calibrate, view): setgid
+    # here, since the unit's RestrictSUIDSGID=yes stops the service from setting that bit itself.
+    run install -d -o "$APP" -g "$APP" -m 2770 "$STATE_DIR/requests"
 
     put_dir "$PREFIX"
     install_venv

@@ -246,7 +246,8 @@ class FrameReader:
             return
         if not self.dir.is_dir():
             raise FileNotFoundError(f"{self.dir} does not exist (is the service running?)")
-        write_json_atomic(self.request_path, {"id": self.id, "width": self.width, "time": self._wall(), "uid": os.getuid()})
+        write_json_atomic(self.request_path, {"id": self.id, "width": self.width, "time": self._wall(), "uid": os.getuid()},
+                          0o644)  # the service reads it whatever group the folder gives it
         self._renewed = now
 
     def read(self) -> SharedFrame | None:

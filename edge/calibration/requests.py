@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -32,7 +33,11 @@ def ensure_requests_dir(state_dir: Path) -> Path:
     try:
         os.chmod(d, 0o2770)
     except OSError:
-        pass  # not ours (a test, or a read-only state dir): requests still work for the owner
+        try:  # the unit's RestrictSUIDSGID=yes refuses the setgid bit: install.sh makes the folder with it
+            if not os.stat(d).st_mode & stat.S_ISGID:
+                os.chmod(d, 0o770)
+        except OSError:
+            pass  # not ours (a test, or a read-only state dir): requests still work for the owner
     return d
 
 
@@ -63,7 +68,7 @@ def new_request(state_dir: Path, action: str, seconds: float, as_label: str = ""
     target = d / REQUEST_NAME
     if os.path.isdir(target):  # write_atomic's rename would fail with "Is a directory"
         raise IsADirectoryError(f"{target} is a folder, not a request; remove it (sudo rm -r {target}) and try again")
-    write_json_atomic(target, req)
+    write_json_atomic(target, req, 0o644)  # the service reads it whatever group the folder gives it
     return rid
 
 
