@@ -158,6 +158,7 @@ BAD_FILES = {
     "frames zero": json.dumps({**_good(), "frames": 0}).encode(),
     "frames a bool": json.dumps({**_good(), "frames": True}).encode(),
     "deeply nested": b"[" * 100000 + b"]" * 100000,
+    "a number too long to convert": b'{"frames": ' + b"1" * 5000 + b"}",  # json.loads: ValueError, not a JSONDecodeError
 }
 
 

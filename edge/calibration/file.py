@@ -237,7 +237,7 @@ def load(path: Path) -> Calibration:
         raise CalibrationError(f"{path}: cannot read calibration ({e.strerror or e})") from None
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: also a number too long to convert
         raise CalibrationError(f"{path}: calibration file is not valid JSON") from None
     return parse(data, str(path))
 
