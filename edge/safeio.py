@@ -6,10 +6,12 @@ before a byte is read, and a file larger than its cap is refused instead of fill
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import stat
 from pathlib import Path
+from typing import Any, Callable
 
 CONFIG_MAX_BYTES = 1 << 20  # 1 MiB: a full config with comments is about 5 KB
 STATUS_MAX_BYTES = 1 << 20  # the service writes about 2 KB
@@ -67,6 +69,28 @@ def read_bytes(path: str | Path, max_bytes: int, owner: int | None = None) -> by
 def read_text(path: str | Path, max_bytes: int) -> str:
     """read_bytes() decoded as UTF-8 (UnicodeDecodeError as raised)."""
     return read_bytes(path, max_bytes).decode("utf-8")
+
+
+def read_json(path: str | Path, max_bytes: int, error: Callable[[str], Exception], *, missing: str | None,
+              not_regular: str, unreadable: str, not_json: str) -> Any:
+    """The decoded JSON of a small file someone named, each way it can fail one line, `error(f"{path}: {text}")`:
+    `missing` (None: FileNotFoundError as raised, for files that need not exist yet), `not_regular` (a
+    folder, FIFO, device or file over max_bytes), `unreadable` with the OS's reason, `not_json` (not
+    UTF-8, not JSON, nested too deep, a number too long to convert)."""
+    try:
+        raw = read_bytes(path, max_bytes)
+    except FileNotFoundError:
+        if missing is None:
+            raise
+        raise error(f"{path}: {missing}") from None
+    except (UnsafeFileError, IsADirectoryError):
+        raise error(f"{path}: {not_regular}") from None
+    except OSError as e:
+        raise error(f"{path}: {unreadable} ({e.strerror or e})") from None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: JSONDecodeError and a too long number
+        raise error(f"{path}: {not_json}") from None
 
 
 def _human(n: int) -> str:

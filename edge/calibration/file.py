@@ -22,7 +22,7 @@ import numpy as np
 from edge.errors import EdgeError
 from edge.calibration.look import LOOK_KIND, decode, encode
 from edge.calibration.profile import Taught, parse_taught
-from edge.safeio import UnsafeFileError, read_bytes, write_atomic
+from edge.safeio import UnsafeFileError, read_bytes, read_json, write_atomic
 
 log = logging.getLogger("emotion-edge")
 
@@ -227,18 +227,9 @@ def parse(data: Any, where: str) -> Calibration:
 def load(path: Path) -> Calibration:
     """Read and validate a calibration file (regular file, at most 64 KiB)."""
     path = Path(path)
-    try:
-        raw = read_bytes(path, MAX_FILE_BYTES)  # a FIFO would hang, /dev/zero never end
-    except FileNotFoundError:
-        raise CalibrationError(f"{path}: calibration file not found") from None
-    except (UnsafeFileError, IsADirectoryError):
-        raise CalibrationError(f"{path}: not a calibration file (not a regular file of at most 64 KiB)") from None
-    except OSError as e:
-        raise CalibrationError(f"{path}: cannot read calibration ({e.strerror or e})") from None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: also a number too long to convert
-        raise CalibrationError(f"{path}: calibration file is not valid JSON") from None
+    data = read_json(path, MAX_FILE_BYTES, CalibrationError, missing="calibration file not found",
+                     not_regular="not a calibration file (not a regular file of at most 64 KiB)",
+                     unreadable="cannot read calibration", not_json="calibration file is not valid JSON")
     return parse(data, str(path))
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edge.calibration.file import PROB_FLOOR, Calibration
-from edge.safeio import UnsafeFileError, read_bytes, write_atomic
+from edge.safeio import read_json, write_atomic
 from edge.types import Prediction
 
 log = logging.getLogger("emotion-edge")
@@ -115,18 +115,8 @@ def parse(data: Any, where: str, model_sha256: str, labels: Sequence[str], half_
 
 
 def load(path: Path, model_sha256: str, labels: Sequence[str], half_life: float, min_seconds: float) -> LearnedBaseline:
-    try:
-        raw = read_bytes(path, MAX_FILE_BYTES)
-    except FileNotFoundError:
-        raise  # nothing learned yet: not a problem
-    except (UnsafeFileError, IsADirectoryError):
-        raise BaselineFileError(f"{path}: not a regular file of at most 64 KiB") from None
-    except OSError as e:
-        raise BaselineFileError(f"{path}: cannot read ({e.strerror or e})") from None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise BaselineFileError(f"{path}: not valid JSON") from None
+    data = read_json(path, MAX_FILE_BYTES, BaselineFileError, missing=None,  # FileNotFoundError: nothing learned yet
+                     not_regular="not a regular file of at most 64 KiB", unreadable="cannot read", not_json="not valid JSON")
     return parse(data, str(path), model_sha256, labels, half_life, min_seconds)
 
 
