@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge.commands.common import add_pipeline_flags, config_from_args
+from edge.commands.common import add_pipeline_flags, add_service_flags, config_from_args
 from edge.errors import ConfigError, EdgeError
 from edge.text import printable
 
@@ -42,8 +42,7 @@ def add_parser(sub) -> None:
                    help="teach every expression live, one after the other: the resting face first, each named on the "
                         "terminal and shown in its colour on the LED; Enter starts a step, s skips it, q stops")
     p.add_argument("--show", metavar="PATH", help="say what the profile at PATH holds and from when, and exit")
-    p.add_argument("--no-service", action="store_true", help="open the camera here even if the service seems to run")
-    p.add_argument("--status-file", metavar="PATH", help="the service's status.json (default: where the service writes it)")
+    add_service_flags(p)
 
 
 def _say(msg: str) -> None:

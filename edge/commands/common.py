@@ -1,4 +1,4 @@
-"""Flags shared by commands that run the pipeline, and how they override the config."""
+"""Flags shared by commands that run the pipeline or ask the service, and how they override the config."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +19,12 @@ def add_pipeline_flags(p: argparse.ArgumentParser) -> None:
     cal.add_argument("--calibration", metavar="PATH",
                      help="apply this per-person calibration (default: calibration.json beside the log, if made for this model)")
     cal.add_argument("--no-calibration", action="store_true", default=None, help="ignore any per-person calibration")
+
+
+def add_service_flags(p: argparse.ArgumentParser) -> None:
+    """For commands that go through the running service when there is one (calibrate, view)."""
+    p.add_argument("--no-service", action="store_true", help="open the camera here even if the service seems to run")
+    p.add_argument("--status-file", metavar="PATH", help="the service's status.json (default: where the service writes it)")
 
 
 def overrides(args: argparse.Namespace) -> dict:

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from edge.commands.common import add_service_flags, config_from_args
 from edge.errors import ConfigError, EdgeError, SourceError
 
 REFRESH_HZ = 4.0
@@ -36,8 +37,7 @@ def add_parser(sub) -> None:
     p.add_argument("--model", help="NAME.tflite (with NAME.json beside it)")
     p.add_argument("--once", action="store_true", help="draw one frame and exit (scripts, logs)")
     p.add_argument("--plain", action="store_true", help="characters only, no colours or escape codes")
-    p.add_argument("--no-service", action="store_true", help="open the camera here even if the service seems to run")
-    p.add_argument("--status-file", metavar="PATH", help="the service's status.json (default: where the service writes it)")
+    add_service_flags(p)
 
 
 # -- frames from a source here -----------------------------------------------------------------
@@ -204,14 +204,7 @@ def _quit(keys: str) -> bool:
 
 # -- main ----------------------------------------------------------------------------------------
 def main(args: argparse.Namespace) -> int:
-    from edge.config import load_config
-
-    overrides: dict = {}
-    if args.source is not None:
-        overrides.setdefault("source", {})["source"] = args.source
-    if args.model is not None:
-        overrides.setdefault("classify", {})["model"] = args.model
-    cfg = load_config(getattr(args, "config", None), overrides)
+    cfg = config_from_args(args)  # --source and --model, the only pipeline flags view has
     out = sys.stdout
     if not args.once and not out.isatty():
         raise ConfigError("view: the live picture needs a terminal; use --once to draw one frame to a file or pipe")
