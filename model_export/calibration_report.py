@@ -23,6 +23,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -353,14 +354,7 @@ def jittered_teach(rows: list[tuple[Path, str, str]], model: str, repeats: int, 
 
 def paired_teach(a: TeachMeasurement, b: TeachMeasurement, setting: str, which: str) -> dict:
     """As `paired`, for one setting and way of two models' teach measurements."""
-    pa, pb = a.photos[setting], b.photos[setting]
-    if [p.path for p in pa] != [p.path for p in pb]:
-        raise DataError("the two models did not read the same photos")
-    ra = [getattr(p, which) == p.truth for p in pa]
-    rb = [getattr(p, which) == p.truth for p in pb]
-    only_a = sum(x and not y for x, y in zip(ra, rb))
-    only_b = sum(y and not x for x, y in zip(ra, rb))
-    return {"only_first": only_a, "only_second": only_b, "p": mcnemar_p(only_a, only_b)}
+    return _paired_photos(a.photos[setting], b.photos[setting], which, "the two models did not read the same photos")
 
 
 def _teach_json(m: TeachMeasurement) -> dict:
@@ -416,10 +410,15 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
 
 def paired(a: Measurement, b: Measurement, which: str) -> dict:
     """Photos only A / only B gets right (`which`: 'uncalibrated', 'calibrated' or 'learned') and the exact p."""
-    if [p.path for p in a.photos] != [p.path for p in b.photos]:
-        raise DataError("the two models did not see the same photos")
-    ra = [getattr(p, which) == p.truth for p in a.photos]
-    rb = [getattr(p, which) == p.truth for p in b.photos]
+    return _paired_photos(a.photos, b.photos, which, "the two models did not see the same photos")
+
+
+def _paired_photos(pa: Sequence[Photo | TeachPhoto], pb: Sequence[Photo | TeachPhoto], which: str, mismatch: str) -> dict:
+    """Photos only A / only B reads right `which` way and McNemar's p; DataError(mismatch) unless both read the same photos."""
+    if [p.path for p in pa] != [p.path for p in pb]:
+        raise DataError(mismatch)
+    ra = [getattr(p, which) == p.truth for p in pa]
+    rb = [getattr(p, which) == p.truth for p in pb]
     only_a = sum(x and not y for x, y in zip(ra, rb))
     only_b = sum(y and not x for x, y in zip(ra, rb))
     return {"only_first": only_a, "only_second": only_b, "p": mcnemar_p(only_a, only_b)}
