@@ -447,6 +447,16 @@ def test_hostile_input(case: Case, tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # rows that need more than one command line
+def _reload_error(p: subprocess.Popen, notify, tmp_path: Path) -> str:
+    """SIGHUP the service, wait until it is ready again and has pinged the watchdog twice, and return
+    status.json's last error message."""
+    t = time.monotonic()
+    p.send_signal(signal.SIGHUP)
+    notify.wait_for("READY=1", after=t)
+    notify.wait_for("WATCHDOG=1", count=2, after=t)
+    return json.loads((tmp_path / "status.json").read_text())["last_error"]["message"]
+
+
 def test_sighup_with_a_mistyped_model_json_keeps_the_old_model(tmp_path):
     """Row 1: on reload a .json whose 'quantization' is a string is refused; the service lives on."""
     from .notify_socket import Collector
@@ -462,12 +472,8 @@ def test_sighup_with_a_mistyped_model_json_keeps_the_old_model(tmp_path):
         notify.wait_for("READY=1")
         for key, value in (("quantization", "abc"), ("metrics", [1]), ("made_by", "me")):
             model_with(tmp_path, **{key: value})
-            t = time.monotonic()
-            p.send_signal(signal.SIGHUP)
-            notify.wait_for("READY=1", after=t)
-            notify.wait_for("WATCHDOG=1", count=2, after=t)
-            st = json.loads((tmp_path / "status.json").read_text())
-            assert "reload failed" in st["last_error"]["message"] and repr(key) in st["last_error"]["message"]
+            msg = _reload_error(p, notify, tmp_path)
+            assert "reload failed" in msg and repr(key) in msg
             assert p.poll() is None
         p.send_signal(signal.SIGTERM)
         rc, err = finish(p, timeout=10)
@@ -723,12 +729,7 @@ def test_sighup_with_an_integer_too_large_for_a_float_keeps_the_old_config(tmp_p
     try:
         notify.wait_for("READY=1")
         cfg.write_text(good + "[mood]\nhalf_life = 1" + "0" * 400 + "\n")
-        t = time.monotonic()
-        p.send_signal(signal.SIGHUP)
-        notify.wait_for("READY=1", after=t)
-        notify.wait_for("WATCHDOG=1", count=2, after=t)
-        st = json.loads((tmp_path / "status.json").read_text())
-        msg = st["last_error"]["message"]
+        msg = _reload_error(p, notify, tmp_path)
         assert "reload failed" in msg and "mood.half_life: number too large" in msg and "\n" not in msg
         assert p.poll() is None
         p.send_signal(signal.SIGTERM)
