@@ -76,15 +76,20 @@ def test_sample_mood_timeline_follows_the_script(tmp_path):
         assert share >= 0.6, (seg, share)
 
 
-def _replay(cfg: Config, with_log: bool = False) -> tuple[Pipeline, Stats]:
-    """Run the loop over the configured clip to its end; the parts come back closed."""
-    parts = Pipeline.build(cfg, with_log=with_log)
+def _run_to_end(parts: Pipeline, cfg: Config) -> Stats:
+    """Run the loop over the parts' source to its end, then close the parts."""
     stats = Stats()
     try:
         run_loop(parts, cfg, Control(), stats=stats)
     finally:
         parts.close()
-    return parts, stats
+    return stats
+
+
+def _replay(cfg: Config, with_log: bool = False) -> tuple[Pipeline, Stats]:
+    """Run the loop over the configured clip to its end; the parts come back closed."""
+    parts = Pipeline.build(cfg, with_log=with_log)
+    return parts, _run_to_end(parts, cfg)
 
 
 def test_frame_skipping_really_skips(tmp_path):
@@ -112,11 +117,7 @@ def test_classification_rate_is_capped_by_classify_hz(tmp_path, hz):
         return boxes, ran
 
     parts.detector.boxes = recording
-    stats = Stats()
-    try:
-        run_loop(parts, cfg, Control(), stats=stats)
-    finally:
-        parts.close()
+    stats = _run_to_end(parts, cfg)
     expect, last = 0, -1e18
     for t in face_times:
         if t - last >= 1.0 / hz:
@@ -206,11 +207,7 @@ def test_detection_rate_is_capped_by_detect_hz(tmp_path, hz):
     cfg = _cfg(tmp_path, source={"source": str(SAMPLE)}, detect={"detect_hz": hz}, led={"backend": "none"})
     parts = Pipeline.build(cfg, with_log=False)
     calls, _ = _record_calls(parts)
-    stats = Stats()
-    try:
-        run_loop(parts, cfg, Control(), stats=stats)
-    finally:
-        parts.close()
+    stats = _run_to_end(parts, cfg)
     ran = [t for t, r in calls if r]
     assert len(ran) == stats.detections and stats.detections < stats.frames / 2, "the cap must matter on this clip"
     gaps = np.diff(ran)
@@ -230,12 +227,7 @@ def _reads_over(tmp_path, images, fps: float = 15.0, **classify) -> tuple[list[f
     cfg = _cfg(tmp_path, classify=classify, led={"backend": "none"})
     parts = Pipeline.build(cfg, with_log=False, open_source=lambda: ListSource(images, fps), led=NullLed(cfg.led))
     _, reads = _record_calls(parts)
-    stats = Stats()
-    try:
-        run_loop(parts, cfg, Control(), stats=stats)
-    finally:
-        parts.close()
-    return reads, stats
+    return reads, _run_to_end(parts, cfg)
 
 
 def test_a_still_face_is_read_at_steady_hz_once_the_mood_is_settled(tmp_path, face_images):
