@@ -103,6 +103,16 @@ def read_until(src: ResilientSource, pred, timeout: float) -> tuple[list, int]:
     return frames, stalls
 
 
+def read_until_recovered(src: ResilientSource, recoveries: int, timeout: float = 5.0) -> None:
+    """Read like the loop until the camera has come back `recoveries` times (or timeout), then close the source."""
+    try:
+        deadline = time.monotonic() + timeout
+        while src.recoveries < recoveries and time.monotonic() < deadline:
+            read_until(src, lambda f: False, 0.1)
+    finally:
+        src.close()
+
+
 def lines(caplog, level: int, text: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == level and text in r.getMessage()]
 
@@ -183,12 +193,7 @@ def test_the_backoff_starts_over_after_a_camera_came_back(caplog):
     cams = iter([FaultyCamera("raise", after=5), FaultyCamera()])  # the camera reopened after 2 failures dies again
     opener = Opener(lambda: next(cams), fail=2)
     src = ResilientSource(opener, first=FaultyCamera("raise", after=5), **FAST)
-    try:
-        deadline = time.monotonic() + 5
-        while src.recoveries < 2 and time.monotonic() < deadline:
-            read_until(src, lambda f: False, 0.1)
-    finally:
-        src.close()
+    read_until_recovered(src, 2)
     assert src.recoveries == 2 and src.outages == 2
     assert waits(caplog) == [0.05, 0.1, 0.2, 0.05]  # the second outage waits the first step again
 
@@ -229,12 +234,7 @@ def test_two_outages_give_two_warnings(caplog):
     caplog.set_level(logging.INFO, logger="edge.resilient")
     opener = Opener(lambda: FaultyCamera("raise", after=5))
     src = ResilientSource(opener, first=FaultyCamera("raise", after=5), **FAST)
-    try:
-        deadline = time.monotonic() + 5
-        while src.recoveries < 2 and time.monotonic() < deadline:
-            read_until(src, lambda f: False, 0.1)
-    finally:
-        src.close()
+    read_until_recovered(src, 2)
     assert src.recoveries >= 2
     assert len(lines(caplog, logging.WARNING, "camera lost")) == src.outages
     assert len(lines(caplog, logging.INFO, "camera back after")) == src.recoveries
