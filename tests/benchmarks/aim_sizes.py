@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,8 +31,7 @@ from edge import aim  # noqa: E402
 from edge.classify import EmotionClassifier, resolve_model  # noqa: E402
 from edge.config import DetectConfig  # noqa: E402
 from edge.detect import FaceDetector, StillDetector  # noqa: E402
-
-FER_NPZ = Path(os.environ.get("FER2013_NPZ", ROOT.parent / "shared" / "data" / "fer2013" / "fer2013.npz"))
+from tests.conftest import FER_NPZ, iou  # noqa: E402  (the tests' data path and IoU; boxes here are never empty)
 
 
 SECOND_LOOK_MAX = 60  # missed faces given the (slow) finer search per row
@@ -53,15 +51,6 @@ def paste(face48: np.ndarray, side: int, frame: np.ndarray, rng: np.random.Gener
     interp = cv2.INTER_AREA if side < 48 else cv2.INTER_CUBIC
     frame[y:y + side, x:x + side] = cv2.resize(face48, (side, side), interpolation=interp)
     return x, y, side, side
-
-
-def iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = ix * iy
-    return inter / float(aw * ah + bw * bh - inter) if inter else 0.0
 
 
 def run(images, labels, clf, det, still, frame_wh, side, seed, change=None):
