@@ -1,5 +1,6 @@
 """Issue 29 F: write_atomic in a folder others may write (the group-writable requests folder) never
-changes a file through a name a member swapped: modes are set on the open descriptor."""
+changes a file through a name a member swapped: modes are set on the open descriptor. And read_json,
+the calibration's and learned resting face's reader: each failure one line in the caller's words."""
 from __future__ import annotations
 
 import os
@@ -8,7 +9,9 @@ import threading
 import time
 from pathlib import Path
 
-from edge.safeio import write_atomic
+import pytest
+
+from edge.safeio import read_json, write_atomic
 
 
 def _swapper(folder: Path, victim: Path, stop: threading.Event, swaps: list[int]) -> None:
@@ -77,3 +80,28 @@ def test_a_symlink_at_the_final_name_is_replaced_not_followed(tmp_path):
     write_atomic(tmp_path / "out", b"new", 0o644, exact=True)
     assert victim.read_bytes() == b"keep" and not (tmp_path / "out").is_symlink()
     assert (tmp_path / "out").read_bytes() == b"new"
+
+
+def test_read_json_names_each_failure_in_one_line_through_the_callers_error(tmp_path):
+    texts = dict(not_regular="not regular", unreadable="cannot read", not_json="not JSON")
+    good = tmp_path / "good.json"
+    good.write_text('{"a": [1, 2]}')
+    assert read_json(good, 64, ValueError, missing="gone", **texts) == {"a": [1, 2]}
+    big = tmp_path / "big.json"
+    big.write_text("[" + "0," * 40 + "0]")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    cases = {tmp_path / "none.json": "gone", big: "not regular", fifo: "not regular", tmp_path: "not regular",
+             blocker / "x.json": "cannot read (Not a directory)"}
+    for name, data in (("utf8", b"\xff{}"), ("syntax", b"{nope"), ("deep", b"[" * 100000 + b"]" * 100000),
+                       ("long_number", b"1" * 5000)):
+        (tmp_path / name).write_bytes(data)
+        cases[tmp_path / name] = "not JSON"
+    for path, want in cases.items():
+        with pytest.raises(LookupError) as e:  # the caller's class, whatever it is
+            read_json(path, 64 if path == big else 1 << 20, LookupError, missing="gone", **texts)
+        assert str(e.value) == f"{path}: {want}", path
+    with pytest.raises(FileNotFoundError):  # missing=None: absence is the caller's to handle
+        read_json(tmp_path / "none.json", 64, LookupError, missing=None, **texts)
