@@ -133,7 +133,9 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
     """Per-subject counts, the uncalibrated and calibrated confusion matrices, and each photo's outcome.
     With `jitter_seed`, every face box (calibration photos' too) is jittered, reproducibly for that seed.
     `found` caches each photo's Haar boxes between calls (jittered repeats detect once)."""
-    from edge.calibration import CalibrationApplier, make_calibration, smiling
+    from edge.calibration import CalibrationApplier, make_calibration
+    from edge.calibration.look import Looker
+    from edge.calibration.teach import rest_from, teach_from_image
     from edge.classify import EmotionClassifier, resolve_model
     from edge.config import DetectConfig
     from edge.detect import StillDetector
@@ -145,6 +147,7 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
     clf = EmotionClassifier(resolve_model(model), flip_average=flip_average, multi_crop=multi_crop, crop_margin=crop_margin)
     det = StillDetector(DetectConfig())  # as `photo` finds faces
     labels = clf.labels
+    looker = Looker(clf.info.input.crop_margin)
     k = len(labels)
     cm_u, cm_c, cm_l = np.zeros((k, k), int), np.zeros((k, k), int), np.zeros((k, k), int)
     results, photos = [], []
@@ -154,6 +157,7 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
         cal_rows = [r for r in mine if r[1] == "neutral"][:calib]
         res = SubjectResult(subject, calibration_photos=[r[0].name for r in cal_rows])
         probs, ambiguous = {}, set()  # ambiguous: no face of the person's own, as `calibrate --photos` decides
+        lessons = []  # the calibration photos' resting faces, as `calibrate --photos` takes them
         for path, _, _ in mine:
             gray = read_image(path).gray
             boxes = found.get(path) if found is not None else None
@@ -166,9 +170,12 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
             if boxes and rng is not None:
                 boxes = [jitter_box(boxes[0], rng, gray.shape[1], gray.shape[0])]
             probs[path] = None if not boxes else clf.classify(gray, boxes[0]).probs.copy()
-        samples = [probs[r[0]] for r in cal_rows if r[0] not in ambiguous and not smiling(probs[r[0]], labels)]
-        applier = CalibrationApplier(make_calibration(samples, clf.info.sha256, labels, "photos"), strength,
-                                     neutral_margin) if samples else None
+            if boxes and path not in ambiguous and any(path == r[0] for r in cal_rows):
+                lesson = teach_from_image(clf, looker, gray, boxes[0], rest=True)
+                if not lesson.smile:
+                    lessons.append(lesson)
+        applier = CalibrationApplier(rest_from(lessons, clf.info.sha256, labels), strength,
+                                     neutral_margin) if lessons else None
         for path, label, _ in mine:
             if any(path == r[0] for r in cal_rows) or label not in labels:
                 continue

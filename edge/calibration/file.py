@@ -147,9 +147,15 @@ def make_calibration(samples: Sequence[np.ndarray], model_sha256: str, labels: S
                      created: float | None = None, looks: Sequence[np.ndarray] = ()) -> Calibration:
     """Average the raw (uncalibrated) probabilities of resting-face samples into a baseline (and their
     looks, when given, into the resting face's look)."""
-    if not samples:
+    return calibration_from_logps([log_probs(p) for p in samples], model_sha256, labels, source, created, looks)
+
+
+def calibration_from_logps(samples: Sequence[np.ndarray], model_sha256: str, labels: Sequence[str], source: str,
+                           created: float | None = None, looks: Sequence[np.ndarray] = ()) -> Calibration:
+    """The resting face from each sample's (floored) log-probabilities: their mean is the baseline."""
+    if not len(samples):
         raise CalibrationError("no faces to calibrate from")
-    lp = np.mean([log_probs(p) for p in samples], axis=0)
+    lp = np.mean(samples, axis=0)
     if lp.shape != (len(labels),) or not np.all(np.isfinite(lp)):
         raise CalibrationError("calibration samples do not match the model's labels")
     return Calibration(model_sha256, tuple(labels), lp, time.time() if created is None else created,
