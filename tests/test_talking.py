@@ -1,0 +1,64 @@
+"""A face talking is not an emotion: a made talking clip (model_export/make_talking.py, from a FER2013
+fixture face at rest), calibrated as issue 33 measures it (`calibrate --photos` on every 15th frame of
+its first 10 s), then played through `run`: the mood logged is the resting face's, not a negative one.
+
+Each clip exposed a fault: seed 2 a resting face taken at each photo's exact box (its rare class,
+disgust at 0.2 %, was so far below the loop's wandering readings that the loop read disgust 100 % of
+the time); seeds 4 and 6 a resting face without its spread (fear moves while the mouth does, and read
+fear 21 and 23 % of the time). docs/CALIBRATION.md has both.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from model_export.make_talking import render
+
+from .conftest import FACES_DIR
+
+REPO = Path(__file__).resolve().parent.parent
+NEGATIVE = ("angry", "disgust", "fear", "sad")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("STATE_DIRECTORY", None)
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def every_15th_frame_of_first_10s(clip: Path, out: Path) -> list[str]:
+    out.mkdir()
+    cap, names = cv2.VideoCapture(str(clip)), []
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    for i in range(int(10 * fps)):
+        ok, frame = cap.read()
+        assert ok, f"{clip}: ended at frame {i}"
+        if i % 15 == 0:
+            names.append(str(out / f"f{i:04d}.png"))
+            cv2.imwrite(names[-1], frame)
+    cap.release()
+    return names
+
+
+@pytest.mark.parametrize("seed", [2, 4, 6])
+def test_a_talking_face_calibrated_from_its_first_10_s_reads_at_rest(tmp_path, seed):
+    still = cv2.imread(str(FACES_DIR / "fer32313_neutral_320x240.png"), cv2.IMREAD_GRAYSCALE)
+    clip = tmp_path / "talk.mp4"
+    made = render(still, clip, seconds=20, seed=seed)
+    assert made["frames"] == 600 and 0.3 < made["talking"] < 0.5  # the mouth moves in about 40 % of frames
+    frames = every_15th_frame_of_first_10s(clip, tmp_path / "frames")
+    r = cli("calibrate", "--photos", *frames, "--out", str(tmp_path / "me.json"))
+    assert r.returncode == 0 and "calibration from 20 photos" in r.stdout, r.stdout + r.stderr
+    r = cli("run", "--source", str(clip), "--led", "none", "--db", str(tmp_path / "log.db"),
+            "--calibration", str(tmp_path / "me.json"))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(cli("log", "--db", str(tmp_path / "log.db"), "--summary", "--json").stdout)
+    shares = {mood: v["share"] for mood, v in summary["moods"].items()}
+    assert sum(shares.get(m, 0.0) for m in NEGATIVE) <= 0.10, shares
+    assert shares.get("neutral", 0.0) >= 0.9, shares
