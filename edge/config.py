@@ -162,6 +162,9 @@ class CalibrateConfig:
     strength: float = _opt(1.0, "share of the person's resting-face bias removed (0 = calibration off, 1 = all)", _range(*STRENGTH_RANGE))
     neutral_margin: float = _opt(0.75, "log-odds head start for neutral after calibration: how much more expressive than "
                                       "their resting face a person must look to read as an emotion", _range(*NEUTRAL_MARGIN_RANGE))
+    rest_spread: float = _opt(1.0, "with a resting face taken from several frames or photos, each emotion must also rise "
+                                   "this many of its own standard deviations at rest (talking moves some, such as fear) "
+                                   "before it counts; 0: off", _range(0.0, 5.0))
     button_pin: int = _opt(-1, "BCM pin of a push button (to GND) that starts a calibration; -1 = no button", _pin_or_off)
     learn: bool = _opt(True, "learn the resting face while watching and use it while no calibration is in use "
                              "(the service keeps it in learned-baseline.json beside the log)")

@@ -175,7 +175,7 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
                 if not lesson.smile:
                     lessons.append(lesson)
         applier = CalibrationApplier(rest_from(lessons, clf.info.sha256, labels), strength,
-                                     neutral_margin) if lessons else None
+                                     neutral_margin, d.rest_spread) if lessons else None
         for path, label, _ in mine:
             if any(path == r[0] for r in cal_rows) or label not in labels:
                 continue
@@ -308,7 +308,7 @@ def measure_teach(rows: list[tuple[Path, str, str]], model: str = "", strength: 
         neutral = first.get("neutral")
         rest_lesson = lesson(neutral, True) if neutral is not None else None
         rest = rest_from([rest_lesson], sha, labels) if rest_lesson is not None else None
-        resting = CalibrationApplier(rest, strength, neutral_margin) if rest is not None else None
+        resting = CalibrationApplier(rest, strength, neutral_margin, d.rest_spread) if rest is not None else None
         for setting, chosen in taught_labels.items():
             teach = {lab: first[lab] for lab in chosen if lab in first}
             res = TeachSubject(subject, teaching_photos={lab: p.name for lab, p in teach.items()})
@@ -323,7 +323,7 @@ def measure_teach(rows: list[tuple[Path, str, str]], model: str = "", strength: 
                     res.not_taught.append(lab)
                 else:
                     profile = profile.with_expression(lab, taught_from([got]))
-            reader = CalibrationApplier(profile, strength, neutral_margin) if profile.has_rest or profile.expressions else None
+            reader = CalibrationApplier(profile, strength, neutral_margin, d.rest_spread) if profile.has_rest or profile.expressions else None
             for path, label, _ in mine:
                 if path in teach.values() or label not in labels:
                     continue

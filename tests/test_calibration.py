@@ -131,6 +131,38 @@ def test_save_load_round_trip_is_readable_json(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["calibration.json"]  # no temp file left
 
 
+def test_several_resting_samples_keep_their_spread_one_keeps_none(tmp_path):
+    """The spread is the samples' standard deviation of log-probability per class, saved beside the
+    baseline (the file stays version 1 for a resting face alone); one sample has none."""
+    a, b = softmax(np.array([0, 0, 1.0, 0, 0, 0, 2.0])), softmax(np.array([0, 0, 3.0, 0, 0, 0, 2.0]))
+    cal = make_calibration([a, b], SHA, LABELS, "camera", created=1.7e9)
+    want = np.std([np.log(a), np.log(b)], axis=0)
+    np.testing.assert_allclose(cal.spread, want, atol=1e-9)
+    assert cal.spread[LABELS.index("fear")] > 0.6 > cal.spread[LABELS.index("angry")]  # fear moved most between the two
+    save(cal, tmp_path / "c.json")
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert data["version"] == 1 and set(data["spread"]) == set(LABELS)
+    np.testing.assert_allclose(load(tmp_path / "c.json").spread, want, atol=1e-5)
+    one = cal_from(a)
+    assert one.spread is None and "spread" not in one.to_json()
+    save(one, tmp_path / "one.json")
+    assert load(tmp_path / "one.json").spread is None
+
+
+def test_a_class_that_moves_at_rest_must_move_further_to_count():
+    """Talking moves fear's reading while the face is at rest: with the spread, a reading whose fear
+    rose by less than that spread stays neutral; without it (weight 0, or one sample), fear wins."""
+    rest = [softmax(np.array([0, 0, f, 0, 0, 0, 2.0])) for f in (-1.0, 0.0, 1.0)]  # fear moves a lot
+    cal = make_calibration(rest, SHA, LABELS, "camera", created=1.7e9)
+    talking = softmax(np.array([0, 0, 1.2, 0, 0, 0, 2.0]))  # fear up by about its spread (0.75), neutral as at rest
+    read = lambda weight: LABELS[int(np.argmax(CalibrationApplier(cal, 1.0, 0.75, weight).apply(talking.copy())))]  # noqa: E731
+    assert read(0.0) == "fear" and read(1.0) == "neutral"
+    afraid = softmax(np.array([0, 0, 4.0, 0, 0, 0, 2.0]))  # fear up by 4: well beyond its spread and the margin
+    assert LABELS[int(np.argmax(CalibrationApplier(cal, 1.0, 0.75, 1.0).apply(afraid.copy())))] == "fear"
+    one = make_calibration(rest[1:2], SHA, LABELS, "camera", created=1.7e9)  # one sample: no spread to use
+    assert LABELS[int(np.argmax(CalibrationApplier(one, 1.0, 0.75, 1.0).apply(talking.copy())))] == "fear"
+
+
 def _good() -> dict:
     return cal_from(np.full(7, 1 / 7)).to_json()
 
@@ -157,6 +189,10 @@ BAD_FILES = {
     "created infinite": json.dumps({**_good(), "created_unix": float("inf")}).encode(),
     "frames zero": json.dumps({**_good(), "frames": 0}).encode(),
     "frames a bool": json.dumps({**_good(), "frames": True}).encode(),
+    "spread misses a label": json.dumps({**_good(), "spread": {"angry": 0.5}}).encode(),
+    "spread negative": json.dumps({**_good(), "spread": {lab: -0.1 for lab in LABELS}}).encode(),
+    "spread not a number": json.dumps({**_good(), "spread": {**{lab: 0.1 for lab in LABELS}, "fear": "wide"}}).encode(),
+    "spread a list": json.dumps({**_good(), "spread": [0.1] * 7}).encode(),
     "deeply nested": b"[" * 100000 + b"]" * 100000,
     "a number too long to convert": b'{"frames": ' + b"1" * 5000 + b"}",  # json.loads: ValueError, not a JSONDecodeError
 }

@@ -4,7 +4,10 @@ Most of the classifier's error on a real person is their resting face: one face 
 another "angry". Applying a calibration subtracts the baseline's shape from each prediction's
 log-probabilities (`strength` = 1: the resting face becomes indifferent between the classes), then
 gives neutral a head start of `neutral_margin` (log-odds), so a face must look more expressive than
-its own rest to read as an emotion (what it gains: docs/CALIBRATION.md).
+its own rest to read as an emotion (what it gains: docs/CALIBRATION.md). Where the resting face was
+taken from several samples, each other class also starts `spread_weight` of its own resting spread
+lower: a class that moves a lot while the face is at rest (fear while the person talks) must move
+further before it counts.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ class CalibrationApplier:
     (profile.TaughtReader); without its look, or with the resting face alone, by the resting face's.
     """
 
-    def __init__(self, cal: Calibration, strength: float, neutral_margin: float) -> None:
+    def __init__(self, cal: Calibration, strength: float, neutral_margin: float, spread_weight: float = 0.0) -> None:
         self.calibration = cal
         self.strength = float(strength)
         self.neutral_margin = float(neutral_margin)
@@ -30,7 +33,11 @@ class CalibrationApplier:
         else:
             shift = -self.strength * (cal.baseline - cal.baseline.mean())
             if "neutral" in cal.labels:
-                shift[cal.labels.index("neutral")] += self.neutral_margin
+                n = cal.labels.index("neutral")
+                shift[n] += self.neutral_margin
+                if cal.spread is not None and spread_weight > 0:
+                    others = np.arange(len(cal.labels)) != n
+                    shift[others] -= float(spread_weight) * cal.spread[others]
         self.shift = shift.astype(np.float32)
         self._z = np.empty(len(cal.labels), np.float32)
         self.reader = _reader(cal, shift)

@@ -56,6 +56,8 @@ class Calibration:
     source: str                   # "camera" or "photos"
     look: np.ndarray | None = None  # the resting face's look (look.py), when it was taken with one
     expressions: dict[str, Taught] = field(default_factory=dict)  # other labels taught, model label order
+    spread: np.ndarray | None = None  # standard deviation of the resting samples' log-probabilities, per label
+                                      # (None: one sample, or a file from before 2026-12-07)
 
     def to_json(self) -> dict[str, Any]:
         profile = self.look is not None or bool(self.expressions)
@@ -67,6 +69,8 @@ class Calibration:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created)),
             "created_unix": round(self.created, 3), "frames": self.frames, "source": self.source,
         }
+        if self.baseline is not None and self.spread is not None:
+            d["spread"] = {lab: round(float(v), 5) for lab, v in zip(self.labels, self.spread)}
         if profile:
             d["look_kind"] = LOOK_KIND
             if self.look is not None:
@@ -86,7 +90,7 @@ class Calibration:
     def with_rest(self, rest: Calibration) -> Calibration:
         """This profile with its resting face replaced by `rest`'s (same model), expressions kept."""
         return replace(self, baseline=rest.baseline, created=rest.created, frames=rest.frames, source=rest.source,
-                       look=rest.look)
+                       look=rest.look, spread=rest.spread)
 
     def with_expression(self, label: str, taught: Taught) -> Calibration:
         """This profile with `label` taught (added or replaced)."""
@@ -152,14 +156,16 @@ def make_calibration(samples: Sequence[np.ndarray], model_sha256: str, labels: S
 
 def calibration_from_logps(samples: Sequence[np.ndarray], model_sha256: str, labels: Sequence[str], source: str,
                            created: float | None = None, looks: Sequence[np.ndarray] = ()) -> Calibration:
-    """The resting face from each sample's (floored) log-probabilities: their mean is the baseline."""
+    """The resting face from each sample's (floored) log-probabilities: their mean is the baseline, their
+    spread (from two samples on) how much each class moves while the face is at rest (talking, say)."""
     if not len(samples):
         raise CalibrationError("no faces to calibrate from")
     lp = np.mean(samples, axis=0)
     if lp.shape != (len(labels),) or not np.all(np.isfinite(lp)):
         raise CalibrationError("calibration samples do not match the model's labels")
+    spread = np.std(samples, axis=0) if len(samples) > 1 else None
     return Calibration(model_sha256, tuple(labels), lp, time.time() if created is None else created,
-                       len(samples), source, look=mean_look(looks))
+                       len(samples), source, look=mean_look(looks), spread=spread)
 
 
 def make_taught(samples: Sequence[np.ndarray], looks: Sequence[np.ndarray], labels: Sequence[str], source: str,
@@ -227,7 +233,20 @@ def parse(data: Any, where: str) -> Calibration:
         raise CalibrationError(f"{where}: 'frames' must be a positive integer")
     source = data.get("source", "camera")
     return Calibration(sha, tuple(labels), np.array(vals, np.float64), float(created), frames,
-                       source if source in ("camera", "photos") else "camera", look=look, expressions=expressions)
+                       source if source in ("camera", "photos") else "camera", look=look, expressions=expressions,
+                       spread=_spread(data.get("spread"), labels, where))
+
+
+def _spread(sp: Any, labels: list[str], where: str) -> np.ndarray | None:
+    """The optional 'spread': one standard deviation of log-probability (0 to 20) per label."""
+    if sp is None:
+        return None
+    if not isinstance(sp, dict) or set(sp) != set(labels):
+        raise CalibrationError(f"{where}: 'spread' must give one number for each label")
+    vals = [sp[k] for k in labels]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 20 for v in vals):
+        raise CalibrationError(f"{where}: 'spread' values must be standard deviations of log-probabilities (0 to 20)")
+    return np.array(vals, np.float64)
 
 
 def load(path: Path) -> Calibration:

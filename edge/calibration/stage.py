@@ -77,7 +77,7 @@ class CalibrationStage:
                 self.learner.forget()
             return
         for_model(cal, *self.model, "calibration")
-        self._explicit = CalibrationApplier(cal, self.settings.strength, self.settings.neutral_margin)
+        self._explicit = CalibrationApplier(cal, self.settings.strength, self.settings.neutral_margin, self.settings.rest_spread)
 
     @property
     def explicit(self) -> Calibration | None:
