@@ -60,9 +60,9 @@ def jaffe_faces(root: Path) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     return out
 
 
-def negative_share(clip: Path, calibration: Path | None, work: Path) -> float:
+def negative_share(clip: Path, calibration: Path | None, work: Path, config: Path | None = None) -> float:
     """Share of frames whose mood (as logged) is negative, the loop playing the clip as `run` does."""
-    cfg = load_config(None)
+    cfg = load_config(config)
     cfg.source.source, cfg.led.backend = str(clip), "none"
     cfg.log.db = str(work / "log.db")
     cfg.calibrate.file = str(calibration) if calibration else str(work / "none.json")
@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fer", type=int, default=10, help="this many FER2013 faces (0: none)")
     p.add_argument("--jaffe", type=Path, help="jaffe-tune folder: its five people too")
     p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--config", type=Path, help="a config.toml for the loop (default: the defaults)")
+    p.add_argument("--uncalibrated-only", action="store_true", help="skip the calibrated run")
     p.add_argument("--calibrate-args", default="", help="more arguments for `calibrate --photos`, e.g. '--single-crop'")
     a = p.parse_args(argv)
     faces = (fer_faces(a.fer) if a.fer and FER.exists() else []) + (jaffe_faces(a.jaffe) if a.jaffe else [])
@@ -110,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             work = Path(tmp)
             clip = work / "talk.mp4"
             render(still, clip, a.seconds, seed=1, smile=smile)
-            uncal = negative_share(clip, None, work)
-            cal_file = calibrate_from_first_10s(clip, work, tuple(a.calibrate_args.split()))
-            cal = negative_share(clip, cal_file, work) if cal_file else float("nan")
+            uncal = negative_share(clip, None, work, a.config)
+            cal_file = None if a.uncalibrated_only else calibrate_from_first_10s(clip, work, tuple(a.calibrate_args.split()))
+            cal = negative_share(clip, cal_file, work, a.config) if cal_file else float("nan")
         rows.append((uncal, cal))
         print(f"{name:10s} {uncal:12.1%} {cal:10.1%}", flush=True)
     u, c = np.nanmean(np.array(rows), axis=0)
