@@ -163,6 +163,16 @@ def test_a_class_that_moves_at_rest_must_move_further_to_count():
     assert LABELS[int(np.argmax(CalibrationApplier(one, 1.0, 0.75, 1.0).apply(talking.copy())))] == "fear"
 
 
+def test_the_stage_applies_the_spread_as_configured():
+    """[calibrate] rest_spread reaches the explicit calibration the loop applies (0 turns it off)."""
+    rest = [softmax(np.array([0, 0, f, 0, 0, 0, 2.0])) for f in (-1.0, 0.0, 1.0)]
+    cal = make_calibration(rest, SHA, LABELS, "camera", created=1.7e9)
+    talking = Prediction(softmax(np.array([0, 0, 1.2, 0, 0, 0, 2.0])).astype(np.float32), LABELS)
+    read = {w: CalibrationStage(SHA, LABELS, settings=CalibrateConfig(rest_spread=w), explicit=cal).apply(talking).top
+            for w in (0.0, 1.0)}
+    assert read == {0.0: "fear", 1.0: "neutral"}
+
+
 def _good() -> dict:
     return cal_from(np.full(7, 1 / 7)).to_json()
 
