@@ -147,6 +147,11 @@ def test_several_resting_samples_keep_their_spread_one_keeps_none(tmp_path):
     assert one.spread is None and "spread" not in one.to_json()
     save(one, tmp_path / "one.json")
     assert load(tmp_path / "one.json").spread is None
+    # --show names what moved most at rest (never neutral), only where there is a spread
+    assert cal.moved_at_rest().startswith("fear 0.6") and "neutral" not in cal.moved_at_rest() and one.moved_at_rest() == ""
+    shown = cli("calibrate", "--show", str(tmp_path / "c.json")).stdout
+    assert f"moved most at rest (log-probability spread; each must rise rest_spread times it more to count): {cal.moved_at_rest()}\n" in shown
+    assert "moved most" not in cli("calibrate", "--show", str(tmp_path / "one.json")).stdout
 
 
 def test_a_class_that_moves_at_rest_must_move_further_to_count():

@@ -126,6 +126,13 @@ class Calibration:
         top = np.argsort(-p, kind="stable")[:2]
         return ", ".join(f"{self.labels[i]} {p[i]:.0%}" for i in top)
 
+    def moved_at_rest(self, n: int = 3) -> str:
+        """The emotions that moved most while the resting face was taken: 'fear 0.93, surprise 0.61' ('' without a spread)."""
+        if self.spread is None:
+            return ""
+        order = [i for i in np.argsort(-self.spread, kind="stable") if self.labels[i] != "neutral"][:n]
+        return ", ".join(f"{self.labels[i]} {self.spread[i]:.2f}" for i in order)
+
     def describe(self) -> str:
         """'from 2026-11-25 12:40, 42 camera frames' / '..., 2 photos' (and what else the profile holds)"""
         if self.expressions or not self.has_rest:

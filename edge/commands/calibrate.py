@@ -160,6 +160,8 @@ def _show(path: Path) -> int:
         what = "camera frame" if cal.source == "camera" else "photo"
         print(f"  resting face: {cal.frames} {what}{'s' if cal.frames != 1 else ''}, {cal.created_text} "
               f"(at rest it read {cal.resting()})")
+        if moved := cal.moved_at_rest():
+            print(f"  moved most at rest (log-probability spread; each must rise rest_spread times it more to count): {printable(moved)}")
     else:
         print("  resting face: none (teach it with --as neutral, or without --as)")
     for lab, t in cal.expressions.items():
