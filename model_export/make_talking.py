@@ -93,9 +93,10 @@ def talking_frame(still: np.ndarray, box: tuple[int, int, int, int], lips: int, 
 
 
 def render(still: np.ndarray, out: Path, seconds: float, seed: int, smile: np.ndarray | None = None,
-           smile_share: float = 0.25, fps: float = FPS) -> dict:
-    """Write the clip; returns what it holds (frames, the share of frames talking and smiling)."""
-    box = face_box(still, "photo")
+           smile_share: float = 0.25, fps: float = FPS, name: str = "photo") -> dict:
+    """Write the clip; returns what it holds (frames, the share of frames talking and smiling).
+    `name`: the photo's, for the error when it has no face."""
+    box = face_box(still, name)
     lips = lip_line(still, box)
     rng = np.random.default_rng(seed)
     n = int(round(seconds * fps))
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         smile = _grey(a.smile)
         if smile.shape != still.shape:
             raise SystemExit(f"{a.smile}: {smile.shape[1]}x{smile.shape[0]}, not the size of {a.photo} ({still.shape[1]}x{still.shape[0]})")
-    made = render(still, a.out, a.seconds, a.seed, smile, a.smile_share)
+    made = render(still, a.out, a.seconds, a.seed, smile, a.smile_share, name=str(a.photo))
     print(f"{a.out}: {made['frames']} frames at {FPS:g} fps; talking {made['talking']:.0%} of frames, smiling {made['smiling']:.0%}")
     return 0
 

@@ -62,3 +62,17 @@ def test_a_talking_face_calibrated_from_its_first_10_s_reads_at_rest(tmp_path, s
     shares = {mood: v["share"] for mood, v in summary["moods"].items()}
     assert sum(shares.get(m, 0.0) for m in NEGATIVE) <= 0.10, shares
     assert shares.get("neutral", 0.0) >= 0.9, shares
+
+
+def test_make_talking_refuses_a_photo_without_a_face_or_a_smile_of_another_size(tmp_path):
+    """The tool's bad input ends in one line naming the file (SystemExit, as argparse does)."""
+    from model_export.make_talking import main
+
+    with pytest.raises(SystemExit, match="noface_320x240.png: no face found"):
+        main([str(FACES_DIR / "noface_320x240.png"), "--out", str(tmp_path / "t.mp4"), "--seconds", "1"])
+    wide = FACES_DIR / "fer32350+fer32466_two_640x480.png"
+    with pytest.raises(SystemExit, match=r"640x480, not the size of .*fer32313_neutral_320x240.png \(320x240\)"):
+        main([str(FACES_DIR / "fer32313_neutral_320x240.png"), "--smile", str(wide), "--out", str(tmp_path / "t.mp4")])
+    assert not (tmp_path / "t.mp4").exists()
+    with pytest.raises(SystemExit, match="not an image OpenCV can read"):
+        main([str(tmp_path / "missing.png"), "--out", str(tmp_path / "t.mp4")])
