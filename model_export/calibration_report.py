@@ -169,11 +169,13 @@ def measure(rows: list[tuple[Path, str, str]], model: str = "", calib: int = 2, 
                 ambiguous.add(path)
             if boxes and rng is not None:
                 boxes = [jitter_box(boxes[0], rng, gray.shape[1], gray.shape[0])]
-            probs[path] = None if not boxes else clf.classify(gray, boxes[0]).probs.copy()
             if boxes and path not in ambiguous and any(path == r[0] for r in cal_rows):
-                lesson = teach_from_image(clf, looker, gray, boxes[0], rest=True)
+                lesson = teach_from_image(clf, looker, gray, boxes[0], rest=True)  # reads the exact box too
+                probs[path] = lesson.probs
                 if not lesson.smile:
                     lessons.append(lesson)
+            else:
+                probs[path] = None if not boxes else clf.classify(gray, boxes[0]).probs.copy()
         applier = CalibrationApplier(rest_from(lessons, clf.info.sha256, labels), strength,
                                      neutral_margin, d.rest_spread) if lessons else None
         for path, label, _ in mine:
