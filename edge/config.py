@@ -112,6 +112,9 @@ class MoodConfig:
     half_life: float = _opt(0.8, "seconds for the smoothed probabilities to move halfway to a new reading", _range(0.0, 60))
     margin: float = _opt(0.08, "a new mood must lead the current one by this much probability", _range(0.0, 1.0))
     hold: float = _opt(1.0, "... for this many seconds before the mood changes", _range(0.0, 60))
+    stale: float = _opt(3.0, "an emotion that another mood has led, by any amount, for this many seconds fades to "
+                             "neutral (readings with no clear leader, as while talking, rarely lead by the margin); "
+                             "0: only the margin changes a mood", _range(0.0, 600))
     no_face_timeout: float = _opt(5.0, "seconds without a face before the mood becomes 'none'", _range(0.1, 3600))
 
 
@@ -170,7 +173,7 @@ class CalibrateConfig:
                              "(the service keeps it in learned-baseline.json beside the log)")
     learn_half_life: float = _opt(1800.0, "face time (s) after which what was learned counts half: how fast a lasting "
                                           "change of face, light or person is followed", _range(60, 604800))
-    learn_min_seconds: float = _opt(20.0, "face time (s) to learn before the learned resting face is used", _range(5, 86400))
+    learn_min_seconds: float = _opt(10.0, "face time (s) to learn before the learned resting face is used", _range(5, 86400))
     learn_neutral_margin: float = _opt(0.5, "neutral's head start with the learned resting face (it holds expressions "
                                             "too, so less than neutral_margin); 0: a face at rest reads indifferent",
                                        _range(*NEUTRAL_MARGIN_RANGE))

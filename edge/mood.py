@@ -4,6 +4,8 @@ Everything is in seconds, not frames, so the behaviour is the same at 5 fps and 
 - EMA: each new reading moves the smoothed probabilities by alpha = 1 - 2**(-dt / half_life).
 - First mood: adopted at once when a face appears (the light answers someone walking up);
   after that a challenger must lead the current mood by `margin` continuously for `hold` seconds.
+- Stale: an emotion that other moods have led, by any amount, for `stale` seconds in a row fades to
+  neutral (no labels "neutral": to the leader); readings with no clear leader never pass the margin.
 - `none` once no face has been seen for `no_face_timeout` seconds; the history is then dropped.
 """
 from __future__ import annotations
@@ -26,11 +28,14 @@ class MoodSmoother:
         self._current = -1  # index into labels; -1 = none
         self._chal = -1
         self._chal_since = 0.0
+        self._rest = self.labels.index("neutral") if "neutral" in self.labels else -1
+        self._lost = False  # another mood leads the current one (by any amount)
+        self._lost_since = 0.0
         self.mood = Mood(NO_MOOD, 0.0, None, self.labels, 0.0)
 
     def reset(self) -> None:
         """Forget everything (e.g. after a source or model change)."""
-        self._p, self._last_face, self._current, self._chal = None, None, -1, -1
+        self._p, self._last_face, self._current, self._chal, self._lost = None, None, -1, -1, False
 
     def update(self, t: float, pred: Prediction | None, face_seen: bool) -> Mood:
         """One step at time t (seconds). pred=None, face_seen=True: face still there, no new reading."""
@@ -51,15 +56,26 @@ class MoodSmoother:
             self.mood = Mood(NO_MOOD, 0.0, None, self.labels, t)
             return self.mood
         top = int(np.argmax(p))
-        if self._current < 0:
-            self._current, self._chal = top, -1
-        elif top != self._current and p[top] - p[self._current] >= self.cfg.margin:
-            if top != self._chal:
-                self._chal, self._chal_since = top, t
-            if t - self._chal_since >= self.cfg.hold:
-                self._current, self._chal = top, -1
+        if self._current < 0 or top == self._current:
+            self._current, self._chal, self._lost = top, -1, False
         else:
-            self._chal = -1
+            if not self._lost:  # the current mood stopped leading (any other leads, by any amount): since when
+                self._lost, self._lost_since = True, t
+            if p[top] - p[self._current] >= self.cfg.margin:
+                if top != self._chal:
+                    self._chal, self._chal_since = top, t
+            else:
+                self._chal = -1
+            by_margin = self._chal == top and t - self._chal_since >= self.cfg.hold
+            if by_margin:
+                self._current, self._chal, self._lost = top, -1, False
+            # readings with no clear leader (a calibration that took the person's look out, speech) rarely
+            # lead by the margin: an emotion they stopped favouring fades to the resting face, not to
+            # whichever leads by a little
+            elif self.cfg.stale > 0 and t - self._lost_since >= self.cfg.stale:
+                rest = self._rest if self._rest >= 0 else top
+                if self._current != rest:
+                    self._current, self._chal, self._lost = rest, -1, False
         cur = self._current
         self.mood = Mood(self.labels[cur], float(p[cur]), p.copy(), self.labels, t)
         return self.mood

@@ -94,6 +94,17 @@ def learner(path, apply=None, half_life=600.0, min_seconds=5.0, sha=SHA) -> Lear
                            apply=apply or (lambda cal: None), path=path)
 
 
+def test_the_learned_face_is_handed_over_once_ready_then_every_10_s():
+    """The first hand-over does not wait for the next 10 s tick: each second before it is read uncalibrated."""
+    handed, t = [], 0.0
+    a = learner(None, apply=lambda cal: handed.append(t), min_seconds=5.0)
+    for _ in range(150):
+        t += 0.2
+        a.feed(t, Prediction(probs("sad"), LABELS))
+    assert 4.0 <= handed[0] <= 5.0, handed        # 5 s of face time (the first reading counts 1 s)
+    assert np.allclose(np.diff(handed), 10.0, atol=0.21), handed   # the first reading at or after each tick
+
+
 def test_saved_at_close_and_read_back_by_the_next_start(tmp_path):
     path = tmp_path / "learned-baseline.json"
     a = learner(path)

@@ -85,6 +85,52 @@ def test_hold_needs_a_continuous_lead():
     assert labels == ["happy"] * 10 + ["sad"] * 2  # exactly `hold` after the lead began
 
 
+def flat_after(t: float, first: str = "angry", until: float = 3.0) -> Prediction:
+    """`first` clearly, then flat readings whose small leader alternates each second (surprise, happy):
+    what a calibration that took the person's look out gives for a face talking."""
+    if t < until:
+        return pred(first, 0.9)
+    probs = np.full(len(FER_LABELS), 0.135, np.float32)
+    probs[FER_LABELS.index("surprise" if int(t) % 2 else "happy")] = 0.19
+    return Prediction(probs / probs.sum(), FER_LABELS)
+
+
+def test_an_emotion_the_readings_stopped_favouring_fades_to_neutral_after_stale_seconds():
+    """Flat readings never lead the old mood by the margin; after `stale` s of not leading it fades to
+    neutral, not to the emotion that leads by a little. With stale = 0 it stays (the margin alone)."""
+    changes = run(flat_after, 15, MoodConfig(), 20)
+    assert changes[0] == (0.0, "angry") and len(changes) == 2, changes
+    # the smoothed angry (0.9) takes about 3.5 s to sink below the leader, then `stale` (3 s) more
+    assert 3.0 + 3.0 <= changes[1][0] <= 3.0 + 3.5 + 3.0 + 1.0 and changes[1][1] == "neutral"
+    assert run(flat_after, 15, MoodConfig(stale=0.0), 20) == [(0.0, "angry")]
+
+
+def test_without_a_neutral_label_a_stale_mood_gives_way_to_the_leader():
+    labels = ("calm", "busy")
+    sm = MoodSmoother(MoodConfig(half_life=0.0, margin=0.1, hold=1.0, stale=3.0), labels)
+    seen = [sm.update(k / 10, Prediction(np.float32([0.9, 0.1] if k == 0 else [0.47, 0.53]), labels), True).label
+            for k in range(32)]
+    assert seen == ["calm"] * 31 + ["busy"]
+
+
+def test_the_stale_clock_restarts_whenever_the_mood_leads_again():
+    cfg = MoodConfig(half_life=0.0, margin=0.1, hold=1.0, stale=3.0)
+    sm = MoodSmoother(cfg, FER_LABELS)
+    n = 0
+
+    def step(pa: float) -> str:
+        nonlocal n
+        n += 1
+        return sm.update(n / 10, mix("happy", "neutral", pa), True).label
+
+    assert step(0.9) == "happy"
+    for _ in range(5):  # neutral leads by less than the margin for 2.5 s, then happy leads once
+        assert all(step(0.47) == "happy" for _ in range(25))
+        assert step(0.6) == "happy"
+    labels = [step(0.47) for _ in range(32)]
+    assert labels == ["happy"] * 30 + ["neutral"] * 2  # exactly `stale` after happy stopped leading
+
+
 def test_no_face_timeout_gives_none_then_new_face_adopts_at_once():
     cfg = MoodConfig(no_face_timeout=5.0)
     sm = MoodSmoother(cfg, FER_LABELS)

@@ -153,10 +153,10 @@ class Learner:
         over every 10 s)."""
         self.state.observe(t, pred.probs)
         self._dirty = True
-        if self._next_refresh is None or t >= self._next_refresh:
+        # the first hand-over as soon as it is ready (a mood read before it is read uncalibrated), then every 10 s
+        if self.state.ready and (self._next_refresh is None or t >= self._next_refresh):
             self._next_refresh = t + REFRESH_SECONDS
-            if self.state.ready:
-                self._apply(self.state.calibration())
+            self._apply(self.state.calibration())
         if self.path is not None and self._clock() >= self._next_save:
             self.save()
 
