@@ -8,7 +8,9 @@ It prints the share of frames whose logged mood is angry, disgust, fear or sad, 
 average. Faces: FER2013 PublicTest neutral faces Haar finds when upscaled into a 320x240 frame
 (`--fer N`), and with `--jaffe DIR` each jaffe-tune person's first neutral photo, smiling a quarter of
 the time (cross-faded from their first happy photo). Clips are made in a temporary folder and deleted.
-Usage: python tests/benchmarks/talking.py [--fer 10] [--jaffe ../shared/data/jaffe-tune] [--seconds 60]
+Real clips of people talking (`--clips`, one face each) are played forth and back to `--seconds`, as
+the issue's clip was; where to get some: docs/CALIBRATION.md ("Speech is not fear").
+Usage: python tests/benchmarks/talking.py [--fer 10] [--jaffe ../shared/data/jaffe-tune] [--clips A.mp4 ...] [--seconds 60]
 """
 from __future__ import annotations
 
@@ -60,6 +62,26 @@ def jaffe_faces(root: Path) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     return out
 
 
+def forth_and_back(src: Path, out: Path, seconds: float) -> None:
+    """`src` played forwards, backwards, forwards ... until `seconds` (the clip's own frame rate and size)."""
+    cap = cv2.VideoCapture(str(src))
+    fps, frames = cap.get(cv2.CAP_PROP_FPS) or 25.0, []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    if not frames:
+        raise SystemExit(f"{src}: no frames OpenCV can read")
+    cycle = frames + frames[-2:0:-1]
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for k in range(int(seconds * fps)):
+        writer.write(cycle[k % len(cycle)])
+    writer.release()
+
+
 def negative_share(clip: Path, calibration: Path | None, work: Path, config: Path | None = None) -> float:
     """Share of frames whose mood (as logged) is negative, the loop playing the clip as `run` does."""
     cfg = load_config(config)
@@ -96,22 +118,26 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--fer", type=int, default=10, help="this many FER2013 faces (0: none)")
     p.add_argument("--jaffe", type=Path, help="jaffe-tune folder: its five people too")
+    p.add_argument("--clips", nargs="+", type=Path, default=[], help="real clips of one person talking")
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--config", type=Path, help="a config.toml for the loop (default: the defaults)")
     p.add_argument("--uncalibrated-only", action="store_true", help="skip the calibrated run")
     p.add_argument("--calibrate-args", default="", help="more arguments for `calibrate --photos`, e.g. '--single-crop'")
     a = p.parse_args(argv)
     faces = (fer_faces(a.fer) if a.fer and FER.exists() else []) + (jaffe_faces(a.jaffe) if a.jaffe else [])
-    if not faces:
-        print("no faces: FER2013 is not at ../shared and no --jaffe given")
+    makers = [(name, lambda out, still=still, smile=smile: render(still, out, a.seconds, seed=1, smile=smile))
+              for name, still, smile in faces]
+    makers += [(c.stem[:10], lambda out, c=c: forth_and_back(c, out, a.seconds)) for c in a.clips]
+    if not makers:
+        print("no faces: FER2013 is not at ../shared and no --jaffe or --clips given")
         return 1
     rows = []
     print(f"{'face':10s} {'uncalibrated':>12s} {'calibrated':>10s}   (share of frames with a negative mood; {a.seconds:g} s each)")
-    for name, still, smile in faces:
+    for name, make in makers:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             clip = work / "talk.mp4"
-            render(still, clip, a.seconds, seed=1, smile=smile)
+            make(clip)
             uncal = negative_share(clip, None, work, a.config)
             cal_file = None if a.uncalibrated_only else calibrate_from_first_10s(clip, work, tuple(a.calibrate_args.split()))
             cal = negative_share(clip, cal_file, work, a.config) if cal_file else float("nan")
