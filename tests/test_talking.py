@@ -64,6 +64,21 @@ def test_a_talking_face_calibrated_from_its_first_10_s_reads_at_rest(tmp_path, s
     assert shares.get("neutral", 0.0) >= 0.9, shares
 
 
+def test_a_talking_face_with_no_calibration_reads_at_rest_once_the_learned_face_applies(tmp_path):
+    """No calibration at all: the model reads this face, talking, as sad. The learned resting face takes
+    that out after 10 s of face time, and the sad mood then fades (`[mood] stale`): with the defaults
+    before (20 s, no stale rule: flat readings never passed the margin) the log held sad 49 % of the time."""
+    still = cv2.imread(str(FACES_DIR / "fer32313_neutral_320x240.png"), cv2.IMREAD_GRAYSCALE)
+    clip = tmp_path / "talk.mp4"
+    render(still, clip, seconds=40, seed=1)
+    r = cli("run", "--source", str(clip), "--led", "none", "--db", str(tmp_path / "log.db"))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(cli("log", "--db", str(tmp_path / "log.db"), "--summary", "--json").stdout)
+    shares = {mood: v["share"] for mood, v in summary["moods"].items()}
+    assert sum(shares.get(m, 0.0) for m in NEGATIVE) <= 0.30, shares
+    assert shares.get("neutral", 0.0) >= 0.7, shares
+
+
 def test_make_talking_refuses_a_photo_without_a_face_or_a_smile_of_another_size(tmp_path):
     """The tool's bad input ends in one line naming the file (SystemExit, as argparse does)."""
     from model_export.make_talking import main
