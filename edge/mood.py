@@ -29,13 +29,12 @@ class MoodSmoother:
         self._chal = -1
         self._chal_since = 0.0
         self._rest = self.labels.index("neutral") if "neutral" in self.labels else -1
-        self._lost = False  # another mood leads the current one (by any amount)
-        self._lost_since = 0.0
+        self._lost_since: float | None = None  # since when another mood leads the current one (by any amount)
         self.mood = Mood(NO_MOOD, 0.0, None, self.labels, 0.0)
 
     def reset(self) -> None:
         """Forget everything (e.g. after a source or model change)."""
-        self._p, self._last_face, self._current, self._chal, self._lost = None, None, -1, -1, False
+        self._p, self._last_face, self._current, self._chal, self._lost_since = None, None, -1, -1, None
 
     def update(self, t: float, pred: Prediction | None, face_seen: bool) -> Mood:
         """One step at time t (seconds). pred=None, face_seen=True: face still there, no new reading."""
@@ -57,10 +56,10 @@ class MoodSmoother:
             return self.mood
         top = int(np.argmax(p))
         if self._current < 0 or top == self._current:
-            self._current, self._chal, self._lost = top, -1, False
+            self._current, self._chal, self._lost_since = top, -1, None
         else:
-            if not self._lost:  # the current mood stopped leading (any other leads, by any amount): since when
-                self._lost, self._lost_since = True, t
+            if self._lost_since is None:  # the current mood stopped leading (any other leads, by any amount)
+                self._lost_since = t
             if p[top] - p[self._current] >= self.cfg.margin:
                 if top != self._chal:
                     self._chal, self._chal_since = top, t
@@ -68,14 +67,14 @@ class MoodSmoother:
                 self._chal = -1
             by_margin = self._chal == top and t - self._chal_since >= self.cfg.hold
             if by_margin:
-                self._current, self._chal, self._lost = top, -1, False
+                self._current, self._chal, self._lost_since = top, -1, None
             # readings with no clear leader (a calibration that took the person's look out, speech) rarely
             # lead by the margin: an emotion they stopped favouring fades to the resting face, not to
             # whichever leads by a little
             elif self.cfg.stale > 0 and t - self._lost_since >= self.cfg.stale:
                 rest = self._rest if self._rest >= 0 else top
                 if self._current != rest:
-                    self._current, self._chal, self._lost = rest, -1, False
+                    self._current, self._chal, self._lost_since = rest, -1, None
         cur = self._current
         self.mood = Mood(self.labels[cur], float(p[cur]), p.copy(), self.labels, t)
         return self.mood

@@ -46,6 +46,14 @@ def every_15th_frame_of_first_10s(clip: Path, out: Path) -> list[str]:
     return names
 
 
+def logged_shares(clip: Path, db: Path, *extra: str) -> dict[str, float]:
+    """`run` plays the clip into the log at `db`; each mood's share of the logged time, as `log --summary` says."""
+    r = cli("run", "--source", str(clip), "--led", "none", "--db", str(db), *extra)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(cli("log", "--db", str(db), "--summary", "--json").stdout)
+    return {mood: v["share"] for mood, v in summary["moods"].items()}
+
+
 @pytest.mark.parametrize("seed", [2, 4, 6])
 def test_a_talking_face_calibrated_from_its_first_10_s_reads_at_rest(tmp_path, seed):
     still = cv2.imread(str(FACES_DIR / "fer32313_neutral_320x240.png"), cv2.IMREAD_GRAYSCALE)
@@ -55,11 +63,7 @@ def test_a_talking_face_calibrated_from_its_first_10_s_reads_at_rest(tmp_path, s
     frames = every_15th_frame_of_first_10s(clip, tmp_path / "frames")
     r = cli("calibrate", "--photos", *frames, "--out", str(tmp_path / "me.json"))
     assert r.returncode == 0 and "calibration from 20 photos" in r.stdout, r.stdout + r.stderr
-    r = cli("run", "--source", str(clip), "--led", "none", "--db", str(tmp_path / "log.db"),
-            "--calibration", str(tmp_path / "me.json"))
-    assert r.returncode == 0, r.stderr
-    summary = json.loads(cli("log", "--db", str(tmp_path / "log.db"), "--summary", "--json").stdout)
-    shares = {mood: v["share"] for mood, v in summary["moods"].items()}
+    shares = logged_shares(clip, tmp_path / "log.db", "--calibration", str(tmp_path / "me.json"))
     assert sum(shares.get(m, 0.0) for m in NEGATIVE) <= 0.10, shares
     assert shares.get("neutral", 0.0) >= 0.9, shares
 
@@ -71,10 +75,7 @@ def test_a_talking_face_with_no_calibration_reads_at_rest_once_the_learned_face_
     still = cv2.imread(str(FACES_DIR / "fer32313_neutral_320x240.png"), cv2.IMREAD_GRAYSCALE)
     clip = tmp_path / "talk.mp4"
     render(still, clip, seconds=40, seed=1)
-    r = cli("run", "--source", str(clip), "--led", "none", "--db", str(tmp_path / "log.db"))
-    assert r.returncode == 0, r.stderr
-    summary = json.loads(cli("log", "--db", str(tmp_path / "log.db"), "--summary", "--json").stdout)
-    shares = {mood: v["share"] for mood, v in summary["moods"].items()}
+    shares = logged_shares(clip, tmp_path / "log.db")
     assert sum(shares.get(m, 0.0) for m in NEGATIVE) <= 0.30, shares
     assert shares.get("neutral", 0.0) >= 0.7, shares
 

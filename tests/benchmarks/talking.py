@@ -9,7 +9,7 @@ average. Faces: FER2013 PublicTest neutral faces Haar finds when upscaled into a
 (`--fer N`), and with `--jaffe DIR` each jaffe-tune person's first neutral photo, smiling a quarter of
 the time (cross-faded from their first happy photo). Clips are made in a temporary folder and deleted.
 Real clips of people talking (`--clips`, one face each) are played forth and back to `--seconds`, as
-the issue's clip was; where to get some: docs/CALIBRATION.md ("Speech is not fear").
+the issue's clip was; where to get some: docs/CALIBRATION.md ("Talking with no calibration").
 Usage: python tests/benchmarks/talking.py [--fer 10] [--jaffe ../shared/data/jaffe-tune] [--clips A.mp4 ...] [--seconds 60]
 """
 from __future__ import annotations
