@@ -96,6 +96,9 @@ class Comparison:
     log_loss: float
     accuracy_gap: float  # first minus this one
     agreement: float  # share of faces where both pick the same class
+    only_first: int  # faces only the first model reads right
+    only_second: int  # faces only this one reads right
+    mcnemar_p: float  # exact two-sided: how likely a split this uneven is between equally good models
 
 
 @dataclass
@@ -121,6 +124,7 @@ class Evaluation:
     dropped_note: str
     metrics: Metrics
     warning: str = ""
+    degrade_seed: int | None = None  # the faces went through model_export.degrade with this seed
     compare: Comparison | None = None
     latency: dict[str, Latency] | None = None  # "kind:file name" -> times
     confusion_png: str | None = None
@@ -129,6 +133,8 @@ class Evaluation:
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model, "kind": self.kind, "data": self.data, "split": self.split,
                                "dropped": self.dropped, "dropped_note": self.dropped_note, **asdict(self.metrics)}
+        if self.degrade_seed is not None:
+            out["degrade_seed"] = self.degrade_seed
         if self.warning:
             out["warning"] = self.warning
         if self.compare is not None:
@@ -272,7 +278,9 @@ def markdown(result: Evaluation) -> str:
     m = result.metrics
     lines = [f"# Evaluation of `{Path(result.model).name}`", "",
              f"- data: `{result.data}`, split **{result.split}**, n = {m.n}"
-             + (f" ({result.dropped_note})" if result.dropped_note else ""),
+             + (f" ({result.dropped_note})" if result.dropped_note else "")
+             + (f", each face through a camera's damage (`--degrade`, seed {result.degrade_seed})"
+                if result.degrade_seed is not None else ""),
              f"- accuracy **{m.accuracy:.4f}**, macro-F1 **{m.macro_f1:.4f}**, "
              f"top-2 accuracy {m.top2_accuracy:.4f}, log-loss {m.log_loss:.4f}", ""]
     if result.warning:
@@ -281,7 +289,8 @@ def markdown(result: Evaluation) -> str:
         c = result.compare
         lines += [f"Compared with `{Path(c.model).name}`: its accuracy {c.accuracy:.4f} "
                   f"(gap {c.accuracy_gap:+.4f}, this minus that), macro-F1 {c.macro_f1:.4f}; "
-                  f"the two agree on {c.agreement:.2%} of faces.", ""]
+                  f"the two agree on {c.agreement:.2%} of faces; only this one is right on {c.only_first}, "
+                  f"only that one on {c.only_second} (McNemar p = {c.mcnemar_p:.3g}).", ""]
     if result.latency is not None:
         lines += ["| model | threads | p50 ms/face | p95 ms/face |", "|---|---|---|---|"]
         for k, v in result.latency.items():
@@ -303,11 +312,13 @@ def markdown(result: Evaluation) -> str:
 def summary_lines(result: Evaluation) -> list[str]:
     """The console summary (stdout without --json)."""
     m = result.metrics
-    lines = [f"{result.model} on {result.split} (n={m.n}): accuracy {m.accuracy:.4f}, "
+    where = result.split + (f" through --degrade {result.degrade_seed}" if result.degrade_seed is not None else "")
+    lines = [f"{result.model} on {where} (n={m.n}): accuracy {m.accuracy:.4f}, "
              f"macro-F1 {m.macro_f1:.4f}, top-2 {m.top2_accuracy:.4f}, log-loss {m.log_loss:.4f}"]
     if result.compare is not None:
         c = result.compare
-        lines.append(f"vs {c.model}: accuracy {c.accuracy:.4f} (gap {c.accuracy_gap:+.4f}), agreement {c.agreement:.2%}")
+        lines.append(f"vs {c.model}: accuracy {c.accuracy:.4f} (gap {c.accuracy_gap:+.4f}), agreement {c.agreement:.2%}, "
+                     f"right only here / only there {c.only_first} / {c.only_second} (McNemar p = {c.mcnemar_p:.3g})")
     for k, v in (result.latency or {}).items():
         lines.append(f"latency {k}: p50 {v.p50_ms:.2f} ms, p95 {v.p95_ms:.2f} ms per face on {v.threads} thread(s)")
     return lines + [x for x in [cost_line(result.model)] if x]
@@ -333,16 +344,23 @@ def _open_compare(compare: str | Path, compare_range, model: str | Path, input_r
 
 def _comparison(other, name: str, y: np.ndarray, faces: np.ndarray, probs: np.ndarray, first: Metrics) -> Comparison:
     """The second model's numbers on the faces the first was scored on, and the gap between them."""
+    from model_export.calibration_report import mcnemar_p
+
     probs_o = other.predict(faces)
     m_o = metrics(y, probs_o, other.labels)
+    right, right_o = probs.argmax(axis=1) == y, probs_o.argmax(axis=1) == y
+    only_first, only_second = int((right & ~right_o).sum()), int((right_o & ~right).sum())
     return Comparison(model=name, kind=other.kind, accuracy=m_o.accuracy, macro_f1=m_o.macro_f1,
                       log_loss=m_o.log_loss, accuracy_gap=first.accuracy - m_o.accuracy,
-                      agreement=agreement(probs, probs_o))
+                      agreement=agreement(probs, probs_o), only_first=only_first, only_second=only_second,
+                      mcnemar_p=mcnemar_p(only_first, only_second))
 
 
 def _write_report(result: Evaluation, labels, source: str, report_dir: str | Path | None) -> None:
-    """NAME.report.SPLIT.md, NAME.confusion.SPLIT.png/.json (one set per split: PublicTest keeps PrivateTest's)."""
-    model, split, m = Path(result.model), result.split, result.metrics
+    """NAME.report.SPLIT.md, NAME.confusion.SPLIT.png/.json (one set per split: PublicTest keeps PrivateTest's;
+    SPLIT.degraded for damaged faces, which keep the clean ones')."""
+    model, m = Path(result.model), result.metrics
+    split = result.split + (".degraded" if result.degrade_seed is not None else "")
     out_dir = Path(report_dir) if report_dir else model.parent
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -377,6 +395,7 @@ class EvaluateRequest:
     limit: int = 0
     report_dir: str | Path | None = None
     write_report: bool = True
+    degrade_seed: int | None = None  # None: the faces as they are
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EvaluateRequest:
@@ -385,7 +404,7 @@ class EvaluateRequest:
         labels = tuple(s.strip() for s in args.labels.split(",")) if args.labels else None
         return cls(args.model, args.data, args.split, parse_range(args.input_range), labels, args.compare,
                    parse_range(args.compare_input_range), args.latency, args.latency_n, args.labels_from, args.limit,
-                   args.report_dir, not args.no_report)
+                   args.report_dir, not args.no_report, args.degrade)
 
     def check(self) -> None:
         rd = Path(self.report_dir) if self.report_dir else None
@@ -411,6 +430,11 @@ def run_evaluation(req: EvaluateRequest, log=lambda m: None) -> Evaluation:
     model = run_folder_model(model, say)
     say(f"loading the {split} faces of {data}")
     images, y_fer, source, names = load_faces(data, split, labels_from, limit)
+    if req.degrade_seed is not None:
+        from model_export.degrade import degrade
+
+        say(f"damaging the {len(images)} faces as a camera would (seed {req.degrade_seed})")
+        images = degrade(images, req.degrade_seed)
     say(f"loading {model}")
     with quiet_stderr():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
         pred = open_predictor(model, input_range, labels)
@@ -423,7 +447,7 @@ def run_evaluation(req: EvaluateRequest, log=lambda m: None) -> Evaluation:
     probs = pred.predict(images[keep])
     result = Evaluation(model=str(model), kind=pred.kind, data=source, split=split, dropped=int((~keep).sum()),
                         dropped_note=note, metrics=metrics(y[keep], probs, pred.labels),
-                        warning=one_class_warning(probs, tuple(pred.labels)))
+                        warning=one_class_warning(probs, tuple(pred.labels)), degrade_seed=req.degrade_seed)
     if result.warning:
         log(f"warning: {result.warning}")
     other = None
@@ -452,6 +476,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency", action="store_true", help="time per face, one thread: LiteRT invoke vs Keras predict")
     p.add_argument("--latency-n", type=int_in(1, 100_000), default=200)
     p.add_argument("--limit", type=int_in(0), default=0, help="only the first N faces of the split")
+    p.add_argument("--degrade", type=int_in(0), nargs="?", const=0, metavar="SEED",
+                   help="first push each face through a small camera's damage (off-centre box, dim or side light, "
+                        "blur, few pixels, noise, JPEG; model_export/degrade.py), drawn from SEED (default 0)")
     p.add_argument("--report-dir", help="where NAME.report.SPLIT.md / NAME.confusion.SPLIT.png go (default: next to the model)")
     p.add_argument("--no-report", action="store_true")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")

@@ -116,6 +116,47 @@ def test_compare_float_and_int8(tmp_path, capsys):
     assert "report" not in got
 
 
+
+def test_degrade_gives_each_face_its_own_fixed_damage():
+    """Paired comparisons need every model shown the same damaged faces, and --limit must not change a
+    face's damage; the damage must be real (most faces changed) and keep the image's form."""
+    from model_export.degrade import degrade
+
+    x, _ = load_dataset(FOLDER).split("Training")
+    d = degrade(x, 0)
+    assert d.shape == x.shape and d.dtype == np.uint8
+    assert np.array_equal(degrade(x, 0), d) and np.array_equal(degrade(x[:3], 0), d[:3])
+    changed = np.abs(d.astype(int) - x.astype(int)).mean(axis=(1, 2)) > 2
+    assert changed.mean() > 0.7, changed
+    assert not np.array_equal(degrade(x, 1), d)
+
+
+def test_evaluate_degrade_scores_the_damaged_faces_and_pairs_the_compare(tmp_path, capsys):
+    """--degrade scores the faces degrade() gives (checked face by face through the edge classifier), keeps
+    its report apart from the clean one, and --compare says which faces only one model reads right."""
+    from model_export.degrade import degrade
+
+    bundled = ROOT / "edge" / "models" / "emotion.tflite"
+    rc = main(["evaluate", "--model", str(bundled), "--compare", str(INT8), "--data", str(FOLDER), "--split",
+               "Training", "--degrade", "3", "--json", "--report-dir", str(tmp_path)])
+    assert rc == 0
+    got = json.loads(capsys.readouterr().out)
+    x, y = load_dataset(FOLDER).split("Training")
+    damaged = degrade(x, 3)
+    pb, pi = _edge_probs(bundled, damaged), _edge_probs(INT8, damaged)
+    assert got["degrade_seed"] == 3
+    assert got["accuracy"] == pytest.approx(float(np.mean(pb.argmax(1) == y)))
+    assert got["accuracy"] != pytest.approx(float(np.mean(_edge_probs(bundled, x).argmax(1) == y))), \
+        "the fixture must read differently once damaged, or this test could not tell"
+    right_b, right_i = pb.argmax(1) == y, pi.argmax(1) == y
+    c = got["compare"]
+    assert (c["only_first"], c["only_second"]) == (int((right_b & ~right_i).sum()), int((right_i & ~right_b).sum()))
+    assert 0 < c["mcnemar_p"] <= 1
+    md = (tmp_path / "emotion.report.Training.degraded.md").read_text()
+    assert "seed 3" in md and f"only this one is right on {c['only_first']}" in md
+    assert not (tmp_path / "emotion.report.Training.md").exists()
+
+
 def test_evaluate_errors_are_one_line_exit_2(tmp_path):
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "model_export.cli", "evaluate", *args],
