@@ -287,7 +287,8 @@ def markdown(result: Evaluation) -> str:
         lines[-1:-1] = [f"- **warning**: {result.warning}"]
     if result.compare is not None:
         c = result.compare
-        lines += [f"Compared with `{Path(c.model).name}`: its accuracy {c.accuracy:.4f} "
+        other = Path(c.model).name if Path(c.model).name != Path(result.model).name else c.model  # two emotion.tflite
+        lines += [f"Compared with `{other}`: its accuracy {c.accuracy:.4f} "
                   f"(gap {c.accuracy_gap:+.4f}, this minus that), macro-F1 {c.macro_f1:.4f}; "
                   f"the two agree on {c.agreement:.2%} of faces; only this one is right on {c.only_first}, "
                   f"only that one on {c.only_second} (McNemar p = {c.mcnemar_p:.3g}).", ""]

@@ -354,3 +354,17 @@ def test_a_model_of_ones_own_labels_is_evaluated_on_the_matching_folders(tmp_pat
     other = _relabelled(tmp_path, list("abcdefg"))
     assert main(["evaluate", "--model", str(other), "--data", str(data), "--no-report"]) == 2
     assert "a class folder per label (train/smile, test/smile, ...)" in capsys.readouterr().err
+
+
+def test_a_compared_model_of_the_same_file_name_is_named_by_its_path():
+    """Run folders all export emotion.tflite: 'compared with `emotion.tflite`' would not say which."""
+    from model_export.evaluate import Comparison, Evaluation, markdown
+
+    m = metrics(np.array([0, 1]), np.eye(7, dtype=np.float32)[[0, 1]], FER_LABELS)
+    c = Comparison(model="edge/models/emotion.tflite", kind="tflite", accuracy=0.5, macro_f1=0.5, log_loss=1.0,
+                   accuracy_gap=0.5, agreement=0.5, only_first=1, only_second=0, mcnemar_p=1.0)
+    ev = Evaluation(model="runs/a/emotion.tflite", kind="tflite", data="d", split="PrivateTest", dropped=0,
+                    dropped_note="", metrics=m, compare=c)
+    assert "Compared with `edge/models/emotion.tflite`" in markdown(ev)
+    c.model = "runs/b/other.tflite"
+    assert "Compared with `other.tflite`" in markdown(ev)
