@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -31,6 +30,7 @@ from edge.argtypes import float_in, int_in
 from edge.config import NEUTRAL_MARGIN_RANGE, STRENGTH_RANGE, CalibrateConfig
 from edge.contract import CROP_MARGIN_RANGE
 from edge.errors import DataError
+from model_export.paired import mcnemar_p, only_right
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -407,16 +407,6 @@ def _print_teach_jittered(a: dict, b: dict | None) -> None:
                 f"{w} {j[k][w]['mean']:.1%} (sd {j[k][w]['sd']:.1%})" for w in TEACH_WAYS))
 
 
-def mcnemar_p(only_a: int, only_b: int) -> float:
-    """Exact two-sided McNemar test: how likely a split this uneven of the photos only one model gets
-    right is, if both models were equally good (on ~100 photos, 5 points can be chance)."""
-    n = only_a + only_b
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
-
-
 def paired(a: Measurement, b: Measurement, which: str) -> dict:
     """Photos only A / only B gets right (`which`: 'uncalibrated', 'calibrated' or 'learned') and the exact p."""
     return _paired_photos(a.photos, b.photos, which, "the two models did not see the same photos")
@@ -426,10 +416,7 @@ def _paired_photos(pa: Sequence[Photo | TeachPhoto], pb: Sequence[Photo | TeachP
     """Photos only A / only B reads right `which` way and McNemar's p; DataError(mismatch) unless both read the same photos."""
     if [p.path for p in pa] != [p.path for p in pb]:
         raise DataError(mismatch)
-    ra = [getattr(p, which) == p.truth for p in pa]
-    rb = [getattr(p, which) == p.truth for p in pb]
-    only_a = sum(x and not y for x, y in zip(ra, rb))
-    only_b = sum(y and not x for x, y in zip(ra, rb))
+    only_a, only_b = only_right([getattr(p, which) == p.truth for p in pa], [getattr(p, which) == p.truth for p in pb])
     return {"only_first": only_a, "only_second": only_b, "p": mcnemar_p(only_a, only_b)}
 
 

@@ -22,6 +22,7 @@ from edge.errors import ConfigError, DataError
 from edge.text import printable
 from model_export.cost import cost_line
 from model_export.data import LABEL_SOURCES, SPLITS, load_dataset, name_index
+from model_export.paired import mcnemar_p, only_right
 from model_export.progress import Clock, replaces
 from model_export.quiet import quiet_stderr
 
@@ -345,12 +346,9 @@ def _open_compare(compare: str | Path, compare_range, model: str | Path, input_r
 
 def _comparison(other, name: str, y: np.ndarray, faces: np.ndarray, probs: np.ndarray, first: Metrics) -> Comparison:
     """The second model's numbers on the faces the first was scored on, and the gap between them."""
-    from model_export.calibration_report import mcnemar_p
-
     probs_o = other.predict(faces)
     m_o = metrics(y, probs_o, other.labels)
-    right, right_o = probs.argmax(axis=1) == y, probs_o.argmax(axis=1) == y
-    only_first, only_second = int((right & ~right_o).sum()), int((right_o & ~right).sum())
+    only_first, only_second = only_right(probs.argmax(axis=1) == y, probs_o.argmax(axis=1) == y)
     return Comparison(model=name, kind=other.kind, accuracy=m_o.accuracy, macro_f1=m_o.macro_f1,
                       log_loss=m_o.log_loss, accuracy_gap=first.accuracy - m_o.accuracy,
                       agreement=agreement(probs, probs_o), only_first=only_first, only_second=only_second,

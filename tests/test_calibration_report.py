@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from model_export.calibration_report import mcnemar_p
+from model_export.paired import mcnemar_p
 from model_export.cli import main
 
 FIX = Path(__file__).resolve().parent / "fixtures"
