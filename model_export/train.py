@@ -22,6 +22,7 @@ import numpy as np
 
 from edge.argtypes import float_in, int_in, random_seed
 from edge.errors import ConfigError, DataError, ModelError
+from model_export.arch import STEMS
 from model_export.data import FER_LABELS, TRAINING, Dataset, load_dataset
 from model_export.inputs import TRAIN_RANGE, train_inputs
 
@@ -39,6 +40,7 @@ class TrainOptions:
     batch_size: int = 128
     input_size: int = 48
     width: float = 0.75
+    stem: str = "double"
     lr: float = 3e-3
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
@@ -95,6 +97,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int_in(1, 65_536), default=d.batch_size)
     p.add_argument("--input-size", type=int_in(16, 512), default=d.input_size)
     p.add_argument("--width", type=float_in(0, 8, above=True), default=d.width, help="channel multiplier")
+    p.add_argument("--stem", choices=STEMS, default=d.stem,
+                   help="the full-resolution stem: two 3x3 convs, the second one separable, or one conv")
     p.add_argument("--lr", type=float_in(0, 10, above=True), default=d.lr)
     p.add_argument("--weight-decay", type=float_in(0, 1), default=d.weight_decay)
     p.add_argument("--label-smoothing", type=float_in(0, 0.99), default=d.label_smoothing)
@@ -396,6 +400,9 @@ def train_command(args: TrainOptions) -> str:
     return shlex.join(parts)
 
 
+# What every run made before an option existed did, where another value would be another net: a run
+# folder without "stem" in its state.json has the double stem (its last.keras says so, not the call).
+BEFORE_OPTION = {"stem": "double"}
 RESUME_FREE = frozenset({"out", "epochs", "no_resume", "init_from", "verbose", "tensorboard", "patience", "command", "module", "func"})
 """Options a resumed run may change: where it is, how it reports, when it stops (--epochs is checked with its
 schedule in _load_state); every other one shapes the model, its data or its schedule."""
@@ -414,8 +421,9 @@ def _same_option(key: str, old, new) -> bool:
 
 def changed_options(args: TrainOptions, recorded: dict) -> list[tuple[str, object, object]]:
     """(option, recorded value, asked value) for each option that differs from the run folder's state.json
-    (options the run predates are not compared)."""
+    (options the run predates are not compared, but those in BEFORE_OPTION: what it did before they existed)."""
     asked = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    recorded = {**BEFORE_OPTION, **recorded}
     return [(k, recorded[k], v) for k, v in asked.items()
             if k not in RESUME_FREE and k in recorded and not _same_option(k, recorded[k], v)]
 
@@ -583,7 +591,7 @@ def _new_model(args: TrainOptions, n_cls: int, steps_per_epoch: int):
         model = _init_model(init, args.input_size, n_cls)
         print(f"new run from the weights of {init}", flush=True)
     else:
-        model = build_model(args.input_size, args.width, n_cls)
+        model = build_model(args.input_size, args.width, n_cls, stem=args.stem)
     steps = steps_per_epoch * args.epochs
     warm = min(steps // 10, steps_per_epoch * 2)
     sched = keras.optimizers.schedules.CosineDecay(

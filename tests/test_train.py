@@ -122,7 +122,8 @@ def test_six_class_data_gives_a_six_output_model_and_its_labels(tmp_path, capsys
     data = _tiny_npz(tmp_path / "six.npz", drop=(1,))
     run = tmp_path / "run"
     assert main(["train", "--data", str(data), "--out", str(run), "--limit", "300", "--batch-size", "100",
-                 "--width", "0.5", "--verbose", "1", "--epochs", "1", "--bn-images", "0"] + _tensorboard(tmp_path)) == 0
+                 "--width", "0.5", "--stem", "single", "--verbose", "1", "--epochs", "1", "--bn-images", "0"]
+                + _tensorboard(tmp_path)) == 0
     if _tensorboard(tmp_path):
         assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))  # the TensorBoard log option
     out = capsys.readouterr().out
@@ -131,7 +132,9 @@ def test_six_class_data_gives_a_six_output_model_and_its_labels(tmp_path, capsys
     assert f"classes (6, in this order = the model's outputs and labels): {six[0]} " in out
     assert "not in the data, so not in the model: disgust" in out
     assert json.loads((run / "state.json").read_text())["labels"] == six
-    assert keras.models.load_model(run / "best.keras").output_shape == (None, 6)
+    best = keras.models.load_model(run / "best.keras")
+    assert best.output_shape == (None, 6)
+    assert best.name == "edgenet_48_w0.5_single" and "stem_conv2" not in [layer.name for layer in best.layers]
     # export takes the run folder (its best.keras), labels and input range from it (issue 30 item 10)
     res = export_model(run, tmp_path / "six.tflite", representative_data=data, representative_size=100,
                        min_representative=100, eval_split="PublicTest", log=lambda m: None)

@@ -48,6 +48,23 @@ def test_resuming_with_other_options_is_refused_naming_each_one(tmp_path, capsys
     # a run made before an option existed is not refused for it
     del recorded["erase"]
     assert changed_options(_args(base + ["--limit", "300", "--erase", "0.5"]), recorded) == []
+    # ... except where the run's net was the one that option now names otherwise: the stem (issue 34)
+    del recorded["stem"]
+    assert changed_options(_args(base + ["--limit", "300"]), recorded) == []
+    assert changed_options(_args(base + ["--limit", "300", "--stem", "single"]), recorded) == [
+        ("stem", "double", "single")]
+
+
+def test_stem_is_a_choice_named_on_a_bad_one(capsys):
+    """--stem takes the three stems model_export.arch builds and nothing else, refused before anything loads."""
+    from model_export.arch import STEMS
+
+    assert _args(["train", "--data", "d", "--out", "r"]).stem == "double"
+    assert all(_args(["train", "--data", "d", "--out", "r", "--stem", s]).stem == s for s in STEMS)
+    with pytest.raises(SystemExit) as e:
+        _args(["train", "--data", "d", "--out", "r", "--stem", "triple"])
+    assert e.value.code == 2
+    assert "--stem: invalid choice: 'triple'" in capsys.readouterr().err
 
 
 def test_keras_progress_bars_only_on_a_terminal_and_the_resume_command():
