@@ -25,7 +25,7 @@ def _sep_block(x, filters: int, stride: int, name: str):
 
 
 # The stem's second layer runs at full resolution, so it is a large share of a face's cost: "double" is
-# two full 3x3 convs (every run before 2026-12-07), "separable" makes the second one depthwise-separable,
+# two full 3x3 convs (every earlier run), "separable" makes the second one depthwise-separable,
 # "single" drops it. A lighter stem buys channels in the blocks at the same price (costs: model_export/runs/README.md).
 STEMS = ("double", "separable", "single")
 
