@@ -18,6 +18,7 @@ COMMANDS = {
     "export": ("model_export.export", "Keras model -> full-integer int8 .tflite + .json metadata"),
     "cost": ("model_export.cost", "ms per face of an int8 .tflite on one LiteRT thread of this CPU (--write: into its NAME.json)"),
     "evaluate": ("model_export.evaluate", "accuracy, macro-F1, per-class, confusion, float vs int8, latency"),
+    "choose": ("model_export.choose", "the default-model rule (model_export/runs/README.md) applied to int8 models in one sitting"),
     "deploy": ("model_export.deploy", "copy a model to a Pi over ssh, swap it in atomically, reload the service"),
     "average": ("model_export.average", "average checkpoints of one architecture (model soup), BatchNorm re-estimated, scored on PublicTest"),
     "ensemble": ("model_export.ensemble", "one model averaging several (and, with --mirror, each face's mirror image), to export as one .tflite"),

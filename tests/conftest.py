@@ -117,6 +117,24 @@ def fer_npz():
     return np.load(FER_NPZ)
 
 
+@pytest.fixture
+def people(tmp_path) -> Path:
+    """Two 'people' from the committed FER faces on frames (labels.csv: file,label,subject), one neutral
+    photo each to calibrate from, for the commands that read photos of known people."""
+    folder = tmp_path / "people"
+    folder.mkdir()
+    rows = ["file,label,subject"]
+    for subject in ("A", "B"):
+        for src in sorted((FIXTURES / "faces").glob("fer*_320x240.png")):
+            if "_two_" in src.name:
+                continue
+            name = f"{subject}_{src.name}"
+            shutil.copy(src, folder / name)
+            rows.append(f"{name},{src.name.split('_')[1]},{subject}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
 # -- CI: a skip nobody expected fails the run ---------------------------------------------------
 ALLOWED_SKIPS = FIXTURES.parent / "allowed_skips.txt"
 

@@ -25,21 +25,6 @@ def test_exact_mcnemar_p_values():
     assert mcnemar_p(10, 0) < 0.01 < mcnemar_p(7, 2) < 1.0
 
 
-@pytest.fixture
-def people(tmp_path) -> Path:
-    """Two 'people' from the committed FER faces on frames: one neutral photo each to calibrate from."""
-    rows = ["file,label,subject"]
-    for subject in ("A", "B"):
-        for src in sorted((FIX / "faces").glob("fer*_320x240.png")):
-            if "_two_" in src.name:
-                continue
-            name = f"{subject}_{src.name}"
-            shutil.copy(src, tmp_path / name)
-            rows.append(f"{name},{src.name.split('_')[1]},{subject}")
-    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
-    return tmp_path
-
-
 def test_compare_counts_the_photos_only_one_model_gets_right(people, capsys):
     assert main(["calibration-report", "--data", str(people), "--calib", "1", "--model", str(BUNDLED),
                  "--compare", str(TINY), "--json"]) == 0
