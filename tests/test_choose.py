@@ -62,6 +62,8 @@ def test_a_model_below_the_floor_is_out_however_cheap():
     assert below.accuracy["private"] < 0.70 <= at.accuracy["private"]
     chosen, notes = decide([below, at], RULE)
     assert chosen is at and notes == ["below: PrivateTest 69.99% is below the floor 70%"]
+    chosen, notes = decide([below, at], Rule(floor=at.accuracy["private"]))  # exactly at the floor is enough
+    assert chosen is at and len(notes) == 1 and notes[0].startswith("below:")
     chosen, notes = decide([below], RULE)
     assert chosen is None and "no model reaches the floor" in notes[-1]
 
@@ -71,6 +73,7 @@ def test_publictest_wins_beyond_two_standard_errors_only():
     cheap = reading("cheap", 1.0, public=0.70)
     assert not versus(reading("dear", 3.0, public=0.714), cheap, RULE).wins
     assert versus(reading("dear", 3.0, public=0.716), cheap, RULE).wins == ["PublicTest +1.6 points"]
+    assert versus(reading("dear", 3.0, public=0.80), cheap, RULE).wins == ["PublicTest +10.0 points"]
 
 
 def test_damaged_faces_count_by_the_exact_mcnemar_test_either_way():
@@ -101,13 +104,25 @@ def test_an_uncalibrated_lead_alone_is_no_win():
 
 
 def test_at_a_level_price_the_better_calibrated_reading_holds():
-    first = reading("first", 1.0)
-    level = reading("level", 1.19, people=shares(calibrated_up=1))  # ahead, within the noise
-    dearer = reading("dearer", 1.21, people=shares(calibrated_up=1))
+    first = reading("first", 2.0)
+    level = reading("level", 2.38, people=shares(calibrated_up=1))  # ahead, within the noise
     assert decide([first, level], RULE)[0] is level
-    assert decide([first, dearer], RULE)[0] is first
-    worse = reading("worse", 1.1, people=shares(down={"calibrated": 1}))
+    for ms in (2.4, 2.42):  # a fifth dearer or more: the cheaper holds
+        assert decide([first, reading("dearer", ms, people=shares(calibrated_up=1))], RULE)[0] is first
+    worse = reading("worse", 2.2, people=shares(down={"calibrated": 1}))
     assert decide([first, worse], RULE)[0] is first
+    assert decide([first, reading("tied", 2.2)], RULE)[0] is first  # a tie leaves the holder
+
+
+def test_without_people_a_level_price_goes_to_privatetest():
+    def plain(name: str, ms: float, private: float) -> Reading:
+        r = reading(name, ms, private=private)
+        r.people = r.people_photo = None
+        return r
+
+    first = plain("first", 2.0, 0.71)
+    assert decide([first, plain("ahead", 2.2, 0.712)], RULE)[0].model == "ahead"
+    assert decide([first, plain("tied", 2.2, 0.71)], RULE)[0] is first
 
 
 @pytest.fixture
@@ -149,7 +164,7 @@ def test_choose_prints_a_table_cheapest_first_and_the_verdict(fer_halves, capsys
     assert main(["choose", str(BUNDLED), str(TINY), "--data", str(fer_halves), "--cost-runs", "20", "--cost-rounds", "1",
                  "--floor", "0.3"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("| model | ms/face | PrivateTest")
+    assert out[0].startswith("| model | ms/face | PrivateTest") and out[1] == "|---|---|---|---|---|---|"
     assert out[2].startswith(f"| {TINY} |") and out[3].startswith(f"| **{BUNDLED}** |")  # tiny is cheaper
     assert out[-2] == "- no --people: the rule's real-faces counts were left out"
     assert out[-1] == f"default by the rule: {BUNDLED}"
@@ -176,4 +191,13 @@ def test_choose_refuses_models_of_different_labels(fer_halves, tmp_path, capsys)
     other.with_suffix(".json").write_text(json.dumps(meta))
     assert main(["choose", str(TINY), str(other), "--data", str(fer_halves)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].endswith("choose compares models of one label set")
+    labels = meta["labels"]
+    assert err == [f"emotion-export: error: {other}: its labels {labels} differ from {TINY}'s {labels[::-1]}; "
+                   "choose compares models of one label set"]
+
+
+def test_choose_defaults_are_the_rules_own():
+    from model_export.cli import build_parser
+
+    args = build_parser().parse_args(["choose", "m.tflite", "--data", "fer.npz"])
+    assert (args.jitter, args.floor, args.cost_runs, args.cost_rounds) == (30, 0.70, 1000, 2)
