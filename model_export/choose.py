@@ -221,13 +221,17 @@ def run(args: argparse.Namespace) -> int:
     chosen, notes = decide(readings, rule)
     if not args.people:
         notes.append("no --people: the rule's real-faces counts were left out")
+    from model_export.cost import cpu_name
+
+    timing = f"one LiteRT thread of {cpu_name()}, the lowest of {args.cost_rounds} alternating round(s) of {args.cost_runs} runs"
     if args.json:
-        print(json.dumps({"rule": rule.__dict__, "default": chosen.model if chosen else None, "notes": notes,
+        print(json.dumps({"rule": rule.__dict__, "default": chosen.model if chosen else None, "notes": notes, "cost": timing,
                           "models": [{"model": r.model, "ms_per_face": r.ms_per_face, **r.accuracy,
                                       "people": r.people} for r in readings]}, indent=1))
         return 0
     for line in table(readings, chosen):
         print(printable(line))
+    print(printable(f"ms/face: {timing}"))
     for n in notes:
         print(printable(f"- {n}"))
     print(printable(f"default by the rule: {chosen.model}" if chosen else "default by the rule: none of these"))

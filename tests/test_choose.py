@@ -166,6 +166,7 @@ def test_choose_prints_a_table_cheapest_first_and_the_verdict(fer_halves, capsys
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("| model | ms/face | PrivateTest") and out[1] == "|---|---|---|---|---|---|"
     assert out[2].startswith(f"| {TINY} |") and out[3].startswith(f"| **{BUNDLED}** |")  # tiny is cheaper
+    assert out[4].startswith("ms/face: one LiteRT thread of ") and out[4].endswith(" 1 alternating round(s) of 20 runs")
     assert out[-2] == "- no --people: the rule's real-faces counts were left out"
     assert out[-1] == f"default by the rule: {BUNDLED}"
 
