@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def decide(readings: list[Reading], rule: Rule) -> tuple[Reading | None, list[st
     """The rule: of the models at the floor, the cheapest, unless a dearer one wins beyond the noise and
     is worse beyond it nowhere. Models are taken in order of price, each against the one holding so far;
     at a level price the one that wins beyond the noise holds, and if neither does, the one ahead on
-    calibrated people (PrivateTest when no people were read)."""
+    calibrated people (PrivateTest when no people were read) unless it is worse beyond the noise."""
     notes: list[str] = []
     for r in readings:
         if r.accuracy["private"] < rule.floor:
@@ -102,7 +103,7 @@ def decide(readings: list[Reading], rule: Rule) -> tuple[Reading | None, list[st
         if vx.wins and not vx.worse:
             notes.append(f"{said} wins beyond the noise ({'; '.join(vx.wins)}) and is worse nowhere: it holds")
             holder = x
-        elif ratio < rule.level_cost and not (vh.wins and not vh.worse) and _ahead(x, holder):
+        elif ratio < rule.level_cost and not vx.worse and not vh.wins and _ahead(x, holder):
             notes.append(f"{said}: the price is level, neither wins beyond the noise, and it reads better: it holds")
             holder = x
         elif vx.wins:
@@ -196,10 +197,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
     from edge.text import printable
     from model_export.calibration_report import read_labels
+    from model_export.cost import cpu_name
 
     models = [str(m) for m in args.models]
     for m in models:
@@ -221,8 +221,6 @@ def run(args: argparse.Namespace) -> int:
     chosen, notes = decide(readings, rule)
     if not args.people:
         notes.append("no --people: the rule's real-faces counts were left out")
-    from model_export.cost import cpu_name
-
     timing = f"one LiteRT thread of {cpu_name()}, the lowest of {args.cost_rounds} alternating round(s) of {args.cost_runs} runs"
     if args.json:
         print(json.dumps({"rule": rule.__dict__, "default": chosen.model if chosen else None, "notes": notes, "cost": timing,

@@ -112,6 +112,10 @@ def test_at_a_level_price_the_better_calibrated_reading_holds():
     worse = reading("worse", 2.2, people=shares(down={"calibrated": 1}))
     assert decide([first, worse], RULE)[0] is first
     assert decide([first, reading("tied", 2.2)], RULE)[0] is first  # a tie leaves the holder
+    # ahead calibrated within the noise, but worse beyond it uncalibrated: the holder stays
+    mixed = reading("mixed", 2.2, people=shares(calibrated_up=1, down={"uncalibrated": 10}))
+    chosen, notes = decide([first, mixed], RULE)
+    assert chosen is first and "wins nowhere beyond the noise: not chosen (worse: people uncalibrated" in notes[0]
 
 
 def test_without_people_a_level_price_goes_to_privatetest():
