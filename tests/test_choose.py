@@ -144,7 +144,7 @@ def _json(capsys, *argv) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def test_choose_measures_what_evaluate_and_calibration_report_measure(fer_halves, people, capsys, tmp_path):
+def test_choose_measures_what_evaluate_and_calibration_report_measure(fer_halves, people, capsys):
     got = _json(capsys, "choose", str(BUNDLED), str(TINY), "--data", str(fer_halves), "--people", str(people),
                 "--jitter", "2", "--cost-runs", "20", "--cost-rounds", "1", "--floor", "0.3", "--json")
     by = {m["model"]: m for m in got["models"]}
