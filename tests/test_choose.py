@@ -4,7 +4,6 @@ measure each number alone."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
