@@ -35,14 +35,22 @@ class Rule:
 
 @dataclass
 class Reading:
-    """One model's numbers, with the per-face and per-photo outcomes the paired tests need."""
+    """One model's per-face and per-photo outcomes (what the paired tests need); its accuracies follow."""
 
     model: str
     ms_per_face: float
-    accuracy: dict[str, float]  # FER_COUNTS -> share right
     right: dict[str, np.ndarray] = field(repr=False)  # FER_COUNTS -> right/wrong per face
-    people: dict[str, float] | None = None  # PEOPLE_WAYS -> mean share right over the jittered repeats
     people_photo: dict[str, np.ndarray] | None = field(default=None, repr=False)  # per photo: share of repeats right
+
+    @property
+    def accuracy(self) -> dict[str, float]:
+        """FER_COUNTS -> share of faces right."""
+        return {c: float(np.mean(r)) for c, r in self.right.items()}
+
+    @property
+    def people(self) -> dict[str, float] | None:
+        """PEOPLE_WAYS -> share right over photos and jittered repeats (every repeat reads every photo)."""
+        return None if self.people_photo is None else {w: float(np.mean(a)) for w, a in self.people_photo.items()}
 
 
 @dataclass
@@ -134,38 +142,37 @@ def read_fer(models: list[str], data: str | Path, degrade_seed: int = 0, log=lam
         if tuple(preds[-1].labels) != tuple(preds[0].labels):
             raise ModelError(f"{m}: its labels {list(preds[-1].labels)} differ from {models[0]}'s "
                              f"{list(preds[0].labels)}; choose compares models of one label set")
-    faces = {split: load_faces(data, split) for split in ("PrivateTest", "PublicTest")}
-    log(f"damaging the {len(faces['PrivateTest'][0])} PrivateTest faces as a camera would (seed {degrade_seed})")
-    damaged = degrade(faces["PrivateTest"][0], degrade_seed)
+    labels = tuple(preds[0].labels)
+    sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # FER_COUNTS -> (faces, truth), the faces the labels cover
+    for count, split in (("private", "PrivateTest"), ("public", "PublicTest")):
+        images, y_fer, source, names = load_faces(data, split)
+        y, keep = map_labels(y_fer, labels, names)
+        check_some_kept(y_fer, keep, labels, source, names)
+        sets[count] = (images[keep], y[keep])
+        if count == "private":  # damaged before leaving any face out: each face keeps evaluate --degrade's draw
+            log(f"damaging the {len(images)} PrivateTest faces as a camera would (seed {degrade_seed})")
+            sets["damaged"] = (degrade(images, degrade_seed)[keep], y[keep])
     out: dict[str, dict] = {}
     for m, pred in zip(models, preds):
         log(f"reading PrivateTest, PublicTest and damaged faces with {m}")
-        right = {}
-        for count, (split, images) in {"private": ("PrivateTest", None), "public": ("PublicTest", None),
-                                       "damaged": ("PrivateTest", damaged)}.items():
-            imgs, y_fer, source, names = faces[split]
-            y, keep = map_labels(y_fer, pred.labels, names)
-            check_some_kept(y_fer, keep, tuple(pred.labels), source, names)
-            probs = pred.predict((imgs if images is None else images)[keep])
-            right[count] = probs.argmax(axis=1) == y[keep]
-        out[m] = right
+        out[m] = {count: pred.predict(faces).argmax(axis=1) == truth for count, (faces, truth) in sets.items()}
     return out
 
 
-def read_people(models: list[str], folder: Path, repeats: int, log=lambda m: None) -> dict[str, tuple[dict, dict]]:
-    """Per model: (mean share right per reading, per-photo share right) over `repeats` jittered repeats,
-    the same boxes for every model, as `calibration-report --jitter` measures them."""
+def read_people(models: list[str], rows: list[tuple[Path, str, str]], repeats: int,
+                log=lambda m: None) -> dict[str, dict[str, np.ndarray]]:
+    """Per model: each photo's share of `repeats` jittered repeats read right, per reading, the same boxes
+    for every model, as `calibration-report --jitter` measures them (rows: its read_labels)."""
     from edge.config import CalibrateConfig
-    from model_export.calibration_report import jittered, read_labels
+    from model_export.calibration_report import jittered
 
-    rows = read_labels(folder)
     d = CalibrateConfig()
     found: dict = {}  # Haar boxes per photo, the same for every model and repeat
     out = {}
     for m in models:
-        log(f"reading the people of {folder} with {m} ({repeats} jittered repeats)")
+        log(f"reading the people's photos with {m} ({repeats} jittered repeats)")
         j = jittered(rows, m, repeats, strength=d.strength, neutral_margin=d.neutral_margin, found=found)
-        out[m] = ({w: float(np.mean(j.accuracy[w])) for w in PEOPLE_WAYS}, {w: j.per_photo[w] for w in PEOPLE_WAYS})
+        out[m] = {w: j.per_photo[w] for w in PEOPLE_WAYS}
     return out
 
 
@@ -210,13 +217,11 @@ def run(args: argparse.Namespace) -> int:
     if len(set(models)) != len(models):
         raise ConfigError("a model is named twice")
     log = lambda msg: print(printable(msg), file=sys.stderr, flush=True)  # noqa: E731
-    if args.people:
-        read_labels(args.people)  # a bad folder is told before minutes of FER2013 work
+    rows = read_labels(args.people) if args.people else None  # a bad folder is told before minutes of FER2013 work
     rights = read_fer(models, args.data, log=log)
-    people = read_people(models, args.people, args.jitter, log) if args.people else {}
+    people = read_people(models, rows, args.jitter, log) if rows else {}
     ms = price(models, args.cost_runs, args.cost_rounds, log)
-    readings = [Reading(m, ms[m], {c: float(np.mean(rights[m][c])) for c in FER_COUNTS}, rights[m],
-                        *(people.get(m) or (None, None))) for m in models]
+    readings = [Reading(m, ms[m], rights[m], people.get(m)) for m in models]
     rule = Rule(floor=args.floor)
     chosen, notes = decide(readings, rule)
     if not args.people:

@@ -33,8 +33,7 @@ def reading(name: str, ms: float, private: float = 0.71, public: float = 0.70, d
     dmg = right(1944) if damaged is None else damaged
     ppl = people or {w: np.full(PHOTOS, 0.7) for w in PEOPLE_WAYS}
     rights = {"private": right(round(private * N)), "public": right(round(public * N)), "damaged": dmg}
-    return Reading(name, ms, {k: float(v.mean()) for k, v in rights.items()}, rights,
-                   {w: float(a.mean()) for w, a in ppl.items()}, ppl)
+    return Reading(name, ms, rights, ppl)
 
 
 def shares(calibrated_up: int = 0, down: dict[str, int] | None = None) -> dict[str, np.ndarray]:
@@ -120,7 +119,7 @@ def test_at_a_level_price_the_better_calibrated_reading_holds():
 def test_without_people_a_level_price_goes_to_privatetest():
     def plain(name: str, ms: float, private: float) -> Reading:
         r = reading(name, ms, private=private)
-        r.people = r.people_photo = None
+        r.people_photo = None
         return r
 
     first = plain("first", 2.0, 0.71)
