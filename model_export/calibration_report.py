@@ -30,7 +30,7 @@ from edge.argtypes import float_in, int_in
 from edge.config import NEUTRAL_MARGIN_RANGE, STRENGTH_RANGE, CalibrateConfig
 from edge.contract import CROP_MARGIN_RANGE
 from edge.errors import DataError
-from model_export.paired import mcnemar_p, only_right
+from model_export.paired import mcnemar_p, only_right, paired_shares
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -457,18 +457,6 @@ def jittered(rows: list[tuple[Path, str, str]], model: str, repeats: int, **kw) 
     return Jittered(repeats, acc, {w: np.mean(right[w], axis=0) for w in WAYS}, rec)
 
 
-def sign_flip_p(diff: np.ndarray, draws: int = 20000, seed: int = 0) -> float:
-    """Two-sided paired permutation test of a mean difference: how often random signs on the per-photo
-    differences give a mean at least this far from 0 (the jittered analogue of McNemar's test)."""
-    d = np.asarray(diff, np.float64)
-    d = d[d != 0]
-    if d.size == 0:
-        return 1.0
-    signs = np.random.default_rng(seed).choice((-1.0, 1.0), size=(draws, d.size))
-    hits = np.sum(np.abs(signs @ d) >= abs(d.sum()) - 1e-12)
-    return float((hits + 1) / (draws + 1))
-
-
 def run(args: argparse.Namespace) -> int:
     d = CalibrateConfig()
     strength = d.strength if args.strength is None else args.strength
@@ -540,8 +528,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _paired_jittered(a: Jittered, b: Jittered, which: str) -> dict:
-    d = b.per_photo[which] - a.per_photo[which]
-    return {"second_minus_first": float(d.mean()), "p": sign_flip_p(d)}
+    gap, p = paired_shares(a.per_photo[which], b.per_photo[which])
+    return {"second_minus_first": gap, "p": p}
 
 
 def _print_jittered(a: Jittered, b: "Jittered | None") -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from edge.argtypes import float_in, int_in
 from edge.errors import ConfigError, ModelError
-from model_export.paired import mcnemar_p, only_right
+from model_export.paired import mcnemar_p, only_right, paired_shares
 
 FER_COUNTS = ("private", "public", "damaged")
 PEOPLE_WAYS = ("uncalibrated", "calibrated", "learned")
@@ -64,8 +64,6 @@ class Versus:
 def versus(x: Reading, d: Reading, rule: Rule) -> Versus:
     """X against D on the counts the rule names: PublicTest by a margin, damaged faces (exact McNemar),
     people calibrated and learned (paired sign flip) for a win, any people reading or damaged for worse."""
-    from model_export.calibration_report import sign_flip_p
-
     wins: list[str] = []
     worse: list[str] = []
     gap = x.accuracy["public"] - d.accuracy["public"]
@@ -78,12 +76,11 @@ def versus(x: Reading, d: Reading, rule: Rule) -> Versus:
         (wins if a > b else worse).append(f"damaged faces {a} vs {b} (p = {p:.2g})")
     if x.people_photo is not None and d.people_photo is not None:
         for w in PEOPLE_WAYS:
-            diff = x.people_photo[w] - d.people_photo[w]
-            p = sign_flip_p(diff)
+            gap, p = paired_shares(d.people_photo[w], x.people_photo[w])
             if p >= rule.alpha:
                 continue
-            text = f"people {w} {diff.mean() * 100:+.1f} points (p = {p:.2g})"
-            if diff.mean() < 0:
+            text = f"people {w} {gap * 100:+.1f} points (p = {p:.2g})"
+            if gap < 0:
                 worse.append(text)
             elif w != "uncalibrated":  # a device reads its owner calibrated or with the learned resting face
                 wins.append(text)

@@ -64,12 +64,14 @@ def test_jitter_box_stays_in_bounds_and_in_the_frame():
 def test_sign_flip_p():
     import numpy as np
 
-    from model_export.calibration_report import sign_flip_p
+    from model_export.paired import paired_shares, sign_flip_p
 
     assert sign_flip_p(np.zeros(10)) == 1.0
     assert sign_flip_p(np.ones(12)) < 0.001          # every photo better: 2 / 4096 by chance
     assert sign_flip_p(np.array([1.0, -1.0] * 10)) > 0.9
     assert 0.01 < sign_flip_p(np.array([1.0] * 7 + [-1.0] * 2)) < 0.3  # like McNemar(7, 2) = 0.18
+    gap, p = paired_shares(np.full(12, 0.25), np.full(12, 0.75))  # the second model better on every photo
+    assert gap == 0.5 and p < 0.001
 
 
 def test_mean_recall_weighs_every_class_equally():
