@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="FER2013 .npz, fer2013.csv or image folder (Training is labelled, PublicTest scored)")
     p.add_argument("--out", required=True, type=Path, help="TEACHER.npz with the probabilities for `train --teacher`")
     p.add_argument("--no-flip", action="store_true", help="do not average in each face's mirror image")
+    p.add_argument("--features", action="store_true",
+                   help="also write each face's features (the input of each member's softmax head, mirror averaged, "
+                        "members side by side) for `train --feature-weight`")
 
 
 def fingerprint(images: np.ndarray) -> str:
@@ -37,11 +40,13 @@ class Teacher:
     probs: np.ndarray           # (Training faces, classes) float32, rows sum to 1
     labels: tuple[str, ...]     # the model's output order
     fingerprint: str            # of the Training faces it was computed on
+    features: np.ndarray | None = None  # (Training faces, features) float32, or None: probabilities only
 
 
 def save(t: Teacher, path: Path, members: list[str], flip: bool) -> None:
+    extra = {} if t.features is None else {"features": t.features.astype(np.float32)}
     np.savez_compressed(path, kind=KIND, probs=t.probs.astype(np.float32), labels=np.array(t.labels),
-                        fingerprint=t.fingerprint, members=np.array(members), flip=flip)
+                        fingerprint=t.fingerprint, members=np.array(members), flip=flip, **extra)
 
 
 def load(path: Path) -> Teacher:
@@ -51,6 +56,7 @@ def load(path: Path) -> Teacher:
             if str(z.get("kind", "")) != KIND:
                 raise DataError(f"{path}: not a teacher file (make one with `emotion-export teacher`)")
             probs, labels, fp = z["probs"], tuple(str(v) for v in z["labels"]), str(z["fingerprint"])
+            features = z["features"] if "features" in z.files else None
     except FileNotFoundError:
         raise DataError(f"{path}: no such teacher file") from None
     except (OSError, ValueError, KeyError) as e:
@@ -59,7 +65,10 @@ def load(path: Path) -> Teacher:
         raise DataError(f"{path}: 'probs' must be a float table with one column per label")
     if not np.all(np.isfinite(probs)) or probs.min() < 0 or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3):
         raise DataError(f"{path}: 'probs' rows must be probabilities (finite, >= 0, summing to 1)")
-    return Teacher(probs.astype(np.float32), labels, fp)
+    if features is not None and (features.ndim != 2 or len(features) != len(probs) or features.dtype.kind != "f"
+                                 or not np.all(np.isfinite(features))):
+        raise DataError(f"{path}: 'features' must be a finite float table with one row per face of 'probs'")
+    return Teacher(probs.astype(np.float32), labels, fp, None if features is None else features.astype(np.float32))
 
 
 def check_fits(t: Teacher, where: Path, labels: tuple[str, ...], n: int, fp: str) -> None:
@@ -79,6 +88,14 @@ def ensemble_probs(models: list, x: np.ndarray, flip: bool) -> np.ndarray:
     return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def ensemble_features(nets: list, x: np.ndarray, flip: bool) -> np.ndarray:
+    """Each member's features (`heads.backbone`: its softmax head's input), averaged over the face and its
+    mirror image, the members' side by side."""
+    views = [x, x[:, :, ::-1]] if flip else [x]
+    return np.concatenate([np.mean([b.predict(v, batch_size=512, verbose=0) for v in views], axis=0) for b in nets],
+                          axis=1).astype(np.float32)
+
+
 def run(args: argparse.Namespace) -> int:
     from model_export.data import load_dataset
     from model_export.predictors import load_keras, run_info, same_run_inputs
@@ -95,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
     if infos[0].input_range != (0.0, 1.0):
         raise ModelError(f"{args.checkpoints[0]}: trained on input range {infos[0].input_range}; train feeds [0, 1]")
     models = [load_keras(c) for c in args.checkpoints]
+    if args.features:  # a member without a softmax head is refused now, not after the probabilities
+        from model_export.heads import backbone
+
+        nets = [backbone(m, c) for m, c in zip(models, args.checkpoints)]
     ds = load_dataset(args.data)
     x_tr, _ = ds.split("Training")
     x_va, y_va = ds.split("PublicTest")
@@ -113,9 +134,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"{c}: PublicTest {np.mean(p.argmax(1) == yv):.4f}", flush=True)
         print(f"teacher ({len(models)} model{'s' if len(models) > 1 else ''}{', mirror averaged' if flip else ''}): "
               f"PublicTest {np.mean(np.mean(member, axis=0).argmax(1) == yv):.4f}", flush=True)
-    probs = ensemble_probs(models, train_inputs(x_tr, size), flip)
+    xt = train_inputs(x_tr, size)
+    probs = ensemble_probs(models, xt, flip)
+    features = ensemble_features(nets, xt, flip) if args.features else None
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save(Teacher(probs, labels, fingerprint(x_tr)), args.out, [str(c) for c in args.checkpoints], flip)
-    print(f"wrote {args.out}: {len(probs)} Training faces x {len(labels)} classes; "
-          f"train with: emotion-export train --data {args.data} --teacher {args.out} --teacher-weight 0.7 ...", flush=True)
+    save(Teacher(probs, labels, fingerprint(x_tr), features), args.out, [str(c) for c in args.checkpoints], flip)
+    held = "" if features is None else f" and {features.shape[1]} features"
+    more = "" if features is None else " [--feature-weight 1]"
+    print(f"wrote {args.out}: {len(probs)} Training faces x {len(labels)} classes{held}; "
+          f"train with: emotion-export train --data {args.data} --teacher {args.out} --teacher-weight 0.7{more} ...", flush=True)
     return 0

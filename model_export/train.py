@@ -47,6 +47,7 @@ class TrainOptions:
     ferplus_weight: float = 0.0
     teacher: Path | None = None
     teacher_weight: float = 0.7
+    feature_weight: float = 0.0
     mixup: float = 0.0
     erase: float = 0.0
     class_weight_power: float = 0.3
@@ -73,6 +74,9 @@ class TrainOptions:
         """The refusals that need no data and no TensorFlow: a second, not a minute, into the run."""
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"--out {self.out}: exists and is not a folder (train writes a run folder)")
+        if self.feature_weight > 0 and self.teacher is None:
+            raise ConfigError("--feature-weight needs --teacher: a teacher file with features "
+                              "(emotion-export teacher --features)")
         if self.init_from and not Path(self.init_from).is_file():
             raise ModelError(f"--init-from {self.init_from}: no such file")
         if self.tensorboard:
@@ -109,6 +113,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "probabilities for each Training face), mixed into the targets by --teacher-weight")
     p.add_argument("--teacher-weight", type=float_in(0, 1), default=d.teacher_weight,
                    help="share of the teacher's probabilities in each target (with --teacher)")
+    p.add_argument("--feature-weight", type=float_in(0, 100), default=d.feature_weight,
+                   help="distil features too: also learn to reproduce the teacher file's features of each face "
+                        "(`emotion-export teacher --features`), this weight x their mean squared error (standardised) "
+                        "beside the cross-entropy; 0 = off")
     p.add_argument("--mixup", type=float_in(0, 10), default=d.mixup, metavar="ALPHA",
                    help="mixup: train on blends of two faces (and of their targets), share ~ Beta(ALPHA, ALPHA) per "
                         "face; 0 = off, 0.2 is usual")
@@ -402,7 +410,7 @@ def train_command(args: TrainOptions) -> str:
 
 # What every run made before an option existed did, where another value would be another net: a run
 # folder without "stem" in its state.json has the double stem (its last.keras says so, not the call).
-BEFORE_OPTION = {"stem": "double"}
+BEFORE_OPTION = {"stem": "double", "feature_weight": 0.0}
 RESUME_FREE = frozenset({"out", "epochs", "no_resume", "init_from", "verbose", "tensorboard", "patience", "command", "module", "func"})
 """Options a resumed run may change: where it is, how it reports, when it stops (--epochs is checked with its
 schedule in _load_state); every other one shapes the model, its data or its schedule."""
@@ -492,6 +500,7 @@ class _Data:
     lut: np.ndarray  # data label index -> output index (-1: not a class of the model)
     va_left_out: int  # PublicTest faces of classes Training lacks
     teacher: np.ndarray | None = None  # distillation targets, one row per Training face (model's classes)
+    teacher_features: np.ndarray | None = None  # with --feature-weight: the teacher's features of each Training face
 
 
 def _training_data(args: TrainOptions) -> _Data:
@@ -508,27 +517,31 @@ def _training_data(args: TrainOptions) -> _Data:
     lut[classes] = np.arange(len(classes))
     v_tr = None if ds.votes is None else ds.votes[ds.usage == TRAINING]
     va_keep = lut[y_va] >= 0
-    teacher = _teacher_rows(args, x_tr, tuple(names[i] for i in classes))
+    teacher, features = _teacher_rows(args, x_tr, tuple(names[i] for i in classes))
     x_va, y_va = x_va[va_keep], y_va[va_keep]
     if args.limit:
         x_tr, y_tr = x_tr[:args.limit], y_tr[:args.limit]
         v_tr = None if v_tr is None else v_tr[:args.limit]
         teacher = None if teacher is None else teacher[:args.limit]
+        features = None if features is None else features[:args.limit]
         x_va, y_va = x_va[:max(64, args.limit // 4)], y_va[:max(64, args.limit // 4)]
     return _Data(ds, x_tr, y_tr, v_tr, x_va, y_va, classes, tuple(names[i] for i in classes), lut,
-                 int((~va_keep).sum()), teacher)
+                 int((~va_keep).sum()), teacher, features)
 
 
-def _teacher_rows(args: TrainOptions, x_tr: np.ndarray, labels: tuple[str, ...]) -> np.ndarray | None:
-    """The --teacher file's probabilities, checked against these Training faces and classes."""
+def _teacher_rows(args: TrainOptions, x_tr: np.ndarray, labels: tuple[str, ...]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The --teacher file's probabilities (and features, with --feature-weight), checked against these
+    Training faces and classes."""
     path = args.teacher
     if path is None:
-        return None
+        return None, None
     from model_export import teacher
 
     t = teacher.load(path)
     teacher.check_fits(t, path, labels, len(x_tr), teacher.fingerprint(x_tr))
-    return t.probs
+    if args.feature_weight > 0 and t.features is None:
+        raise DataError(f"{path}: holds no features for --feature-weight; make it with `emotion-export teacher --features`")
+    return t.probs, (t.features if args.feature_weight > 0 else None)
 
 
 def _load_state(args: TrainOptions, out: Path, data: _Data) -> tuple[dict, bool]:
@@ -580,8 +593,10 @@ def _print_data_summary(args: TrainOptions, data: _Data) -> None:
               f"(e.g. FER2013)", flush=True)
 
 
-def _new_model(args: TrainOptions, n_cls: int, steps_per_epoch: int):
-    """A fresh (or --init-from) model, compiled with AdamW on a warm-up + cosine schedule over all epochs."""
+def _new_model(args: TrainOptions, n_cls: int, steps_per_epoch: int, n_features: int = 0,
+               class_weights: list[float] | None = None):
+    """A fresh (or --init-from) model, compiled with AdamW on a warm-up + cosine schedule over all epochs;
+    with n_features, the training model of feature distillation (class weights then live in its loss)."""
     import keras
 
     from model_export.arch import build_model
@@ -597,8 +612,15 @@ def _new_model(args: TrainOptions, n_cls: int, steps_per_epoch: int):
     sched = keras.optimizers.schedules.CosineDecay(
         args.lr * 0.1, decay_steps=max(1, steps - warm), alpha=0.01,
         warmup_target=args.lr, warmup_steps=warm)
+    optimizer = keras.optimizers.AdamW(sched, weight_decay=args.weight_decay)
+    if n_features:
+        from model_export import feature_kd
+
+        model = feature_kd.training_model(model, n_features)
+        feature_kd.compile_for_features(model, n_cls, args.feature_weight, optimizer, args.label_smoothing, class_weights)
+        return model
     model.compile(
-        optimizer=keras.optimizers.AdamW(sched, weight_decay=args.weight_decay),
+        optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
         metrics=["accuracy"])
     return model
@@ -618,8 +640,9 @@ def _start_run_folder(args: TrainOptions, out: Path, state: dict, labels: tuple[
 
 
 def _open_model(args: TrainOptions, out: Path, state: dict, resuming: bool, labels: tuple[str, ...],
-                steps_per_epoch: int):
+                steps_per_epoch: int, n_features: int = 0, class_weights: list[float] | None = None):
     """The model to fit: last.keras when resuming, else a new one in a new run folder."""
+    from model_export import feature_kd  # noqa: F401 - registers its loss and metric, which last.keras may name
     from model_export.predictors import load_keras
 
     if resuming:
@@ -632,7 +655,7 @@ def _open_model(args: TrainOptions, out: Path, state: dict, resuming: bool, labe
               f"(best PublicTest {state['best_val_accuracy']:.4f})", flush=True)
         _renumber_old_log(out / "log.csv", state["epoch"])
         return model
-    model = _new_model(args, len(labels), steps_per_epoch)
+    model = _new_model(args, len(labels), steps_per_epoch, n_features, class_weights)
     _start_run_folder(args, out, state, labels)
     return model
 
@@ -746,14 +769,16 @@ class _Epochs:
     bn_x: np.ndarray | None
     t_start: float
     first_epoch: int
+    classifier: object = None  # what best.keras holds and PublicTest scores; None: the fitted model itself
 
 
 def _save_checkpoints(model, run: _Epochs, epoch: int, acc: float) -> None:
-    """best.keras if PublicTest improved, last.keras always, then state.json (renames: a kill keeps the old)."""
+    """best.keras (the classifier) if PublicTest improved, last.keras (the fitted model) always, then
+    state.json (renames: a kill keeps the old)."""
     state, best, last = run.state, run.out / "best.keras", run.out / "last.keras"
     if acc > state["best_val_accuracy"]:
         state.update(best_val_accuracy=acc, best_epoch=epoch + 1, wait=0)
-        model.save(best.with_suffix(".tmp.keras"))
+        (run.classifier or model).save(best.with_suffix(".tmp.keras"))
         os.replace(best.with_suffix(".tmp.keras"), best)
     else:
         state["wait"] += 1
@@ -766,9 +791,10 @@ def _save_checkpoints(model, run: _Epochs, epoch: int, acc: float) -> None:
 
 def _end_of_epoch(model, run: _Epochs, epoch: int, logs: dict) -> bool:
     """Re-estimate BN, evaluate PublicTest, save, log, print and plot; True when training should stop early."""
+    net = run.classifier or model
     if run.bn_x is not None:
-        recalibrate_bn(model, run.bn_x)
-    val = model.evaluate(run.x_va, run.oh_va, batch_size=256, verbose=0, return_dict=True)
+        recalibrate_bn(net, run.bn_x)
+    val = net.evaluate(run.x_va, run.oh_va, batch_size=256, verbose=0, return_dict=True)
     logs["val_loss"], logs["val_accuracy"] = float(val["loss"]), float(val["accuracy"])
     if "learning_rate" not in logs:  # Keras 3 leaves it out with a schedule: log.csv's column was empty
         logs["learning_rate"] = _current_lr(model)
@@ -843,21 +869,34 @@ def _train(args: TrainOptions, out: Path) -> Path:
         w = args.teacher_weight
         oh_tr = (1.0 - w) * oh_tr + w * data.teacher
         print(f"distilling from {args.teacher}: target = {1 - w:g} x label + {w:g} x teacher", flush=True)
+    n_feat = 0 if data.teacher_features is None else data.teacher_features.shape[1]
     y_tr, y_va = data.lut[data.y_tr], data.lut[data.y_va]
     oh_va = keras.utils.to_categorical(y_va, n_cls)
     steps_per_epoch = int(np.ceil(len(x_tr) / args.batch_size))
 
-    model = _open_model(args, out, state, resuming, data.labels, steps_per_epoch)
-    n_params = model.count_params()
+    cw = class_weights(y_tr, n_cls, args.class_weight_power) if args.class_weight_power > 0 else None
+    model = _open_model(args, out, state, resuming, data.labels, steps_per_epoch, n_feat,
+                        None if cw is None else [cw[i] for i in range(n_cls)])
+    classifier = None
+    if n_feat:
+        from model_export import feature_kd
+
+        oh_tr = np.concatenate([oh_tr, feature_kd.standardise(data.teacher_features)], axis=1)
+        cw = None  # in the loss (FeatureDistillLoss): Keras' class_weight would read the feature columns too
+        classifier = feature_kd.classifier_of(model)
+        classifier.compile(loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
+                           metrics=["accuracy"])
+        print(f"distilling {n_feat} features too: loss = cross-entropy + {args.feature_weight:g} x their mean squared "
+              f"error (standardised), through a map that best.keras leaves out", flush=True)
+    n_params = (classifier or model).count_params()
     print(f"model {model.name}: {args.input_size}x{args.input_size} input, {n_cls} outputs, {n_params:,} parameters "
           f"(~{n_params / 1024:.0f} KiB as int8); epochs {state['epoch'] + 1}..{args.epochs}, batch size "
           f"{args.batch_size}, {steps_per_epoch} steps per epoch, early stop after {args.patience} epochs without "
           f"a better PublicTest accuracy", flush=True)
 
-    cw = class_weights(y_tr, n_cls, args.class_weight_power) if args.class_weight_power > 0 else None
     bn_n = args.bn_images
     bn_x = x_tr[np.random.default_rng(args.seed).permutation(len(x_tr))[:bn_n]] if bn_n else None
-    run = _Epochs(args, out, state, x_va, oh_va, bn_x, time.monotonic(), state["epoch"])
+    run = _Epochs(args, out, state, x_va, oh_va, bn_x, time.monotonic(), state["epoch"], classifier)
     if backend == "tensorflow":
         model.fit(_train_pipeline(x_tr, oh_tr, args, state["epoch"]), epochs=args.epochs, initial_epoch=state["epoch"],
                   class_weight=cw, verbose=args.verbose, shuffle=False, callbacks=_callbacks(run))  # tf.data shuffles
