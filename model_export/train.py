@@ -889,7 +889,7 @@ def _train(args: TrainOptions, out: Path) -> Path:
         print(f"distilling {n_feat} features too: loss = cross-entropy + {args.feature_weight:g} x their mean squared "
               f"error (standardised), through a map that best.keras leaves out", flush=True)
     n_params = (classifier or model).count_params()
-    print(f"model {model.name}: {args.input_size}x{args.input_size} input, {n_cls} outputs, {n_params:,} parameters "
+    print(f"model {(classifier or model).name}: {args.input_size}x{args.input_size} input, {n_cls} outputs, {n_params:,} parameters "
           f"(~{n_params / 1024:.0f} KiB as int8); epochs {state['epoch'] + 1}..{args.epochs}, batch size "
           f"{args.batch_size}, {steps_per_epoch} steps per epoch, early stop after {args.patience} epochs without "
           f"a better PublicTest accuracy", flush=True)

@@ -62,7 +62,8 @@ def test_train_learns_the_teachers_features_and_best_keras_is_the_classifier_alo
     args = ["train", "--data", str(data), "--out", str(run), "--epochs", "6", "--lr", "1e-2", "--seed", "5",
             "--teacher", str(tfile), "--teacher-weight", "0", "--feature-weight", "1"] + TINY
     assert main(args) == 0
-    assert "distilling 3 features too" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "distilling 3 features too" in out and "model edgenet_48_w0.5: " in out  # the classifier's name
     best = keras.models.load_model(run / "best.keras", compile=False)
     assert best.output_shape == (None, 7) and feature_kd.FEATURE_MAP not in [layer.name for layer in best.layers]
     last = keras.models.load_model(run / "last.keras")  # the loss and metric load by name (registered)
