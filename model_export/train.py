@@ -778,7 +778,7 @@ def _save_checkpoints(model, run: _Epochs, epoch: int, acc: float) -> None:
     state, best, last = run.state, run.out / "best.keras", run.out / "last.keras"
     if acc > state["best_val_accuracy"]:
         state.update(best_val_accuracy=acc, best_epoch=epoch + 1, wait=0)
-        (run.classifier or model).save(best.with_suffix(".tmp.keras"))
+        (model if run.classifier is None else run.classifier).save(best.with_suffix(".tmp.keras"))
         os.replace(best.with_suffix(".tmp.keras"), best)
     else:
         state["wait"] += 1
@@ -791,7 +791,7 @@ def _save_checkpoints(model, run: _Epochs, epoch: int, acc: float) -> None:
 
 def _end_of_epoch(model, run: _Epochs, epoch: int, logs: dict) -> bool:
     """Re-estimate BN, evaluate PublicTest, save, log, print and plot; True when training should stop early."""
-    net = run.classifier or model
+    net = model if run.classifier is None else run.classifier
     if run.bn_x is not None:
         recalibrate_bn(net, run.bn_x)
     val = net.evaluate(run.x_va, run.oh_va, batch_size=256, verbose=0, return_dict=True)
@@ -888,8 +888,9 @@ def _train(args: TrainOptions, out: Path) -> Path:
                            metrics=["accuracy"])
         print(f"distilling {n_feat} features too: loss = cross-entropy + {args.feature_weight:g} x their mean squared "
               f"error (standardised), through a map that best.keras leaves out", flush=True)
-    n_params = (classifier or model).count_params()
-    print(f"model {(classifier or model).name}: {args.input_size}x{args.input_size} input, {n_cls} outputs, {n_params:,} parameters "
+    net = model if classifier is None else classifier  # what best.keras will hold
+    n_params = net.count_params()
+    print(f"model {net.name}: {args.input_size}x{args.input_size} input, {n_cls} outputs, {n_params:,} parameters "
           f"(~{n_params / 1024:.0f} KiB as int8); epochs {state['epoch'] + 1}..{args.epochs}, batch size "
           f"{args.batch_size}, {steps_per_epoch} steps per epoch, early stop after {args.patience} epochs without "
           f"a better PublicTest accuracy", flush=True)
