@@ -80,20 +80,29 @@ def check_fits(t: Teacher, where: Path, labels: tuple[str, ...], n: int, fp: str
                         f"make it again from the same data")
 
 
-def ensemble_probs(models: list, x: np.ndarray, flip: bool) -> np.ndarray:
-    """Mean softmax over the models (and the mirror image of each face)."""
-    views = [x, x[:, :, ::-1]] if flip else [x]
-    total = sum(m.predict(v, batch_size=512, verbose=0).astype(np.float64) for m in models for v in views)
-    p = total / (len(models) * len(views))
+def _views(x: np.ndarray, flip: bool) -> list[np.ndarray]:
+    return [x, x[:, :, ::-1]] if flip else [x]
+
+
+def _mean_probs(parts: list[np.ndarray]) -> np.ndarray:
+    """The mean of softmax outputs (one per member and view), renormalised."""
+    p = sum(a.astype(np.float64) for a in parts) / len(parts)
     return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def ensemble_features(nets: list, x: np.ndarray, flip: bool) -> np.ndarray:
-    """Each member's features (`heads.backbone`: its softmax head's input), averaged over the face and its
-    mirror image, the members' side by side."""
-    views = [x, x[:, :, ::-1]] if flip else [x]
-    return np.concatenate([np.mean([b.predict(v, batch_size=512, verbose=0) for v in views], axis=0) for b in nets],
-                          axis=1).astype(np.float32)
+def ensemble_probs(models: list, x: np.ndarray, flip: bool) -> np.ndarray:
+    """Mean softmax over the models (and the mirror image of each face)."""
+    return _mean_probs([m.predict(v, batch_size=512, verbose=0) for m in models for v in _views(x, flip)])
+
+
+def ensemble_probs_and_features(pairs: list, x: np.ndarray, flip: bool) -> tuple[np.ndarray, np.ndarray]:
+    """ensemble_probs, and each member's features (its softmax head's input) averaged over the face and
+    its mirror image, the members' side by side; pairs: models with outputs [softmax, head input], so each
+    member reads each view once for both."""
+    outs = [[m.predict(v, batch_size=512, verbose=0) for v in _views(x, flip)] for m in pairs]
+    probs = _mean_probs([probs for member in outs for probs, _ in member])
+    features = np.concatenate([np.mean([f for _, f in member], axis=0) for member in outs], axis=1)
+    return probs, features.astype(np.float32)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,10 +121,12 @@ def run(args: argparse.Namespace) -> int:
     if infos[0].input_range != (0.0, 1.0):
         raise ModelError(f"{args.checkpoints[0]}: trained on input range {infos[0].input_range}; train feeds [0, 1]")
     models = [load_keras(c) for c in args.checkpoints]
-    if args.features:  # a member without a softmax head is refused now, not after the probabilities
+    if args.features:  # a member without a softmax head is refused now, not after minutes of work
+        import keras
+
         from model_export.heads import backbone
 
-        nets = [backbone(m, c) for m, c in zip(models, args.checkpoints)]
+        pairs = [keras.Model(m.inputs, [m.output, backbone(m, c).output]) for m, c in zip(models, args.checkpoints)]
     ds = load_dataset(args.data)
     x_tr, _ = ds.split("Training")
     x_va, y_va = ds.split("PublicTest")
@@ -135,8 +146,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"teacher ({len(models)} model{'s' if len(models) > 1 else ''}{', mirror averaged' if flip else ''}): "
               f"PublicTest {np.mean(np.mean(member, axis=0).argmax(1) == yv):.4f}", flush=True)
     xt = train_inputs(x_tr, size)
-    probs = ensemble_probs(models, xt, flip)
-    features = ensemble_features(nets, xt, flip) if args.features else None
+    probs, features = ensemble_probs_and_features(pairs, xt, flip) if args.features else (ensemble_probs(models, xt, flip), None)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save(Teacher(probs, labels, fingerprint(x_tr), features), args.out, [str(c) for c in args.checkpoints], flip)
     held = "" if features is None else f" and {features.shape[1]} features"
