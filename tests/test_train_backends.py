@@ -14,7 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
+from model_export import feature_kd  # noqa: E402
 from model_export.train import TrainOptions, _array_batches  # noqa: E402
+from tests.test_feature_kd import _faces, _feature_teacher  # noqa: E402
 from tests.test_train import _tiny_npz  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +60,30 @@ def test_jax_backend_trains_without_tensorflow_and_the_checkpoint_loads_here(tmp
     assert m.output_shape == (None, 7)
     out = m.predict(np.zeros((2, 48, 48, 1), np.float32), verbose=0)
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_jax_backend_learns_a_teachers_features_and_tensorflow_reads_both_checkpoints(tmp_path):
+    """The GPU machine trains feature-distilled students with JAX: the loss and metric must run there
+    and the .keras files it writes must load here (the map in last.keras, the classifier alone in best.keras)."""
+    pytest.importorskip("jax", reason="jax is part of the dev set-up (./install.sh --dev)")
+    data = _tiny_npz(tmp_path / "tiny.npz")
+    f = _feature_teacher(data, tmp_path / "feat.npz")
+    run = tmp_path / "run"
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+    p = subprocess.run([sys.executable, "-c", NO_TENSORFLOW, "train", "--data", str(data), "--out", str(run),
+                        "--epochs", "6", "--lr", "1e-2", "--seed", "5", "--limit", "300", "--batch-size", "64",
+                        "--width", "0.5", "--verbose", "0", "--bn-images", "0", "--teacher", str(tmp_path / "feat.npz"),
+                        "--teacher-weight", "0", "--feature-weight", "1"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert "distilling 3 features too" in p.stdout and "epoch 6/6: loss " in p.stdout
+    best = keras.models.load_model(run / "best.keras", compile=False)
+    assert best.output_shape == (None, 7)
+    last = keras.models.load_model(run / "last.keras")  # loss and metric by their registered names
+    assert last.output_shape == (None, 7 + 3)
+    pred = keras.ops.convert_to_numpy(last(_faces(data), training=True))
+    mse = float(np.mean((pred[:, 7:] - feature_kd.standardise(f)) ** 2))
+    assert mse < 0.5, mse  # learned under JAX: predicting nothing scores 1.0
 
 
 def test_array_batches_visit_every_face_once_per_epoch_augmented_with_matching_targets_and_weights():
