@@ -74,20 +74,23 @@ def set_mirror(flip, width: int) -> None:
     flip.set_weights([np.eye(width, dtype=np.float32)[::-1]])
 
 
-def with_new_head(backbones: list, shape: tuple[int, ...], n_out: int):
-    """face -> each backbone's features, averaged over the face and its mirror image -> concatenated ->
-    one Dense softmax head (weights to be set). Returns (model, features model, head layer)."""
+def with_new_head(backbones: list, shape: tuple[int, ...], n_out: int, mirror: bool = True):
+    """face -> each backbone's features (averaged over the face and its mirror image unless mirror is
+    False: one pass per net, half the cost) -> concatenated -> one Dense softmax head (weights to be set).
+    Returns (model, features model, head layer)."""
     import keras
     from keras import layers
 
     inp = keras.Input(shape, name="face")
-    mirrored, flip = mirror_view(inp, shape[1])
+    if mirror:
+        mirrored, flip = mirror_view(inp, shape[1])
     feats = []
     for i, b in enumerate(backbones):
         b.name = f"backbone{i}_{b.name}"  # two runs of one architecture would otherwise share a name
-        feats.append(layers.Average(name=f"views{i}")([b(inp), b(mirrored)]))
+        feats.append(layers.Average(name=f"views{i}")([b(inp), b(mirrored)]) if mirror else b(inp))
     f = layers.Concatenate(name="features")(feats) if len(feats) > 1 else feats[0]
     head = layers.Dense(n_out, activation="softmax", name="probs")
-    model = keras.Model(inp, head(f), name=f"rehead{len(backbones)}_mirror")
-    set_mirror(flip, shape[1])
+    model = keras.Model(inp, head(f), name=f"rehead{len(backbones)}" + ("_mirror" if mirror else ""))
+    if mirror:
+        set_mirror(flip, shape[1])
     return model, keras.Model(inp, f, name="features"), head

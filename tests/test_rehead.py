@@ -77,3 +77,26 @@ def test_nets_that_cannot_share_a_head_are_refused_in_one_line(tmp_path, capsys)
     assert main(["rehead", str(a), "--data", str(data), "--out", str(tmp_path / "n.h5")]) == 2
     assert "must end in .keras" in capsys.readouterr().err
     assert not (tmp_path / "n.keras").exists()
+
+
+def test_no_mirror_reads_the_face_alone_in_one_pass_of_the_net(tmp_path, capsys):
+    data = _npz(tmp_path / "d.npz")
+    (tmp_path / "a").mkdir()
+    a = _net(tmp_path / "a" / "a.keras", 1)
+    out = tmp_path / "r" / "one.keras"
+    assert main(["rehead", str(a), "--no-mirror", "--data", str(data), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "(1 backbone, head l2 0.3)" in printed and "also mirrored" not in printed, printed
+    z = np.load(data)
+    x = z["images"].astype(np.float32)[..., None] / 255
+    m = keras.saving.load_model(a, compile=False)
+    feats = keras.Model(m.input, m.layers[-1].input).predict(x, verbose=0)  # the face only
+    tr = z["usage"] == 0
+    w, bias = fit_softmax(feats[tr], z["labels"][tr], 7, 0.3, steps=600)
+    logits = feats @ w + bias
+    want = np.exp(logits - logits.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    new = keras.saving.load_model(out, compile=False)
+    np.testing.assert_allclose(new.predict(x, verbose=0), want, atol=2e-4)
+    assert "mirror" not in [layer.name for layer in new.layers]  # no second view to pay for
+    assert json.loads((out.parent / "state.json").read_text())["args"]["mirror"] is False
