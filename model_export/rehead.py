@@ -1,13 +1,14 @@
 """`emotion-export rehead`: one or more trained nets' features, a new softmax head fitted on FER2013.
 
-Each backbone (a `train` checkpoint less its head) sees the face and its mirror image; their features are
-averaged per backbone and concatenated, and a multinomial logistic regression with a strong L2 penalty
-(`--l2`, on standardised features) is fitted on every Training face. Why: `headroom` showed that two
-nets' features together hold more about real people than either (docs/CALIBRATION.md), and the heads
-that `train` learns along with the net fit FER2013's web faces more tightly than real ones need. The
-new head of `_w1_mix` + `_ft` reads FER2013 as well or better and calibrated real people better
-(model_export/runs/README.md, `rehead_w1mix_ft`). PrivateTest stays untouched: PublicTest is printed
-for each `--l2` given, and the model is written with the first.
+Each backbone (a `train` checkpoint less its head) sees the face and its mirror image (the face alone
+with `--no-mirror`, at the net's own price); their features are averaged per backbone and concatenated,
+and a multinomial logistic regression with a strong L2 penalty (`--l2`, on standardised features)
+is fitted on every Training face. Why: `headroom` showed that two nets' features together hold more
+about real people than either (docs/CALIBRATION.md), and the heads that `train` learns along with the
+net fit FER2013's web faces more tightly than real ones need. The new head of `_w1_mix` + `_ft` reads
+FER2013 as well or better and calibrated real people better (model_export/runs/README.md,
+`rehead_w1mix_ft`). PrivateTest stays untouched: PublicTest is printed for each `--l2` given, and the
+model is written with the first.
 """
 from __future__ import annotations
 
@@ -52,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if int(y_tr.max()) >= n_out:
         raise DataError(f"{args.data}: has classes the checkpoints have no output for")
     rng = known[0][1].input_range if known else (0.0, 1.0)
-    print(f"features of {len(x_tr)} Training and {len(x_pu)} PublicTest faces{' (each also mirrored)' if args.mirror else ''} ...",
-          flush=True)
+    views = " (each also mirrored)" if args.mirror else ""
+    print(f"features of {len(x_tr)} Training and {len(x_pu)} PublicTest faces{views} ...", flush=True)
     f_tr = features.predict(prepare_float(x_tr, shape[1], shape[0], rng), batch_size=256, verbose=0)
     f_pu = features.predict(prepare_float(x_pu, shape[1], shape[0], rng), batch_size=256, verbose=0)
     for i, l2 in enumerate(args.l2):
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if known:
         write_run_info(args.out, known[0][1], {"command": "rehead", "checkpoints": [str(c) for c in args.checkpoints],
                                                "l2": args.l2[0], "mirror": args.mirror})
-    print(f"wrote {args.out} ({len(nets)} backbone{'s' if len(nets) > 1 else ''}{', mirror averaged' if args.mirror else ''}, head l2 {args.l2[0]:g}); "
+    print(f"wrote {args.out} ({len(nets)} backbone{'s' if len(nets) > 1 else ''}{', mirror averaged' if args.mirror else ''}, "
+          f"head l2 {args.l2[0]:g}); "
           f"export it with: emotion-export export {args.out} --input-range {rng[0]:g},{rng[1]:g} --representative-data DATA "
           "--out NAME.tflite")
     return 0
