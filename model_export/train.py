@@ -769,7 +769,7 @@ class _Epochs:
     bn_x: np.ndarray | None
     t_start: float
     first_epoch: int
-    classifier: object = None  # what best.keras holds and PublicTest scores; None: the fitted model itself
+    classifier: object  # what best.keras holds and PublicTest scores: the fitted model, less any feature map
 
 
 def _save_checkpoints(model, run: _Epochs, epoch: int, acc: float) -> None:
@@ -778,7 +778,7 @@ def _save_checkpoints(model, run: _Epochs, epoch: int, acc: float) -> None:
     state, best, last = run.state, run.out / "best.keras", run.out / "last.keras"
     if acc > state["best_val_accuracy"]:
         state.update(best_val_accuracy=acc, best_epoch=epoch + 1, wait=0)
-        (model if run.classifier is None else run.classifier).save(best.with_suffix(".tmp.keras"))
+        run.classifier.save(best.with_suffix(".tmp.keras"))
         os.replace(best.with_suffix(".tmp.keras"), best)
     else:
         state["wait"] += 1
@@ -791,10 +791,9 @@ def _save_checkpoints(model, run: _Epochs, epoch: int, acc: float) -> None:
 
 def _end_of_epoch(model, run: _Epochs, epoch: int, logs: dict) -> bool:
     """Re-estimate BN, evaluate PublicTest, save, log, print and plot; True when training should stop early."""
-    net = model if run.classifier is None else run.classifier
     if run.bn_x is not None:
-        recalibrate_bn(net, run.bn_x)
-    val = net.evaluate(run.x_va, run.oh_va, batch_size=256, verbose=0, return_dict=True)
+        recalibrate_bn(run.classifier, run.bn_x)
+    val = run.classifier.evaluate(run.x_va, run.oh_va, batch_size=256, verbose=0, return_dict=True)
     logs["val_loss"], logs["val_accuracy"] = float(val["loss"]), float(val["accuracy"])
     if "learning_rate" not in logs:  # Keras 3 leaves it out with a schedule: log.csv's column was empty
         logs["learning_rate"] = _current_lr(model)
@@ -877,7 +876,7 @@ def _train(args: TrainOptions, out: Path) -> Path:
     cw = class_weights(y_tr, n_cls, args.class_weight_power) if args.class_weight_power > 0 else None
     model = _open_model(args, out, state, resuming, data.labels, steps_per_epoch, n_feat,
                         None if cw is None else [cw[i] for i in range(n_cls)])
-    classifier = None
+    classifier = model
     if n_feat:
         from model_export import feature_kd
 
@@ -888,9 +887,8 @@ def _train(args: TrainOptions, out: Path) -> Path:
                            metrics=["accuracy"])
         print(f"distilling {n_feat} features too: loss = cross-entropy + {args.feature_weight:g} x their mean squared "
               f"error (standardised), through a map that best.keras leaves out", flush=True)
-    net = model if classifier is None else classifier  # what best.keras will hold
-    n_params = net.count_params()
-    print(f"model {net.name}: {args.input_size}x{args.input_size} input, {n_cls} outputs, {n_params:,} parameters "
+    n_params = classifier.count_params()
+    print(f"model {classifier.name}: {args.input_size}x{args.input_size} input, {n_cls} outputs, {n_params:,} parameters "
           f"(~{n_params / 1024:.0f} KiB as int8); epochs {state['epoch'] + 1}..{args.epochs}, batch size "
           f"{args.batch_size}, {steps_per_epoch} steps per epoch, early stop after {args.patience} epochs without "
           f"a better PublicTest accuracy", flush=True)
