@@ -630,12 +630,14 @@ def test_camera_service_stopped_or_dead_makes_the_mood_unavailable(tmp_path, bro
     say("stopped")  # a clean stop (or a clip that ended)
     wait_until(lambda: sub.last(CAMERA) == "offline", timeout=3, what="camera offline after a stop")
     print(f"camera stop -> offline: {time.monotonic() - t0:.2f} s")
-    assert sub.last(AVAIL) == "online" and (state_of(sub) or {})["service"] == "stopped"
+    # the state follows the availability message (sent first, in its own packet): wait for it too
+    wait_until(lambda: (state_of(sub) or {}).get("service") == "stopped", timeout=3, what="state says stopped")
+    assert sub.last(AVAIL) == "online"
     say("running")
     wait_until(lambda: sub.last(CAMERA) == "online", timeout=3, what="camera online again")
     say("running", age=STALE_AFTER + 1)  # killed: the last status it wrote grows old
     wait_until(lambda: sub.last(CAMERA) == "offline", timeout=3, what="camera offline when status is stale")
-    assert (state_of(sub) or {})["service"] == "stale"
+    wait_until(lambda: (state_of(sub) or {}).get("service") == "stale", timeout=3, what="state says stale")
     late = subs(broker.port)  # Home Assistant restarting sees it too: retained
     wait_until(lambda: late.last(CAMERA) == "offline", what="retained camera offline")
     assert pub.stop() == 0
