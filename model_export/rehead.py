@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--l2", type=float_in(0, 100, above=True), nargs="+", default=[0.3],
                    help="penalty of the head's weights (standardised features); several: PublicTest for each, "
                         "the model is written with the first")
-    p.add_argument("--no-mirror", dest="mirror", action="store_false",
+    p.add_argument("--no-mirror", action="store_true",
                    help="the face alone, not also its mirror image: one pass of each net per face, half the cost")
 
 
@@ -39,12 +39,13 @@ def run(args: argparse.Namespace) -> int:
     from model_export.predictors import check_keras_out, load_keras, run_info, same_run_inputs, write_run_info
 
     check_keras_out(args.out, args.checkpoints, "new model")
+    mirror = not args.no_mirror
     known = [(c, i) for c in args.checkpoints if (i := run_info(c)) is not None]
     same_run_inputs(known)
     nets = [load_keras(c) for c in args.checkpoints]
     shape, n_out = same_io(nets, args.checkpoints, "they must match")
     model, features, head = with_new_head([backbone(m, c) for c, m in zip(args.checkpoints, nets)], shape, n_out,
-                                           args.mirror)
+                                           mirror)
     data = load_dataset(args.data)
     x_tr, y_tr = data.split("Training")
     x_pu, y_pu = data.split("PublicTest")
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if int(y_tr.max()) >= n_out:
         raise DataError(f"{args.data}: has classes the checkpoints have no output for")
     rng = known[0][1].input_range if known else (0.0, 1.0)
-    views = " (each also mirrored)" if args.mirror else ""
+    views = " (each also mirrored)" if mirror else ""
     print(f"features of {len(x_tr)} Training and {len(x_pu)} PublicTest faces{views} ...", flush=True)
     f_tr = features.predict(prepare_float(x_tr, shape[1], shape[0], rng), batch_size=256, verbose=0)
     f_pu = features.predict(prepare_float(x_pu, shape[1], shape[0], rng), batch_size=256, verbose=0)
@@ -67,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     model.save(args.out)
     if known:
         write_run_info(args.out, known[0][1], {"command": "rehead", "checkpoints": [str(c) for c in args.checkpoints],
-                                               "l2": args.l2[0], "mirror": args.mirror})
-    print(f"wrote {args.out} ({len(nets)} backbone{'s' if len(nets) > 1 else ''}{', mirror averaged' if args.mirror else ''}, "
+                                               "l2": args.l2[0], "mirror": mirror})
+    print(f"wrote {args.out} ({len(nets)} backbone{'s' if len(nets) > 1 else ''}{', mirror averaged' if mirror else ''}, "
           f"head l2 {args.l2[0]:g}); "
           f"export it with: emotion-export export {args.out} --input-range {rng[0]:g},{rng[1]:g} --representative-data DATA "
           "--out NAME.tflite")
